@@ -1,0 +1,14 @@
+// The ordered list of database-service catalog migrations. Listed explicitly (not read from the
+// file system) so every runner — CLI, tests, services, bundles — sees the same set.
+import type { Migration } from 'kysely/migration';
+import * as m0001 from './0001_db_servers';
+import * as m0002 from './0002_plans';
+import * as m0003 from './0003_tenant_databases';
+import * as m0004 from './0004_audit_events';
+
+export const migrations: Record<string, Migration> = {
+  '0001_db_servers': m0001,
+  '0002_plans': m0002,
+  '0003_tenant_databases': m0003,
+  '0004_audit_events': m0004,
+};

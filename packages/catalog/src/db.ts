@@ -1,0 +1,34 @@
+import { Kysely, PostgresDialect, type Transaction } from 'kysely';
+import pg from 'pg';
+import type { CatalogDatabase } from './types';
+
+/** database-service's schema in the shared catalog Postgres (instance-service has its own). */
+export const CATALOG_SCHEMA = 'database_service';
+
+export type CatalogDb = Kysely<CatalogDatabase>;
+export type CatalogTrx = Transaction<CatalogDatabase>;
+/** What a repository method runs on: the pool, or the caller's transaction. */
+export type Executor = CatalogDb | CatalogTrx;
+
+// bigint (count(*), identity ids) as number: counts here never approach 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number.parseInt(v, 10));
+
+export function createCatalogDb(opts: {
+  url: string;
+  poolSize?: number;
+  applicationName?: string;
+  schema?: string;
+}): CatalogDb {
+  const schema = opts.schema ?? CATALOG_SCHEMA;
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.poolSize ?? 10,
+    application_name: opts.applicationName ?? 'tenantdb',
+    options: `-c search_path=${schema}`,
+    // Fail fast instead of queueing forever when the catalog is unreachable.
+    connectionTimeoutMillis: 5_000,
+  });
+  // An idle client losing its connection (catalog restart) must not crash the process.
+  pool.on('error', () => {});
+  return new Kysely<CatalogDatabase>({ dialect: new PostgresDialect({ pool }) });
+}

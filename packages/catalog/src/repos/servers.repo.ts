@@ -1,0 +1,160 @@
+import { sql } from 'kysely';
+import type { CatalogDb, Executor } from '../db';
+import type { DbServer, DbServerUpdate, NewDbServer, ServerStatus, ServerType } from '../types';
+
+export type PlacementStrategy = 'pack' | 'spread';
+
+export interface ReserveOptions {
+  strategy: PlacementStrategy;
+  /** Servers that just failed for this request: try another. */
+  excludeIds?: string[];
+  /**
+   * true: skip pools another transaction holds (no waiting, spreads concurrent requests);
+   * false: wait for the lock, so a pool with room is never missed only because it was busy.
+   */
+  skipLocked: boolean;
+}
+
+export type ServersRepo = ReturnType<typeof createServersRepo>;
+
+export function createServersRepo(db: CatalogDb) {
+  return {
+    findById(id: string, trx: Executor = db): Promise<DbServer | undefined> {
+      return trx.selectFrom('db_servers').selectAll().where('id', '=', id).executeTakeFirst();
+    },
+
+    findByName(name: string, trx: Executor = db): Promise<DbServer | undefined> {
+      return trx.selectFrom('db_servers').selectAll().where('name', '=', name).executeTakeFirst();
+    },
+
+    findDedicatedFor(instanceId: string, trx: Executor = db): Promise<DbServer | undefined> {
+      return trx
+        .selectFrom('db_servers')
+        .selectAll()
+        .where('dedicated_to_instance_id', '=', instanceId)
+        .executeTakeFirst();
+    },
+
+    /** Inserts a server; undefined when the name or the dedicated instance is already taken. */
+    insert(row: NewDbServer, trx: Executor = db): Promise<DbServer | undefined> {
+      return trx
+        .insertInto('db_servers')
+        .values(row)
+        .onConflict((oc) => oc.doNothing())
+        .returningAll()
+        .executeTakeFirst();
+    },
+
+    update(id: string, patch: DbServerUpdate, trx: Executor = db): Promise<DbServer | undefined> {
+      return trx
+        .updateTable('db_servers')
+        .set({ ...patch, updated_at: sql<Date>`now()` })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirst();
+    },
+
+    /**
+     * Takes one slot on the best placeable shared pool: active, healthy or not yet checked, auto,
+     * with room; by priority, then strategy. The CHECK on current_instances is the last guard.
+     */
+    async reserveSharedSlot(opts: ReserveOptions, trx: Executor = db): Promise<DbServer | undefined> {
+      const order = opts.strategy === 'pack' ? sql`DESC` : sql`ASC`;
+      const lock = opts.skipLocked ? sql`FOR UPDATE SKIP LOCKED` : sql`FOR UPDATE`;
+      const exclude = opts.excludeIds ?? [];
+      const { rows } = await sql<DbServer>`
+        UPDATE db_servers s
+           SET current_instances = s.current_instances + 1,
+               status = CASE WHEN s.current_instances + 1 >= s.max_instances THEN 'full' ELSE s.status END,
+               last_allocated_at = now(),
+               updated_at = now()
+          FROM (SELECT id FROM db_servers
+                 WHERE status = 'active' AND server_type = 'shared' AND allocation_strategy = 'auto'
+                   AND health_status IN ('healthy', 'unknown')
+                   AND current_instances < max_instances
+                   AND NOT (id = ANY(${exclude}::uuid[]))
+                 ORDER BY priority, (current_instances::float8 / max_instances) ${order}, id
+                 LIMIT 1
+                 ${lock}) chosen
+         WHERE s.id = chosen.id AND s.current_instances < s.max_instances
+        RETURNING s.*`.execute(trx);
+      return rows[0];
+    },
+
+    /** Is any shared pool placeable right now? (Decides between retrying and answering 202.) */
+    async hasPlaceableRoom(excludeIds: string[] = [], trx: Executor = db): Promise<boolean> {
+      const row = await trx
+        .selectFrom('db_servers')
+        .select(sql<number>`1`.as('one'))
+        .where('status', '=', 'active')
+        .where('server_type', '=', 'shared')
+        .where('allocation_strategy', '=', 'auto')
+        .where('health_status', 'in', ['healthy', 'unknown'])
+        .whereRef('current_instances', '<', 'max_instances')
+        .$if(excludeIds.length > 0, (q) => q.where('id', 'not in', excludeIds))
+        .limit(1)
+        .executeTakeFirst();
+      return row !== undefined;
+    },
+
+    /** A slot on one named server (dedicated servers): only when it is active with room. */
+    async reserveSlotOn(serverId: string, trx: Executor = db): Promise<DbServer | undefined> {
+      const { rows } = await sql<DbServer>`
+        UPDATE db_servers
+           SET current_instances = current_instances + 1,
+               status = CASE WHEN current_instances + 1 >= max_instances THEN 'full' ELSE status END,
+               last_allocated_at = now(),
+               updated_at = now()
+         WHERE id = ${serverId} AND status = 'active' AND current_instances < max_instances
+        RETURNING *`.execute(trx);
+      return rows[0];
+    },
+
+    /** Gives a slot back; a full server becomes active again. */
+    async releaseSlot(serverId: string, trx: Executor = db): Promise<void> {
+      await sql`
+        UPDATE db_servers
+           SET current_instances = current_instances - 1,
+               status = CASE WHEN status = 'full' THEN 'active' ELSE status END,
+               updated_at = now()
+         WHERE id = ${serverId}`.execute(trx);
+    },
+
+    async list(
+      filter: { status?: ServerStatus; server_type?: ServerType; limit: number; offset: number },
+      trx: Executor = db,
+    ): Promise<{ rows: DbServer[]; total: number }> {
+      let query = trx.selectFrom('db_servers');
+      if (filter.status) query = query.where('status', '=', filter.status);
+      if (filter.server_type) query = query.where('server_type', '=', filter.server_type);
+      const [rows, count] = await Promise.all([
+        query
+          .selectAll()
+          .orderBy('priority')
+          .orderBy('name')
+          .limit(filter.limit)
+          .offset(filter.offset)
+          .execute(),
+        query.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+      ]);
+      return { rows, total: count.n };
+    },
+
+    /** Aggregates over servers that still exist (not decommissioned). */
+    async stats(trx: Executor = db) {
+      const rows = await trx
+        .selectFrom('db_servers')
+        .select((eb) => [
+          'status',
+          'server_type',
+          eb.fn.countAll<number>().as('servers'),
+          eb.fn.sum<number>('max_instances').as('capacity'),
+          eb.fn.sum<number>('current_instances').as('used'),
+        ])
+        .where('status', '<>', 'decommissioned')
+        .groupBy(['status', 'server_type'])
+        .execute();
+      return rows.map((r) => ({ ...r, capacity: Number(r.capacity), used: Number(r.used) }));
+    },
+  };
+}

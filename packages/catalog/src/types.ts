@@ -1,0 +1,123 @@
+// The catalog schema as kysely sees it: the one source of truth for row types.
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+/** numeric columns come back from pg as strings; written as numbers. */
+type Numeric = ColumnType<string | null, number | null | undefined, number | null>;
+
+export const SERVER_STATUSES = [
+  'provisioning',
+  'initializing',
+  'active',
+  'full',
+  'cordoned',
+  'draining',
+  'maintenance',
+  'error',
+  'decommissioning',
+  'decommissioned',
+] as const;
+export type ServerStatus = (typeof SERVER_STATUSES)[number];
+export const SERVER_TYPES = ['shared', 'dedicated', 'platform'] as const;
+export type ServerType = (typeof SERVER_TYPES)[number];
+export const DRIVERS = ['local', 'swarm', 'kubernetes', 'external'] as const;
+export type Driver = (typeof DRIVERS)[number];
+export const HEALTH_STATUSES = ['healthy', 'degraded', 'unhealthy', 'unknown'] as const;
+export type HealthStatus = (typeof HEALTH_STATUSES)[number];
+export const TENANT_DB_STATUSES = ['warm', 'creating', 'ready', 'releasing', 'released', 'failed'] as const;
+export type TenantDbStatus = (typeof TENANT_DB_STATUSES)[number];
+/** Rows that hold a slot: for every server, current_instances equals the count of these. */
+export const SLOT_HOLDING_STATUSES = ['creating', 'ready', 'releasing'] as const satisfies TenantDbStatus[];
+
+export interface DbServersTable {
+  id: Generated<string>;
+  name: string;
+  driver: Driver;
+  host: string | null;
+  port: number | null;
+  orchestrator_ref: string | null;
+  image: string | null;
+  postgres_version: string | null;
+  server_type: ServerType;
+  allocation_strategy: Generated<'auto' | 'manual'>;
+  priority: Generated<number>;
+  placement: Generated<Record<string, unknown>>;
+  dedicated_to_customer_id: string | null;
+  dedicated_to_instance_id: string | null;
+  max_instances: number;
+  current_instances: Generated<number>;
+  cpu_limit: Numeric;
+  memory_limit_mb: number | null;
+  storage_size_gb: number | null;
+  status: ServerStatus;
+  status_reason: string | null;
+  health_status: Generated<HealthStatus>;
+  health_failures: Generated<number>;
+  last_health_check: NullableTimestamp;
+  last_health_latency_ms: number | null;
+  admin_user: string | null;
+  admin_password_enc: string | null;
+  admin_database: Generated<string>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  provisioned_at: NullableTimestamp;
+  last_allocated_at: NullableTimestamp;
+  deleted_at: NullableTimestamp;
+}
+
+export interface PlansTable {
+  plan_tier: string;
+  placement: 'shared' | 'dedicated';
+  connection_limit: number;
+  cpu_limit: Numeric;
+  memory_limit_mb: number | null;
+  storage_size_gb: number | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface TenantDatabasesTable {
+  id: Generated<string>;
+  instance_id: string | null;
+  customer_id: string | null;
+  db_server_id: string;
+  db_name: string;
+  db_user: string;
+  password_enc: string;
+  plan_tier: string | null;
+  status: TenantDbStatus;
+  status_reason: string | null;
+  connection_limit: number | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  ready_at: NullableTimestamp;
+  released_at: NullableTimestamp;
+}
+
+export interface AuditEventsTable {
+  id: Generated<string>;
+  occurred_at: Timestamp;
+  actor: string;
+  action: string;
+  request_id: string | null;
+  instance_id: string | null;
+  db_server_id: string | null;
+  tenant_database_id: string | null;
+  details: Generated<Record<string, unknown>>;
+}
+
+export interface CatalogDatabase {
+  db_servers: DbServersTable;
+  plans: PlansTable;
+  tenant_databases: TenantDatabasesTable;
+  audit_events: AuditEventsTable;
+}
+
+export type DbServer = Selectable<DbServersTable>;
+export type NewDbServer = Insertable<DbServersTable>;
+export type DbServerUpdate = Updateable<DbServersTable>;
+export type Plan = Selectable<PlansTable>;
+export type TenantDatabase = Selectable<TenantDatabasesTable>;
+export type NewTenantDatabase = Insertable<TenantDatabasesTable>;
+export type AuditEvent = Insertable<AuditEventsTable>;

@@ -1,0 +1,216 @@
+// The API of database-service: request and response bodies, shared by the routes (validation,
+// OpenAPI) and by the typed client. Responses list their fields explicitly: never a whole row.
+import { z } from 'zod';
+import { planTier, uuid } from './common';
+
+export const SERVER_STATUS = z.enum([
+  'provisioning',
+  'initializing',
+  'active',
+  'full',
+  'cordoned',
+  'draining',
+  'maintenance',
+  'error',
+  'decommissioning',
+  'decommissioned',
+]);
+export const SERVER_TYPE = z.enum(['shared', 'dedicated', 'platform']);
+export const HEALTH_STATUS = z.enum(['healthy', 'degraded', 'unhealthy', 'unknown']);
+export const PROVISIONED_DRIVER = z.enum(['local', 'swarm', 'kubernetes']);
+
+const hostname = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$/, 'a hostname or IP address');
+const serverName = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z][a-z0-9-]{0,62}$/, 'lowercase letters, digits and "-", starting with a letter');
+const maxInstances = z.number().int().min(1).max(10_000);
+const priority = z.number().int().min(0).max(10_000);
+const placement = z
+  .record(
+    z
+      .string()
+      .max(64)
+      .regex(/^[A-Za-z0-9_./-]+$/),
+    z.string().max(256),
+  )
+  .refine((p) => Object.keys(p).length <= 32, 'at most 32 placement entries');
+
+// ---- allocations ------------------------------------------------------------------------
+
+export const AllocateRequest = z.strictObject({
+  instance_id: uuid,
+  customer_id: uuid,
+  plan_tier: planTier,
+  require_dedicated: z.boolean().optional(),
+});
+export type AllocateRequest = z.infer<typeof AllocateRequest>;
+
+const Credentials = {
+  db_server_id: uuid,
+  db_host: z.string(),
+  db_port: z.number().int(),
+  db_name: z.string(),
+  db_user: z.string(),
+  db_password: z.string(),
+};
+
+export const Allocated = z.object({ status: z.literal('allocated'), ...Credentials });
+export type Allocated = z.infer<typeof Allocated>;
+
+export const Provisioning = z.object({
+  status: z.literal('provisioning'),
+  message: z.string(),
+  retry_after: z.number().int().describe('seconds to wait before asking again'),
+  db_server_id: uuid.optional(),
+});
+export type Provisioning = z.infer<typeof Provisioning>;
+
+export const ProvisionDedicatedRequest = z.strictObject({
+  instance_id: uuid,
+  customer_id: uuid,
+  plan_tier: planTier,
+});
+export type ProvisionDedicatedRequest = z.infer<typeof ProvisionDedicatedRequest>;
+
+export const Provisioned = z.object({ status: z.literal('provisioned'), ...Credentials });
+export type Provisioned = z.infer<typeof Provisioned>;
+
+export const InstanceParams = z.strictObject({ instance_id: uuid });
+
+export const Allocation = z.object({
+  instance_id: uuid,
+  customer_id: uuid.nullable(),
+  tenant_database_id: uuid,
+  db_server_id: uuid,
+  db_host: z.string().nullable(),
+  db_port: z.number().int().nullable(),
+  db_name: z.string(),
+  db_user: z.string(),
+  plan_tier: z.string().nullable(),
+  status: z.enum(['creating', 'ready', 'releasing', 'released', 'failed']),
+  connection_limit: z.number().int().nullable(),
+  created_at: z.iso.datetime(),
+  ready_at: z.iso.datetime().nullable(),
+  released_at: z.iso.datetime().nullable(),
+});
+export type Allocation = z.infer<typeof Allocation>;
+
+export const Released = z.object({ status: z.literal('released'), instance_id: uuid });
+export const Rotated = z.object({ status: z.literal('rotated'), ...Credentials });
+export type Rotated = z.infer<typeof Rotated>;
+
+// ---- admin ------------------------------------------------------------------------------
+
+export const PoolsQuery = z.strictObject({
+  status: SERVER_STATUS.optional(),
+  server_type: SERVER_TYPE.optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+});
+
+export const Pool = z.object({
+  id: uuid,
+  name: z.string(),
+  driver: z.string(),
+  host: z.string().nullable(),
+  port: z.number().int().nullable(),
+  server_type: SERVER_TYPE,
+  allocation_strategy: z.enum(['auto', 'manual']),
+  priority: z.number().int(),
+  status: SERVER_STATUS,
+  status_reason: z.string().nullable(),
+  health_status: HEALTH_STATUS,
+  health_failures: z.number().int(),
+  last_health_check: z.iso.datetime().nullable(),
+  last_health_latency_ms: z.number().int().nullable(),
+  max_instances: z.number().int(),
+  current_instances: z.number().int(),
+  capacity_percentage: z.number(),
+  postgres_version: z.string().nullable(),
+  created_at: z.iso.datetime(),
+  provisioned_at: z.iso.datetime().nullable(),
+});
+export type Pool = z.infer<typeof Pool>;
+
+export const PoolList = z.object({ pools: z.array(Pool), total_count: z.number().int() });
+
+export const PoolDetail = Pool.extend({
+  orchestrator_ref: z.string().nullable(),
+  image: z.string().nullable(),
+  placement: z.record(z.string(), z.unknown()),
+  dedicated_to_customer_id: uuid.nullable(),
+  dedicated_to_instance_id: uuid.nullable(),
+  cpu_limit: z.number().nullable(),
+  memory_limit_mb: z.number().int().nullable(),
+  storage_size_gb: z.number().int().nullable(),
+  admin_user: z.string().nullable(),
+  last_allocated_at: z.iso.datetime().nullable(),
+  tenant_databases: z.record(z.string(), z.number().int()).describe('tenant database rows by status'),
+});
+export type PoolDetail = z.infer<typeof PoolDetail>;
+
+export const PoolParams = z.strictObject({ id: uuid });
+
+export const CreatePoolRequest = z.strictObject({
+  name: serverName.optional(),
+  server_type: z.enum(['shared', 'platform']).default('shared'),
+  driver: PROVISIONED_DRIVER.optional().describe('defaults to the configured provisioner driver'),
+  max_instances: maxInstances,
+  priority: priority.default(100),
+  allocation_strategy: z.enum(['auto', 'manual']).default('auto'),
+  placement: placement.default({}),
+  cpu_limit: z.number().positive().max(256).optional(),
+  memory_limit_mb: z.number().int().min(128).max(1_048_576).optional(),
+  storage_size_gb: z.number().int().min(1).max(65_536).optional(),
+});
+export type CreatePoolRequest = z.infer<typeof CreatePoolRequest>;
+
+export const PoolAccepted = z.object({ status: z.literal('provisioning'), pool: Pool });
+
+export const RegisterPoolRequest = z.strictObject({
+  name: serverName,
+  host: hostname,
+  port: z.number().int().min(1).max(65535).default(5432),
+  admin_user: z.string().min(1).max(63),
+  admin_password: z.string().min(1).max(1024),
+  admin_database: z.string().min(1).max(63).default('postgres'),
+  server_type: z.enum(['shared', 'platform']).default('shared'),
+  max_instances: maxInstances,
+  priority: priority.default(100),
+  allocation_strategy: z.enum(['auto', 'manual']).default('auto'),
+  placement: placement.default({}),
+});
+export type RegisterPoolRequest = z.infer<typeof RegisterPoolRequest>;
+
+export const HealthCheckResult = z.object({
+  db_server_id: uuid,
+  ok: z.boolean(),
+  checked_at: z.iso.datetime(),
+  latency_ms: z.number().int().nullable(),
+  error: z.string().nullable(),
+  health_status: HEALTH_STATUS,
+  health_failures: z.number().int(),
+  status: SERVER_STATUS,
+  postgres_version: z.string().nullable(),
+  databases_on_server: z.number().int().nullable(),
+  databases_in_catalog: z.number().int(),
+  drift: z.number().int().nullable().describe('databases on the server minus catalog rows holding one'),
+});
+export type HealthCheckResult = z.infer<typeof HealthCheckResult>;
+
+export const Stats = z.object({
+  total_pools: z.number().int(),
+  active_pools: z.number().int(),
+  total_capacity: z.number().int(),
+  total_used: z.number().int(),
+  overall_utilization: z.number(),
+  by_status: z.record(z.string(), z.number().int()),
+  by_type: z.record(z.string(), z.number().int()),
+});
+export type Stats = z.infer<typeof Stats>;

@@ -1,0 +1,189 @@
+// What every tenantdb HTTP process shares: zod validation and serialization, the one error shape,
+// request ids, bearer auth with scopes, per-token rate limits, request metrics, /healthz,
+// /readyz, /metrics, and the OpenAPI document at /openapi.json with its UI at /docs.
+import { randomUUID } from 'node:crypto';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { ErrorResponse } from '@tenantdb/contracts';
+import { Histogram, type Logger, type Registry } from '@tenantdb/observability';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+  type RawReplyDefaultExpression,
+  type RawRequestDefaultExpression,
+  type RawServerDefault,
+} from 'fastify';
+import {
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import { registerAuth, type TokenGrant } from './auth';
+import { HttpError, reasonPhrase } from './errors';
+
+export type HttpApp = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  ZodTypeProvider
+>;
+
+export interface HttpAppOptions {
+  name: string;
+  version: string;
+  description: string;
+  logger: Logger;
+  registry: Registry;
+  tokens: readonly TokenGrant[];
+  /** Requests per minute per token (per client address for unauthenticated routes). */
+  rateLimitPerMinute: number;
+  bodyLimitBytes: number;
+  /** Named dependency checks for /readyz; each resolves true when the dependency answers. */
+  readiness: Record<string, () => Promise<boolean>>;
+}
+
+export async function createHttpApp(opts: HttpAppOptions): Promise<HttpApp> {
+  const app = Fastify({
+    loggerInstance: opts.logger,
+    // One line per request is written by the onResponse hook below.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    bodyLimit: opts.bodyLimitBytes,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
+    },
+  }).withTypeProvider<ZodTypeProvider>() as unknown as HttpApp;
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => {
+    reply
+      .status(404)
+      .send(errorBody(404, `no route for ${request.method} ${request.url.split('?')[0]}`, request.id));
+  });
+
+  // Scoped routes are documented as needing the bearer token (before swagger reads the route).
+  app.addHook('onRoute', (route) => {
+    if (route.config?.scope) {
+      route.schema = { ...route.schema, security: [{ bearer: [] }] } as typeof route.schema;
+      const responses = (route.schema as { response?: Record<number, unknown> }).response ?? {};
+      for (const code of [400, 401, 403, 429, 500, 503]) responses[code] ??= ErrorResponse;
+      (route.schema as { response?: Record<number, unknown> }).response = responses;
+    }
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: opts.name, version: opts.version, description: opts.description },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  registerAuth(app, opts.tokens);
+  await app.register(rateLimit, {
+    global: true,
+    max: opts.rateLimitPerMinute,
+    timeWindow: 60_000,
+    keyGenerator: (request) => (request.principal ? `token:${request.principal.name}` : `ip:${request.ip}`),
+    errorResponseBuilder: (_request, ctx) =>
+      new HttpError(429, `rate limit of ${ctx.max} requests per minute exceeded; retry in ${ctx.after}`),
+  });
+
+  const duration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP request duration by route and status',
+    labelNames: ['method', 'route', 'status_code'],
+    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [opts.registry],
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    duration.observe(
+      { method: request.method, route, status_code: reply.statusCode },
+      reply.elapsedTime / 1000,
+    );
+    if (route !== '/metrics' && route !== '/healthz' && route !== '/readyz') {
+      request.log.info(
+        {
+          method: request.method,
+          route,
+          status: reply.statusCode,
+          ms: Math.round(reply.elapsedTime),
+          token: request.principal?.name,
+        },
+        'request',
+      );
+    }
+  });
+
+  const open = { config: { rateLimit: false }, schema: { hide: true } } as const;
+  app.get('/healthz', open, async () => ({ status: 'ok' }));
+  app.get('/readyz', open, async (_request, reply) => {
+    const entries = await Promise.all(
+      Object.entries(opts.readiness).map(async ([name, check]) => {
+        const ok = await withDeadline(check(), 2_000).catch(() => false);
+        return [name, ok ? 'ok' : 'unavailable'] as const;
+      }),
+    );
+    const ready = entries.every(([, state]) => state === 'ok');
+    reply
+      .status(ready ? 200 : 503)
+      .send({ status: ready ? 'ready' : 'not_ready', checks: Object.fromEntries(entries) });
+  });
+  app.get('/metrics', open, async (_request, reply) => {
+    reply.type(opts.registry.contentType).send(await opts.registry.metrics());
+  });
+  app.get('/openapi.json', open, async () => app.swagger());
+
+  return app;
+}
+
+function errorBody(statusCode: number, message: string, requestId: string): ErrorResponse {
+  return { statusCode, error: reasonPhrase(statusCode), message, requestId };
+}
+
+function errorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  let status = 500;
+  let message = 'internal error';
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    status = 400;
+    message = err.validation
+      .slice(0, 10)
+      .map((v) => `${err.validationContext ?? 'request'}${v.instancePath || ''}: ${v.message}`.slice(0, 200))
+      .join('; ');
+  } else if (err instanceof HttpError) {
+    status = err.statusCode;
+    message = err.message;
+    reply.headers(err.headers);
+  } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+    // Fastify's own client errors: malformed JSON, body too large, unsupported media type.
+    status = err.statusCode;
+    message = err.message;
+  }
+  if (status >= 500) request.log.error({ err }, 'request failed');
+  reply.status(status).send(errorBody(status, message, request.id));
+}
+
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('deadline')), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

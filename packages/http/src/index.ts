@@ -1,0 +1,3 @@
+export * from './app-base';
+export * from './auth';
+export * from './errors';

@@ -1,0 +1,85 @@
+import { type JobsOptions, Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import {
+  JOBS,
+  type JobName,
+  type JobPayload,
+  jobIdFor,
+  parsePayload,
+  QUEUES,
+  type QueueName,
+} from './catalog';
+
+export interface Queues {
+  /** Adds a job through the catalog: payload validated, deterministic id, retry policy. */
+  enqueue<N extends JobName>(
+    name: N,
+    payload: JobPayload<N>,
+    opts?: Pick<JobsOptions, 'delay'>,
+  ): Promise<string>;
+  queue(name: QueueName): Queue;
+  /** PING with a short deadline: false when Redis cannot be reached. */
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+const DEFAULT_JOB_OPTIONS: JobsOptions = {
+  attempts: 8,
+  backoff: { type: 'exponential', delay: 2_000 },
+  removeOnComplete: true,
+  // Failed jobs stay a week for inspection; single-flight jobs are removed so they can run again.
+  removeOnFail: { age: 7 * 24 * 3600 },
+};
+
+export function createRedisConnection(url: string, opts: { failFast: boolean }): Redis {
+  return new Redis(url, {
+    // API processes answer 503 at once while Redis is down (no offline queue); workers wait it out.
+    enableOfflineQueue: !opts.failFast,
+    maxRetriesPerRequest: opts.failFast ? 1 : null,
+    connectTimeout: 5_000,
+    retryStrategy: (times) => Math.min(times * 200, 2_000),
+  });
+}
+
+export function createQueues(opts: { redisUrl: string; prefix?: string; failFast?: boolean }): Queues {
+  const connection = createRedisConnection(opts.redisUrl, { failFast: opts.failFast ?? true });
+  connection.on('error', () => {}); // reported through readiness, not as unhandled errors
+  const prefix = opts.prefix ?? 'tenantdb';
+  const queues = new Map<QueueName, Queue>(
+    QUEUES.map((name) => [
+      name,
+      new Queue(name, { connection, prefix, defaultJobOptions: DEFAULT_JOB_OPTIONS }),
+    ]),
+  );
+  for (const q of queues.values()) q.on('error', () => {});
+
+  return {
+    async enqueue(name, payload, extra) {
+      const data = parsePayload(name, payload);
+      const jobId = jobIdFor(name, data);
+      const singleFlight = name === 'grow-shared-capacity';
+      await queues.get(JOBS[name].queue)!.add(name, data, {
+        jobId,
+        ...extra,
+        ...(singleFlight ? { removeOnFail: true } : {}),
+      });
+      return jobId;
+    },
+    queue: (name) => queues.get(name)!,
+    async ping() {
+      try {
+        const answer = await Promise.race([
+          connection.ping(),
+          new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 1_000)),
+        ]);
+        return answer === 'PONG';
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      await Promise.all([...queues.values()].map((q) => q.close()));
+      connection.disconnect();
+    },
+  };
+}

@@ -1,0 +1,142 @@
+// Admin connections to pool servers: one small pg.Pool per server, created on first use, replaced
+// when the server's address or credentials change, closed on shutdown.
+import type { SecretBox } from '@tenantdb/secrets';
+import pg from 'pg';
+
+/** The catalog fields needed to reach a pool server as its admin. */
+export interface PoolServerTarget {
+  id: string;
+  host: string | null;
+  port: number | null;
+  admin_user: string | null;
+  admin_password_enc: string | null;
+  admin_database: string;
+}
+
+export class PoolServerUnavailableError extends Error {
+  constructor(
+    readonly serverId: string,
+    reason: string,
+  ) {
+    super(`pool server ${serverId} unavailable: ${reason}`);
+    this.name = 'PoolServerUnavailableError';
+  }
+}
+
+export interface PoolConnections {
+  withClient<T>(server: PoolServerTarget, fn: (client: pg.PoolClient) => Promise<T>): Promise<T>;
+  /** A fresh, unpooled admin connection: what a real login check needs. */
+  connectOnce(server: PoolServerTarget): Promise<pg.Client>;
+  close(): Promise<void>;
+}
+
+export interface PoolConnectionOptions {
+  maxPerServer?: number;
+  connectTimeoutMs?: number;
+  statementTimeoutMs?: number;
+}
+
+export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOptions = {}): PoolConnections {
+  const pools = new Map<string, { key: string; pool: pg.Pool }>();
+
+  const clientConfig = (server: PoolServerTarget): pg.ClientConfig => {
+    if (!server.host || !server.port || !server.admin_user || !server.admin_password_enc) {
+      throw new PoolServerUnavailableError(server.id, 'address or admin credentials not known yet');
+    }
+    return {
+      host: server.host,
+      port: server.port,
+      user: server.admin_user,
+      password: secrets.decrypt(server.admin_password_enc),
+      database: server.admin_database,
+      application_name: 'tenantdb',
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? 5_000,
+      statement_timeout: opts.statementTimeoutMs ?? 60_000,
+    };
+  };
+
+  const poolFor = (server: PoolServerTarget): pg.Pool => {
+    const key = `${server.host}:${server.port}:${server.admin_user}:${server.admin_password_enc}:${server.admin_database}`;
+    const existing = pools.get(server.id);
+    if (existing?.key === key) return existing.pool;
+    if (existing) void existing.pool.end().catch(() => {});
+    const pool = new pg.Pool({
+      ...clientConfig(server),
+      max: opts.maxPerServer ?? 4,
+      idleTimeoutMillis: 30_000,
+    });
+    pool.on('error', () => {}); // a server going away must not crash the process
+    pools.set(server.id, { key, pool });
+    return pool;
+  };
+
+  return {
+    async withClient(server, fn) {
+      let client: pg.PoolClient;
+      try {
+        client = await poolFor(server).connect();
+      } catch (err) {
+        if (err instanceof PoolServerUnavailableError) throw err;
+        throw new PoolServerUnavailableError(server.id, describePgError(err));
+      }
+      let broken: Error | undefined;
+      try {
+        return await fn(client);
+      } catch (err) {
+        if (isConnectionError(err)) {
+          broken = err as Error;
+          throw new PoolServerUnavailableError(server.id, describePgError(err));
+        }
+        throw err;
+      } finally {
+        client.release(broken);
+      }
+    },
+    async connectOnce(server) {
+      const client = new pg.Client(clientConfig(server));
+      client.on('error', () => {});
+      try {
+        await client.connect();
+      } catch (err) {
+        await client.end().catch(() => {});
+        throw new PoolServerUnavailableError(server.id, describePgError(err));
+      }
+      return client;
+    },
+    async close() {
+      await Promise.all([...pools.values()].map(({ pool }) => pool.end().catch(() => {})));
+      pools.clear();
+    },
+  };
+}
+
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'EPIPE',
+]);
+
+export function isConnectionError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: string }).code ?? '';
+  // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection exceptions
+  return (
+    CONNECTION_CODES.has(code) ||
+    code.startsWith('08') ||
+    code === '57P01' ||
+    code === '57P02' ||
+    code === '57P03' ||
+    /Connection terminated|timeout expired|connection timeout/i.test(err.message)
+  );
+}
+
+/** A short, secret-free description of a pg / network error: its code and first line, never the config. */
+export function describePgError(err: unknown): string {
+  if (!(err instanceof Error)) return 'unknown error';
+  const code = (err as { code?: string }).code;
+  const line = err.message.split('\n')[0]!.slice(0, 200);
+  return code ? `${code}: ${line}` : line;
+}

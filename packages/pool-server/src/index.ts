@@ -1,0 +1,4 @@
+export * from './connections';
+export * from './health';
+export * from './tenant.sql';
+export * from './tenants';

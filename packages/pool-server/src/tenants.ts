@@ -1,0 +1,80 @@
+// Tenant databases on a pool server: create, drop, set password. Each call is idempotent or
+// cleans up after itself, because callers retry and compensate.
+import { scramSha256Verifier } from '@tenantdb/secrets';
+import type { PoolConnections, PoolServerTarget } from './connections';
+import {
+  createTenantStatements,
+  dropTenantStatements,
+  HARDEN_POOL_STATEMENTS,
+  setPasswordStatement,
+  type TenantNames,
+} from './tenant.sql';
+
+export interface TenantOps {
+  create(
+    server: PoolServerTarget,
+    t: TenantNames & { password: string; connectionLimit: number },
+  ): Promise<void>;
+  drop(server: PoolServerTarget, t: TenantNames): Promise<void>;
+  setPassword(server: PoolServerTarget, dbUser: string, password: string): Promise<void>;
+}
+
+export function createTenantOps(connections: PoolConnections): TenantOps {
+  const ops: TenantOps = {
+    async create(server, t) {
+      const passwordVerifier = await scramSha256Verifier(t.password);
+      const statements = createTenantStatements({ ...t, passwordVerifier });
+      await connections.withClient(server, async (client) => {
+        try {
+          for (const statement of statements) await client.query(statement);
+        } catch (err) {
+          // Leave nothing half-made behind; the caller decides what the failure means.
+          for (const statement of dropTenantStatements(t)) await client.query(statement).catch(() => {});
+          throw err;
+        }
+      });
+    },
+    async drop(server, t) {
+      await connections.withClient(server, async (client) => {
+        for (const statement of dropTenantStatements(t)) await client.query(statement);
+      });
+    },
+    async setPassword(server, dbUser, password) {
+      const verifier = await scramSha256Verifier(password);
+      await connections.withClient(server, (client) => client.query(setPasswordStatement(dbUser, verifier)));
+    },
+  };
+  return ops;
+}
+
+export interface ServerFacts {
+  postgresVersion: string;
+  versionNum: number;
+  canManageTenants: boolean;
+}
+
+/** Who and what the admin login is on a server: used when a server joins the fleet. */
+export async function inspectServer(
+  connections: PoolConnections,
+  server: PoolServerTarget,
+): Promise<ServerFacts> {
+  const client = await connections.connectOnce(server);
+  try {
+    const { rows } = await client.query<{ version: string; num: string; can: boolean }>(
+      `SELECT current_setting('server_version') AS version,
+              current_setting('server_version_num') AS num,
+              (r.rolsuper OR (r.rolcreatedb AND r.rolcreaterole)) AS can
+         FROM pg_roles r WHERE r.rolname = current_user`,
+    );
+    const row = rows[0]!;
+    return { postgresVersion: row.version, versionNum: Number(row.num), canManageTenants: row.can };
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+export async function hardenPool(connections: PoolConnections, server: PoolServerTarget): Promise<void> {
+  await connections.withClient(server, async (client) => {
+    for (const statement of HARDEN_POOL_STATEMENTS) await client.query(statement);
+  });
+}

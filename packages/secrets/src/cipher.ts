@@ -1,0 +1,63 @@
+// AES-256-GCM for secrets at rest. The stored form carries the key id so keys can rotate:
+//   v1.<keyId>.<iv b64url>.<tag b64url>.<ciphertext b64url>
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+
+export interface EncryptionKey {
+  id: string;
+  key: Buffer;
+}
+
+export interface SecretBox {
+  encrypt(plaintext: string): string;
+  decrypt(stored: string): string;
+  /** Key id of a stored value, to find values that still need re-encryption after a rotation. */
+  keyIdOf(stored: string): string;
+}
+
+export class SecretDecryptError extends Error {
+  constructor(reason: string) {
+    super(`cannot decrypt secret: ${reason}`);
+    this.name = 'SecretDecryptError';
+  }
+}
+
+export function createSecretBox(keys: readonly EncryptionKey[]): SecretBox {
+  const [current] = keys;
+  if (!current) throw new Error('at least one encryption key is required');
+  const byId = new Map(keys.map((k) => [k.id, k.key]));
+
+  return {
+    encrypt(plaintext) {
+      const iv = randomBytes(12);
+      const cipher = createCipheriv('aes-256-gcm', current.key, iv);
+      const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+      const tag = cipher.getAuthTag();
+      return [
+        'v1',
+        current.id,
+        iv.toString('base64url'),
+        tag.toString('base64url'),
+        body.toString('base64url'),
+      ].join('.');
+    },
+    decrypt(stored) {
+      const parts = stored.split('.');
+      if (parts.length !== 5 || parts[0] !== 'v1') throw new SecretDecryptError('unknown format');
+      const [, keyId, iv, tag, body] = parts as [string, string, string, string, string];
+      const key = byId.get(keyId);
+      if (!key) throw new SecretDecryptError(`key ${keyId} is not configured`);
+      try {
+        const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
+        decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+        return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString(
+          'utf8',
+        );
+      } catch {
+        throw new SecretDecryptError('authentication failed');
+      }
+    },
+    keyIdOf(stored) {
+      return stored.split('.')[1] ?? '';
+    },
+  };
+}

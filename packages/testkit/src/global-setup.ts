@@ -1,0 +1,36 @@
+// Starts what every integration test needs, once per run: the catalog Postgres (migrated into a
+// template database that each test file clones) and a private Redis. DATABASE_URL / REDIS_URL
+// point at existing ones instead.
+import { randomBytes } from 'node:crypto';
+import type { TestProject } from 'vitest/node';
+import { prepareCatalogTemplate } from './catalog';
+import { startPostgres } from './postgres';
+import { startRedis } from './redis';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    catalogAdminUrl: string;
+    catalogTemplate: string;
+    redisUrl: string;
+  }
+}
+
+export default async function setup(project: TestProject) {
+  const catalogServer = process.env.DATABASE_URL
+    ? undefined
+    : await startPostgres({ password: randomBytes(18).toString('base64url'), settings: { fsync: 'off' } });
+  const adminUrl = process.env.DATABASE_URL ?? catalogServer!.url();
+  const redis = process.env.REDIS_URL ? undefined : await startRedis();
+  const redisUrl = process.env.REDIS_URL ?? redis!.url;
+  const template = `tenantdb_template_${randomBytes(4).toString('hex')}`;
+  await prepareCatalogTemplate(adminUrl, template);
+
+  project.provide('catalogAdminUrl', adminUrl);
+  project.provide('catalogTemplate', template);
+  project.provide('redisUrl', redisUrl);
+
+  return async () => {
+    await redis?.stop();
+    await catalogServer?.destroy();
+  };
+}

@@ -1,0 +1,5 @@
+export * from './catalog';
+export * from './logs';
+export * from './ports';
+export * from './postgres';
+export * from './redis';

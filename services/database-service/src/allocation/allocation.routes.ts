@@ -1,0 +1,105 @@
+import {
+  Allocated,
+  AllocateRequest,
+  Allocation,
+  InstanceParams,
+  ProvisionDedicatedRequest,
+  Provisioned,
+  Provisioning,
+  Released,
+  Rotated,
+} from '@tenantdb/contracts';
+import type { HttpApp } from '@tenantdb/http';
+import type { AllocationService } from './allocation.service';
+
+const allocate = { scope: 'allocate' } as const;
+
+export function allocationRoutes(app: HttpApp, service: AllocationService): void {
+  const ctx = (request: { principal?: { name: string }; id: string }) => ({
+    actor: request.principal?.name ?? 'unknown',
+    requestId: request.id,
+  });
+
+  app.post(
+    '/api/database/allocate',
+    {
+      config: allocate,
+      schema: {
+        summary: 'Allocate a tenant database for an instance (idempotent per instance_id)',
+        tags: ['allocations'],
+        body: AllocateRequest,
+        response: { 200: Allocated, 202: Provisioning },
+      },
+    },
+    async (request, reply) => {
+      const answer = await service.allocate(request.body, ctx(request));
+      if (answer.status === 'provisioning')
+        reply.status(202).header('retry-after', String(answer.retry_after));
+      return answer;
+    },
+  );
+
+  app.post(
+    '/api/database/provision-dedicated',
+    {
+      config: allocate,
+      schema: {
+        summary: 'Provision a dedicated server for an instance; 202 until it is active, then 200',
+        tags: ['allocations'],
+        body: ProvisionDedicatedRequest,
+        response: { 200: Provisioned, 202: Provisioning },
+      },
+    },
+    async (request, reply) => {
+      const answer = await service.provisionDedicated(request.body, ctx(request));
+      if (answer.status === 'provisioning')
+        reply.status(202).header('retry-after', String(answer.retry_after));
+      return answer;
+    },
+  );
+
+  app.get(
+    '/api/database/allocations/:instance_id',
+    {
+      config: allocate,
+      schema: {
+        summary: 'The allocation of an instance and its status (no password)',
+        tags: ['allocations'],
+        params: InstanceParams,
+        response: { 200: Allocation },
+      },
+    },
+    async (request) => service.get(request.params.instance_id),
+  );
+
+  app.delete(
+    '/api/database/allocations/:instance_id',
+    {
+      config: allocate,
+      schema: {
+        summary: 'Release: drop the database and role, free the slot (idempotent)',
+        tags: ['allocations'],
+        params: InstanceParams,
+        response: { 200: Released },
+      },
+    },
+    async (request) => {
+      await service.release(request.params.instance_id, ctx(request));
+      return { status: 'released' as const, instance_id: request.params.instance_id };
+    },
+  );
+
+  app.post(
+    '/api/database/allocations/:instance_id/rotate-credentials',
+    {
+      config: allocate,
+      schema: {
+        summary: 'Set a new password (applied before it is returned; the old one stops working)',
+        tags: ['allocations'],
+        params: InstanceParams,
+        response: { 200: Rotated },
+      },
+    },
+    async (request) => service.rotate(request.params.instance_id, ctx(request)),
+  );
+}

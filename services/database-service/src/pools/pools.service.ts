@@ -1,0 +1,274 @@
+// Admin operations on the fleet: list and inspect servers, provision new pools (through the
+// worker), register existing Postgres servers, run a real health check, fleet statistics.
+import { randomBytes } from 'node:crypto';
+import type { AuditRepo, CatalogDb, DbServer, ServersRepo, TenantDatabasesRepo } from '@tenantdb/catalog';
+import type {
+  CreatePoolRequest,
+  HealthCheckResult,
+  Pool,
+  PoolDetail,
+  RegisterPoolRequest,
+  Stats,
+} from '@tenantdb/contracts';
+import { ConflictError, NotFoundError, UnprocessableError } from '@tenantdb/http';
+import type { Queues } from '@tenantdb/jobs';
+import {
+  hardenPool,
+  inspectServer,
+  nextHealthState,
+  type PoolConnections,
+  probeServer,
+} from '@tenantdb/pool-server';
+import type { SecretBox } from '@tenantdb/secrets';
+import type { RequestContext } from '../allocation/allocation.service';
+
+export interface PoolsDeps {
+  db: CatalogDb;
+  servers: ServersRepo;
+  tenants: TenantDatabasesRepo;
+  audit: AuditRepo;
+  secrets: SecretBox;
+  connections: PoolConnections;
+  queues: Queues;
+  config: { defaultDriver: 'local' | 'swarm' | 'kubernetes' };
+}
+
+/** Rows that stand for a database on the server (warm ones included). */
+const ON_SERVER = ['warm', 'creating', 'ready', 'releasing'] as const;
+const MIN_POSTGRES = 130_000; // DROP DATABASE … WITH (FORCE)
+
+export function toPool(s: DbServer): Pool {
+  return {
+    id: s.id,
+    name: s.name,
+    driver: s.driver,
+    host: s.host,
+    port: s.port,
+    server_type: s.server_type,
+    allocation_strategy: s.allocation_strategy,
+    priority: s.priority,
+    status: s.status,
+    status_reason: s.status_reason,
+    health_status: s.health_status,
+    health_failures: s.health_failures,
+    last_health_check: s.last_health_check?.toISOString() ?? null,
+    last_health_latency_ms: s.last_health_latency_ms,
+    max_instances: s.max_instances,
+    current_instances: s.current_instances,
+    capacity_percentage: Math.round((s.current_instances / s.max_instances) * 1000) / 10,
+    postgres_version: s.postgres_version,
+    created_at: s.created_at.toISOString(),
+    provisioned_at: s.provisioned_at?.toISOString() ?? null,
+  };
+}
+
+export function createPoolsService(deps: PoolsDeps) {
+  const { db, servers, tenants, audit, secrets, connections, queues, config } = deps;
+
+  async function mustFind(id: string): Promise<DbServer> {
+    const server = await servers.findById(id);
+    if (!server) throw new NotFoundError('no server with this id');
+    return server;
+  }
+
+  return {
+    async list(filter: Parameters<ServersRepo['list']>[0]) {
+      const { rows, total } = await servers.list(filter);
+      return { pools: rows.map(toPool), total_count: total };
+    },
+
+    async detail(id: string): Promise<PoolDetail> {
+      const server = await mustFind(id);
+      return {
+        ...toPool(server),
+        orchestrator_ref: server.orchestrator_ref,
+        image: server.image,
+        placement: server.placement,
+        dedicated_to_customer_id: server.dedicated_to_customer_id,
+        dedicated_to_instance_id: server.dedicated_to_instance_id,
+        cpu_limit: server.cpu_limit === null ? null : Number(server.cpu_limit),
+        memory_limit_mb: server.memory_limit_mb,
+        storage_size_gb: server.storage_size_gb,
+        admin_user: server.admin_user,
+        last_allocated_at: server.last_allocated_at?.toISOString() ?? null,
+        tenant_databases: await tenants.countByStatus(id),
+      };
+    },
+
+    /** Inserts the server as provisioning and hands it to the worker; undone if Redis refuses. */
+    async create(req: CreatePoolRequest, ctx: RequestContext): Promise<Pool> {
+      const name = req.name ?? `pool-${randomBytes(5).toString('hex')}`;
+      const server = await servers.insert({
+        name,
+        driver: req.driver ?? config.defaultDriver,
+        server_type: req.server_type,
+        allocation_strategy: req.allocation_strategy,
+        priority: req.priority,
+        placement: req.placement,
+        max_instances: req.max_instances,
+        cpu_limit: req.cpu_limit ?? null,
+        memory_limit_mb: req.memory_limit_mb ?? null,
+        storage_size_gb: req.storage_size_gb ?? null,
+        status: 'provisioning',
+      });
+      if (!server) throw new ConflictError(`a server named "${name}" already exists`);
+      try {
+        await queues.enqueue('provision-server', { server_id: server.id });
+      } catch (err) {
+        await db.deleteFrom('db_servers').where('id', '=', server.id).execute();
+        throw err;
+      }
+      await audit.record({
+        actor: ctx.actor,
+        action: 'server.create',
+        request_id: ctx.requestId,
+        db_server_id: server.id,
+        details: { name, max_instances: req.max_instances, driver: server.driver },
+      });
+      return toPool(server);
+    },
+
+    /** Joins an existing Postgres server to the fleet after a real login proves it usable. */
+    async register(req: RegisterPoolRequest, ctx: RequestContext): Promise<Pool> {
+      if (await servers.findByName(req.name))
+        throw new ConflictError(`a server named "${req.name}" already exists`);
+      const same = await db
+        .selectFrom('db_servers')
+        .select('name')
+        .where('host', '=', req.host)
+        .where('port', '=', req.port)
+        .where('status', '<>', 'decommissioned')
+        .executeTakeFirst();
+      if (same) throw new ConflictError(`${req.host}:${req.port} is already registered as "${same.name}"`);
+
+      const target = {
+        id: `register-${req.name}`,
+        host: req.host,
+        port: req.port,
+        admin_user: req.admin_user,
+        admin_password_enc: secrets.encrypt(req.admin_password),
+        admin_database: req.admin_database,
+      };
+      let facts: Awaited<ReturnType<typeof inspectServer>>;
+      try {
+        facts = await inspectServer(connections, target);
+      } catch (err) {
+        throw new UnprocessableError(
+          `cannot log in to ${req.host}:${req.port} as ${req.admin_user}: ${(err as Error).message.replace(/^pool server \S+ unavailable: /, '')}`,
+        );
+      }
+      if (facts.versionNum < MIN_POSTGRES) throw new UnprocessableError('PostgreSQL 13 or newer is required');
+      if (!facts.canManageTenants) {
+        throw new UnprocessableError('admin_user must be a superuser or have both CREATEDB and CREATEROLE');
+      }
+      await hardenPool(connections, target);
+
+      const server = await db.transaction().execute(async (trx) => {
+        const inserted = await servers.insert(
+          {
+            name: req.name,
+            driver: 'external',
+            host: req.host,
+            port: req.port,
+            server_type: req.server_type,
+            allocation_strategy: req.allocation_strategy,
+            priority: req.priority,
+            placement: req.placement,
+            max_instances: req.max_instances,
+            postgres_version: facts.postgresVersion,
+            status: 'active',
+            health_status: 'healthy',
+            last_health_check: new Date(),
+            admin_user: req.admin_user,
+            admin_password_enc: target.admin_password_enc,
+            admin_database: req.admin_database,
+            provisioned_at: new Date(),
+          },
+          trx,
+        );
+        if (!inserted) throw new ConflictError(`a server named "${req.name}" already exists`);
+        await audit.record(
+          {
+            actor: ctx.actor,
+            action: 'server.register',
+            request_id: ctx.requestId,
+            db_server_id: inserted.id,
+            details: { name: req.name, host: req.host, port: req.port },
+          },
+          trx,
+        );
+        return inserted;
+      });
+      return toPool(server);
+    },
+
+    /** A real check now: login, SELECT 1, tenant databases on the server vs the catalog. */
+    async healthCheck(id: string, ctx: RequestContext): Promise<HealthCheckResult> {
+      const server = await mustFind(id);
+      if (!server.host || !server.port || !server.admin_password_enc) {
+        throw new ConflictError(`the server is ${server.status} and has no address to check yet`);
+      }
+      const probe = await probeServer(connections, server);
+      const counts = await tenants.countByStatus(id);
+      const inCatalog = ON_SERVER.reduce((n, s) => n + (counts[s] ?? 0), 0);
+      const next = nextHealthState(server, probe);
+      const checkedAt = new Date();
+      const updated = await servers.update(id, {
+        ...next,
+        last_health_check: checkedAt,
+        last_health_latency_ms: probe.latencyMs,
+        ...(probe.postgresVersion ? { postgres_version: probe.postgresVersion } : {}),
+      });
+      await audit.record({
+        actor: ctx.actor,
+        action: 'server.health_check',
+        request_id: ctx.requestId,
+        db_server_id: id,
+        details: { ok: probe.ok },
+      });
+      return {
+        db_server_id: id,
+        ok: probe.ok,
+        checked_at: checkedAt.toISOString(),
+        latency_ms: probe.latencyMs,
+        error: probe.error,
+        health_status: updated?.health_status ?? next.health_status,
+        health_failures: updated?.health_failures ?? next.health_failures,
+        status: updated?.status ?? next.status,
+        postgres_version: probe.postgresVersion,
+        databases_on_server: probe.tenantDatabases,
+        databases_in_catalog: inCatalog,
+        drift: probe.tenantDatabases === null ? null : probe.tenantDatabases - inCatalog,
+      };
+    },
+
+    async stats(): Promise<Stats> {
+      const rows = await servers.stats();
+      const byStatus: Record<string, number> = {};
+      const byType: Record<string, number> = {};
+      let total = 0;
+      let active = 0;
+      let capacity = 0;
+      let used = 0;
+      for (const r of rows) {
+        total += r.servers;
+        if (r.status === 'active' || r.status === 'full') active += r.servers;
+        capacity += r.capacity;
+        used += r.used;
+        byStatus[r.status] = (byStatus[r.status] ?? 0) + r.servers;
+        byType[r.server_type] = (byType[r.server_type] ?? 0) + r.servers;
+      }
+      return {
+        total_pools: total,
+        active_pools: active,
+        total_capacity: capacity,
+        total_used: used,
+        overall_utilization: capacity === 0 ? 0 : Math.round((used / capacity) * 1000) / 10,
+        by_status: byStatus,
+        by_type: byType,
+      };
+    },
+  };
+}
+
+export type PoolsService = ReturnType<typeof createPoolsService>;

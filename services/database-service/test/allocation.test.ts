@@ -1,0 +1,161 @@
+// The shared allocation path end to end on real pool servers: credentials that work, tenant
+// isolation, idempotency, release and rotation.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { canLogin, type Harness, newIds, onServer, startHarness, tenantClient } from './harness';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness({ pools: [20, 20] });
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+const allocate = (body: object) => h.api('POST', '/api/database/allocate', body);
+const liveRows = async (serverId: string) =>
+  Number(
+    (
+      await h.db
+        .selectFrom('tenant_databases')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('db_server_id', '=', serverId)
+        .where('status', 'in', ['creating', 'ready', 'releasing'])
+        .executeTakeFirstOrThrow()
+    ).n,
+  );
+const usedSlots = async (serverId: string) =>
+  (
+    await h.db
+      .selectFrom('db_servers')
+      .select('current_instances')
+      .where('id', '=', serverId)
+      .executeTakeFirstOrThrow()
+  ).current_instances;
+
+describe('allocate', () => {
+  it('returns credentials that can create a table, insert and read back', async () => {
+    const res = await allocate(newIds());
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ status: 'allocated', db_host: '127.0.0.1' });
+    expect(res.body.db_password.length).toBeGreaterThanOrEqual(32);
+    const client = await tenantClient(res.body);
+    await client.query('CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL)');
+    await client.query("INSERT INTO notes (body) VALUES ('hello')");
+    const { rows } = await client.query('SELECT body FROM notes');
+    await client.end();
+    expect(rows).toEqual([{ body: 'hello' }]);
+  });
+
+  it('isolates tenants on the same pool and gives roles no elevated rights', async () => {
+    // spread is not configured, so pack puts both on the same pool
+    const a = (await allocate(newIds('starter'))).body;
+    const b = (await allocate(newIds('starter'))).body;
+    expect(a.db_server_id).toBe(b.db_server_id);
+    await expect(tenantClient({ ...a, db_name: b.db_name })).rejects.toThrow(/permission denied/);
+    await expect(tenantClient({ ...a, db_name: 'postgres' })).rejects.toThrow(/permission denied/);
+    await expect(tenantClient({ ...a, db_name: 'template1' })).rejects.toThrow(/permission denied/);
+
+    const server = h.servers.find((s) => s.id === a.db_server_id)!;
+    const [role] = await onServer(
+      server,
+      'SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolconnlimit FROM pg_roles WHERE rolname = $1',
+      [a.db_user],
+    );
+    expect(role).toEqual({
+      rolsuper: false,
+      rolcreatedb: false,
+      rolcreaterole: false,
+      rolreplication: false,
+      rolbypassrls: false,
+      rolconnlimit: 10, // the starter plan
+    });
+    const [verifier] = await onServer(server, 'SELECT rolpassword FROM pg_authid WHERE rolname = $1', [
+      a.db_user,
+    ]);
+    expect(verifier!.rolpassword).toMatch(/^SCRAM-SHA-256\$4096:/);
+  });
+
+  it('is idempotent per instance_id, sequentially and 20 at once', async () => {
+    const ids = newIds();
+    const first = await allocate(ids);
+    const again = await allocate(ids);
+    expect(again.body).toEqual(first.body);
+
+    const burstIds = newIds();
+    const burst = await Promise.all(Array.from({ length: 20 }, () => allocate(burstIds)));
+    expect(new Set(burst.map((r) => r.status))).toEqual(new Set([200]));
+    expect(new Set(burst.map((r) => JSON.stringify(r.body))).size).toBe(1);
+    const answer = burst[0]!.body;
+    expect(await canLogin(answer)).toBe(true);
+    const rows = await h.db
+      .selectFrom('tenant_databases')
+      .select('status')
+      .where('instance_id', '=', burstIds.instance_id)
+      .execute();
+    expect(rows).toEqual([{ status: 'ready' }]);
+    const server = h.servers.find((s) => s.id === answer.db_server_id)!;
+    expect(await liveRows(server.id)).toBe(await usedSlots(server.id));
+  });
+
+  it('refuses a repeat for the same instance from another customer', async () => {
+    const ids = newIds();
+    expect((await allocate(ids)).status).toBe(200);
+    const other = await allocate({ ...ids, customer_id: crypto.randomUUID() });
+    expect(other.status).toBe(409);
+  });
+
+  it('reports an allocation without its password', async () => {
+    const ids = newIds();
+    const created = (await allocate(ids)).body;
+    const res = await h.api('GET', `/api/database/allocations/${ids.instance_id}`);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({
+      instance_id: ids.instance_id,
+      status: 'ready',
+      db_name: created.db_name,
+    });
+    expect(JSON.stringify(res.body)).not.toContain(created.db_password);
+    expect((await h.api('GET', `/api/database/allocations/${crypto.randomUUID()}`)).status).toBe(404);
+  });
+});
+
+describe('release', () => {
+  it('drops the database and role and frees the slot; a second release succeeds', async () => {
+    const ids = newIds();
+    const a = (await allocate(ids)).body;
+    const server = h.servers.find((s) => s.id === a.db_server_id)!;
+    const before = await usedSlots(server.id);
+
+    const res = await h.api('DELETE', `/api/database/allocations/${ids.instance_id}`);
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ status: 'released', instance_id: ids.instance_id });
+    expect(await usedSlots(server.id)).toBe(before - 1);
+    expect(await onServer(server, 'SELECT 1 FROM pg_database WHERE datname = $1', [a.db_name])).toEqual([]);
+    expect(await onServer(server, 'SELECT 1 FROM pg_roles WHERE rolname = $1', [a.db_user])).toEqual([]);
+    expect(await canLogin(a)).toBe(false);
+
+    const again = await h.api('DELETE', `/api/database/allocations/${ids.instance_id}`);
+    expect(again.status).toBe(200);
+    expect(await usedSlots(server.id)).toBe(before - 1);
+    expect((await h.api('GET', `/api/database/allocations/${ids.instance_id}`)).body.status).toBe('released');
+    // never allocated at all: also success
+    expect((await h.api('DELETE', `/api/database/allocations/${crypto.randomUUID()}`)).status).toBe(200);
+  });
+});
+
+describe('rotate-credentials', () => {
+  it('makes the old password fail and the new one work, and a repeat allocate returns the new one', async () => {
+    const ids = newIds();
+    const a = (await allocate(ids)).body;
+    const res = await h.api('POST', `/api/database/allocations/${ids.instance_id}/rotate-credentials`);
+    expect(res.status).toBe(200);
+    expect(res.body.db_password).not.toBe(a.db_password);
+    expect(await canLogin(a)).toBe(false);
+    expect(await canLogin(res.body)).toBe(true);
+    const repeat = await allocate(ids);
+    expect(repeat.body.db_password).toBe(res.body.db_password);
+    expect(
+      (await h.api('POST', `/api/database/allocations/${crypto.randomUUID()}/rotate-credentials`)).status,
+    ).toBe(404);
+  });
+});
