@@ -23,6 +23,14 @@ export class PoolServerUnavailableError extends Error {
   }
 }
 
+/** Too many requests already waiting on this server: not a sign the server is down. */
+export class PoolServerBusyError extends Error {
+  constructor(readonly serverId: string) {
+    super(`pool server ${serverId} is busy; retry`);
+    this.name = 'PoolServerBusyError';
+  }
+}
+
 export interface PoolConnections {
   withClient<T>(server: PoolServerTarget, fn: (client: pg.PoolClient) => Promise<T>): Promise<T>;
   /** A fresh, unpooled admin connection: what a real login check needs. */
@@ -31,13 +39,25 @@ export interface PoolConnections {
 }
 
 export interface PoolConnectionOptions {
+  /** Admin connections per server; further callers queue for one. */
   maxPerServer?: number;
+  /** How long a caller may queue for a connection before PoolServerBusyError. */
+  queueTimeoutMs?: number;
   connectTimeoutMs?: number;
   statementTimeoutMs?: number;
 }
 
 export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOptions = {}): PoolConnections {
   const pools = new Map<string, { key: string; pool: pg.Pool }>();
+  const maxPerServer = opts.maxPerServer ?? 4;
+  // Queueing happens here, not in pg.Pool: pg.Pool's connectionTimeoutMillis also bounds the wait
+  // for a free client, which would make a busy server look like an unreachable one.
+  const gates = new Map<string, Gate>();
+  const gateFor = (id: string) => {
+    let gate = gates.get(id);
+    if (!gate) gates.set(id, (gate = new Gate(maxPerServer)));
+    return gate;
+  };
 
   const clientConfig = (server: PoolServerTarget): pg.ClientConfig => {
     if (!server.host || !server.port || !server.admin_user || !server.admin_password_enc) {
@@ -72,10 +92,15 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
 
   return {
     async withClient(server, fn) {
+      const leave = await gateFor(server.id).enter(
+        opts.queueTimeoutMs ?? 60_000,
+        () => new PoolServerBusyError(server.id),
+      );
       let client: pg.PoolClient;
       try {
         client = await poolFor(server).connect();
       } catch (err) {
+        leave();
         if (err instanceof PoolServerUnavailableError) throw err;
         throw new PoolServerUnavailableError(server.id, describePgError(err));
       }
@@ -90,6 +115,7 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
         throw err;
       } finally {
         client.release(broken);
+        leave();
       }
     },
     async connectOnce(server) {
@@ -108,6 +134,40 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
       pools.clear();
     },
   };
+}
+
+/** A counting semaphore with a bounded wait. */
+class Gate {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly max: number) {}
+
+  async enter(timeoutMs: number, onTimeout: () => Error): Promise<() => void> {
+    if (this.active >= this.max) {
+      await new Promise<void>((resolve, reject) => {
+        const wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          this.waiting.splice(this.waiting.indexOf(wake), 1);
+          reject(onTimeout());
+        }, timeoutMs);
+        this.waiting.push(wake);
+      });
+    } else {
+      this.active++;
+    }
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      const next = this.waiting.shift();
+      // The slot passes straight to the next waiter; only when nobody waits is it freed.
+      if (next) next();
+      else this.active--;
+    };
+  }
 }
 
 const CONNECTION_CODES = new Set([

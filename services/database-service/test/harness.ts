@@ -35,7 +35,7 @@ export async function startHarness(opts: HarnessOptions = {}) {
     TENANTDB_ENCRYPTION_KEYS: `k1:${encryptionKey}`,
     TENANTDB_QUEUE_PREFIX: queuePrefix,
     TENANTDB_RATE_LIMIT_PER_MINUTE: '100000',
-    LOG_LEVEL: 'debug',
+    LOG_LEVEL: 'trace', // log everything, so the secret check at close() sees everything
     ...opts.env,
   });
   const logs = captureLogs();

@@ -26,6 +26,7 @@ import type { Logger } from '@tenantdb/observability';
 import {
   describePgError,
   generateTenantNames,
+  PoolServerBusyError,
   PoolServerUnavailableError,
   type TenantOps,
 } from '@tenantdb/pool-server';
@@ -249,6 +250,7 @@ export function createAllocationService(deps: AllocationDeps) {
           excluded.push(server.id);
           continue;
         }
+        if (err instanceof PoolServerBusyError) throw new UnavailableError('pool servers are busy; retry', 1);
         throw err;
       }
       return { status: 'allocated', ...credentials(server, row) };
