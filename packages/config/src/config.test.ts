@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, encryptionKeys, env, parseConfig, z } from './index';
+
+const schema = z.object({
+  PORT: env.port(8005),
+  TOKEN: env.token(),
+  KEYS: encryptionKeys,
+  FLAG: env.bool(false),
+});
+
+describe('parseConfig', () => {
+  it('reports every problem at once, naming variables but never their values', () => {
+    try {
+      parseConfig(schema, { PORT: '99999', TOKEN: 'short-secret-value', KEYS: 'k1:notbase64' });
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      const problems = (err as ConfigError).problems;
+      expect(problems.map((p) => p.split(':')[0])).toEqual(['PORT', 'TOKEN', 'KEYS']);
+      expect((err as Error).message).not.toContain('short-secret-value');
+    }
+  });
+
+  it('applies defaults, coerces and freezes', () => {
+    const key = Buffer.alloc(32, 7).toString('base64');
+    const config = parseConfig(schema, {
+      TOKEN: 'x'.repeat(24),
+      KEYS: `new:${key},old:${key}`,
+      FLAG: 'true',
+    });
+    expect(config.PORT).toBe(8005);
+    expect(config.FLAG).toBe(true);
+    expect(config.KEYS.map((k) => k.id)).toEqual(['new', 'old']);
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+});

@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import {
+  createTenantStatements,
+  dropTenantStatements,
+  generateTenantNames,
+  quoteIdent,
+  quoteLiteral,
+  setPasswordStatement,
+  UnsafeIdentifierError,
+} from './tenant.sql';
+
+describe('identifiers', () => {
+  it('accepts only what tenantdb generates', () => {
+    expect(quoteIdent('tdb_abc_u')).toBe('"tdb_abc_u"');
+    for (const bad of ['', 'A', '1abc', 'a-b', 'a"b', "a'b", 'a;drop', 'a b', 'é', `a${'b'.repeat(63)}`]) {
+      expect(() => quoteIdent(bad)).toThrow(UnsafeIdentifierError);
+    }
+  });
+
+  it('generated names are valid, distinct and carry the tenant prefix', () => {
+    const names = Array.from({ length: 500 }, generateTenantNames);
+    expect(new Set(names.map((n) => n.dbName)).size).toBe(500);
+    for (const n of names) {
+      expect(n.dbName).toMatch(/^tdb_[a-z2-7]{26}$/);
+      expect(n.dbUser).toBe(`${n.dbName}_u`);
+    }
+  });
+
+  it('literals double single quotes and refuse NUL', () => {
+    expect(quoteLiteral("it's")).toBe("'it''s'");
+    expect(() => quoteLiteral('a\0b')).toThrow();
+  });
+});
+
+describe('tenant DDL', () => {
+  const spec = {
+    dbName: 'tdb_x',
+    dbUser: 'tdb_x_u',
+    passwordVerifier: 'SCRAM-SHA-256$4096:s$k:v',
+    connectionLimit: 20,
+  };
+
+  it('creates a closed database, revokes PUBLIC, then opens it', () => {
+    const statements = createTenantStatements(spec);
+    expect(statements[0]).toMatch(/^CREATE ROLE "tdb_x_u" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE/);
+    expect(statements[0]).toContain('CONNECTION LIMIT 20');
+    expect(statements[1]).toBe(
+      'CREATE DATABASE "tdb_x" WITH OWNER "tdb_x_u" ALLOW_CONNECTIONS false CONNECTION LIMIT 20',
+    );
+    const revoke = statements.indexOf('REVOKE ALL ON DATABASE "tdb_x" FROM PUBLIC');
+    const open = statements.indexOf('ALTER DATABASE "tdb_x" WITH ALLOW_CONNECTIONS true');
+    expect(revoke).toBeGreaterThan(1);
+    expect(open).toBeGreaterThan(revoke);
+  });
+
+  it('never carries a plaintext password and rejects absurd limits', () => {
+    expect(createTenantStatements(spec).join('\n')).toContain("PASSWORD 'SCRAM-SHA-256$4096:s$k:v'");
+    expect(() => createTenantStatements({ ...spec, connectionLimit: 0 })).toThrow();
+    expect(() => createTenantStatements({ ...spec, dbName: 'x"; DROP DATABASE postgres; --' })).toThrow();
+  });
+
+  it('drops idempotently and sets passwords by verifier', () => {
+    expect(dropTenantStatements(spec)).toEqual([
+      `DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'tdb_x_u') THEN ALTER ROLE "tdb_x_u" NOLOGIN; END IF; END $$`,
+      'DROP DATABASE IF EXISTS "tdb_x" WITH (FORCE)',
+      'DROP ROLE IF EXISTS "tdb_x_u"',
+    ]);
+    expect(setPasswordStatement('tdb_x_u', 'SCRAM-SHA-256$v')).toBe(
+      `ALTER ROLE "tdb_x_u" WITH LOGIN PASSWORD 'SCRAM-SHA-256$v'`,
+    );
+  });
+});
