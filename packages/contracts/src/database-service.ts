@@ -29,6 +29,15 @@ const serverName = z
   .min(1)
   .max(63)
   .regex(/^[a-z][a-z0-9-]{0,62}$/, 'lowercase letters, digits and "-", starting with a letter');
+/** A role or database name to log in with: no quotes, spaces or control characters. */
+const loginName = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(
+    /^[A-Za-z_][A-Za-z0-9_$@.-]{0,62}$/,
+    'letters, digits, "_", "$", "@", "." or "-", not starting with a digit',
+  );
 const maxInstances = z.number().int().min(1).max(10_000);
 const priority = z.number().int().min(0).max(10_000);
 const placement = z
@@ -177,9 +186,9 @@ export const RegisterPoolRequest = z.strictObject({
   name: serverName,
   host: hostname,
   port: z.number().int().min(1).max(65535).default(5432),
-  admin_user: z.string().min(1).max(63),
+  admin_user: loginName,
   admin_password: z.string().min(1).max(1024),
-  admin_database: z.string().min(1).max(63).default('postgres'),
+  admin_database: loginName.default('postgres'),
   server_type: z.enum(['shared', 'platform']).default('shared'),
   max_instances: maxInstances,
   priority: priority.default(100),

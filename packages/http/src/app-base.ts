@@ -62,6 +62,9 @@ export async function createHttpApp(opts: HttpAppOptions): Promise<HttpApp> {
     },
   }).withTypeProvider<ZodTypeProvider>() as unknown as HttpApp;
 
+  // Bodies are JSON only: Fastify's default text/plain parser would hand a string to validation
+  // (400) instead of refusing the media type (415).
+  app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
@@ -163,7 +166,7 @@ function errorHandler(err: FastifyError, request: FastifyRequest, reply: Fastify
     status = 400;
     message = err.validation
       .slice(0, 10)
-      .map((v) => `${err.validationContext ?? 'request'}${v.instancePath || ''}: ${v.message}`.slice(0, 200))
+      .map((v) => describeIssue(err.validationContext ?? 'request', v))
       .join('; ');
   } else if (err instanceof HttpError) {
     status = err.statusCode;
@@ -176,6 +179,27 @@ function errorHandler(err: FastifyError, request: FastifyRequest, reply: Fastify
   }
   if (status >= 500) request.log.error({ err }, 'request failed');
   reply.status(status).send(errorBody(status, message, request.id));
+}
+
+/** Field names that may be repeated back; any other name the caller sent is not echoed. */
+const ECHOABLE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+const echoable = (name: string) => (ECHOABLE_NAME.test(name) ? name : '<invalid name>');
+
+function describeIssue(
+  context: string,
+  issue: { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> },
+): string {
+  // Paths hold record keys and unknown keys hold names: both are caller input.
+  const path = (issue.instancePath || '')
+    .split('/')
+    .map((segment) => (segment === '' ? segment : echoable(segment)))
+    .join('/');
+  let message = issue.message ?? 'invalid';
+  if (issue.keyword === 'unrecognized_keys' && Array.isArray(issue.params.keys)) {
+    const names = issue.params.keys.map((k) => `"${echoable(String(k))}"`);
+    message = `unknown field${names.length === 1 ? '' : 's'} ${names.join(', ')}`;
+  }
+  return `${context}${path}: ${message}`.slice(0, 200);
 }
 
 function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {

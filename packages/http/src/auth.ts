@@ -48,7 +48,8 @@ export function registerAuth(app: FastifyInstance, grants: readonly TokenGrant[]
     const scope = request.routeOptions.config?.scope;
     if (!scope) return;
     const header = request.headers.authorization;
-    const token = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
+    // The scheme is case-insensitive (RFC 7235); the token is not.
+    const token = header && /^bearer /i.test(header) ? header.slice(7).trim() : undefined;
     const principal = token ? match(token) : undefined;
     if (!principal) throw new UnauthorizedError();
     request.principal = principal;

@@ -7,16 +7,29 @@ import { z } from 'zod';
 export const QUEUES = ['provisioning', 'monitoring', 'maintenance'] as const;
 export type QueueName = (typeof QUEUES)[number];
 
+const serverJob = z.object({ server_id: z.uuid() });
+const noPayload = z.object({});
+
 export const JOBS = {
-  'provision-server': {
-    queue: 'provisioning',
-    payload: z.object({ server_id: z.uuid() }),
-  },
+  /** Create the orchestrator object, wait for a real login, then initializing → active. */
+  'provision-server': { queue: 'provisioning', payload: serverJob, attempts: 3 },
+  /** Capacity planner: keep free shared slots at or above the configured headroom. */
   'grow-shared-capacity': {
     queue: 'provisioning',
     payload: z.object({ reason: z.string().max(200).optional() }),
   },
-} as const satisfies Record<string, { queue: QueueName; payload: z.ZodType }>;
+  /** Keep N pre-created (warm) databases on one active shared pool, or on all of them. */
+  'refill-warm-databases': { queue: 'provisioning', payload: z.object({ server_id: z.uuid().optional() }) },
+  /** Remove an empty server through its driver: decommissioning → decommissioned. */
+  'decommission-server': { queue: 'provisioning', payload: serverJob },
+  /** Fan out one health-check-server job per checkable server. */
+  'health-check-all': { queue: 'monitoring', payload: noPayload },
+  'health-check-server': { queue: 'monitoring', payload: serverJob },
+  /** Remove servers in error that hold no tenants (including ones that failed to provision). */
+  'cleanup-failed-servers': { queue: 'maintenance', payload: noPayload },
+  /** Catalog vs orchestrator vs pg_database: report drift, remove what tenantdb made and lost. */
+  reconcile: { queue: 'maintenance', payload: noPayload },
+} as const satisfies Record<string, { queue: QueueName; payload: z.ZodType; attempts?: number }>;
 
 export type JobName = keyof typeof JOBS;
 export type JobPayload<N extends JobName> = z.infer<(typeof JOBS)[N]['payload']>;
@@ -26,14 +39,25 @@ export type JobPayload<N extends JobName> = z.infer<(typeof JOBS)[N]['payload']>
  * is a no-op. BullMQ forbids ':' in custom ids.
  */
 export function jobIdFor<N extends JobName>(name: N, payload: JobPayload<N>): string {
-  switch (name) {
-    case 'provision-server':
-      return `provision-server-${(payload as JobPayload<'provision-server'>).server_id}`;
-    case 'grow-shared-capacity':
-      return 'grow-shared-capacity';
-    default:
-      throw new Error(`no job id rule for ${String(name)}`);
-  }
+  const serverId = (payload as { server_id?: string }).server_id;
+  return serverId ? `${name}-${serverId}` : name;
+}
+
+/**
+ * Jobs whose id only guards against running twice at once: once finished (even failed) the id
+ * must be free again, or the next run would be silently dropped.
+ */
+export const SINGLE_FLIGHT: ReadonlySet<JobName> = new Set<JobName>([
+  'grow-shared-capacity',
+  'refill-warm-databases',
+  'health-check-all',
+  'health-check-server',
+  'cleanup-failed-servers',
+  'reconcile',
+]);
+
+export function isJobName(name: string): name is JobName {
+  return Object.hasOwn(JOBS, name);
 }
 
 export function parsePayload<N extends JobName>(name: N, data: unknown): JobPayload<N> {

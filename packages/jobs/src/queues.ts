@@ -8,6 +8,7 @@ import {
   parsePayload,
   QUEUES,
   type QueueName,
+  SINGLE_FLIGHT,
 } from './catalog';
 
 export interface Queues {
@@ -18,6 +19,8 @@ export interface Queues {
     opts?: Pick<JobsOptions, 'delay'>,
   ): Promise<string>;
   queue(name: QueueName): Queue;
+  /** The Redis connection the queues share (workers open their own). */
+  connection: Redis;
   /** PING with a short deadline: false when Redis cannot be reached. */
   ping(): Promise<boolean>;
   close(): Promise<void>;
@@ -30,6 +33,8 @@ const DEFAULT_JOB_OPTIONS: JobsOptions = {
   // Failed jobs stay a week for inspection; single-flight jobs are removed so they can run again.
   removeOnFail: { age: 7 * 24 * 3600 },
 };
+
+export const QUEUE_DEFAULTS = DEFAULT_JOB_OPTIONS;
 
 export function createRedisConnection(url: string, opts: { failFast: boolean }): Redis {
   return new Redis(url, {
@@ -57,15 +62,18 @@ export function createQueues(opts: { redisUrl: string; prefix?: string; failFast
     async enqueue(name, payload, extra) {
       const data = parsePayload(name, payload);
       const jobId = jobIdFor(name, data);
-      const singleFlight = name === 'grow-shared-capacity';
-      await queues.get(JOBS[name].queue)!.add(name, data, {
+      const singleFlight = SINGLE_FLIGHT.has(name);
+      const spec: { queue: QueueName; attempts?: number } = JOBS[name];
+      await queues.get(spec.queue)!.add(name, data, {
         jobId,
+        ...(spec.attempts ? { attempts: spec.attempts } : {}),
         ...extra,
         ...(singleFlight ? { removeOnFail: true } : {}),
       });
       return jobId;
     },
     queue: (name) => queues.get(name)!,
+    connection,
     async ping() {
       try {
         const answer = await Promise.race([

@@ -55,7 +55,10 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
   const gates = new Map<string, Gate>();
   const gateFor = (id: string) => {
     let gate = gates.get(id);
-    if (!gate) gates.set(id, (gate = new Gate(maxPerServer)));
+    if (!gate) {
+      gate = new Gate(maxPerServer);
+      gates.set(id, gate);
+    }
     return gate;
   };
 

@@ -1,6 +1,6 @@
 // The health check of one pool server — a real login, SELECT 1, and the count of tenant
 // databases on it — and the pure rule that turns results into health and status.
-import type { HealthStatus, ServerStatus } from '@tenantdb/catalog';
+import type { CatalogDb, DbServer, HealthStatus, ServerStatus } from '@tenantdb/catalog';
 import { describePgError, type PoolConnections, type PoolServerTarget } from './connections';
 import { TENANT_PREFIX } from './tenant.sql';
 
@@ -102,5 +102,57 @@ export function nextHealthState(
     status_reason: takeOut
       ? `${HEALTH_REASON} ${failures} times: ${probe.error ?? 'unknown error'}`
       : current.status_reason,
+  };
+}
+
+/** Catalog rows that stand for a database on the server (warm ones included). */
+export const ROWS_ON_SERVER = ['warm', 'creating', 'ready', 'releasing'] as const;
+
+export interface HealthCheckOutcome {
+  probe: HealthProbe;
+  next: ReturnType<typeof nextHealthState>;
+  checkedAt: Date;
+  databasesInCatalog: number;
+  /** Tenant databases on the server minus catalog rows for them; null when the server was not reached. */
+  drift: number | null;
+}
+
+/**
+ * One health check, end to end: probe, apply the transition rule, record it. The update only
+ * lands if nobody changed the server's status meanwhile (an operator cordoning it, say).
+ */
+export async function checkServerHealth(
+  db: CatalogDb,
+  connections: PoolConnections,
+  server: DbServer,
+): Promise<HealthCheckOutcome> {
+  const probe = await probeServer(connections, server);
+  const next = nextHealthState(server, probe);
+  const checkedAt = new Date();
+  await db
+    .updateTable('db_servers')
+    .set({
+      ...next,
+      last_health_check: checkedAt,
+      last_health_latency_ms: probe.latencyMs,
+      ...(probe.postgresVersion ? { postgres_version: probe.postgresVersion } : {}),
+      updated_at: checkedAt,
+    })
+    .where('id', '=', server.id)
+    .where('status', '=', server.status)
+    .execute();
+  const counted = await db
+    .selectFrom('tenant_databases')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('db_server_id', '=', server.id)
+    .where('status', 'in', ROWS_ON_SERVER)
+    .executeTakeFirstOrThrow();
+  const databasesInCatalog = Number(counted.n);
+  return {
+    probe,
+    next,
+    checkedAt,
+    databasesInCatalog,
+    drift: probe.tenantDatabases === null ? null : probe.tenantDatabases - databasesInCatalog,
   };
 }

@@ -64,6 +64,25 @@ export function createTenantStatements(spec: TenantSpec): string[] {
 }
 
 /**
+ * A warm database: made ahead of demand, owned by a role that cannot log in until it is claimed.
+ * Same isolation as a tenant database; the claim sets the password and limits.
+ */
+export function createWarmStatements(spec: Omit<TenantSpec, 'connectionLimit'>): string[] {
+  return createTenantStatements({ ...spec, connectionLimit: 1 }).map((statement, i) =>
+    i === 0 ? statement.replace(' WITH LOGIN ', ' WITH NOLOGIN ') : statement,
+  );
+}
+
+/** Hands a warm database to a tenant: login, its password, its plan's connection limit. */
+export function claimWarmStatements(spec: TenantSpec): string[] {
+  const limit = connectionLimit(spec.connectionLimit);
+  return [
+    `ALTER ROLE ${quoteIdent(spec.dbUser)} WITH LOGIN CONNECTION LIMIT ${limit} PASSWORD ${quoteLiteral(spec.passwordVerifier)}`,
+    `ALTER DATABASE ${quoteIdent(spec.dbName)} WITH CONNECTION LIMIT ${limit}`,
+  ];
+}
+
+/**
  * Release: stop new logins, drop the database (FORCE ends open sessions), drop the role.
  * Every statement tolerates "already gone", so a repeat is harmless.
  */

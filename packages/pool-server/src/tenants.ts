@@ -3,35 +3,54 @@
 import { scramSha256Verifier } from '@tenantdb/secrets';
 import type { PoolConnections, PoolServerTarget } from './connections';
 import {
+  claimWarmStatements,
   createTenantStatements,
+  createWarmStatements,
   dropTenantStatements,
   HARDEN_POOL_STATEMENTS,
   setPasswordStatement,
   type TenantNames,
 } from './tenant.sql';
 
+type NewTenant = TenantNames & { password: string; connectionLimit: number };
+
 export interface TenantOps {
-  create(
-    server: PoolServerTarget,
-    t: TenantNames & { password: string; connectionLimit: number },
-  ): Promise<void>;
+  create(server: PoolServerTarget, t: NewTenant): Promise<void>;
+  /** A database ahead of demand; its role cannot log in until claimed. */
+  createWarm(server: PoolServerTarget, t: TenantNames & { password: string }): Promise<void>;
+  /** Turns a warm database into the tenant's: password, login, connection limit. */
+  claim(server: PoolServerTarget, t: NewTenant): Promise<void>;
   drop(server: PoolServerTarget, t: TenantNames): Promise<void>;
   setPassword(server: PoolServerTarget, dbUser: string, password: string): Promise<void>;
 }
 
 export function createTenantOps(connections: PoolConnections): TenantOps {
+  /** Runs statements in order; on failure drops whatever they made. */
+  const runOrUndo = (server: PoolServerTarget, t: TenantNames, statements: string[]) =>
+    connections.withClient(server, async (client) => {
+      try {
+        for (const statement of statements) await client.query(statement);
+      } catch (err) {
+        // Leave nothing half-made behind; the caller decides what the failure means.
+        for (const statement of dropTenantStatements(t)) await client.query(statement).catch(() => {});
+        throw err;
+      }
+    });
+
   const ops: TenantOps = {
     async create(server, t) {
       const passwordVerifier = await scramSha256Verifier(t.password);
-      const statements = createTenantStatements({ ...t, passwordVerifier });
+      await runOrUndo(server, t, createTenantStatements({ ...t, passwordVerifier }));
+    },
+    async createWarm(server, t) {
+      const passwordVerifier = await scramSha256Verifier(t.password);
+      await runOrUndo(server, t, createWarmStatements({ ...t, passwordVerifier }));
+    },
+    async claim(server, t) {
+      const passwordVerifier = await scramSha256Verifier(t.password);
       await connections.withClient(server, async (client) => {
-        try {
-          for (const statement of statements) await client.query(statement);
-        } catch (err) {
-          // Leave nothing half-made behind; the caller decides what the failure means.
-          for (const statement of dropTenantStatements(t)) await client.query(statement).catch(() => {});
-          throw err;
-        }
+        for (const statement of claimWarmStatements({ ...t, passwordVerifier }))
+          await client.query(statement);
       });
     },
     async drop(server, t) {
@@ -73,8 +92,12 @@ export async function inspectServer(
   }
 }
 
+/** Runs once per server on a one-off connection, so no pool is cached for a mere candidate. */
 export async function hardenPool(connections: PoolConnections, server: PoolServerTarget): Promise<void> {
-  await connections.withClient(server, async (client) => {
+  const client = await connections.connectOnce(server);
+  try {
     for (const statement of HARDEN_POOL_STATEMENTS) await client.query(statement);
-  });
+  } finally {
+    await client.end().catch(() => {});
+  }
 }

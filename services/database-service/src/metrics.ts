@@ -2,6 +2,15 @@
 import type { CatalogDb } from '@tenantdb/catalog';
 import { Counter, Gauge, Histogram, type Registry } from '@tenantdb/observability';
 
+interface FleetRow {
+  name: string;
+  server_type: string;
+  status: string;
+  health_status: string;
+  max_instances: number;
+  current_instances: number;
+}
+
 export type AllocationResult = 'allocated' | 'repeat' | 'provisioning' | 'failed';
 
 export function createServiceMetrics(registry: Registry, db: CatalogDb) {
@@ -19,17 +28,39 @@ export function createServiceMetrics(registry: Registry, db: CatalogDb) {
     registers: [registry],
   });
 
-  const capacity = new Gauge({
+  // The three fleet gauges come from one catalog read per scrape. prom-client collects metrics
+  // concurrently, so each gauge awaits the same read rather than one filling the others.
+  let scrape: Promise<FleetRow[]> | undefined;
+  const readFleet = () => {
+    scrape ??= db
+      .selectFrom('db_servers')
+      .select(['name', 'server_type', 'status', 'health_status', 'max_instances', 'current_instances'])
+      .where('status', '<>', 'decommissioned')
+      .execute()
+      .catch(() => [])
+      .finally(() => setImmediate(() => (scrape = undefined)));
+    return scrape;
+  };
+  new Gauge({
     name: 'tenantdb_server_capacity',
     help: 'max_instances per server',
     labelNames: ['server', 'type'],
     registers: [registry],
+    async collect() {
+      this.reset();
+      for (const r of await readFleet()) this.set({ server: r.name, type: r.server_type }, r.max_instances);
+    },
   });
-  const used = new Gauge({
+  new Gauge({
     name: 'tenantdb_server_used',
     help: 'current_instances per server',
     labelNames: ['server', 'type'],
     registers: [registry],
+    async collect() {
+      this.reset();
+      for (const r of await readFleet())
+        this.set({ server: r.name, type: r.server_type }, r.current_instances);
+    },
   });
   new Gauge({
     name: 'tenantdb_servers',
@@ -37,27 +68,15 @@ export function createServiceMetrics(registry: Registry, db: CatalogDb) {
     labelNames: ['status', 'health'],
     registers: [registry],
     async collect() {
-      // One catalog read per scrape fills all three fleet gauges.
-      const rows = await db
-        .selectFrom('db_servers')
-        .select(['name', 'server_type', 'status', 'health_status', 'max_instances', 'current_instances'])
-        .where('status', '<>', 'decommissioned')
-        .execute()
-        .catch(() => []);
       this.reset();
-      capacity.reset();
-      used.reset();
-      const counts = new Map<string, number>();
-      for (const r of rows) {
-        capacity.set({ server: r.name, type: r.server_type }, r.max_instances);
-        used.set({ server: r.name, type: r.server_type }, r.current_instances);
-        const key = `${r.status}\u0000${r.health_status}`;
-        counts.set(key, (counts.get(key) ?? 0) + 1);
+      const counts = new Map<string, { status: string; health: string; n: number }>();
+      for (const r of await readFleet()) {
+        const key = `${r.status}/${r.health_status}`;
+        const entry = counts.get(key) ?? { status: r.status, health: r.health_status, n: 0 };
+        entry.n++;
+        counts.set(key, entry);
       }
-      for (const [key, n] of counts) {
-        const [status, health] = key.split('\u0000') as [string, string];
-        this.set({ status, health }, n);
-      }
+      for (const { status, health, n } of counts.values()) this.set({ status, health }, n);
     },
   });
 

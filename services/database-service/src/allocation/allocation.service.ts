@@ -64,7 +64,7 @@ const DUPLICATE_WAIT_MS = 15_000;
 const CREATING = ['creating'] as const;
 
 type Reservation =
-  | { kind: 'reserved'; server: DbServer; row: TenantDatabase; password: string }
+  | { kind: 'reserved'; server: DbServer; row: TenantDatabase; password: string; warm: boolean }
   | { kind: 'no-room' }
   | { kind: 'duplicate' };
 
@@ -156,20 +156,35 @@ export function createAllocationService(deps: AllocationDeps) {
           if (!server && !(await servers.hasPlaceableRoom(excludeIds, trx))) return { kind: 'no-room' };
         }
         if (!server) throw new UnavailableError('shared pools are contended; retry', 1);
-        const row = await tenants.insert(
+        // A warm database on the chosen pool is claimed (~2 ms of SQL later); otherwise one is made.
+        const passwordEnc = secrets.encrypt(password);
+        const claimed = await tenants.claimWarm(
+          server.id,
           {
             instance_id: req.instance_id,
             customer_id: req.customer_id,
-            db_server_id: server.id,
-            db_name: names.dbName,
-            db_user: names.dbUser,
-            password_enc: secrets.encrypt(password),
             plan_tier: plan.plan_tier,
-            status: 'creating',
             connection_limit: plan.connection_limit,
+            password_enc: passwordEnc,
           },
           trx,
         );
+        const row =
+          claimed ??
+          (await tenants.insert(
+            {
+              instance_id: req.instance_id,
+              customer_id: req.customer_id,
+              db_server_id: server.id,
+              db_name: names.dbName,
+              db_user: names.dbUser,
+              password_enc: passwordEnc,
+              plan_tier: plan.plan_tier,
+              status: 'creating',
+              connection_limit: plan.connection_limit,
+            },
+            trx,
+          ));
         await audit.record(
           {
             actor: ctx.actor,
@@ -178,11 +193,11 @@ export function createAllocationService(deps: AllocationDeps) {
             instance_id: req.instance_id,
             db_server_id: server.id,
             tenant_database_id: row.id,
-            details: { plan_tier: plan.plan_tier },
+            details: { plan_tier: plan.plan_tier, warm: claimed !== undefined },
           },
           trx,
         );
-        return { kind: 'reserved', server, row, password };
+        return { kind: 'reserved', server, row, password, warm: claimed !== undefined };
       });
     } catch (err) {
       if ((err as { constraint?: string }).constraint === 'tenant_databases_live_instance')
@@ -208,14 +223,20 @@ export function createAllocationService(deps: AllocationDeps) {
   }
 
   /** SQL on the server after the reservation committed; the row becomes ready or is compensated. */
-  async function materialize(server: DbServer, row: TenantDatabase, password: string): Promise<void> {
+  async function materialize(
+    server: DbServer,
+    row: TenantDatabase,
+    password: string,
+    warm = false,
+  ): Promise<void> {
+    const tenant = {
+      dbName: row.db_name,
+      dbUser: row.db_user,
+      password,
+      connectionLimit: row.connection_limit ?? 1,
+    };
     try {
-      await tenantOps.create(server, {
-        dbName: row.db_name,
-        dbUser: row.db_user,
-        password,
-        connectionLimit: row.connection_limit ?? 1,
-      });
+      await (warm ? tenantOps.claim(server, tenant) : tenantOps.create(server, tenant));
     } catch (err) {
       await compensate(server, row, err);
       throw err;
@@ -242,9 +263,9 @@ export function createAllocationService(deps: AllocationDeps) {
         await queues.enqueue('grow-shared-capacity', { reason: 'allocation found no shared pool with room' });
         return provisioning('no shared pool has room; more capacity is being provisioned');
       }
-      const { server, row, password } = reservation;
+      const { server, row, password, warm } = reservation;
       try {
-        await materialize(server, row, password);
+        await materialize(server, row, password, warm);
       } catch (err) {
         if (err instanceof PoolServerUnavailableError) {
           excluded.push(server.id);
