@@ -18,6 +18,8 @@ export function createCatalogDb(opts: {
   poolSize?: number;
   applicationName?: string;
   schema?: string;
+  /** How long a query may wait for a free pool connection (or a new one) before it fails. */
+  acquireTimeoutMs?: number;
 }): CatalogDb {
   const schema = opts.schema ?? CATALOG_SCHEMA;
   const pool = new pg.Pool({
@@ -25,8 +27,9 @@ export function createCatalogDb(opts: {
     max: opts.poolSize ?? 10,
     application_name: opts.applicationName ?? 'tenantdb',
     options: `-c search_path=${schema}`,
-    // Fail fast instead of queueing forever when the catalog is unreachable.
-    connectionTimeoutMillis: 5_000,
+    // Bounds both the wait for a free client under a burst and a connect to an unreachable
+    // catalog: fail (the API answers 503) rather than queue forever.
+    connectionTimeoutMillis: opts.acquireTimeoutMs ?? 15_000,
   });
   // An idle client losing its connection (catalog restart) must not crash the process.
   pool.on('error', () => {});

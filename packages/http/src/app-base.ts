@@ -26,7 +26,7 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import { registerAuth, type TokenGrant } from './auth';
-import { HttpError, reasonPhrase } from './errors';
+import { HttpError, isDatabaseUnavailable, reasonPhrase } from './errors';
 
 export type HttpApp = FastifyInstance<
   RawServerDefault,
@@ -172,6 +172,10 @@ function errorHandler(err: FastifyError, request: FastifyRequest, reply: Fastify
     status = err.statusCode;
     message = err.message;
     reply.headers(err.headers);
+  } else if (isDatabaseUnavailable(err)) {
+    status = 503;
+    message = 'the catalog database is unavailable or overloaded; retry';
+    reply.header('retry-after', '2');
   } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
     // Fastify's own client errors: malformed JSON, body too large, unsupported media type.
     status = err.statusCode;

@@ -46,6 +46,20 @@ export class UnavailableError extends HttpError {
   }
 }
 
+/**
+ * The catalog could not serve the request: no pool connection within the acquire timeout, a
+ * refused or dropped connection, or a server shutting down. Transient, so 503 + Retry-After.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = String((err as { code?: unknown }).code ?? '');
+  return (
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03'].includes(code) ||
+    code.startsWith('08') ||
+    /^(timeout exceeded when trying to connect|Connection terminated)/.test(err.message)
+  );
+}
+
 const REASONS: Record<number, string> = {
   400: 'Bad Request',
   401: 'Unauthorized',

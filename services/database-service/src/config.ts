@@ -22,6 +22,9 @@ export const DatabaseServiceConfig = z.object({
   TENANTDB_RATE_LIMIT_PER_MINUTE: env.int(6000, 1).describe('requests per minute per token'),
   TENANTDB_BODY_LIMIT_BYTES: env.int(16_384, 1024, 1_048_576),
   TENANTDB_CATALOG_POOL_SIZE: env.int(20, 1, 500),
+  TENANTDB_CATALOG_ACQUIRE_TIMEOUT_MS: env
+    .int(15_000, 100, 120_000)
+    .describe('how long a request waits for a catalog connection before answering 503'),
   TENANTDB_QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_-]{1,64}$/)

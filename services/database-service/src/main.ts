@@ -12,6 +12,7 @@ const logger = createLogger({ name: 'database-service', level: config.LOG_LEVEL 
 const db = createCatalogDb({
   url: config.DATABASE_URL,
   poolSize: config.TENANTDB_CATALOG_POOL_SIZE,
+  acquireTimeoutMs: config.TENANTDB_CATALOG_ACQUIRE_TIMEOUT_MS,
   applicationName: 'database-service',
 });
 await migrateToLatest(db);

@@ -1,0 +1,64 @@
+// The one error handler: catalog outages and pool-acquire timeouts are a 503 with Retry-After in
+// the error shape, never a 500 or the database's own message.
+import { createLogger, createRegistry } from '@tenantdb/observability';
+import { captureLogs } from '@tenantdb/testkit';
+import { describe, expect, it } from 'vitest';
+import { createHttpApp } from './app-base';
+import { isDatabaseUnavailable } from './errors';
+
+const pgError = (message: string, code?: string) => Object.assign(new Error(message), code ? { code } : {});
+
+describe('isDatabaseUnavailable', () => {
+  it('recognises pool timeouts, refused and dropped connections, and shutdowns', () => {
+    expect(isDatabaseUnavailable(pgError('timeout exceeded when trying to connect'))).toBe(true);
+    expect(isDatabaseUnavailable(pgError('connect ECONNREFUSED 127.0.0.1:5432', 'ECONNREFUSED'))).toBe(true);
+    expect(isDatabaseUnavailable(pgError('Connection terminated unexpectedly'))).toBe(true);
+    expect(
+      isDatabaseUnavailable(pgError('terminating connection due to administrator command', '57P01')),
+    ).toBe(true);
+    expect(isDatabaseUnavailable(pgError('connection failure', '08006'))).toBe(true);
+  });
+
+  it('leaves query errors alone', () => {
+    expect(isDatabaseUnavailable(pgError('duplicate key value violates unique constraint', '23505'))).toBe(
+      false,
+    );
+    expect(isDatabaseUnavailable(pgError('syntax error at or near "x"', '42601'))).toBe(false);
+    expect(isDatabaseUnavailable('timeout exceeded when trying to connect')).toBe(false);
+  });
+});
+
+describe('error handler', () => {
+  it('answers 503 with Retry-After in the error shape when the catalog cannot serve', async () => {
+    const logs = captureLogs();
+    const app = await createHttpApp({
+      name: 'test',
+      version: '0',
+      description: 'test',
+      logger: createLogger({ name: 'test', level: 'info' }, logs.stream),
+      registry: createRegistry('test'),
+      tokens: [],
+      rateLimitPerMinute: 1000,
+      bodyLimitBytes: 1024,
+      readiness: {},
+    });
+    app.get('/pool-timeout', async () => {
+      throw pgError('timeout exceeded when trying to connect');
+    });
+    app.get('/query-bug', async () => {
+      throw pgError('column "secret_stuff" does not exist', '42703');
+    });
+
+    const unavailable = await app.inject({ method: 'GET', url: '/pool-timeout' });
+    expect(unavailable.statusCode).toBe(503);
+    expect(unavailable.headers['retry-after']).toBe('2');
+    const body = unavailable.json();
+    expect(body).toMatchObject({ statusCode: 503, error: 'Service Unavailable' });
+    expect(body.requestId).toEqual(expect.any(String));
+
+    const bug = await app.inject({ method: 'GET', url: '/query-bug' });
+    expect(bug.statusCode).toBe(500);
+    expect(bug.body).not.toContain('secret_stuff');
+    await app.close();
+  });
+});
