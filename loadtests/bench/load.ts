@@ -1,0 +1,125 @@
+// A closed-loop load generator: N workers, each sends its next request as soon as the previous
+// one answered. Every scenario (HTTP or raw pg) goes through it so all figures share one latency
+// clock and one percentile definition.
+
+export type Outcome = { kind: 'ok' } | { kind: 'accepted' } | { kind: 'error'; detail: string };
+
+export const OK: Outcome = { kind: 'ok' };
+export const ACCEPTED: Outcome = { kind: 'accepted' };
+export const fail = (detail: string): Outcome => ({ kind: 'error', detail });
+
+/** One request; `seq` is unique across workers, so it can pick a distinct input per request. */
+export type Operation = (worker: number, seq: number) => Promise<Outcome>;
+
+export interface LoadPlan {
+  concurrency: number;
+  durationMs: number;
+  /** Stop issuing once this many requests were started (whichever of duration/count comes first). */
+  maxRequests?: number;
+  /** Unrecorded run before the measurement: JIT, connection pools and caches warm up first. */
+  warmupMs?: number;
+}
+
+export interface LatencySummary {
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+export interface LoadResult {
+  requests: number;
+  ok: number;
+  accepted: number;
+  errors: number;
+  /** Distinct error details with their counts, most frequent first (capped). */
+  errorSamples: { detail: string; count: number }[];
+  elapsedMs: number;
+  /** Completed requests per second, errors included (they are reported separately). */
+  throughput: number;
+  latency: LatencySummary;
+}
+
+export async function closedLoop(plan: LoadPlan, op: Operation): Promise<LoadResult> {
+  let seq = 0;
+  const next = () => seq++;
+  if (plan.warmupMs) await phase(plan.concurrency, plan.warmupMs, undefined, op, next);
+  return phase(plan.concurrency, plan.durationMs, plan.maxRequests, op, next);
+}
+
+async function phase(
+  concurrency: number,
+  durationMs: number,
+  maxRequests: number | undefined,
+  op: Operation,
+  next: () => number,
+): Promise<LoadResult> {
+  const latencies: number[] = [];
+  const errorCounts = new Map<string, number>();
+  let started = 0;
+  let ok = 0;
+  let accepted = 0;
+  let errors = 0;
+  const t0 = performance.now();
+  const deadline = t0 + durationMs;
+
+  const worker = async (w: number) => {
+    while (performance.now() < deadline && (maxRequests === undefined || started < maxRequests)) {
+      started++;
+      const s = next();
+      const begin = performance.now();
+      let outcome: Outcome;
+      try {
+        outcome = await op(w, s);
+      } catch (err) {
+        outcome = fail(describeError(err));
+      }
+      latencies.push(performance.now() - begin);
+      if (outcome.kind === 'ok') ok++;
+      else if (outcome.kind === 'accepted') accepted++;
+      else {
+        errors++;
+        errorCounts.set(outcome.detail, (errorCounts.get(outcome.detail) ?? 0) + 1);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
+  const elapsedMs = performance.now() - t0;
+
+  return {
+    requests: latencies.length,
+    ok,
+    accepted,
+    errors,
+    errorSamples: [...errorCounts]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .map(([detail, count]) => ({ detail, count })),
+    elapsedMs,
+    throughput: latencies.length / (elapsedMs / 1000),
+    latency: summarize(latencies),
+  };
+}
+
+/** Nearest-rank percentiles (no interpolation): p99 is a latency some request really had. */
+export function summarize(samples: readonly number[]): LatencySummary {
+  if (samples.length === 0)
+    return { p50: Number.NaN, p90: Number.NaN, p99: Number.NaN, max: Number.NaN, mean: Number.NaN };
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (p: number) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
+  return {
+    p50: at(50),
+    p90: at(90),
+    p99: at(99),
+    max: sorted[sorted.length - 1]!,
+    mean: sorted.reduce((a, b) => a + b, 0) / sorted.length,
+  };
+}
+
+export function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: string }).code;
+  const line = err.message.split('\n')[0]!.slice(0, 160);
+  return code ? `${code}: ${line}` : line;
+}

