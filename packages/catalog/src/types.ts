@@ -56,6 +56,8 @@ export interface DbServersTable {
   health_failures: Generated<number>;
   last_health_check: NullableTimestamp;
   last_health_latency_ms: number | null;
+  /** Tenant databases on the server minus catalog rows for them, at the last check; null: unknown. */
+  database_drift: ColumnType<number | null, number | null | undefined, number | null>;
   admin_user: string | null;
   admin_password_enc: string | null;
   admin_database: Generated<string>;

@@ -48,6 +48,32 @@ export const env = {
 };
 
 /**
+ * Postgres settings for servers tenantdb provisions: `name=value,name=value` (e.g.
+ * `shared_buffers=256MB,log_min_duration_statement=500`). Names are checked here; drivers pass
+ * them as `postgres -c` arguments or a conf file, never through a shell.
+ */
+export const postgresSettings = z
+  .string()
+  .default('')
+  .transform((raw, ctx) => {
+    const settings: Record<string, string> = {};
+    for (const part of raw
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
+      const eq = part.indexOf('=');
+      const name = eq > 0 ? part.slice(0, eq).trim() : '';
+      const value = eq > 0 ? part.slice(eq + 1).trim() : '';
+      if (!/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$/.test(name) || value === '' || /[\r\n\0]/.test(value)) {
+        ctx.addIssue({ code: 'custom', message: 'each entry must be name=value (a Postgres setting name)' });
+        return z.NEVER;
+      }
+      settings[name] = value;
+    }
+    return settings;
+  });
+
+/**
  * Encryption keys for secrets at rest: `TENANTDB_ENCRYPTION_KEYS=k2:<base64 32 bytes>,k1:<…>`.
  * The first key encrypts; every key listed can decrypt, so keys rotate without downtime.
  */

@@ -129,18 +129,8 @@ export async function checkServerHealth(
   const probe = await probeServer(connections, server);
   const next = nextHealthState(server, probe);
   const checkedAt = new Date();
-  await db
-    .updateTable('db_servers')
-    .set({
-      ...next,
-      last_health_check: checkedAt,
-      last_health_latency_ms: probe.latencyMs,
-      ...(probe.postgresVersion ? { postgres_version: probe.postgresVersion } : {}),
-      updated_at: checkedAt,
-    })
-    .where('id', '=', server.id)
-    .where('status', '=', server.status)
-    .execute();
+  // Counted after the probe: a row is written before its database is made, so a database the
+  // probe saw always has its row by now (a drift > 0 is real, not a race with allocation).
   const counted = await db
     .selectFrom('tenant_databases')
     .select((eb) => eb.fn.countAll<number>().as('n'))
@@ -148,11 +138,25 @@ export async function checkServerHealth(
     .where('status', 'in', ROWS_ON_SERVER)
     .executeTakeFirstOrThrow();
   const databasesInCatalog = Number(counted.n);
+  const drift = probe.tenantDatabases === null ? null : probe.tenantDatabases - databasesInCatalog;
+  await db
+    .updateTable('db_servers')
+    .set({
+      ...next,
+      last_health_check: checkedAt,
+      last_health_latency_ms: probe.latencyMs,
+      ...(probe.postgresVersion ? { postgres_version: probe.postgresVersion } : {}),
+      ...(drift !== null ? { database_drift: drift } : {}),
+      updated_at: checkedAt,
+    })
+    .where('id', '=', server.id)
+    .where('status', '=', server.status)
+    .execute();
   return {
     probe,
     next,
     checkedAt,
     databasesInCatalog,
-    drift: probe.tenantDatabases === null ? null : probe.tenantDatabases - databasesInCatalog,
+    drift,
   };
 }

@@ -1,0 +1,46 @@
+// What job handlers are given: the catalog, pool-server access, the queues and the drivers.
+import type { AuditRepo, CatalogDb, DbServer, ServersRepo, TenantDatabasesRepo } from '@tenantdb/catalog';
+import type { Queues } from '@tenantdb/jobs';
+import type { Logger } from '@tenantdb/observability';
+import type { PoolConnections, TenantOps } from '@tenantdb/pool-server';
+import type { Provisioner, ProvisionerDriver } from '@tenantdb/provisioners';
+import type { SecretBox } from '@tenantdb/secrets';
+import type { Job } from 'bullmq';
+import type { WorkerConfig } from './config';
+import type { WorkerMetrics } from './metrics';
+
+export interface WorkerDeps {
+  config: WorkerConfig;
+  db: CatalogDb;
+  servers: ServersRepo;
+  tenants: TenantDatabasesRepo;
+  audit: AuditRepo;
+  secrets: SecretBox;
+  connections: PoolConnections;
+  tenantOps: TenantOps;
+  queues: Queues;
+  drivers: ReadonlyMap<ProvisionerDriver, Provisioner>;
+  metrics: WorkerMetrics;
+  logger: Logger;
+}
+
+export interface JobContext {
+  job: Job;
+  log: Logger;
+}
+
+/** A failure that retrying cannot fix: the job stops at once and the reason is recorded. */
+export class PermanentJobError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PermanentJobError';
+  }
+}
+
+export function driverFor(deps: WorkerDeps, server: DbServer): Provisioner {
+  if (server.driver === 'external')
+    throw new PermanentJobError('external servers are not provisioned by tenantdb');
+  const driver = deps.drivers.get(server.driver);
+  if (!driver) throw new PermanentJobError(`driver "${server.driver}" is not enabled on this worker`);
+  return driver;
+}

@@ -1,0 +1,119 @@
+// provision-server: create the orchestrator object for a catalog row, wait until a real login
+// works, then initializing → active. A retried job (at least once delivery, a worker killed
+// mid-job) re-reads the row and adopts what the first attempt made instead of making another.
+import { describePgError, hardenPool } from '@tenantdb/pool-server';
+import { PermanentProvisionError, type Provisioner, waitUntilReady } from '@tenantdb/provisioners';
+import { generatePassword } from '@tenantdb/secrets';
+import { sql } from 'kysely';
+import { driverFor, type JobContext, PermanentJobError, type WorkerDeps } from '../context';
+
+export const ADMIN_USER = 'tenantdb_admin';
+
+export function provisionServer(deps: WorkerDeps) {
+  const { db, servers, secrets, connections, queues, metrics, config } = deps;
+
+  return async ({ server_id }: { server_id: string }, { job, log }: JobContext) => {
+    let server = await servers.findById(server_id);
+    if (!server) return 'server row is gone';
+    if (server.status !== 'provisioning' && server.status !== 'initializing')
+      return `server is ${server.status}`;
+    const driver = driverFor(deps, server);
+    const started = performance.now();
+
+    // Credentials exist before the object does, so a retry builds (or adopts) with the same ones.
+    if (!server.admin_password_enc) {
+      await db
+        .updateTable('db_servers')
+        .set({
+          admin_user: ADMIN_USER,
+          admin_password_enc: secrets.encrypt(generatePassword()),
+          updated_at: sql`now()`,
+        })
+        .where('id', '=', server_id)
+        .where('admin_password_enc', 'is', null)
+        .execute();
+      server = (await servers.findById(server_id))!;
+    }
+    const adminPassword = secrets.decrypt(server.admin_password_enc!);
+
+    let ref: string | null = server.orchestrator_ref;
+    try {
+      const created = await driver.create({
+        serverId: server.id,
+        name: server.name,
+        serverType: server.server_type,
+        adminUser: server.admin_user ?? ADMIN_USER,
+        adminPassword,
+        maxInstances: server.max_instances,
+        cpuLimit: server.cpu_limit === null ? null : Number(server.cpu_limit),
+        memoryLimitMb: server.memory_limit_mb,
+        storageSizeGb: server.storage_size_gb,
+        settings: { ...config.TENANTDB_SERVER_SETTINGS },
+      });
+      ref = created.ref;
+      server = (await servers.update(server_id, {
+        status: 'initializing',
+        host: created.host,
+        port: created.port,
+        orchestrator_ref: created.ref,
+        image: created.image,
+      }))!;
+      const ready = await waitUntilReady(
+        {
+          host: created.host,
+          port: created.port,
+          user: server.admin_user ?? ADMIN_USER,
+          password: adminPassword,
+        },
+        { timeoutMs: config.TENANTDB_READY_TIMEOUT_MS },
+      );
+      await hardenPool(connections, server);
+      await servers.update(server_id, {
+        status: 'active',
+        status_reason: null,
+        postgres_version: ready.postgresVersion,
+        health_status: 'healthy',
+        health_failures: 0,
+        last_health_check: new Date(),
+        provisioned_at: new Date(),
+      });
+      metrics.provision(server.driver, 'active', (performance.now() - started) / 1000);
+      log.info(
+        { db_server_id: server_id, name: server.name, host: created.host, port: created.port },
+        'server active',
+      );
+      if (server.server_type === 'shared' && config.TENANTDB_WARM_DATABASES > 0) {
+        await queues.enqueue('refill-warm-databases', { server_id }).catch(() => {});
+      }
+      return 'active';
+    } catch (err) {
+      const reason = err instanceof Error ? describePgError(err) : String(err);
+      const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      const permanent = err instanceof PermanentProvisionError || err instanceof PermanentJobError;
+      if (!permanent && !lastAttempt) throw err; // keep what exists: the retry adopts it
+      // Giving up: remove what was made (found by its labels: create may have died before
+      // returning a ref), so nothing is left running for a server in error.
+      await removeObjectsOf(driver, server_id, ref).catch((e) =>
+        log.warn({ err: e }, 'removing a failed server failed'),
+      );
+      await servers.update(server_id, {
+        status: 'error',
+        status_reason: `provisioning failed: ${reason}`.slice(0, 500),
+      });
+      metrics.provision(server.driver, 'error', (performance.now() - started) / 1000);
+      throw new PermanentJobError(`provisioning ${server.name} failed: ${reason}`);
+    }
+  };
+}
+
+/** Removes every object the driver labelled with this server id (and the recorded ref). */
+export async function removeObjectsOf(
+  driver: Provisioner,
+  serverId: string,
+  ref: string | null,
+): Promise<number> {
+  const refs = new Set((await driver.list()).filter((o) => o.serverId === serverId).map((o) => o.ref));
+  if (ref) refs.add(ref);
+  for (const r of refs) await driver.remove(r);
+  return refs.size;
+}

@@ -1,0 +1,207 @@
+// reconcile: compare the catalog with what the orchestrators run and with pg_database on each
+// server; report drift, then repair what tenantdb itself made and lost track of:
+//   - orchestrator objects labelled by tenantdb whose server row is gone or decommissioned;
+//   - tenant databases / roles (tdb_ prefix) on a server with no catalog row;
+//   - allocations stuck in creating or releasing past a deadline (a process died mid-way);
+//   - warm rows whose database was never made (a refill died mid-way);
+//   - servers still provisioning with no job (a lost enqueue).
+// Unlabelled objects and databases without the tenantdb prefix are never touched.
+import type { DbServer } from '@tenantdb/catalog';
+import {
+  dropTenantStatements,
+  PoolServerUnavailableError,
+  quoteIdent,
+  ROWS_ON_SERVER,
+  TENANT_PREFIX,
+} from '@tenantdb/pool-server';
+import { sql } from 'kysely';
+import type { JobContext, WorkerDeps } from '../context';
+
+const LIVE_ON_SERVER = ['active', 'full', 'cordoned', 'draining', 'maintenance'] as const;
+
+export function reconcile(deps: WorkerDeps) {
+  const { db, servers, connections, queues, drivers, audit, config } = deps;
+  const staleBefore = () => new Date(Date.now() - config.TENANTDB_STALE_ALLOCATION_MS);
+
+  async function orphanObjects(log: JobContext['log']): Promise<number> {
+    let removed = 0;
+    for (const driver of drivers.values()) {
+      const objects = await driver.list();
+      if (objects.length === 0) continue;
+      const known = await db
+        .selectFrom('db_servers')
+        .select(['id', 'status'])
+        .where(
+          'id',
+          'in',
+          objects.map((o) => o.serverId).filter((id) => /^[0-9a-f-]{36}$/.test(id)),
+        )
+        .execute()
+        .catch(() => []);
+      const live = new Set(known.filter((k) => k.status !== 'decommissioned').map((k) => k.id));
+      for (const object of objects) {
+        if (live.has(object.serverId)) continue;
+        log.warn(
+          { driver: driver.driver, ref: object.ref, server_id: object.serverId },
+          'removing orphaned server object',
+        );
+        await driver.remove(object.ref);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /** Databases and roles with the tenant prefix that no catalog row accounts for. */
+  async function orphanDatabases(server: DbServer, log: JobContext['log']): Promise<number> {
+    return connections.withClient(server, async (client) => {
+      // The server is listed before the catalog is read: every row is written before the SQL
+      // that makes its database, so whatever is on the server by now has its row in the catalog.
+      const dbsOnServer = (
+        await client.query<{ name: string }>(
+          'SELECT datname AS name FROM pg_database WHERE starts_with(datname, $1)',
+          [TENANT_PREFIX],
+        )
+      ).rows.map((r) => r.name);
+      const rolesOnServer = (
+        await client.query<{ name: string }>(
+          'SELECT rolname AS name FROM pg_roles WHERE starts_with(rolname, $1)',
+          [TENANT_PREFIX],
+        )
+      ).rows.map((r) => r.name);
+      const rows = await db
+        .selectFrom('tenant_databases')
+        .select(['db_name', 'db_user'])
+        .where('db_server_id', '=', server.id)
+        .where('status', 'in', ROWS_ON_SERVER)
+        .execute();
+      const knownDbs = new Set(rows.map((r) => r.db_name));
+      const knownRoles = new Set(rows.map((r) => r.db_user));
+
+      let dropped = 0;
+      const drop = async (kind: 'DATABASE' | 'ROLE', name: string) => {
+        try {
+          const statement =
+            kind === 'DATABASE'
+              ? `DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`
+              : `DROP ROLE IF EXISTS ${quoteIdent(name)}`;
+          await client.query(statement);
+          log.warn({ db_server_id: server.id, kind, name }, 'dropped an orphaned tenant object');
+          dropped++;
+        } catch (err) {
+          // Not a name tenantdb generates, or still in use elsewhere: report, leave it.
+          log.warn(
+            { db_server_id: server.id, kind, name, reason: (err as Error).message },
+            'orphan left in place',
+          );
+        }
+      };
+      for (const name of dbsOnServer) if (!knownDbs.has(name)) await drop('DATABASE', name);
+      const databasesLeft = dbsOnServer.length - dropped;
+      for (const name of rolesOnServer) if (!knownRoles.has(name)) await drop('ROLE', name);
+      // What is still off after the repair: orphans that could not be dropped, or catalog rows
+      // whose database is missing (negative).
+      await servers.update(server.id, { database_drift: databasesLeft - knownDbs.size });
+      return dropped;
+    });
+  }
+
+  /** Allocations a crashed process left in creating/releasing: finish or undo them. */
+  async function stuckAllocations(log: JobContext['log']): Promise<number> {
+    const stuck = await db
+      .selectFrom('tenant_databases')
+      .selectAll()
+      .where('status', 'in', ['creating', 'releasing'])
+      .where('updated_at', '<', staleBefore())
+      .execute();
+    let repaired = 0;
+    for (const row of stuck) {
+      const server = await servers.findById(row.db_server_id);
+      try {
+        if (server?.host) {
+          await connections.withClient(server, async (client) => {
+            for (const statement of dropTenantStatements({ dbName: row.db_name, dbUser: row.db_user })) {
+              await client.query(statement);
+            }
+          });
+        }
+      } catch (err) {
+        if (err instanceof PoolServerUnavailableError) continue; // next run
+        throw err;
+      }
+      await db.transaction().execute(async (trx) => {
+        const to = row.status === 'creating' ? 'failed' : 'released';
+        const moved = await trx
+          .updateTable('tenant_databases')
+          .set({
+            status: to,
+            status_reason:
+              row.status === 'creating' ? 'interrupted while being created; removed by reconcile' : null,
+            ...(to === 'released' ? { released_at: sql`now()` } : {}),
+            updated_at: sql`now()`,
+          })
+          .where('id', '=', row.id)
+          .where('status', '=', row.status)
+          .returning('id')
+          .executeTakeFirst();
+        if (moved) await servers.releaseSlot(row.db_server_id, trx);
+      });
+      log.warn({ tenant_database_id: row.id, was: row.status }, 'repaired a stuck allocation');
+      repaired++;
+    }
+    // A refill that died between its row and its database: the row goes (its database, if any,
+    // is then an orphan and dropped by the next pass).
+    const half = await db
+      .deleteFrom('tenant_databases')
+      .where('status', '=', 'warm')
+      .where('ready_at', 'is', null)
+      .where('created_at', '<', staleBefore())
+      .returning('id')
+      .execute();
+    return repaired + half.length;
+  }
+
+  return async (_payload: unknown, { log }: JobContext) => {
+    const objects = await orphanObjects(log);
+    const allocations = await stuckAllocations(log);
+    let databases = 0;
+    const live = await db
+      .selectFrom('db_servers')
+      .selectAll()
+      .where('status', 'in', LIVE_ON_SERVER)
+      .execute();
+    for (const server of live) {
+      try {
+        databases += await orphanDatabases(server, log);
+      } catch (err) {
+        if (!(err instanceof PoolServerUnavailableError)) throw err;
+      }
+    }
+    // Slots: current_instances must equal the rows holding one (exported as tenantdb_catalog_drift).
+    const { rows: slots } = await sql<{ drift: number }>`
+      SELECT s.current_instances - count(t.id)::int AS drift
+        FROM db_servers s
+        LEFT JOIN tenant_databases t ON t.db_server_id = s.id AND t.status IN ('creating', 'ready', 'releasing')
+       WHERE s.status <> 'decommissioned'
+       GROUP BY s.id`.execute(db);
+    // Lost enqueues: provisioning rows get their (idempotent) job again.
+    const starting = await db
+      .selectFrom('db_servers')
+      .select('id')
+      .where('status', 'in', ['provisioning', 'initializing'])
+      .execute();
+    for (const { id } of starting) await queues.enqueue('provision-server', { server_id: id });
+
+    const summary = {
+      objects,
+      databases,
+      allocations,
+      slot_drift: slots.filter((s) => s.drift !== 0).length,
+    };
+    if (objects + databases + allocations > 0) {
+      await audit.record({ actor: 'database-worker', action: 'fleet.reconcile', details: summary });
+    }
+    log.info(summary, 'reconcile done');
+    return summary;
+  };
+}

@@ -1,0 +1,79 @@
+// refill-warm-databases: keep N pre-created databases on each active shared pool, so allocate
+// only has to claim one (ALTER ROLE … PASSWORD, ~2 ms) instead of creating it (~55 ms).
+// The catalog row is written first (ready_at NULL: not claimable), then the database, then
+// ready_at: reconcile therefore never mistakes a database being warmed for an orphan.
+import type { DbServer } from '@tenantdb/catalog';
+import { generateTenantNames, PoolServerUnavailableError } from '@tenantdb/pool-server';
+import { generatePassword } from '@tenantdb/secrets';
+import { sql } from 'kysely';
+import type { JobContext, WorkerDeps } from '../context';
+
+export function refillWarmDatabases(deps: WorkerDeps) {
+  const { db, servers, secrets, tenantOps, config } = deps;
+
+  async function refill(server: DbServer, log: JobContext['log']): Promise<number> {
+    const { rows } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM tenant_databases WHERE db_server_id = ${server.id} AND status = 'warm'`.execute(
+      db,
+    );
+    // Warm databases live beside the tenants; they do not take slots, but a full pool needs none.
+    const room = server.max_instances - server.current_instances;
+    const missing = Math.min(config.TENANTDB_WARM_DATABASES - rows[0]!.n, room);
+    let made = 0;
+    for (let i = 0; i < missing; i++) {
+      const names = generateTenantNames();
+      const password = generatePassword();
+      const row = await db
+        .insertInto('tenant_databases')
+        .values({
+          db_server_id: server.id,
+          db_name: names.dbName,
+          db_user: names.dbUser,
+          password_enc: secrets.encrypt(password),
+          status: 'warm',
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      try {
+        await tenantOps.createWarm(server, { ...names, password });
+      } catch (err) {
+        await db.deleteFrom('tenant_databases').where('id', '=', row.id).execute();
+        if (err instanceof PoolServerUnavailableError) {
+          log.warn({ db_server_id: server.id }, 'pool unreachable; warm refill skipped');
+          return made;
+        }
+        throw err;
+      }
+      await db
+        .updateTable('tenant_databases')
+        .set({ ready_at: sql`now()`, updated_at: sql`now()` })
+        .where('id', '=', row.id)
+        .where('status', '=', 'warm')
+        .execute();
+      made++;
+    }
+    return made;
+  }
+
+  return async ({ server_id }: { server_id?: string }, { log }: JobContext) => {
+    const targets = server_id
+      ? [await servers.findById(server_id)].filter((s): s is DbServer => s !== undefined)
+      : await db
+          .selectFrom('db_servers')
+          .selectAll()
+          .where('status', '=', 'active')
+          .where('server_type', '=', 'shared')
+          .execute();
+    let made = 0;
+    for (const server of targets) {
+      if (
+        server.server_type !== 'shared' ||
+        server.status !== 'active' ||
+        server.health_status === 'unhealthy'
+      )
+        continue;
+      made += await refill(server, log);
+    }
+    return { made };
+  };
+}

@@ -1,0 +1,120 @@
+// createWorker wires database-worker from configuration and does not start consuming; main.ts
+// (or a test) calls start() and stop().
+import {
+  type CatalogDb,
+  createAuditRepo,
+  createCatalogDb,
+  createServersRepo,
+  createTenantDatabasesRepo,
+} from '@tenantdb/catalog';
+import { createHttpApp, type HttpApp } from '@tenantdb/http';
+import { createQueues } from '@tenantdb/jobs';
+import { createRegistry, type Logger } from '@tenantdb/observability';
+import { createPoolConnections, createTenantOps } from '@tenantdb/pool-server';
+import { createLocalProvisioner, type Provisioner, type ProvisionerDriver } from '@tenantdb/provisioners';
+import { createSecretBox } from '@tenantdb/secrets';
+import { sql } from 'kysely';
+import type { WorkerConfig } from './config';
+import type { WorkerDeps } from './context';
+import { growSharedCapacity } from './jobs/capacity';
+import { createRetirement } from './jobs/cleanup';
+import { healthCheckAll, healthCheckServer } from './jobs/health';
+import { provisionServer } from './jobs/provision';
+import { reconcile } from './jobs/reconcile';
+import { refillWarmDatabases } from './jobs/warm';
+import { createWorkerMetrics } from './metrics';
+import { type Handlers, type RunningWorkers, startWorkers, upsertSchedules } from './runtime';
+
+export interface DatabaseWorker {
+  deps: WorkerDeps;
+  handlers: Handlers;
+  app: HttpApp;
+  /** Installs the schedules and starts consuming the three queues. */
+  start(): Promise<void>;
+  /** Stops taking work, lets jobs in hand finish, closes connections. */
+  stop(): Promise<void>;
+}
+
+export function createDrivers(config: WorkerConfig): Map<ProvisionerDriver, Provisioner> {
+  return new Map<ProvisionerDriver, Provisioner>([
+    ['local', createLocalProvisioner({ root: config.TENANTDB_LOCAL_ROOT })],
+  ]);
+}
+
+export async function createWorker(
+  config: WorkerConfig,
+  logger: Logger,
+  opts: { db?: CatalogDb; drivers?: Map<ProvisionerDriver, Provisioner> } = {},
+): Promise<DatabaseWorker> {
+  const db =
+    opts.db ??
+    createCatalogDb({ url: config.DATABASE_URL, poolSize: 10, applicationName: 'database-worker' });
+  const secrets = createSecretBox(config.TENANTDB_ENCRYPTION_KEYS);
+  const queues = createQueues({
+    redisUrl: config.REDIS_URL,
+    prefix: config.TENANTDB_QUEUE_PREFIX,
+    failFast: false,
+  });
+  const connections = createPoolConnections(secrets);
+  const registry = createRegistry('database-worker');
+  const deps: WorkerDeps = {
+    config,
+    db,
+    servers: createServersRepo(db),
+    tenants: createTenantDatabasesRepo(db),
+    audit: createAuditRepo(db),
+    secrets,
+    connections,
+    tenantOps: createTenantOps(connections),
+    queues,
+    drivers: opts.drivers ?? createDrivers(config),
+    metrics: createWorkerMetrics(registry, db, queues),
+    logger,
+  };
+  const retirement = createRetirement(deps);
+  const handlers: Handlers = {
+    'provision-server': provisionServer(deps),
+    'grow-shared-capacity': growSharedCapacity(deps),
+    'refill-warm-databases': refillWarmDatabases(deps),
+    'decommission-server': retirement.decommissionServer,
+    'health-check-all': healthCheckAll(deps),
+    'health-check-server': healthCheckServer(deps),
+    'cleanup-failed-servers': retirement.cleanupFailedServers,
+    reconcile: reconcile(deps),
+  };
+  const app = await createHttpApp({
+    name: 'database-worker',
+    version: '0.1.0',
+    description: 'Provisions, checks and cleans up the Postgres servers of the tenantdb fleet.',
+    logger,
+    registry,
+    tokens: [],
+    rateLimitPerMinute: 6000,
+    bodyLimitBytes: 1024,
+    readiness: {
+      catalog: async () => {
+        await sql`SELECT 1`.execute(db);
+        return true;
+      },
+      redis: () => queues.ping(),
+    },
+  });
+
+  let running: RunningWorkers | undefined;
+  return {
+    deps,
+    handlers,
+    app,
+    async start() {
+      await upsertSchedules(deps);
+      running = startWorkers(deps, handlers);
+    },
+    async stop() {
+      await running?.close();
+      await app.close();
+      await queues.close();
+      await connections.close();
+      if (!opts.db) await db.destroy();
+    },
+  };
+}

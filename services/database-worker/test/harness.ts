@@ -1,0 +1,280 @@
+// A real fleet for worker tests: a cloned catalog, Redis under a private queue prefix, a local
+// driver root of its own, database-service (buildApp, in process) and N database-worker
+// replicas. Everything the workers provision is a real Postgres process; close() removes them
+// all and fails the test if any secret reached the captured logs.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type CatalogDb, createCatalogDb, type DbServer, type ServerStatus } from '@tenantdb/catalog';
+import { buildApp } from '@tenantdb/database-service';
+import { loadConfig as loadServiceConfig } from '@tenantdb/database-service/config';
+import { createQueues } from '@tenantdb/jobs';
+import { createLogger, createRegistry } from '@tenantdb/observability';
+import { createPoolConnections } from '@tenantdb/pool-server';
+import { createLocalProvisioner, type LocalProvisioner } from '@tenantdb/provisioners';
+import { createSecretBox } from '@tenantdb/secrets';
+import { captureLogs, cloneCatalog } from '@tenantdb/testkit';
+import pg from 'pg';
+import { expect, inject } from 'vitest';
+import { loadConfig as loadWorkerConfig } from '../src/config';
+import { createWorker, type DatabaseWorker } from '../src/worker';
+
+const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
+
+export interface FleetOptions {
+  /** In-process worker replicas started at once (0: start them later with addWorker). */
+  replicas?: number;
+  /** Worker and service environment on top of the test defaults. */
+  env?: Record<string, string>;
+  /** A Redis of the test's own (e.g. to restart it); the shared test Redis otherwise. */
+  redisUrl?: string;
+}
+
+export type Fleet = Awaited<ReturnType<typeof startFleet>>;
+
+/** Periodic jobs are off unless a test turns them on: tests drive jobs themselves. */
+const HOUR = String(3_600_000);
+
+export async function startFleet(opts: FleetOptions = {}) {
+  const catalog = await cloneCatalog(inject('catalogAdminUrl'), inject('catalogTemplate'));
+  const root = await mkdtemp(join(tmpdir(), 'tenantdb-local-'));
+  await chmod(root, 0o755); // the postgres user must traverse it when the tests run as root
+  const adminToken = `adm_${randomBytes(24).toString('hex')}`;
+  const allocateToken = `alc_${randomBytes(24).toString('hex')}`;
+  const encryptionKey = randomBytes(32).toString('base64');
+  const env: Record<string, string> = {
+    DATABASE_URL: catalog.url,
+    REDIS_URL: opts.redisUrl ?? inject('redisUrl'),
+    TENANTDB_ENCRYPTION_KEYS: `k1:${encryptionKey}`,
+    TENANTDB_QUEUE_PREFIX: `test-${randomBytes(6).toString('hex')}`,
+    TENANTDB_ADMIN_TOKEN: adminToken,
+    TENANTDB_ALLOCATE_TOKEN: allocateToken,
+    TENANTDB_RATE_LIMIT_PER_MINUTE: '1000000',
+    TENANTDB_RETRY_AFTER_SECONDS: '1',
+    TENANTDB_LOCAL_ROOT: root,
+    DATABASE_WORKER_HOST: '127.0.0.1',
+    DATABASE_WORKER_PORT: '0',
+    TENANTDB_POOL_MAX_INSTANCES: '25',
+    TENANTDB_SHARED_HEADROOM: '1',
+    TENANTDB_WARM_DATABASES: '0',
+    TENANTDB_HEALTH_INTERVAL_MS: HOUR,
+    TENANTDB_CAPACITY_INTERVAL_MS: HOUR,
+    TENANTDB_RECONCILE_INTERVAL_MS: HOUR,
+    TENANTDB_CLEANUP_INTERVAL_MS: HOUR,
+    TENANTDB_JOB_LOCK_MS: '5000',
+    TENANTDB_SHUTDOWN_DEADLINE_MS: '10000',
+    // Test servers need no durability; it makes CREATE DATABASE several times faster.
+    TENANTDB_SERVER_SETTINGS: 'fsync=off,synchronous_commit=off',
+    LOG_LEVEL: 'debug',
+    ...opts.env,
+  };
+
+  const logs = captureLogs();
+  const logger = createLogger({ name: 'test-fleet', level: 'debug' }, logs.stream);
+  const serviceConfig = loadServiceConfig(env);
+  loadWorkerConfig(env); // a bad test env fails here, before anything starts
+  const db = createCatalogDb({ url: catalog.url, poolSize: 20 });
+  const secrets = createSecretBox(serviceConfig.TENANTDB_ENCRYPTION_KEYS);
+  const queues = createQueues({ redisUrl: env.REDIS_URL!, prefix: env.TENANTDB_QUEUE_PREFIX });
+  const connections = createPoolConnections(secrets);
+  const app = await buildApp({
+    config: serviceConfig,
+    db,
+    queues,
+    logger: logger.child({ process: 'database-service' }),
+    registry: createRegistry('database-service'),
+    secrets,
+    connections,
+  });
+  await app.ready();
+  const local = createLocalProvisioner({ root });
+  const seenSecrets = new Set([adminToken, allocateToken, encryptionKey]);
+
+  const workers: DatabaseWorker[] = [];
+  const children: ChildProcess[] = [];
+
+  async function addWorker(extraEnv: Record<string, string> = {}): Promise<DatabaseWorker> {
+    const config = loadWorkerConfig({ ...env, ...extraEnv });
+    const worker = await createWorker(config, logger.child({ process: `worker-${workers.length + 1}` }));
+    await worker.start();
+    await worker.app.listen({ host: '127.0.0.1', port: 0 });
+    workers.push(worker);
+    return worker;
+  }
+
+  /** A worker replica as its own process (main.ts), so a test can SIGKILL it. */
+  function spawnWorker(extraEnv: Record<string, string> = {}): ChildProcess {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(repoRoot, 'services/database-worker/src/main.ts')],
+      {
+        cwd: repoRoot,
+        env: { ...process.env, ...env, LOG_LEVEL: 'info', ...extraEnv },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    child.stdout?.on('data', (c: Buffer) => logs.stream.write(c));
+    child.stderr?.on('data', (c: Buffer) => logs.stream.write(c));
+    children.push(child);
+    return child;
+  }
+
+  for (let i = 0; i < (opts.replicas ?? 2); i++) await addWorker();
+
+  async function api(method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown, token = allocateToken) {
+    const response = await app.inject({
+      method,
+      url,
+      ...(body === undefined ? {} : { payload: body as object }),
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const json = response.body ? JSON.parse(response.body) : undefined;
+    if (json?.db_password) seenSecrets.add(json.db_password);
+    return { status: response.statusCode, body: json, headers: response.headers };
+  }
+
+  /** Allocates like a client would: on 202 waits retry_after and asks again, until the deadline. */
+  async function allocateUntilReady(ids: AllocateIds, deadlineMs = 90_000) {
+    const deadline = Date.now() + deadlineMs;
+    let provisioningAnswers = 0;
+    for (;;) {
+      const res = await api('POST', '/api/database/allocate', ids);
+      if (res.status === 200) return { ...res, provisioningAnswers };
+      if (res.status !== 202 && res.status !== 503) {
+        throw new Error(`allocate answered ${res.status}: ${JSON.stringify(res.body)}`);
+      }
+      provisioningAnswers++;
+      if (Date.now() > deadline) throw new Error(`still ${res.status} after ${deadlineMs} ms`);
+      await sleep(Number(res.body?.retry_after ?? 1) * 1000);
+    }
+  }
+
+  return {
+    app,
+    db,
+    env,
+    root,
+    local,
+    queues,
+    secrets,
+    logs,
+    workers,
+    adminToken,
+    allocateToken,
+    api,
+    allocateUntilReady,
+    addWorker,
+    spawnWorker,
+    seenSecrets,
+    servers: (status?: ServerStatus) => listServers(db, status),
+    waitForServer: (predicate: (servers: DbServer[]) => boolean, timeoutMs = 60_000) =>
+      waitFor(
+        async () => predicate(await listServers(db)),
+        timeoutMs,
+        'the fleet to reach the expected state',
+      ),
+    adminPassword: (server: DbServer) => secrets.decrypt(server.admin_password_enc!),
+    async close() {
+      for (const child of children)
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await Promise.all(workers.map((w) => w.stop().catch(() => {})));
+      await app.close();
+      // Admin passwords were generated inside the workers: read them before the catalog goes.
+      for (const s of await listServers(db))
+        if (s.admin_password_enc) seenSecrets.add(secrets.decrypt(s.admin_password_enc));
+      await queues.close();
+      await connections.close();
+      await db.destroy();
+      await removeAllServers(local);
+      await rm(root, { recursive: true, force: true });
+      await catalog.drop();
+      const text = logs.text();
+      for (const secret of seenSecrets)
+        expect(text.includes(secret), 'a secret reached the logs').toBe(false);
+    },
+  };
+}
+
+async function removeAllServers(local: LocalProvisioner): Promise<void> {
+  for (const object of await local.list()) await local.remove(object.ref).catch(() => {});
+}
+
+function listServers(db: CatalogDb, status?: ServerStatus): Promise<DbServer[]> {
+  return db
+    .selectFrom('db_servers')
+    .selectAll()
+    .$if(status !== undefined, (q) => q.where('status', '=', status!))
+    .orderBy('created_at')
+    .execute();
+}
+
+export interface AllocateIds {
+  instance_id: string;
+  customer_id: string;
+  plan_tier: string;
+}
+
+export function newIds(planTier = 'standard'): AllocateIds {
+  return { instance_id: crypto.randomUUID(), customer_id: crypto.randomUUID(), plan_tier: planTier };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+export async function canLogin(c: {
+  db_host: string;
+  db_port: number;
+  db_name: string;
+  db_user: string;
+  db_password: string;
+}): Promise<boolean> {
+  const client = new pg.Client({
+    host: c.db_host,
+    port: c.db_port,
+    database: c.db_name,
+    user: c.db_user,
+    password: c.db_password,
+    connectionTimeoutMillis: 5_000,
+  });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Runs SQL on a server as its admin. */
+export async function asAdmin<T extends pg.QueryResultRow>(
+  fleet: Fleet,
+  server: DbServer,
+  text: string,
+): Promise<T[]> {
+  const client = new pg.Client({
+    host: server.host!,
+    port: server.port!,
+    user: server.admin_user!,
+    password: fleet.adminPassword(server),
+    database: 'postgres',
+  });
+  await client.connect();
+  try {
+    return (await client.query<T>(text)).rows;
+  } finally {
+    await client.end();
+  }
+}
