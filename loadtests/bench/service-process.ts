@@ -4,13 +4,12 @@
 // the service's event loop, as in production.
 import { createCatalogDb } from '@tenantdb/catalog';
 import { buildApp } from '@tenantdb/database-service';
+// The same config schema as main.ts, so the bench parses its environment exactly as the service does.
+import { loadConfig } from '@tenantdb/database-service/config';
 import { createQueues } from '@tenantdb/jobs';
 import { createLogger, createRegistry } from '@tenantdb/observability';
 import { createPoolConnections } from '@tenantdb/pool-server';
 import { createSecretBox } from '@tenantdb/secrets';
-// The package exports only buildApp; the config schema is reached by path so that the bench
-// parses its environment exactly as the service does.
-import { loadConfig } from '@tenantdb/database-service/config';
 
 export type ServiceMessage = { type: 'listening'; address: string } | { type: 'failed'; message: string };
 
