@@ -26,7 +26,7 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import { registerAuth, type TokenGrant } from './auth';
-import { HttpError, isDatabaseUnavailable, reasonPhrase } from './errors';
+import { HttpError, isDependencyUnavailable, reasonPhrase } from './errors';
 
 export type HttpApp = FastifyInstance<
   RawServerDefault,
@@ -172,9 +172,9 @@ function errorHandler(err: FastifyError, request: FastifyRequest, reply: Fastify
     status = err.statusCode;
     message = err.message;
     reply.headers(err.headers);
-  } else if (isDatabaseUnavailable(err)) {
+  } else if (isDependencyUnavailable(err)) {
     status = 503;
-    message = 'the catalog database is unavailable or overloaded; retry';
+    message = 'a dependency (catalog database or job queue) is unavailable or overloaded; retry';
     reply.header('retry-after', '2');
   } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
     // Fastify's own client errors: malformed JSON, body too large, unsupported media type.

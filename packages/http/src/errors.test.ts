@@ -4,27 +4,32 @@ import { createLogger, createRegistry } from '@tenantdb/observability';
 import { captureLogs } from '@tenantdb/testkit';
 import { describe, expect, it } from 'vitest';
 import { createHttpApp } from './app-base';
-import { isDatabaseUnavailable } from './errors';
+import { isDependencyUnavailable } from './errors';
 
 const pgError = (message: string, code?: string) => Object.assign(new Error(message), code ? { code } : {});
 
-describe('isDatabaseUnavailable', () => {
+describe('isDependencyUnavailable', () => {
   it('recognises pool timeouts, refused and dropped connections, and shutdowns', () => {
-    expect(isDatabaseUnavailable(pgError('timeout exceeded when trying to connect'))).toBe(true);
-    expect(isDatabaseUnavailable(pgError('connect ECONNREFUSED 127.0.0.1:5432', 'ECONNREFUSED'))).toBe(true);
-    expect(isDatabaseUnavailable(pgError('Connection terminated unexpectedly'))).toBe(true);
+    expect(isDependencyUnavailable(pgError('timeout exceeded when trying to connect'))).toBe(true);
+    expect(isDependencyUnavailable(pgError('connect ECONNREFUSED 127.0.0.1:5432', 'ECONNREFUSED'))).toBe(
+      true,
+    );
+    expect(isDependencyUnavailable(pgError('Connection terminated unexpectedly'))).toBe(true);
     expect(
-      isDatabaseUnavailable(pgError('terminating connection due to administrator command', '57P01')),
+      isDependencyUnavailable(pgError('terminating connection due to administrator command', '57P01')),
     ).toBe(true);
-    expect(isDatabaseUnavailable(pgError('connection failure', '08006'))).toBe(true);
+    expect(isDependencyUnavailable(pgError('connection failure', '08006'))).toBe(true);
+    expect(
+      isDependencyUnavailable(pgError('job queue unavailable: Redis is down', 'EQUEUE_UNAVAILABLE')),
+    ).toBe(true);
   });
 
   it('leaves query errors alone', () => {
-    expect(isDatabaseUnavailable(pgError('duplicate key value violates unique constraint', '23505'))).toBe(
+    expect(isDependencyUnavailable(pgError('duplicate key value violates unique constraint', '23505'))).toBe(
       false,
     );
-    expect(isDatabaseUnavailable(pgError('syntax error at or near "x"', '42601'))).toBe(false);
-    expect(isDatabaseUnavailable('timeout exceeded when trying to connect')).toBe(false);
+    expect(isDependencyUnavailable(pgError('syntax error at or near "x"', '42601'))).toBe(false);
+    expect(isDependencyUnavailable('timeout exceeded when trying to connect')).toBe(false);
   });
 });
 

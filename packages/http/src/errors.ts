@@ -47,13 +47,15 @@ export class UnavailableError extends HttpError {
 }
 
 /**
- * The catalog could not serve the request: no pool connection within the acquire timeout, a
- * refused or dropped connection, or a server shutting down. Transient, so 503 + Retry-After.
+ * A dependency could not serve the request: the catalog (no pool connection within the acquire
+ * timeout, a refused or dropped connection, a server shutting down) or the job queue (Redis down:
+ * @tenantdb/jobs throws code EQUEUE_UNAVAILABLE). Transient, so 503 + Retry-After.
  */
-export function isDatabaseUnavailable(err: unknown): boolean {
+export function isDependencyUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = String((err as { code?: unknown }).code ?? '');
   return (
+    code === 'EQUEUE_UNAVAILABLE' ||
     ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03'].includes(code) ||
     code.startsWith('08') ||
     /^(timeout exceeded when trying to connect|Connection terminated)/.test(err.message)

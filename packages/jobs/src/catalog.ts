@@ -50,6 +50,8 @@ export function jobIdFor<N extends JobName>(name: N, payload: JobPayload<N>): st
 export const SINGLE_FLIGHT: ReadonlySet<JobName> = new Set<JobName>([
   'grow-shared-capacity',
   'refill-warm-databases',
+  // The row's status is the truth: a failed attempt must not block an operator's retry.
+  'decommission-server',
   'health-check-all',
   'health-check-server',
   'cleanup-failed-servers',

@@ -36,6 +36,21 @@ const DEFAULT_JOB_OPTIONS: JobsOptions = {
 
 export const QUEUE_DEFAULTS = DEFAULT_JOB_OPTIONS;
 
+/**
+ * Redis could not take the job (down, unreachable, or not answering in time). The code is what
+ * the HTTP error handler keys on to answer 503 instead of 500, without depending on this package.
+ */
+export class QueueUnavailableError extends Error {
+  readonly code = 'EQUEUE_UNAVAILABLE';
+  constructor(reason: string) {
+    super(`job queue unavailable: ${reason}`);
+    this.name = 'QueueUnavailableError';
+  }
+}
+
+/** How long an add may wait for Redis: BullMQ waits for a connection that never came up forever. */
+const ENQUEUE_TIMEOUT_MS = 5_000;
+
 export function createRedisConnection(url: string, opts: { failFast: boolean }): Redis {
   return new Redis(url, {
     // API processes answer 503 at once while Redis is down (no offline queue); workers wait it out.
@@ -64,12 +79,30 @@ export function createQueues(opts: { redisUrl: string; prefix?: string; failFast
       const jobId = jobIdFor(name, data);
       const singleFlight = SINGLE_FLIGHT.has(name);
       const spec: { queue: QueueName; attempts?: number } = JOBS[name];
-      await queues.get(spec.queue)!.add(name, data, {
+      const added = queues.get(spec.queue)!.add(name, data, {
         jobId,
         ...(spec.attempts ? { attempts: spec.attempts } : {}),
         ...extra,
         ...(singleFlight ? { removeOnFail: true } : {}),
       });
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          added,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new QueueUnavailableError(`Redis did not answer within ${ENQUEUE_TIMEOUT_MS} ms`)),
+              ENQUEUE_TIMEOUT_MS,
+            );
+          }),
+        ]);
+      } catch (err) {
+        added.catch(() => {}); // a late rejection of the abandoned add is not unhandled
+        if (err instanceof QueueUnavailableError) throw err;
+        throw new QueueUnavailableError(err instanceof Error ? err.message : String(err));
+      } finally {
+        clearTimeout(timer);
+      }
       return jobId;
     },
     queue: (name) => queues.get(name)!,
@@ -86,7 +119,11 @@ export function createQueues(opts: { redisUrl: string; prefix?: string; failFast
       }
     },
     async close() {
-      await Promise.all([...queues.values()].map((q) => q.close()));
+      // Bounded: closing waits on Redis, which may be the thing that is gone.
+      await Promise.race([
+        Promise.all([...queues.values()].map((q) => q.close())),
+        new Promise((r) => setTimeout(r, 2_000).unref()),
+      ]).catch(() => {});
       connection.disconnect();
     },
   };

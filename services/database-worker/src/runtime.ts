@@ -71,14 +71,40 @@ export function startWorkers(deps: WorkerDeps, handlers: Handlers): RunningWorke
         maxStalledCount: 3,
       },
     );
-    worker.on('error', (err) => logger.warn({ err: { message: err.message }, queue }, 'worker error'));
+    // While Redis is away every reconnect attempt errors: say so once a minute, not ten times a second.
+    let lastWarned = 0;
+    worker.on('error', (err) => {
+      if (Date.now() - lastWarned < 60_000) return;
+      lastWarned = Date.now();
+      logger.warn({ err: { message: err.message }, queue }, 'worker error (repeats suppressed for a minute)');
+    });
     return worker;
   });
 
   return {
     workers,
     async close() {
-      await Promise.all(workers.map((w) => w.close()));
+      // Let jobs in hand finish within the deadline; then force: their locks lapse and another
+      // replica picks them up (handlers are idempotent). Redis being down must not hang shutdown.
+      const graceful = Promise.all(workers.map((w) => w.close()));
+      let timer: NodeJS.Timeout | undefined;
+      const inTime = await Promise.race([
+        graceful.then(() => true),
+        new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), config.TENANTDB_SHUTDOWN_DEADLINE_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!inTime) {
+        logger.warn(
+          { deadline_ms: config.TENANTDB_SHUTDOWN_DEADLINE_MS },
+          'jobs still running at the deadline; closing anyway',
+        );
+        await Promise.race([
+          Promise.all(workers.map((w) => w.close(true))),
+          new Promise((r) => setTimeout(r, 2_000)),
+        ]);
+      }
       for (const c of connections) c.disconnect();
     },
   };

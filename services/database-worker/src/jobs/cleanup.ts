@@ -14,6 +14,15 @@ export function createRetirement(deps: WorkerDeps) {
     if (server.driver !== 'external') {
       const removed = await removeObjectsOf(driverFor(deps, server), server.id, server.orchestrator_ref);
       log.info({ db_server_id: server.id, name: server.name, removed }, 'server objects removed');
+    } else {
+      // The server itself stays (it is not ours), but the warm databases we made on it go.
+      const warm = await db
+        .selectFrom('tenant_databases')
+        .select(['db_name', 'db_user'])
+        .where('db_server_id', '=', server.id)
+        .where('status', '=', 'warm')
+        .execute();
+      for (const w of warm) await deps.tenantOps.drop(server, { dbName: w.db_name, dbUser: w.db_user });
     }
     await db.transaction().execute(async (trx) => {
       // Warm databases went with the server; nobody owned them.
