@@ -213,6 +213,17 @@ export const HealthCheckResult = z.object({
 });
 export type HealthCheckResult = z.infer<typeof HealthCheckResult>;
 
+export const DrainResult = Pool.extend({
+  remaining_tenants: z
+    .number()
+    .int()
+    .describe('tenant databases still on the server (creating, ready or releasing)'),
+});
+export type DrainResult = z.infer<typeof DrainResult>;
+
+export const PoolDecommissioning = z.object({ status: z.literal('decommissioning'), pool: Pool });
+export const PoolDecommissioned = z.object({ status: z.literal('decommissioned'), pool: Pool });
+
 export const Stats = z.object({
   total_pools: z.number().int(),
   active_pools: z.number().int(),

@@ -115,6 +115,8 @@ export interface HealthCheckOutcome {
   databasesInCatalog: number;
   /** Tenant databases on the server minus catalog rows for them; null when the server was not reached. */
   drift: number | null;
+  /** The row after the check; undefined when its status changed meanwhile (nothing was written). */
+  updated: DbServer | undefined;
 }
 
 /**
@@ -139,7 +141,7 @@ export async function checkServerHealth(
     .executeTakeFirstOrThrow();
   const databasesInCatalog = Number(counted.n);
   const drift = probe.tenantDatabases === null ? null : probe.tenantDatabases - databasesInCatalog;
-  await db
+  const updated = await db
     .updateTable('db_servers')
     .set({
       ...next,
@@ -151,12 +153,7 @@ export async function checkServerHealth(
     })
     .where('id', '=', server.id)
     .where('status', '=', server.status)
-    .execute();
-  return {
-    probe,
-    next,
-    checkedAt,
-    databasesInCatalog,
-    drift,
-  };
+    .returningAll()
+    .executeTakeFirst();
+  return { probe, next, checkedAt, databasesInCatalog, drift, updated };
 }

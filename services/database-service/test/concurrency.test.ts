@@ -34,7 +34,10 @@ describe('concurrent allocation', () => {
 
     const allocated = answers.filter((a) => a.status === 200);
     const provisioning = answers.filter((a) => a.status === 202);
-    expect(answers.filter((a) => a.status !== 200 && a.status !== 202).map((a) => a.body)).toEqual([]);
+    expect(
+      answers.filter((a) => a.status !== 200 && a.status !== 202).map((a) => a.body),
+      harness.errorLogs().join('\n'),
+    ).toEqual([]);
     expect(allocated).toHaveLength(50);
     expect(provisioning).toHaveLength(150);
     for (const p of provisioning) {

@@ -113,6 +113,8 @@ export async function startHarness(opts: HarnessOptions = {}) {
     api,
     addPoolServer,
     seenSecrets,
+    /** Error lines the service logged (a 500 says only "internal error"; these say why). */
+    errorLogs: () => logs.lines.filter((line) => /"level":(50|60)/.test(line)),
     /** Registers a secret that must never reach the logs. */
     remember: (secret: string) => seenSecrets.add(secret),
     async close() {

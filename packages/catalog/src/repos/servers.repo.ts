@@ -1,6 +1,13 @@
 import { sql } from 'kysely';
 import type { CatalogDb, Executor } from '../db';
-import type { DbServer, DbServerUpdate, NewDbServer, ServerStatus, ServerType } from '../types';
+import {
+  type DbServer,
+  type DbServerUpdate,
+  type NewDbServer,
+  type ServerStatus,
+  type ServerType,
+  SLOT_HOLDING_STATUSES,
+} from '../types';
 
 export type PlacementStrategy = 'pack' | 'spread';
 
@@ -50,6 +57,69 @@ export function createServersRepo(db: CatalogDb) {
         .updateTable('db_servers')
         .set({ ...patch, updated_at: sql<Date>`now()` })
         .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirst();
+    },
+
+    /** Updates a server only while its status is one of `from`; undefined when it is not. */
+    updateIfStatus(
+      id: string,
+      from: readonly ServerStatus[],
+      patch: DbServerUpdate,
+      trx: Executor = db,
+    ): Promise<DbServer | undefined> {
+      return trx
+        .updateTable('db_servers')
+        .set({ ...patch, updated_at: sql<Date>`now()` })
+        .where('id', '=', id)
+        .where('status', 'in', from)
+        .returningAll()
+        .executeTakeFirst();
+    },
+
+    /** Back into placement from one of `from`: active, or full when it has no room left. */
+    reopen(id: string, from: readonly ServerStatus[], trx: Executor = db): Promise<DbServer | undefined> {
+      return trx
+        .updateTable('db_servers')
+        .set({
+          status: sql<ServerStatus>`CASE WHEN current_instances >= max_instances THEN 'full' ELSE 'active' END`,
+          status_reason: null,
+          updated_at: sql<Date>`now()`,
+        })
+        .where('id', '=', id)
+        .where('status', 'in', from)
+        .returningAll()
+        .executeTakeFirst();
+    },
+
+    /**
+     * from → decommissioning, only while the server holds no tenant. Emptiness and the status flip
+     * are one statement: a reservation needs the row active and bumps current_instances in the
+     * same transaction as its tenant row, so it either commits first (and this matches nothing)
+     * or waits on the row lock and then finds it no longer active.
+     */
+    markDecommissioning(
+      id: string,
+      from: readonly ServerStatus[],
+      reason: string,
+      trx: Executor = db,
+    ): Promise<DbServer | undefined> {
+      return trx
+        .updateTable('db_servers')
+        .set({ status: 'decommissioning', status_reason: reason, updated_at: sql<Date>`now()` })
+        .where('id', '=', id)
+        .where('status', 'in', from)
+        .where('current_instances', '=', 0)
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom('tenant_databases as t')
+                .select(sql`1`.as('one'))
+                .whereRef('t.db_server_id', '=', 'db_servers.id')
+                .where('t.status', 'in', SLOT_HOLDING_STATUSES),
+            ),
+          ),
+        )
         .returningAll()
         .executeTakeFirst();
     },

@@ -1,8 +1,12 @@
 import {
   CreatePoolRequest,
+  DrainResult,
+  ErrorResponse,
   HealthCheckResult,
   Pool,
   PoolAccepted,
+  PoolDecommissioned,
+  PoolDecommissioning,
   PoolDetail,
   PoolList,
   PoolParams,
@@ -16,6 +20,8 @@ import type { PoolsService } from './pools.service';
 
 const admin = { scope: 'admin' } as const;
 const tags = ['admin'];
+/** Answers of the operator routes besides the ones every scoped route documents. */
+const refusals = { 404: ErrorResponse, 409: ErrorResponse };
 
 export function poolsRoutes(app: HttpApp, service: PoolsService): void {
   const ctx = (request: { principal?: { name: string }; id: string }) => ({
@@ -94,6 +100,83 @@ export function poolsRoutes(app: HttpApp, service: PoolsService): void {
       },
     },
     async (request) => service.healthCheck(request.params.id, ctx(request)),
+  );
+
+  app.post(
+    '/api/database/admin/pools/:id/cordon',
+    {
+      config: admin,
+      schema: {
+        summary: 'Cordon a server: no new placements',
+        description:
+          'From active or full; already cordoned is success. Tenants on the server are untouched ' +
+          'and keep working. 409 from any other status.',
+        tags,
+        params: PoolParams,
+        response: { 200: Pool, ...refusals },
+      },
+    },
+    async (request) => service.cordon(request.params.id, ctx(request)),
+  );
+
+  app.post(
+    '/api/database/admin/pools/:id/uncordon',
+    {
+      config: admin,
+      schema: {
+        summary: 'Put a cordoned or draining server back into placement',
+        description:
+          'The server becomes active, or full when it has no free slot; already active or full ' +
+          'is success. 409 from any other status.',
+        tags,
+        params: PoolParams,
+        response: { 200: Pool, ...refusals },
+      },
+    },
+    async (request) => service.uncordon(request.params.id, ctx(request)),
+  );
+
+  app.post(
+    '/api/database/admin/pools/:id/drain',
+    {
+      config: admin,
+      schema: {
+        summary: 'Drain a server: no new placements, report the tenants still on it',
+        description:
+          'From active, full or cordoned; already draining is success. Moving tenants to other ' +
+          'servers is NOT implemented: draining only stops new placements and answers ' +
+          '`remaining_tenants`. Those tenants must be released (or moved by other means) before ' +
+          'the server can be decommissioned.',
+        tags,
+        params: PoolParams,
+        response: { 200: DrainResult, ...refusals },
+      },
+    },
+    async (request) => service.drain(request.params.id, ctx(request)),
+  );
+
+  app.delete(
+    '/api/database/admin/pools/:id',
+    {
+      config: admin,
+      schema: {
+        summary: 'Decommission an empty server (asynchronous)',
+        description:
+          'Only when the server holds no tenant database (409 otherwise, naming how many remain) ' +
+          'and is not still provisioning. Marks it decommissioning and queues its removal: the ' +
+          'worker removes it through its driver (an external server is only forgotten, never ' +
+          'touched). Repeating the call re-queues the removal; 503 when the queue is unavailable ' +
+          '(the server stays decommissioning, retry). An already decommissioned server answers 200.',
+        tags,
+        params: PoolParams,
+        response: { 200: PoolDecommissioned, 202: PoolDecommissioning, ...refusals },
+      },
+    },
+    async (request, reply) => {
+      const result = await service.decommission(request.params.id, ctx(request));
+      reply.status(result.status === 'decommissioning' ? 202 : 200);
+      return result;
+    },
   );
 
   app.get(

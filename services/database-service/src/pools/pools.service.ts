@@ -1,24 +1,29 @@
 // Admin operations on the fleet: list and inspect servers, provision new pools (through the
-// worker), register existing Postgres servers, run a real health check, fleet statistics.
+// worker), register existing Postgres servers, run a real health check, fleet statistics, and
+// take servers out of placement (cordon, drain) and out of the fleet (decommission).
 import { randomBytes } from 'node:crypto';
-import type { AuditRepo, CatalogDb, DbServer, ServersRepo, TenantDatabasesRepo } from '@tenantdb/catalog';
+import {
+  type AuditRepo,
+  type CatalogDb,
+  type CatalogTrx,
+  type DbServer,
+  type ServerStatus,
+  type ServersRepo,
+  SLOT_HOLDING_STATUSES,
+  type TenantDatabasesRepo,
+} from '@tenantdb/catalog';
 import type {
   CreatePoolRequest,
+  DrainResult,
   HealthCheckResult,
   Pool,
   PoolDetail,
   RegisterPoolRequest,
   Stats,
 } from '@tenantdb/contracts';
-import { ConflictError, NotFoundError, UnprocessableError } from '@tenantdb/http';
+import { ConflictError, NotFoundError, UnavailableError, UnprocessableError } from '@tenantdb/http';
 import type { Queues } from '@tenantdb/jobs';
-import {
-  hardenPool,
-  inspectServer,
-  nextHealthState,
-  type PoolConnections,
-  probeServer,
-} from '@tenantdb/pool-server';
+import { checkServerHealth, hardenPool, inspectServer, type PoolConnections } from '@tenantdb/pool-server';
 import type { SecretBox } from '@tenantdb/secrets';
 import type { RequestContext } from '../allocation/allocation.service';
 
@@ -33,9 +38,18 @@ export interface PoolsDeps {
   config: { defaultDriver: 'local' | 'swarm' | 'kubernetes' };
 }
 
-/** Rows that stand for a database on the server (warm ones included). */
-const ON_SERVER = ['warm', 'creating', 'ready', 'releasing'] as const;
 const MIN_POSTGRES = 130_000; // DROP DATABASE … WITH (FORCE)
+/** Where a server can be decommissioned from; one still being created must finish or fail first. */
+const RETIRABLE = ['active', 'full', 'cordoned', 'draining', 'maintenance', 'error'] as const;
+
+/** An operator's status change: where it applies, where it is already done, and the update. */
+interface StatusChange {
+  verb: string;
+  action: string;
+  from: readonly ServerStatus[];
+  done: readonly ServerStatus[];
+  apply(trx: CatalogTrx): Promise<DbServer | undefined>;
+}
 
 export function toPool(s: DbServer): Pool {
   return {
@@ -69,6 +83,58 @@ export function createPoolsService(deps: PoolsDeps) {
     const server = await servers.findById(id);
     if (!server) throw new NotFoundError('no server with this id');
     return server;
+  }
+
+  /** Tenant databases the server still serves (the rows that hold its slots). */
+  async function liveTenants(id: string): Promise<number> {
+    const counts = await tenants.countByStatus(id);
+    return SLOT_HOLDING_STATUSES.reduce((n, s) => n + (counts[s] ?? 0), 0);
+  }
+
+  /**
+   * Applies a status change, idempotent where it is already done. The update is conditional on
+   * the status, so a change that lands between the read and the write (an allocation filling the
+   * server, a health check, another operator) is decided again on the new status, never undone.
+   */
+  async function changeStatus(id: string, change: StatusChange, ctx: RequestContext): Promise<DbServer> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const server = await mustFind(id);
+      if (change.done.includes(server.status)) return server;
+      if (!change.from.includes(server.status)) {
+        throw new ConflictError(
+          `cannot ${change.verb} a server that is ${server.status} (only from ${change.from.join(', ')})`,
+        );
+      }
+      const changed = await db.transaction().execute(async (trx) => {
+        const row = await change.apply(trx);
+        if (row) {
+          await audit.record(
+            {
+              actor: ctx.actor,
+              action: change.action,
+              request_id: ctx.requestId,
+              db_server_id: id,
+              details: { from: server.status, to: row.status },
+            },
+            trx,
+          );
+        }
+        return row;
+      });
+      if (changed) return changed;
+    }
+    throw new ConflictError('the server status keeps changing; retry');
+  }
+
+  /** Deterministic job id: a no-op while one is queued, so every retry may call it. */
+  async function enqueueDecommission(serverId: string): Promise<void> {
+    try {
+      await queues.enqueue('decommission-server', { server_id: serverId });
+    } catch {
+      throw new UnavailableError(
+        'the server is marked decommissioning but its removal could not be queued; retry to queue it',
+      );
+    }
   }
 
   return {
@@ -208,17 +274,13 @@ export function createPoolsService(deps: PoolsDeps) {
       if (!server.host || !server.port || !server.admin_password_enc) {
         throw new ConflictError(`the server is ${server.status} and has no address to check yet`);
       }
-      const probe = await probeServer(connections, server);
-      const counts = await tenants.countByStatus(id);
-      const inCatalog = ON_SERVER.reduce((n, s) => n + (counts[s] ?? 0), 0);
-      const next = nextHealthState(server, probe);
-      const checkedAt = new Date();
-      const updated = await servers.update(id, {
-        ...next,
-        last_health_check: checkedAt,
-        last_health_latency_ms: probe.latencyMs,
-        ...(probe.postgresVersion ? { postgres_version: probe.postgresVersion } : {}),
-      });
+      // The same check, transition rule and conditional write as the worker's sweep: an
+      // operator's cordon or drain that lands while the probe runs is not overwritten.
+      const { probe, next, checkedAt, databasesInCatalog, drift, updated } = await checkServerHealth(
+        db,
+        connections,
+        server,
+      );
       await audit.record({
         actor: ctx.actor,
         action: 'server.health_check',
@@ -234,12 +296,129 @@ export function createPoolsService(deps: PoolsDeps) {
         error: probe.error,
         health_status: updated?.health_status ?? next.health_status,
         health_failures: updated?.health_failures ?? next.health_failures,
-        status: updated?.status ?? next.status,
+        status: updated?.status ?? (await mustFind(id)).status,
         postgres_version: probe.postgresVersion,
         databases_on_server: probe.tenantDatabases,
-        databases_in_catalog: inCatalog,
-        drift: probe.tenantDatabases === null ? null : probe.tenantDatabases - inCatalog,
+        databases_in_catalog: databasesInCatalog,
+        drift,
       };
+    },
+
+    /** No new placements; the tenants on the server stay and keep working. */
+    async cordon(id: string, ctx: RequestContext): Promise<Pool> {
+      const server = await changeStatus(
+        id,
+        {
+          verb: 'cordon',
+          action: 'server.cordon',
+          from: ['active', 'full'],
+          done: ['cordoned'],
+          apply: (trx) =>
+            servers.updateIfStatus(
+              id,
+              ['active', 'full'],
+              { status: 'cordoned', status_reason: `cordoned by ${ctx.actor}` },
+              trx,
+            ),
+        },
+        ctx,
+      );
+      return toPool(server);
+    },
+
+    async uncordon(id: string, ctx: RequestContext): Promise<Pool> {
+      const server = await changeStatus(
+        id,
+        {
+          verb: 'uncordon',
+          action: 'server.uncordon',
+          from: ['cordoned', 'draining'],
+          done: ['active', 'full'],
+          apply: (trx) => servers.reopen(id, ['cordoned', 'draining'], trx),
+        },
+        ctx,
+      );
+      return toPool(server);
+    },
+
+    /** Stops placement and reports what is left; moving tenants elsewhere is not built. */
+    async drain(id: string, ctx: RequestContext): Promise<DrainResult> {
+      const from = ['active', 'full', 'cordoned'] as const;
+      const server = await changeStatus(
+        id,
+        {
+          verb: 'drain',
+          action: 'server.drain',
+          from,
+          done: ['draining'],
+          apply: (trx) =>
+            servers.updateIfStatus(
+              id,
+              from,
+              { status: 'draining', status_reason: `draining, requested by ${ctx.actor}` },
+              trx,
+            ),
+        },
+        ctx,
+      );
+      return { ...toPool(server), remaining_tenants: await liveTenants(id) };
+    },
+
+    /**
+     * An empty server → decommissioning, then the worker removes it. The job is queued after
+     * commit; when Redis refuses, the row stays decommissioning and a repeat queues it again.
+     */
+    async decommission(
+      id: string,
+      ctx: RequestContext,
+    ): Promise<{ status: 'decommissioning' | 'decommissioned'; pool: Pool }> {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const server = await mustFind(id);
+        if (server.status === 'decommissioned') return { status: 'decommissioned', pool: toPool(server) };
+        if (server.status === 'decommissioning') {
+          await enqueueDecommission(id);
+          return { status: 'decommissioning', pool: toPool(server) };
+        }
+        if (!(RETIRABLE as readonly ServerStatus[]).includes(server.status)) {
+          throw new ConflictError(
+            `the server is ${server.status}: let provisioning finish or fail before decommissioning it`,
+          );
+        }
+        // current_instances too: it can run ahead of the rows (drift the reconciler repairs).
+        const held = Math.max(await liveTenants(id), server.current_instances);
+        if (held > 0) {
+          throw new ConflictError(
+            `the server still holds ${held} tenant database${held === 1 ? '' : 's'}; release or move ${held === 1 ? 'it' : 'them'} first`,
+          );
+        }
+        const marked = await db.transaction().execute(async (trx) => {
+          const row = await servers.markDecommissioning(
+            id,
+            RETIRABLE,
+            `decommissioning, requested by ${ctx.actor}`,
+            trx,
+          );
+          if (row) {
+            await audit.record(
+              {
+                actor: ctx.actor,
+                action: 'server.decommission',
+                request_id: ctx.requestId,
+                db_server_id: id,
+                details: { from: server.status, name: server.name, driver: server.driver },
+              },
+              trx,
+            );
+          }
+          return row;
+        });
+        if (marked) {
+          await enqueueDecommission(id);
+          return { status: 'decommissioning', pool: toPool(marked) };
+        }
+        // A tenant was placed or the status changed since the read: decide again.
+      }
+      throw new ConflictError('the server keeps changing; retry');
     },
 
     async stats(): Promise<Stats> {
