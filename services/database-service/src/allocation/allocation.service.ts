@@ -136,6 +136,26 @@ export function createAllocationService(deps: AllocationDeps) {
     ctx: RequestContext,
     excludeIds: string[],
   ): Promise<Reservation> {
+    // Postgres may pick this transaction as a deadlock victim under contention (its row locks on
+    // pools and warm rows meet other reservations, releases and refills): nothing was written,
+    // so it is simply run again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await reserveSharedOnce(req, plan, ctx, excludeIds);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if ((code === '40P01' || code === '40001') && attempt < 4) continue;
+        throw err;
+      }
+    }
+  }
+
+  async function reserveSharedOnce(
+    req: AllocateRequest,
+    plan: Plan,
+    ctx: RequestContext,
+    excludeIds: string[],
+  ): Promise<Reservation> {
     const password = generatePassword();
     const names = generateTenantNames();
     try {
