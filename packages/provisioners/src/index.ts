@@ -1,3 +1,17 @@
+export * from './kubernetes';
+export {
+  buildAdminSecret,
+  buildCnpgCluster,
+  buildHeadlessService,
+  buildStatefulSet,
+  K8S_LABELS,
+  type KubernetesMode,
+  type KubernetesObjectOptions,
+  summarizePods,
+} from './kubernetes.objects';
 export * from './local';
 export * from './provisioner';
 export * from './ready';
+export * from './swarm';
+export * from './swarm.objects';
+export * from './tuning';

@@ -16,6 +16,11 @@ export interface ServerSpec {
   adminUser: string;
   adminPassword: string;
   maxInstances: number;
+  /**
+   * Connections one tenant may open (the plan's CONNECTION LIMIT); container drivers size
+   * max_connections as maxInstances × this (see tuning.ts). Defaults to DEFAULT_TENANT_CONNECTIONS.
+   */
+  connectionLimit?: number;
   cpuLimit: number | null;
   memoryLimitMb: number | null;
   storageSizeGb: number | null;
@@ -39,6 +44,11 @@ export interface ObjectState {
   port?: number;
   /** Why it is not running, when the orchestrator says (exit code, image pull error, …). */
   reason?: string;
+  /**
+   * Not running and will not start without a change: the image cannot be pulled, the container
+   * keeps exiting. A caller waiting for the server gives up at once instead of at its deadline.
+   */
+  terminal?: boolean;
 }
 
 export interface ManagedObject {

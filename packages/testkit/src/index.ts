@@ -3,3 +3,4 @@ export * from './logs';
 export * from './ports';
 export * from './postgres';
 export * from './redis';
+export * from './swarm';

@@ -17,7 +17,9 @@ export const DatabaseServiceConfig = z.object({
   TENANTDB_DEFAULT_DRIVER: z
     .enum(['local', 'swarm', 'kubernetes'])
     .default('local')
-    .describe('driver for servers provisioned on demand'),
+    .describe(
+      'driver of dedicated servers and admin-created pools; database-worker must enable it (TENANTDB_DRIVERS)',
+    ),
   TENANTDB_RETRY_AFTER_SECONDS: env.int(5, 1, 3600).describe('retry_after answered with 202 provisioning'),
   TENANTDB_RATE_LIMIT_PER_MINUTE: env.int(6000, 1).describe('requests per minute per token'),
   TENANTDB_BODY_LIMIT_BYTES: env.int(16_384, 1024, 1_048_576),

@@ -2,47 +2,237 @@ import { encryptionKeys, env, parseConfig, postgresSettings, z } from '@tenantdb
 
 const seconds = (n: number) => n * 1000;
 
-export const WorkerConfig = z.object({
-  DATABASE_URL: z.string().min(1).describe('catalog Postgres connection string'),
-  REDIS_URL: z.string().min(1),
-  TENANTDB_ENCRYPTION_KEYS: encryptionKeys,
-  TENANTDB_QUEUE_PREFIX: z
+export const DRIVER_NAMES = ['local', 'swarm', 'kubernetes'] as const;
+
+// Optional settings: unset and empty (`X=` in an env file) both mean "not set".
+const blankToUndefined = (v: string | undefined) =>
+  v === undefined || v.trim() === '' ? undefined : v.trim();
+const optionalText = (re?: RegExp, message?: string) =>
+  z
     .string()
-    .regex(/^[A-Za-z0-9_-]{1,64}$/)
-    .default('tenantdb'),
-  DATABASE_WORKER_HOST: z.string().default('0.0.0.0'),
-  DATABASE_WORKER_PORT: env.port(9464).describe('/metrics, /healthz, /readyz'),
-  TENANTDB_LOCAL_ROOT: z
+    .optional()
+    .transform(blankToUndefined)
+    .refine((v) => v === undefined || !re || re.test(v), { message: message ?? `must match ${re}` });
+const optionalNumber = (min: number, max: number, integer = false) =>
+  z
     .string()
-    .default('.tenantdb/servers')
-    .describe('local driver: where server directories live'),
-  TENANTDB_POOL_MAX_INSTANCES: env
-    .int(50, 1, 10_000)
-    .describe('slots of each shared pool the planner provisions'),
-  TENANTDB_SHARED_HEADROOM: env
-    .int(10, 0, 100_000)
-    .describe('free shared slots the planner keeps (at least 1)'),
-  TENANTDB_MAX_PENDING_POOLS: env.int(3, 1, 100).describe('shared pools starting at once, at most'),
-  TENANTDB_WARM_DATABASES: env.int(5, 0, 1000).describe('pre-created databases kept per active shared pool'),
-  TENANTDB_HEALTH_INTERVAL_MS: env.int(seconds(300), 1000),
-  TENANTDB_CAPACITY_INTERVAL_MS: env.int(seconds(30), 1000),
-  TENANTDB_RECONCILE_INTERVAL_MS: env.int(seconds(600), 1000),
-  TENANTDB_CLEANUP_INTERVAL_MS: env.int(seconds(86_400), 1000),
-  TENANTDB_READY_TIMEOUT_MS: env
-    .int(seconds(60), 1000)
-    .describe('how long a new server may take to accept a login'),
-  TENANTDB_JOB_LOCK_MS: env
-    .int(seconds(30), 1000)
-    .describe('a job whose worker stops renewing this lock is retried'),
-  TENANTDB_STALE_ALLOCATION_MS: env
-    .int(seconds(600), 1000)
-    .describe('reconcile: creating/releasing rows older are repaired'),
-  TENANTDB_SHUTDOWN_DEADLINE_MS: env.int(seconds(25), 1000),
-  TENANTDB_SERVER_SETTINGS: postgresSettings.describe(
-    'extra Postgres settings for provisioned servers: name=value,name=value',
-  ),
-  LOG_LEVEL: env.logLevel(),
-});
+    .optional()
+    .transform(blankToUndefined)
+    .pipe(
+      z
+        .string()
+        .regex(integer ? /^\d+$/ : /^\d+(\.\d+)?$/, integer ? 'must be a whole number' : 'must be a number')
+        .transform(Number)
+        .pipe(z.number().min(min).max(max))
+        .optional(),
+    );
+/** A comma list (`a,b,c`); blanks dropped. */
+const commaList = (item: RegExp, message: string) =>
+  z
+    .string()
+    .default('')
+    .transform((raw) =>
+      raw
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean),
+    )
+    .refine((items) => items.every((i) => item.test(i)), { message });
+/** `key=value,key=value` (Kubernetes labels: a node selector). */
+const labelMap = z
+  .string()
+  .default('')
+  .transform((raw, ctx) => {
+    const map: Record<string, string> = {};
+    for (const part of raw
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
+      const [k, v, extra] = part.split('=');
+      if (
+        !k ||
+        v === undefined ||
+        extra !== undefined ||
+        !/^([a-z0-9.-]+\/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(k)
+      ) {
+        ctx.addIssue({ code: 'custom', message: 'each entry must be label=value' });
+        return z.NEVER;
+      }
+      map[k] = v;
+    }
+    return map;
+  });
+
+export const WorkerConfig = z
+  .object({
+    DATABASE_URL: z.string().min(1).describe('catalog Postgres connection string'),
+    REDIS_URL: z.string().min(1),
+    TENANTDB_ENCRYPTION_KEYS: encryptionKeys,
+    TENANTDB_QUEUE_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/)
+      .default('tenantdb'),
+    DATABASE_WORKER_HOST: z.string().default('0.0.0.0'),
+    DATABASE_WORKER_PORT: env.port(9464).describe('/metrics, /healthz, /readyz'),
+    TENANTDB_DRIVERS: z
+      .string()
+      .default('local')
+      .transform((raw) =>
+        raw
+          .split(',')
+          .map((d) => d.trim())
+          .filter(Boolean),
+      )
+      .pipe(
+        z
+          .array(z.enum(DRIVER_NAMES))
+          .min(1, 'name at least one driver')
+          .refine((list) => new Set(list).size === list.length, 'a driver is listed twice'),
+      )
+      .describe(
+        'enabled provisioner drivers, comma list; the first is what the capacity planner provisions with',
+      ),
+    TENANTDB_LOCAL_ROOT: z
+      .string()
+      .default('.tenantdb/servers')
+      .describe('local driver: where server directories live'),
+    TENANTDB_POOL_MAX_INSTANCES: env
+      .int(50, 1, 10_000)
+      .describe('slots of each shared pool the planner provisions'),
+    TENANTDB_SHARED_HEADROOM: env
+      .int(10, 0, 100_000)
+      .describe('free shared slots the planner keeps (at least 1)'),
+    TENANTDB_MAX_PENDING_POOLS: env.int(3, 1, 100).describe('shared pools starting at once, at most'),
+    TENANTDB_WARM_DATABASES: env
+      .int(5, 0, 1000)
+      .describe('pre-created databases kept per active shared pool'),
+    TENANTDB_HEALTH_INTERVAL_MS: env.int(seconds(300), 1000),
+    TENANTDB_CAPACITY_INTERVAL_MS: env.int(seconds(30), 1000),
+    TENANTDB_RECONCILE_INTERVAL_MS: env.int(seconds(600), 1000),
+    TENANTDB_CLEANUP_INTERVAL_MS: env.int(seconds(86_400), 1000),
+    TENANTDB_READY_TIMEOUT_MS: env
+      .int(seconds(60), 1000)
+      .describe('how long a new server may take to accept a login'),
+    TENANTDB_JOB_LOCK_MS: env
+      .int(seconds(30), 1000)
+      .describe('a job whose worker stops renewing this lock is retried'),
+    TENANTDB_STALE_ALLOCATION_MS: env
+      .int(seconds(600), 1000)
+      .describe('reconcile: creating/releasing rows older are repaired'),
+    TENANTDB_SHUTDOWN_DEADLINE_MS: env.int(seconds(25), 1000),
+    TENANTDB_SERVER_SETTINGS: postgresSettings.describe(
+      'extra Postgres settings for provisioned servers: name=value,name=value',
+    ),
+    LOG_LEVEL: env.logLevel(),
+
+    // --- swarm driver (docs/drivers.md) ---
+    TENANTDB_SWARM_DOCKER_HOST: z
+      .string()
+      .regex(/^(unix:\/\/\/.+|tcp:\/\/[^/]+)$/, 'must be unix:///path/docker.sock or tcp://host:port')
+      .default('unix:///var/run/docker.sock')
+      .describe('Docker API of a swarm manager'),
+    TENANTDB_SWARM_DOCKER_TLS_DIR: optionalText().describe(
+      'ca.pem, cert.pem, key.pem for a tcp:// Docker API',
+    ),
+    TENANTDB_SWARM_FLEET: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/)
+      .default('tenantdb')
+      .describe('label value naming this deployment: a swarm shared by several only sees its own objects'),
+    TENANTDB_SWARM_IMAGE: z
+      .string()
+      .min(1)
+      .default('postgres:16-alpine')
+      .describe('pin it: postgres:16.4-alpine'),
+    TENANTDB_SWARM_NETWORK: optionalText(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/).describe(
+      'overlay network servers join',
+    ),
+    TENANTDB_SWARM_PUBLISH_MODE: z
+      .enum(['host', 'ingress', 'none'])
+      .default('host')
+      .describe('host: port on the node running the task; ingress: routing mesh; none: overlay network only'),
+    TENANTDB_SWARM_PORT_RANGE: z
+      .string()
+      .default('25432-26431')
+      .transform((raw, ctx) => {
+        const m = /^(\d{1,5})-(\d{1,5})$/.exec(raw.trim());
+        const from = Number(m?.[1]);
+        const to = Number(m?.[2]);
+        if (!m || from < 1 || to > 65535 || from > to) {
+          ctx.addIssue({ code: 'custom', message: 'must be from-to, e.g. 25432-26431' });
+          return z.NEVER;
+        }
+        return { from, to };
+      })
+      .describe('host-mode published ports are taken from this range'),
+    TENANTDB_SWARM_CONNECT_HOST: optionalText().describe(
+      'address the worker and tenants connect to for published ports (default: the node the task runs on)',
+    ),
+    TENANTDB_SWARM_CONSTRAINTS: commaList(
+      /^[A-Za-z0-9_.-]+\s*(==|!=)\s*\S+$/,
+      'each entry must be a swarm constraint, e.g. node.labels.tenantdb.postgres==true',
+    ),
+    TENANTDB_SWARM_PIN_TO_NODE: env.bool(true).describe('keep each server on the node where its volume is'),
+    TENANTDB_SWARM_CPU_LIMIT: optionalNumber(0.01, 1024).describe('CPUs, for servers whose row sets none'),
+    TENANTDB_SWARM_MEMORY_LIMIT_MB: optionalNumber(64, 4_194_304, true),
+    TENANTDB_SWARM_CPU_RESERVATION: optionalNumber(0.01, 1024),
+    TENANTDB_SWARM_MEMORY_RESERVATION_MB: optionalNumber(16, 4_194_304, true),
+    TENANTDB_SWARM_VOLUME_DRIVER: z.string().min(1).default('local'),
+    TENANTDB_SWARM_VOLUME_REMOVAL: z
+      .enum(['delete', 'keep'])
+      .default('delete')
+      .describe('what removing a server does to its data volume'),
+    TENANTDB_SWARM_RESTART_DELAY_MS: env.int(seconds(5), 100, seconds(600)),
+    TENANTDB_SWARM_START_TIMEOUT_MS: env
+      .int(seconds(300), 1000)
+      .describe('how long a new service may take to get a running task (image pulls included)'),
+
+    // --- kubernetes driver (docs/drivers.md) ---
+    TENANTDB_K8S_NAMESPACE: z
+      .string()
+      .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/)
+      .default('tenantdb-servers'),
+    TENANTDB_K8S_KUBECONFIG: z
+      .string()
+      .min(1)
+      .default('in-cluster')
+      .describe('in-cluster (the pod service account) or the path of a kubeconfig file'),
+    TENANTDB_K8S_CONTEXT: optionalText().describe('kubeconfig context (default: its current context)'),
+    TENANTDB_K8S_MODE: z
+      .enum(['statefulset', 'cnpg'])
+      .default('statefulset')
+      .describe('statefulset: StatefulSet + headless Service + Secret; cnpg: a CloudNativePG Cluster'),
+    TENANTDB_K8S_IMAGE: optionalText().describe(
+      'default postgres:16-alpine (statefulset) or ghcr.io/cloudnative-pg/postgresql:16 (cnpg)',
+    ),
+    TENANTDB_K8S_STORAGE_CLASS: optionalText().describe("the cluster's default class when unset"),
+    TENANTDB_K8S_STORAGE_SIZE_GB: env.int(10, 1, 65_536).describe('for servers whose row sets no size'),
+    TENANTDB_K8S_RUN_AS_USER: env
+      .int(70, 1, 2_147_483_647)
+      .describe("statefulset mode: the image's postgres uid, 70 in -alpine images, 999 in Debian ones"),
+    TENANTDB_K8S_CPU_LIMIT: optionalNumber(0.01, 1024),
+    TENANTDB_K8S_MEMORY_LIMIT_MB: optionalNumber(64, 4_194_304, true),
+    TENANTDB_K8S_CPU_REQUEST: optionalNumber(0.01, 1024),
+    TENANTDB_K8S_MEMORY_REQUEST_MB: optionalNumber(16, 4_194_304, true),
+    TENANTDB_K8S_NODE_SELECTOR: labelMap.describe('label=value,… nodes servers may run on'),
+    TENANTDB_K8S_VOLUME_REMOVAL: z
+      .enum(['delete', 'keep'])
+      .default('delete')
+      .describe('what removing a server does to its PersistentVolumeClaim (statefulset mode)'),
+  })
+  .superRefine(
+    (c, ctx) => {
+      if (c.TENANTDB_SWARM_PUBLISH_MODE === 'none' && !c.TENANTDB_SWARM_NETWORK) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['TENANTDB_SWARM_NETWORK'],
+          message: 'publish mode none needs the overlay network the worker reaches servers on',
+        });
+      }
+    },
+    // Checked even when other variables are wrong, so that every problem is reported at once.
+    { when: () => true },
+  );
 export type WorkerConfig = z.output<typeof WorkerConfig>;
 
 export const loadConfig = (source?: Record<string, string | undefined>) => parseConfig(WorkerConfig, source);

@@ -11,7 +11,14 @@ import { createHttpApp, type HttpApp } from '@tenantdb/http';
 import { createQueues } from '@tenantdb/jobs';
 import { createRegistry, type Logger } from '@tenantdb/observability';
 import { createPoolConnections, createTenantOps } from '@tenantdb/pool-server';
-import { createLocalProvisioner, type Provisioner, type ProvisionerDriver } from '@tenantdb/provisioners';
+import {
+  createKubernetesProvisioner,
+  createLocalProvisioner,
+  createSwarmProvisioner,
+  loadKubeConfig,
+  type Provisioner,
+  type ProvisionerDriver,
+} from '@tenantdb/provisioners';
 import { createSecretBox } from '@tenantdb/secrets';
 import { sql } from 'kysely';
 import type { WorkerConfig } from './config';
@@ -35,10 +42,61 @@ export interface DatabaseWorker {
   stop(): Promise<void>;
 }
 
+/**
+ * The drivers TENANTDB_DRIVERS enables, in its order: the first is the one the capacity planner
+ * provisions shared pools with. Servers of a driver that is not enabled fail their jobs with a
+ * reason (database-service's TENANTDB_DEFAULT_DRIVER must name an enabled one).
+ */
 export function createDrivers(config: WorkerConfig): Map<ProvisionerDriver, Provisioner> {
-  return new Map<ProvisionerDriver, Provisioner>([
-    ['local', createLocalProvisioner({ root: config.TENANTDB_LOCAL_ROOT })],
-  ]);
+  const build: Record<ProvisionerDriver, () => Provisioner> = {
+    local: () => createLocalProvisioner({ root: config.TENANTDB_LOCAL_ROOT }),
+    swarm: () =>
+      createSwarmProvisioner({
+        docker: {
+          url: config.TENANTDB_SWARM_DOCKER_HOST,
+          ...(config.TENANTDB_SWARM_DOCKER_TLS_DIR ? { tlsDir: config.TENANTDB_SWARM_DOCKER_TLS_DIR } : {}),
+        },
+        image: config.TENANTDB_SWARM_IMAGE,
+        fleet: config.TENANTDB_SWARM_FLEET,
+        publishMode: config.TENANTDB_SWARM_PUBLISH_MODE,
+        ...(config.TENANTDB_SWARM_NETWORK ? { network: config.TENANTDB_SWARM_NETWORK } : {}),
+        ...(config.TENANTDB_SWARM_CONNECT_HOST ? { connectHost: config.TENANTDB_SWARM_CONNECT_HOST } : {}),
+        portRange: config.TENANTDB_SWARM_PORT_RANGE,
+        constraints: [...config.TENANTDB_SWARM_CONSTRAINTS],
+        pinToNode: config.TENANTDB_SWARM_PIN_TO_NODE,
+        limits: { cpus: config.TENANTDB_SWARM_CPU_LIMIT, memoryMb: config.TENANTDB_SWARM_MEMORY_LIMIT_MB },
+        reservations: {
+          cpus: config.TENANTDB_SWARM_CPU_RESERVATION,
+          memoryMb: config.TENANTDB_SWARM_MEMORY_RESERVATION_MB,
+        },
+        restartDelayMs: config.TENANTDB_SWARM_RESTART_DELAY_MS,
+        volumeDriver: config.TENANTDB_SWARM_VOLUME_DRIVER,
+        volumeRemoval: config.TENANTDB_SWARM_VOLUME_REMOVAL,
+        startTimeoutMs: config.TENANTDB_SWARM_START_TIMEOUT_MS,
+      }),
+    kubernetes: () =>
+      createKubernetesProvisioner({
+        kubeConfig: loadKubeConfig({
+          kubeconfig: config.TENANTDB_K8S_KUBECONFIG,
+          ...(config.TENANTDB_K8S_CONTEXT ? { context: config.TENANTDB_K8S_CONTEXT } : {}),
+        }),
+        namespace: config.TENANTDB_K8S_NAMESPACE,
+        mode: config.TENANTDB_K8S_MODE,
+        image:
+          config.TENANTDB_K8S_IMAGE ??
+          (config.TENANTDB_K8S_MODE === 'cnpg'
+            ? 'ghcr.io/cloudnative-pg/postgresql:16'
+            : 'postgres:16-alpine'),
+        ...(config.TENANTDB_K8S_STORAGE_CLASS ? { storageClass: config.TENANTDB_K8S_STORAGE_CLASS } : {}),
+        storageSizeGb: config.TENANTDB_K8S_STORAGE_SIZE_GB,
+        runAsUser: config.TENANTDB_K8S_RUN_AS_USER,
+        limits: { cpus: config.TENANTDB_K8S_CPU_LIMIT, memoryMb: config.TENANTDB_K8S_MEMORY_LIMIT_MB },
+        requests: { cpus: config.TENANTDB_K8S_CPU_REQUEST, memoryMb: config.TENANTDB_K8S_MEMORY_REQUEST_MB },
+        nodeSelector: { ...config.TENANTDB_K8S_NODE_SELECTOR },
+        volumeRemoval: config.TENANTDB_K8S_VOLUME_REMOVAL,
+      }),
+  };
+  return new Map(config.TENANTDB_DRIVERS.map((name) => [name, build[name]()] as const));
 }
 
 export async function createWorker(

@@ -1,7 +1,8 @@
 // A real fleet for worker tests: a cloned catalog, Redis under a private queue prefix, a local
-// driver root of its own, database-service (buildApp, in process) and N database-worker
-// replicas. Everything the workers provision is a real Postgres process; close() removes them
-// all and fails the test if any secret reached the captured logs.
+// driver root and a swarm fleet label of its own, database-service (buildApp, in process) and N
+// database-worker replicas. Everything the workers provision is a real Postgres server (a local
+// process, or a swarm service when the test enables that driver); close() removes them all and
+// fails the test if any secret reached the captured logs.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
@@ -14,13 +15,13 @@ import { loadConfig as loadServiceConfig } from '@tenantdb/database-service/conf
 import { createQueues } from '@tenantdb/jobs';
 import { createLogger, createRegistry } from '@tenantdb/observability';
 import { createPoolConnections } from '@tenantdb/pool-server';
-import { createLocalProvisioner, type LocalProvisioner } from '@tenantdb/provisioners';
+import { createLocalProvisioner, type Provisioner } from '@tenantdb/provisioners';
 import { createSecretBox } from '@tenantdb/secrets';
 import { captureLogs, cloneCatalog } from '@tenantdb/testkit';
 import pg from 'pg';
 import { expect, inject } from 'vitest';
 import { loadConfig as loadWorkerConfig } from '../src/config';
-import { createWorker, type DatabaseWorker } from '../src/worker';
+import { createDrivers, createWorker, type DatabaseWorker } from '../src/worker';
 
 const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 
@@ -55,6 +56,9 @@ export async function startFleet(opts: FleetOptions = {}) {
     TENANTDB_RATE_LIMIT_PER_MINUTE: '1000000',
     TENANTDB_RETRY_AFTER_SECONDS: '1',
     TENANTDB_LOCAL_ROOT: root,
+    // What a swarm-enabled test makes carries this label: cleaned up by close(), and invisible
+    // to (and safe from) other test files sharing the swarm.
+    TENANTDB_SWARM_FLEET: `test-${randomBytes(5).toString('hex')}`,
     DATABASE_WORKER_HOST: '127.0.0.1',
     DATABASE_WORKER_PORT: '0',
     TENANTDB_POOL_MAX_INSTANCES: '25',
@@ -75,7 +79,7 @@ export async function startFleet(opts: FleetOptions = {}) {
   const logs = captureLogs();
   const logger = createLogger({ name: 'test-fleet', level: 'debug' }, logs.stream);
   const serviceConfig = loadServiceConfig(env);
-  loadWorkerConfig(env); // a bad test env fails here, before anything starts
+  const workerConfig = loadWorkerConfig(env); // a bad test env fails here, before anything starts
   const db = createCatalogDb({ url: catalog.url, poolSize: 20 });
   const secrets = createSecretBox(serviceConfig.TENANTDB_ENCRYPTION_KEYS);
   const queues = createQueues({ redisUrl: env.REDIS_URL!, prefix: env.TENANTDB_QUEUE_PREFIX });
@@ -91,6 +95,8 @@ export async function startFleet(opts: FleetOptions = {}) {
   });
   await app.ready();
   const local = createLocalProvisioner({ root });
+  // The drivers the workers use, as a test sees them (to list and clean up what they made).
+  const drivers = createDrivers(workerConfig);
   const seenSecrets = new Set([adminToken, allocateToken, encryptionKey]);
 
   const workers: DatabaseWorker[] = [];
@@ -158,6 +164,7 @@ export async function startFleet(opts: FleetOptions = {}) {
     env,
     root,
     local,
+    drivers,
     queues,
     secrets,
     logs,
@@ -188,7 +195,7 @@ export async function startFleet(opts: FleetOptions = {}) {
       await queues.close();
       await connections.close();
       await db.destroy();
-      await removeAllServers(local);
+      await removeAllServers([local, ...drivers.values()]);
       await rm(root, { recursive: true, force: true });
       await catalog.drop();
       const text = logs.text();
@@ -198,8 +205,10 @@ export async function startFleet(opts: FleetOptions = {}) {
   };
 }
 
-async function removeAllServers(local: LocalProvisioner): Promise<void> {
-  for (const object of await local.list()) await local.remove(object.ref).catch(() => {});
+async function removeAllServers(drivers: Provisioner[]): Promise<void> {
+  for (const driver of drivers) {
+    for (const object of await driver.list().catch(() => [])) await driver.remove(object.ref).catch(() => {});
+  }
 }
 
 function listServers(db: CatalogDb, status?: ServerStatus): Promise<DbServer[]> {

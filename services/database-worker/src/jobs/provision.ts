@@ -1,13 +1,24 @@
 // provision-server: create the orchestrator object for a catalog row, wait until a real login
 // works, then initializing → active. A retried job (at least once delivery, a worker killed
 // mid-job) re-reads the row and adopts what the first attempt made instead of making another.
+// While it waits for the login it asks the driver whether the server can still start, so an
+// image that cannot be pulled or a container that keeps exiting fails the job at once, with the
+// orchestrator's reason, instead of at the ready timeout.
+import type { ServerType } from '@tenantdb/catalog';
 import { describePgError, hardenPool } from '@tenantdb/pool-server';
-import { PermanentProvisionError, type Provisioner, waitUntilReady } from '@tenantdb/provisioners';
+import {
+  PermanentProvisionError,
+  type Provisioner,
+  type ReadyTarget,
+  waitUntilReady,
+} from '@tenantdb/provisioners';
 import { generatePassword } from '@tenantdb/secrets';
 import { sql } from 'kysely';
 import { driverFor, type JobContext, PermanentJobError, type WorkerDeps } from '../context';
 
 export const ADMIN_USER = 'tenantdb_admin';
+/** How often the driver is asked about a server that does not accept a login yet. */
+const WATCH_INTERVAL_MS = 2_000;
 
 export function provisionServer(deps: WorkerDeps) {
   const { db, servers, secrets, connections, queues, metrics, config } = deps;
@@ -45,6 +56,7 @@ export function provisionServer(deps: WorkerDeps) {
         adminUser: server.admin_user ?? ADMIN_USER,
         adminPassword,
         maxInstances: server.max_instances,
+        connectionLimit: await connectionLimitFor(deps, server.server_type),
         cpuLimit: server.cpu_limit === null ? null : Number(server.cpu_limit),
         memoryLimitMb: server.memory_limit_mb,
         storageSizeGb: server.storage_size_gb,
@@ -58,14 +70,16 @@ export function provisionServer(deps: WorkerDeps) {
         orchestrator_ref: created.ref,
         image: created.image,
       }))!;
-      const ready = await waitUntilReady(
+      const ready = await waitWhileWatching(
+        driver,
+        created.ref,
         {
           host: created.host,
           port: created.port,
           user: server.admin_user ?? ADMIN_USER,
           password: adminPassword,
         },
-        { timeoutMs: config.TENANTDB_READY_TIMEOUT_MS },
+        config.TENANTDB_READY_TIMEOUT_MS,
       );
       await hardenPool(connections, server);
       await servers.update(server_id, {
@@ -87,7 +101,13 @@ export function provisionServer(deps: WorkerDeps) {
       }
       return 'active';
     } catch (err) {
-      const reason = err instanceof Error ? describePgError(err) : String(err);
+      // A driver's permanent failure carries the orchestrator's reason in full (describePgError keeps 200 chars).
+      const reason =
+        err instanceof PermanentProvisionError
+          ? err.message.split('\n')[0]!
+          : err instanceof Error
+            ? describePgError(err)
+            : String(err);
       const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       const permanent = err instanceof PermanentProvisionError || err instanceof PermanentJobError;
       if (!permanent && !lastAttempt) throw err; // keep what exists: the retry adopts it
@@ -104,6 +124,50 @@ export function provisionServer(deps: WorkerDeps) {
       throw new PermanentJobError(`provisioning ${server.name} failed: ${reason}`);
     }
   };
+}
+
+/**
+ * The connection limit a server is sized for: the largest of the plans that can be placed on it.
+ * A shared pool takes tenants of every shared plan; a dedicated row does not record its plan.
+ */
+async function connectionLimitFor(deps: WorkerDeps, serverType: ServerType): Promise<number | undefined> {
+  const row = await deps.db
+    .selectFrom('plans')
+    .select((eb) => eb.fn.max('connection_limit').as('limit'))
+    .where('placement', '=', serverType === 'dedicated' ? 'dedicated' : 'shared')
+    .executeTakeFirst();
+  return row?.limit ?? undefined;
+}
+
+/**
+ * A real login, as waitUntilReady, while the driver is asked every few seconds whether the server
+ * can still start: a terminal state (see ObjectState.terminal) ends the wait at once, for good.
+ */
+async function waitWhileWatching(
+  driver: Provisioner,
+  ref: string,
+  target: ReadyTarget,
+  timeoutMs: number,
+): Promise<{ postgresVersion: string }> {
+  const stop = new AbortController();
+  // Only ever settles the race by failing; once the race is over it just stops.
+  const watch = (async () => {
+    while (!stop.signal.aborted) {
+      await new Promise((r) => setTimeout(r, WATCH_INTERVAL_MS));
+      if (stop.signal.aborted) break;
+      const state = await driver.inspect(ref).catch(() => undefined);
+      if (state?.terminal) {
+        throw new PermanentProvisionError(
+          `${ref} cannot start: ${state.reason ?? 'the orchestrator gave up'}`,
+        );
+      }
+    }
+  })() as Promise<never>;
+  try {
+    return await Promise.race([waitUntilReady(target, { timeoutMs, signal: stop.signal }), watch]);
+  } finally {
+    stop.abort();
+  }
 }
 
 /** Removes every object the driver labelled with this server id (and the recorded ref). */

@@ -45,8 +45,17 @@ export function reconcile(deps: WorkerDeps) {
           { driver: driver.driver, ref: object.ref, server_id: object.serverId },
           'removing orphaned server object',
         );
-        await driver.remove(object.ref);
-        removed++;
+        try {
+          await driver.remove(object.ref);
+          removed++;
+        } catch (err) {
+          // One object that cannot go (a namesake that is not ours, an orchestrator hiccup) must
+          // not stop the rest of the pass; the next run tries again.
+          log.warn(
+            { driver: driver.driver, ref: object.ref, reason: (err as Error).message },
+            'orphan left in place',
+          );
+        }
       }
     }
     return removed;

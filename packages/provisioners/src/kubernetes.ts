@@ -1,0 +1,338 @@
+// The `kubernetes` driver (@kubernetes/client-node): in one namespace, per server a Secret with
+// the admin credentials and either a StatefulSet with its headless Service (the PVC comes from
+// the volumeClaimTemplate) or a CloudNativePG Cluster. What the objects look like is
+// kubernetes.objects.ts; this file talks to the API server.
+//
+// As the other drivers: a create that finds its objects already there (409) adopts them when
+// they carry this server's labels and refuses otherwise; a delete that finds nothing (404) is
+// done; objects without the tenantdb labels are never deleted. The only verbs used are create,
+// get, list and delete (k8s/base/worker-rbac.yaml grants exactly those).
+import {
+  ApiException,
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  type V1DeleteOptions,
+} from '@kubernetes/client-node';
+import {
+  buildAdminSecret,
+  buildCnpgCluster,
+  buildHeadlessService,
+  buildStatefulSet,
+  claimNameFor,
+  hostFor,
+  isManaged,
+  K8S_LABELS,
+  type KubernetesObjectOptions,
+  managedSelector,
+  POSTGRES_PORT,
+  secretNameFor,
+  summarizePods,
+  validateKubernetesSpec,
+  validateRef,
+} from './kubernetes.objects';
+import { KeyedMutex } from './mutex';
+import {
+  type ManagedObject,
+  type ObjectState,
+  PermanentProvisionError,
+  type ProvisionedServer,
+  type Provisioner,
+  type ServerSpec,
+} from './provisioner';
+
+/**
+ * Every API call the driver makes, by API group and resource: exactly what its Role grants
+ * (k8s/base/worker-rbac.yaml; a test keeps the two equal, and the test API server refuses anything else).
+ */
+export const KUBERNETES_API_ACCESS = [
+  { apiGroup: '', resource: 'secrets', verbs: ['create', 'delete', 'get', 'list'] },
+  { apiGroup: '', resource: 'services', verbs: ['create', 'delete', 'get', 'list'] },
+  { apiGroup: '', resource: 'persistentvolumeclaims', verbs: ['delete', 'get', 'list'] },
+  { apiGroup: '', resource: 'pods', verbs: ['list'] },
+  { apiGroup: 'apps', resource: 'statefulsets', verbs: ['create', 'delete', 'get', 'list'] },
+  { apiGroup: 'postgresql.cnpg.io', resource: 'clusters', verbs: ['create', 'delete', 'get', 'list'] },
+] as const;
+
+export interface KubernetesProvisionerOptions extends KubernetesObjectOptions {
+  kubeConfig: KubeConfig;
+  /** Container restarts in CrashLoopBackOff that make a starting server terminal. */
+  crashLoopAfter?: number;
+}
+
+export interface KubernetesProvisioner extends Provisioner {
+  readonly driver: 'kubernetes';
+}
+
+/** `in-cluster`: the pod's service account; otherwise the path of a kubeconfig file. */
+export function loadKubeConfig(source: { kubeconfig: string; context?: string }): KubeConfig {
+  const kc = new KubeConfig();
+  if (source.kubeconfig === 'in-cluster') kc.loadFromCluster();
+  else kc.loadFromFile(source.kubeconfig);
+  if (source.context) kc.setCurrentContext(source.context);
+  return kc;
+}
+
+interface K8sObject {
+  metadata?: { name?: string; uid?: string; labels?: Record<string, string> };
+  /** Differs per kind; read through statusOf. */
+  status?: unknown;
+}
+
+function statusOf(object: K8sObject): {
+  readyReplicas?: number;
+  readyInstances?: number;
+  phase?: string;
+  phaseReason?: string;
+} {
+  return (object.status ?? {}) as ReturnType<typeof statusOf>;
+}
+
+/** One kind of object the driver handles, through the client's typed calls. */
+interface Kind {
+  name: string;
+  create(body: object): Promise<unknown>;
+  read(name: string): Promise<K8sObject>;
+  remove(name: string, body: V1DeleteOptions): Promise<unknown>;
+  list(labelSelector: string): Promise<K8sObject[]>;
+}
+
+const CNPG = { group: 'postgresql.cnpg.io', version: 'v1', plural: 'clusters' } as const;
+
+export function createKubernetesProvisioner(opts: KubernetesProvisionerOptions): KubernetesProvisioner {
+  const core = opts.kubeConfig.makeApiClient(CoreV1Api);
+  const apps = opts.kubeConfig.makeApiClient(AppsV1Api);
+  const custom = opts.kubeConfig.makeApiClient(CustomObjectsApi);
+  const namespace = opts.namespace;
+  const crashLoopAfter = opts.crashLoopAfter ?? 3;
+  const perServer = new KeyedMutex();
+
+  const kinds = {
+    secret: {
+      name: 'Secret',
+      create: (body) => core.createNamespacedSecret({ namespace, body }),
+      read: (name) => core.readNamespacedSecret({ namespace, name }),
+      remove: (name, body) => core.deleteNamespacedSecret({ namespace, name, body }),
+      list: async (labelSelector) => (await core.listNamespacedSecret({ namespace, labelSelector })).items,
+    },
+    service: {
+      name: 'Service',
+      create: (body) => core.createNamespacedService({ namespace, body }),
+      read: (name) => core.readNamespacedService({ namespace, name }),
+      remove: (name, body) => core.deleteNamespacedService({ namespace, name, body }),
+      list: async (labelSelector) => (await core.listNamespacedService({ namespace, labelSelector })).items,
+    },
+    claim: {
+      name: 'PersistentVolumeClaim',
+      create: () => Promise.reject(new Error('claims come from the volumeClaimTemplate')),
+      read: (name) => core.readNamespacedPersistentVolumeClaim({ namespace, name }),
+      remove: (name, body) => core.deleteNamespacedPersistentVolumeClaim({ namespace, name, body }),
+      list: async (labelSelector) =>
+        (await core.listNamespacedPersistentVolumeClaim({ namespace, labelSelector })).items,
+    },
+    statefulSet: {
+      name: 'StatefulSet',
+      create: (body) => apps.createNamespacedStatefulSet({ namespace, body }),
+      read: (name) => apps.readNamespacedStatefulSet({ namespace, name }),
+      remove: (name, body) =>
+        apps.deleteNamespacedStatefulSet({ namespace, name, body, propagationPolicy: 'Background' }),
+      list: async (labelSelector) =>
+        (await apps.listNamespacedStatefulSet({ namespace, labelSelector })).items,
+    },
+    cluster: {
+      name: 'Cluster',
+      create: (body) => custom.createNamespacedCustomObject({ ...CNPG, namespace, body }),
+      read: (name) => custom.getNamespacedCustomObject({ ...CNPG, namespace, name }),
+      remove: (name, body) =>
+        custom.deleteNamespacedCustomObject({
+          ...CNPG,
+          namespace,
+          name,
+          body,
+          propagationPolicy: 'Background',
+        }),
+      list: async (labelSelector) =>
+        (
+          (await custom.listNamespacedCustomObject({ ...CNPG, namespace, labelSelector })) as {
+            items?: K8sObject[];
+          }
+        ).items ?? [],
+    },
+  } satisfies Record<string, Kind>;
+
+  const main: Kind = opts.mode === 'cnpg' ? kinds.cluster : kinds.statefulSet;
+  const isReady = (object: K8sObject) =>
+    ((opts.mode === 'cnpg' ? statusOf(object).readyInstances : statusOf(object).readyReplicas) ?? 0) > 0;
+
+  async function read(kind: Kind, name: string): Promise<K8sObject | undefined> {
+    try {
+      return await kind.read(name);
+    } catch (err) {
+      if (codeOf(err) === 404) return undefined;
+      throw apiError(err, `reading ${kind.name} ${namespace}/${name}`);
+    }
+  }
+
+  /** Creates the object, or adopts the one a previous attempt made (409 with this server's labels). */
+  async function ensure(kind: Kind, body: { metadata?: { name?: string } }, spec: ServerSpec): Promise<void> {
+    const name = body.metadata?.name ?? spec.name;
+    try {
+      await kind.create(body);
+      return;
+    } catch (err) {
+      if (codeOf(err) !== 409) throw apiError(err, `creating ${kind.name} ${namespace}/${name}`);
+    }
+    const existing = await read(kind, name);
+    if (!existing) throw new Error(`${kind.name} ${namespace}/${name} reported as existing, then not found`);
+    const labels = existing.metadata?.labels;
+    if (!isManaged(labels) || labels?.[K8S_LABELS.serverId] !== spec.serverId) {
+      throw new PermanentProvisionError(
+        `${kind.name} ${namespace}/${name} exists and is not managed by tenantdb for this server; refusing to use it`,
+      );
+    }
+  }
+
+  /** Deletes the object if it is ours (the uid precondition: exactly the object that was read). */
+  async function removeIfOurs(kind: Kind, name: string, required: boolean): Promise<void> {
+    const existing = await read(kind, name);
+    if (!existing) return;
+    if (!isManaged(existing.metadata?.labels)) {
+      if (!required) return; // a namesake someone else made: not ours to delete
+      throw new PermanentProvisionError(
+        `${kind.name} ${namespace}/${name} is not managed by tenantdb; refusing to delete it`,
+      );
+    }
+    const uid = existing.metadata?.uid;
+    try {
+      await kind.remove(name, uid ? { preconditions: { uid } } : {});
+    } catch (err) {
+      if (codeOf(err) !== 404) throw apiError(err, `deleting ${kind.name} ${namespace}/${name}`);
+    }
+  }
+
+  return {
+    driver: 'kubernetes',
+
+    async create(spec): Promise<ProvisionedServer> {
+      validateKubernetesSpec(spec);
+      return perServer.run(spec.name, async () => {
+        // Someone else's namesake: refuse before making anything (a secret made now would be left over).
+        const namesake = await read(main, spec.name);
+        if (namesake && !isManaged(namesake.metadata?.labels)) {
+          throw new PermanentProvisionError(
+            `${main.name} ${namespace}/${spec.name} exists and is not managed by tenantdb; refusing to use it`,
+          );
+        }
+        // The secret first: what uses it never starts without it.
+        await ensure(kinds.secret, buildAdminSecret(spec, opts).toJSON(), spec);
+        if (opts.mode === 'cnpg') {
+          await ensure(kinds.cluster, buildCnpgCluster(spec, opts).toJSON(), spec);
+        } else {
+          await ensure(kinds.service, buildHeadlessService(spec, opts).toJSON(), spec);
+          await ensure(kinds.statefulSet, buildStatefulSet(spec, opts).toJSON(), spec);
+        }
+        return { ref: spec.name, host: hostFor(spec.name, opts), port: POSTGRES_PORT, image: opts.image };
+      });
+    },
+
+    async inspect(ref): Promise<ObjectState> {
+      validateRef(ref);
+      const object = await read(main, ref);
+      const labels = object?.metadata?.labels;
+      if (!object || !isManaged(labels)) return { exists: false, running: false };
+      const status = statusOf(object);
+      const ready = isReady(object);
+      const state: ObjectState = {
+        exists: true,
+        running: ready,
+        host: hostFor(ref, opts),
+        port: POSTGRES_PORT,
+      };
+      if (!ready) {
+        const pods = await core
+          .listNamespacedPod({ namespace, labelSelector: managedSelector(labels?.[K8S_LABELS.serverId]) })
+          .then((r) => r.items)
+          .catch((err) => {
+            throw apiError(err, `listing pods of ${namespace}/${ref}`);
+          });
+        const summary = summarizePods(pods, crashLoopAfter);
+        const phase = status.phase
+          ? `${status.phase}${status.phaseReason ? ` (${status.phaseReason})` : ''}; `
+          : '';
+        state.reason = `${phase}${summary.reason ?? 'not ready'}`;
+        state.terminal = summary.terminal;
+      }
+      return state;
+    },
+
+    async remove(ref): Promise<void> {
+      validateRef(ref);
+      await perServer.run(ref, async () => {
+        // A namesake that is not ours stays, and is reported once what is ours is gone.
+        const refused = await removeIfOurs(main, ref, true).then(
+          () => undefined,
+          (err: unknown) => {
+            if (err instanceof PermanentProvisionError) return err;
+            throw err;
+          },
+        );
+        if (opts.mode === 'statefulset') {
+          await removeIfOurs(kinds.service, ref, false);
+          // Also deleted by the StatefulSet's retention policy where the cluster supports it.
+          if (opts.volumeRemoval === 'delete') await removeIfOurs(kinds.claim, claimNameFor(ref), false);
+        }
+        await removeIfOurs(kinds.secret, secretNameFor(ref), false);
+        if (refused) throw refused;
+      });
+    },
+
+    async list(): Promise<ManagedObject[]> {
+      const selector = managedSelector();
+      const others: Kind[] =
+        opts.mode === 'cnpg'
+          ? [kinds.secret]
+          : [kinds.secret, kinds.service, ...(opts.volumeRemoval === 'delete' ? [kinds.claim] : [])];
+      const [mains, ...rest] = await Promise.all(
+        [main, ...others].map((kind) =>
+          kind.list(selector).catch((err) => {
+            throw apiError(err, `listing ${kind.name}s in ${namespace}`);
+          }),
+        ),
+      );
+      // One entry per server: its main object, or what is left once that is gone (a secret, a
+      // claim), so that reconcile and cleanup finish a removal that stopped half way.
+      const byServer = new Map<string, ManagedObject>();
+      const add = (object: K8sObject, running: boolean) => {
+        const labels = object.metadata?.labels;
+        const serverId = labels?.[K8S_LABELS.serverId];
+        const name = labels?.[K8S_LABELS.instance];
+        if (!serverId || !name || !isManaged(labels) || !/^[a-z][a-z0-9-]{0,49}$/.test(name)) return;
+        const known = byServer.get(serverId);
+        byServer.set(serverId, { ref: name, serverId, name, running: running || (known?.running ?? false) });
+      };
+      for (const o of mains ?? []) add(o, isReady(o));
+      for (const list of rest) for (const o of list) add(o, false);
+      return [...byServer.values()];
+    },
+  };
+}
+
+function codeOf(err: unknown): number | undefined {
+  return err instanceof ApiException ? err.code : undefined;
+}
+
+/** The API server's own message; an invalid object (400, 422) is not worth retrying. */
+function apiError(err: unknown, what: string): Error {
+  if (!(err instanceof ApiException))
+    return err instanceof Error ? err : new Error(`${what}: ${String(err)}`);
+  let message = '';
+  try {
+    const body = typeof err.body === 'string' ? JSON.parse(err.body) : err.body;
+    message = typeof body?.message === 'string' ? body.message : '';
+  } catch {
+    // not JSON
+  }
+  const text = `${what}: HTTP ${err.code}${message ? `: ${message}` : ''}`;
+  return err.code === 400 || err.code === 422 ? new PermanentProvisionError(text) : new Error(text);
+}

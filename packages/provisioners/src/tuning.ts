@@ -1,0 +1,72 @@
+// Postgres settings sized from what a server is for: max_connections from its tenant slots and
+// the plan's connection limit, memory settings from its memory limit. The container drivers pass
+// them as `postgres -c name=value` arguments (swarm) or cluster parameters (kubernetes): the
+// official image ignores tuning environment variables, which is how the old system kept
+// max_connections at 100.
+import { PermanentProvisionError, type ServerSpec } from './provisioner';
+
+/** Connections kept for the platform itself: admin pools of the service and workers, health checks. */
+export const ADMIN_CONNECTIONS = 20;
+/** Used when a spec does not say how many connections a tenant may open. */
+export const DEFAULT_TENANT_CONNECTIONS = 20;
+/** Postgres' own default; a server is never sized below it. */
+const MIN_MAX_CONNECTIONS = 100;
+
+/** Settings a container driver owns: changing them would move the server away from where it is looked for. */
+export const CONTAINER_RESERVED_SETTINGS = new Set([
+  'port',
+  'listen_addresses',
+  'unix_socket_directories',
+  'data_directory',
+  'config_file',
+  'hba_file',
+  'ident_file',
+  'external_pid_file',
+]);
+const SETTING_RE = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$/i;
+
+/** Every tenant slot at its plan's connection limit, plus the platform's own connections. */
+export function maxConnectionsFor(maxInstances: number, connectionLimit: number): number {
+  return Math.max(MIN_MAX_CONNECTIONS, maxInstances * connectionLimit + ADMIN_CONNECTIONS);
+}
+
+/**
+ * The settings a container server starts with. Memory settings follow the usual rules of thumb
+ * (shared_buffers a quarter of the memory, effective_cache_size three quarters, work_mem what is
+ * left split over every connection running a few sorts) and are only set when the server has a
+ * memory limit; without one Postgres' defaults stay. Explicit `spec.settings` win over computed ones.
+ */
+export function tunedSettings(
+  spec: Pick<ServerSpec, 'maxInstances' | 'connectionLimit' | 'memoryLimitMb' | 'settings'>,
+): Record<string, string> {
+  const maxConnections = maxConnectionsFor(
+    spec.maxInstances,
+    spec.connectionLimit ?? DEFAULT_TENANT_CONNECTIONS,
+  );
+  const tuned: Record<string, string> = { max_connections: String(maxConnections) };
+  const memory = spec.memoryLimitMb;
+  if (memory !== null && memory !== undefined && memory > 0) {
+    const sharedBuffers = Math.max(16, Math.floor(memory / 4));
+    tuned.shared_buffers = `${sharedBuffers}MB`;
+    tuned.effective_cache_size = `${Math.max(32, Math.floor((memory * 3) / 4))}MB`;
+    tuned.maintenance_work_mem = `${Math.min(2048, Math.max(16, Math.floor(memory / 16)))}MB`;
+    tuned.work_mem = `${Math.max(64, Math.floor(((memory - sharedBuffers) * 1024) / (maxConnections * 3)))}kB`;
+  }
+  return { ...tuned, ...spec.settings };
+}
+
+/** Refuses settings a container driver cannot pass safely or that it owns. */
+export function validateSettings(settings: Record<string, string>): void {
+  for (const [key, value] of Object.entries(settings)) {
+    if (!SETTING_RE.test(key))
+      throw new PermanentProvisionError(`invalid setting name ${JSON.stringify(key)}`);
+    if (CONTAINER_RESERVED_SETTINGS.has(key.toLowerCase()))
+      throw new PermanentProvisionError(`setting ${key} is managed by the driver`);
+    if (/[\r\n\0]/.test(value)) throw new PermanentProvisionError(`setting ${key} must be a single line`);
+  }
+}
+
+/** `postgres -c name=value …`, one argument each: no shell ever parses them. */
+export function postgresArgs(settings: Record<string, string>): string[] {
+  return ['postgres', ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
+}
