@@ -13,15 +13,27 @@ export type Executor = CatalogDb | CatalogTrx;
 // bigint (count(*), identity ids) as number: counts here never approach 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number.parseInt(v, 10));
 
-export function createCatalogDb(opts: {
+export interface DbOptions {
   url: string;
   poolSize?: number;
   applicationName?: string;
+  /** The service's schema: every connection's search_path. */
   schema?: string;
   /** How long a query may wait for a free pool connection (or a new one) before it fails. */
   acquireTimeoutMs?: number;
-}): CatalogDb {
-  const schema = opts.schema ?? CATALOG_SCHEMA;
+}
+
+/** database-service's catalog (schema database_service). */
+export function createCatalogDb(opts: DbOptions): CatalogDb {
+  return createDb<CatalogDatabase>({ ...opts, schema: opts.schema ?? CATALOG_SCHEMA });
+}
+
+/**
+ * A kysely pool on the catalog Postgres whose connections see one service's schema; each service
+ * passes its own `Database` interface (instance-service: schema "instances").
+ */
+export function createDb<DB>(opts: DbOptions & { schema: string }): Kysely<DB> {
+  const schema = opts.schema;
   const pool = new pg.Pool({
     connectionString: opts.url,
     max: opts.poolSize ?? 10,
@@ -33,5 +45,5 @@ export function createCatalogDb(opts: {
   });
   // An idle client losing its connection (catalog restart) must not crash the process.
   pool.on('error', () => {});
-  return new Kysely<CatalogDatabase>({ dialect: new PostgresDialect({ pool }) });
+  return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
 }

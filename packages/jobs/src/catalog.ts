@@ -4,10 +4,16 @@
 // carry secrets — only ids, which the handler re-reads from the catalog.
 import { z } from 'zod';
 
-export const QUEUES = ['provisioning', 'monitoring', 'maintenance'] as const;
+/** The queues database-worker consumes (and only these: each process names its own). */
+export const WORKER_QUEUES = ['provisioning', 'monitoring', 'maintenance'] as const;
+/** The queue instance-service consumes. */
+export const INSTANCE_QUEUES = ['instances'] as const;
+export const QUEUES = [...WORKER_QUEUES, ...INSTANCE_QUEUES] as const;
 export type QueueName = (typeof QUEUES)[number];
+export type WorkerQueueName = (typeof WORKER_QUEUES)[number];
 
 const serverJob = z.object({ server_id: z.uuid() });
+const instanceJob = z.object({ instance_id: z.uuid() });
 const noPayload = z.object({});
 
 export const JOBS = {
@@ -29,18 +35,39 @@ export const JOBS = {
   'cleanup-failed-servers': { queue: 'maintenance', payload: noPayload },
   /** Catalog vs orchestrator vs pg_database: report drift, remove what tenantdb made and lost. */
   reconcile: { queue: 'maintenance', payload: noPayload },
+  /**
+   * instance-service: allocate the instance's database; on "provisioning" wait retry_after and ask
+   * again, up to the configured bound, then ready or failed.
+   */
+  'wait-for-database': { queue: 'instances', payload: instanceJob },
+  /** instance-service: release the database of a failed or deleted instance, and make sure it stays so. */
+  'release-database': { queue: 'instances', payload: instanceJob },
+  /** instance-service: POST the final state to the instance's callback_url, signed. */
+  'deliver-callback': { queue: 'instances', payload: instanceJob },
+  /** instance-service: re-enqueue the work of every instance that is not settled (lost jobs). */
+  'sweep-instances': { queue: 'instances', payload: noPayload },
 } as const satisfies Record<string, { queue: QueueName; payload: z.ZodType; attempts?: number }>;
 
 export type JobName = keyof typeof JOBS;
 export type JobPayload<N extends JobName> = z.infer<(typeof JOBS)[N]['payload']>;
+/** The jobs of some queues: what one consumer process handles. */
+export type JobsOf<Q extends QueueName> = {
+  [N in JobName]: (typeof JOBS)[N]['queue'] extends Q ? N : never;
+}[JobName];
+export type WorkerJobName = JobsOf<WorkerQueueName>;
+export type InstanceJobName = JobsOf<(typeof INSTANCE_QUEUES)[number]>;
 
 /**
  * Deterministic job ids make single-flight work: while a job with the id exists, adding it again
  * is a no-op. BullMQ forbids ':' in custom ids.
  */
 export function jobIdFor<N extends JobName>(name: N, payload: JobPayload<N>): string {
-  const serverId = (payload as { server_id?: string }).server_id;
-  return serverId ? `${name}-${serverId}` : name;
+  const { server_id: serverId, instance_id: instanceId } = payload as {
+    server_id?: string;
+    instance_id?: string;
+  };
+  const id = serverId ?? instanceId;
+  return id ? `${name}-${id}` : name;
 }
 
 /**
@@ -56,10 +83,20 @@ export const SINGLE_FLIGHT: ReadonlySet<JobName> = new Set<JobName>([
   'health-check-server',
   'cleanup-failed-servers',
   'reconcile',
+  // instance-service: the instance row is the truth; a job that gave up must not block the sweep.
+  'wait-for-database',
+  'release-database',
+  'deliver-callback',
+  'sweep-instances',
 ]);
 
 export function isJobName(name: string): name is JobName {
   return Object.hasOwn(JOBS, name);
+}
+
+/** A job name of one of the given queues (a consumer refuses names that belong elsewhere). */
+export function isJobOf<Q extends QueueName>(queues: readonly Q[], name: string): name is JobsOf<Q> {
+  return isJobName(name) && (queues as readonly QueueName[]).includes(JOBS[name].queue);
 }
 
 export function parsePayload<N extends JobName>(name: N, data: unknown): JobPayload<N> {

@@ -1,15 +1,15 @@
 // Catalog databases for tests: migrate once into a template, clone one database per test file.
 import { randomBytes } from 'node:crypto';
-import { createCatalogDb, migrateToLatest } from '@tenantdb/catalog';
+import { createCatalogDb, MIGRATION_SETS, migrateToLatest } from '@tenantdb/catalog';
 import pg from 'pg';
 
-/** Creates `template` on the server at adminUrl and migrates it to the newest schema. */
+/** Creates `template` on the server at adminUrl and migrates every service's schema to the newest. */
 export async function prepareCatalogTemplate(adminUrl: string, template: string): Promise<void> {
   await adminQuery(adminUrl, `DROP DATABASE IF EXISTS "${template}" WITH (FORCE)`);
   await adminQuery(adminUrl, `CREATE DATABASE "${template}"`);
   const db = createCatalogDb({ url: withDatabase(adminUrl, template), poolSize: 1 });
   try {
-    await migrateToLatest(db);
+    for (const set of MIGRATION_SETS) await migrateToLatest(db, set);
   } finally {
     await db.destroy();
   }

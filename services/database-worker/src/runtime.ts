@@ -1,20 +1,24 @@
 // BullMQ consumers for the three queues: every payload is checked against the job catalog before
 // its handler runs; permanent failures stop at once (UnrecoverableError), others retry with backoff.
 import {
-  isJobName,
+  isJobOf,
   type JobName,
   type JobPayload,
   parsePayload,
-  QUEUES,
   type QueueName,
+  WORKER_QUEUES,
+  type WorkerJobName,
+  type WorkerQueueName,
 } from '@tenantdb/jobs';
 import { UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { type JobContext, PermanentJobError, type WorkerDeps } from './context';
 
-export type Handlers = { [N in JobName]: (payload: JobPayload<N>, ctx: JobContext) => Promise<unknown> };
+export type Handlers = {
+  [N in WorkerJobName]: (payload: JobPayload<N>, ctx: JobContext) => Promise<unknown>;
+};
 
-const CONCURRENCY: Record<QueueName, number> = { provisioning: 4, monitoring: 8, maintenance: 1 };
+const CONCURRENCY: Record<WorkerQueueName, number> = { provisioning: 4, monitoring: 8, maintenance: 1 };
 
 export interface RunningWorkers {
   /** Stops taking jobs and waits for the ones in hand (bounded by the caller's deadline). */
@@ -25,7 +29,7 @@ export interface RunningWorkers {
 export function startWorkers(deps: WorkerDeps, handlers: Handlers): RunningWorkers {
   const { config, logger, metrics } = deps;
   const connections: Redis[] = [];
-  const workers = QUEUES.map((queue) => {
+  const workers = WORKER_QUEUES.map((queue) => {
     // Workers block on Redis: each gets its own connection, retrying forever while Redis is away.
     const connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null, enableOfflineQueue: true });
     connection.on('error', () => {});
@@ -39,7 +43,7 @@ export function startWorkers(deps: WorkerDeps, handlers: Handlers): RunningWorke
           queue,
           attempt: job.attemptsMade + 1,
         });
-        if (!isJobName(job.name)) throw new UnrecoverableError(`unknown job name "${job.name}"`);
+        if (!isJobOf(WORKER_QUEUES, job.name)) throw new UnrecoverableError(`unknown job name "${job.name}"`);
         let payload: unknown;
         try {
           payload = parsePayload(job.name, job.data);

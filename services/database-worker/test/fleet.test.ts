@@ -11,7 +11,9 @@ afterEach(async () => {
 });
 
 describe('capacity', () => {
-  it('a burst of 60 allocations on an empty fleet ends with every one allocated on exactly 3 pools of 25', async () => {
+  it('a burst of 60 allocations on an empty fleet ends with every one allocated on exactly 3 pools of 25', {
+    timeout: 180_000,
+  }, async () => {
     fleet = await startFleet({
       replicas: 2,
       env: { TENANTDB_POOL_MAX_INSTANCES: '25', TENANTDB_SHARED_HEADROOM: '1' },
@@ -39,7 +41,9 @@ describe('capacity', () => {
     expect(unique.size).toBe(60);
   });
 
-  it('with headroom, a steady stream of allocations never gets a 202 once the first pool is up', async () => {
+  it('with headroom, a steady stream of allocations never gets a 202 once the first pool is up', {
+    timeout: 120_000,
+  }, async () => {
     fleet = await startFleet({
       replicas: 2,
       env: {

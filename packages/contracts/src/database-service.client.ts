@@ -1,0 +1,223 @@
+// A typed client for database-service's allocation routes, built from the contracts in this
+// package: requests are checked before they are sent, answers are parsed against the response
+// schemas. Every call it makes is idempotent on the server (allocate per instance_id, release,
+// reads), so it retries network errors, timeouts and 5xx with backoff; a 4xx is an answer, never
+// retried. It logs nothing: answers carry passwords.
+import type { z } from 'zod';
+import { ErrorResponse, uuid } from './common';
+import { Allocated, AllocateRequest, Allocation, Provisioning, Released } from './database-service';
+
+export interface DatabaseServiceClientOptions {
+  /** e.g. http://127.0.0.1:8005 */
+  baseUrl: string;
+  /** A bearer token with the `allocate` scope. */
+  token: string;
+  /** Deadline of one attempt (connect, request and the whole answer). */
+  timeoutMs?: number;
+  /** Further attempts after a network error, a timeout or a 5xx. */
+  retries?: number;
+  /** First backoff; it doubles per retry (with jitter). A 503's Retry-After is honoured up to maxBackoffMs. */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  /** Observes every attempt (for metrics): the operation, its outcome and its duration. */
+  onAttempt?: (attempt: { operation: Operation; outcome: AttemptOutcome; seconds: number }) => void;
+}
+
+export type Operation = 'allocate' | 'get_allocation' | 'release';
+export type AttemptOutcome = 'ok' | 'client_error' | 'server_error' | 'unreachable';
+
+/** database-service answered with an error status (after the retries, for a 5xx). */
+export class DatabaseServiceError extends Error {
+  constructor(
+    readonly operation: Operation,
+    readonly status: number,
+    readonly body: ErrorResponse | undefined,
+    /** From the Retry-After header (503, 429), in seconds. */
+    readonly retryAfterSeconds: number | undefined,
+  ) {
+    super(`database-service answered ${status} to ${operation}${body ? `: ${body.message}` : ''}`);
+    this.name = 'DatabaseServiceError';
+  }
+
+  /** Worth asking again later: the server was unavailable or asked us to slow down. */
+  get transient(): boolean {
+    return this.status >= 500 || this.status === 429;
+  }
+}
+
+/** No answer from database-service: refused, reset, unresolvable, or not within the timeout. */
+export class DatabaseServiceUnreachableError extends Error {
+  constructor(
+    readonly operation: Operation,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`database-service unreachable (${operation}): ${reason}`, options);
+    this.name = 'DatabaseServiceUnreachableError';
+  }
+  readonly transient = true;
+}
+
+/** An answer that does not match the contract: a deployment mismatch, not worth retrying. */
+export class DatabaseServiceProtocolError extends Error {
+  constructor(operation: Operation, status: number) {
+    super(
+      `database-service answered ${operation} with ${status} and a body that does not match the contract`,
+    );
+    this.name = 'DatabaseServiceProtocolError';
+  }
+}
+
+export type DatabaseServiceClient = ReturnType<typeof createDatabaseServiceClient>;
+
+const NotFound = Symbol('not found');
+
+export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) {
+  const base = opts.baseUrl.replace(/\/+$/, '');
+  const timeoutMs = opts.timeoutMs ?? 15_000;
+  const retries = opts.retries ?? 2;
+  const backoffMs = opts.backoffMs ?? 250;
+  const maxBackoffMs = opts.maxBackoffMs ?? 5_000;
+
+  function backoff(retry: number, retryAfterSeconds?: number): number {
+    const exponential = Math.min(maxBackoffMs, backoffMs * 2 ** retry);
+    const jittered = exponential * (0.5 + Math.random() / 2);
+    return retryAfterSeconds === undefined ? jittered : Math.min(maxBackoffMs, retryAfterSeconds * 1000);
+  }
+
+  async function call<T>(
+    operation: Operation,
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    body: unknown,
+    answers: Record<number, z.ZodType<T>> | Record<number, z.ZodType>,
+    opts2: { notFoundIsAnswer?: boolean } = {},
+  ): Promise<T | typeof NotFound> {
+    for (let attempt = 0; ; attempt++) {
+      const started = performance.now();
+      const seconds = () => (performance.now() - started) / 1000;
+      let status: number;
+      let text: string;
+      let retryAfter: number | undefined;
+      try {
+        const response = await fetch(`${base}${path}`, {
+          method,
+          headers: {
+            authorization: `Bearer ${opts.token}`,
+            accept: 'application/json',
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+          redirect: 'error',
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        status = response.status;
+        retryAfter = parseRetryAfter(response.headers.get('retry-after'));
+        text = await response.text();
+      } catch (err) {
+        opts.onAttempt?.({ operation, outcome: 'unreachable', seconds: seconds() });
+        const failure = new DatabaseServiceUnreachableError(operation, describeFetchError(err, timeoutMs), {
+          cause: err,
+        });
+        if (attempt >= retries) throw failure;
+        await sleep(backoff(attempt));
+        continue;
+      }
+
+      if (status >= 500) {
+        opts.onAttempt?.({ operation, outcome: 'server_error', seconds: seconds() });
+        if (attempt >= retries)
+          throw new DatabaseServiceError(operation, status, parseError(text), retryAfter);
+        await sleep(backoff(attempt, retryAfter));
+        continue;
+      }
+      const schema = (answers as Record<number, z.ZodType>)[status];
+      if (schema) {
+        opts.onAttempt?.({ operation, outcome: 'ok', seconds: seconds() });
+        const parsed = schema.safeParse(parseJson(text));
+        if (!parsed.success) throw new DatabaseServiceProtocolError(operation, status);
+        return parsed.data as T;
+      }
+      opts.onAttempt?.({ operation, outcome: 'client_error', seconds: seconds() });
+      if (status === 404 && opts2.notFoundIsAnswer) return NotFound;
+      throw new DatabaseServiceError(operation, status, parseError(text), retryAfter);
+    }
+  }
+
+  return {
+    /** 200 allocated (credentials) or 202 provisioning (ask again after retry_after seconds). */
+    async allocate(request: AllocateRequest): Promise<Allocated | Provisioning> {
+      const body = AllocateRequest.parse(request);
+      const answer = await call<Allocated | Provisioning>(
+        'allocate',
+        'POST',
+        '/api/database/allocate',
+        body,
+        {
+          200: Allocated,
+          202: Provisioning,
+        },
+      );
+      return answer as Allocated | Provisioning;
+    },
+
+    /** The newest allocation of an instance in any status, or null when it never had one. */
+    async getAllocation(instanceId: string): Promise<Allocation | null> {
+      const id = uuid.parse(instanceId);
+      const answer = await call<Allocation>(
+        'get_allocation',
+        'GET',
+        `/api/database/allocations/${id}`,
+        undefined,
+        {
+          200: Allocation,
+        },
+        { notFoundIsAnswer: true },
+      );
+      return answer === NotFound ? null : (answer as Allocation);
+    },
+
+    /** Drops the database and role and frees the slot; "already gone" is success. */
+    async release(instanceId: string): Promise<z.infer<typeof Released>> {
+      const id = uuid.parse(instanceId);
+      const answer = await call<z.infer<typeof Released>>(
+        'release',
+        'DELETE',
+        `/api/database/allocations/${id}`,
+        undefined,
+        {
+          200: Released,
+        },
+      );
+      return answer as z.infer<typeof Released>;
+    },
+  };
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function parseError(text: string): ErrorResponse | undefined {
+  const parsed = ErrorResponse.safeParse(parseJson(text));
+  return parsed.success ? parsed.data : undefined;
+}
+
+function parseRetryAfter(header: string | null): number | undefined {
+  if (!header) return undefined;
+  const seconds = Number(header);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined;
+}
+
+function describeFetchError(err: unknown, timeoutMs: number): string {
+  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError'))
+    return `no answer within ${timeoutMs} ms`;
+  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
+  return cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err));
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

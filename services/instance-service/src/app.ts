@@ -1,0 +1,34 @@
+// buildApp wires instance-service's HTTP API from what it is given and does not listen; main.ts
+// starts it (and the job consumer).
+import { createHttpApp, type HttpApp } from '@tenantdb/http';
+import { sql } from 'kysely';
+import type { InstanceServiceDeps } from './context';
+import { instancesRoutes } from './instances/instances.routes';
+import { createInstancesService } from './instances/instances.service';
+
+export { createDeps, type InstanceServiceDeps } from './context';
+export { startConsumer } from './jobs/consumer';
+
+export async function buildApp(deps: InstanceServiceDeps): Promise<HttpApp> {
+  const { config, db, queues, logger, registry } = deps;
+  const app = await createHttpApp({
+    name: 'instance-service',
+    version: '0.1.0',
+    description:
+      "The API of the signup portal: instances and their databases. Every route that names an instance takes the customer_id it belongs to; another customer's instance is 404.",
+    logger,
+    registry,
+    tokens: [{ name: 'portal', token: config.TENANTDB_PORTAL_TOKEN, scopes: ['portal'] }],
+    rateLimitPerMinute: config.TENANTDB_RATE_LIMIT_PER_MINUTE,
+    bodyLimitBytes: config.TENANTDB_BODY_LIMIT_BYTES,
+    readiness: {
+      catalog: async () => {
+        await sql`SELECT 1`.execute(db);
+        return true;
+      },
+      redis: () => queues.ping(),
+    },
+  });
+  instancesRoutes(app, createInstancesService(deps));
+  return app;
+}

@@ -1,0 +1,304 @@
+// The signup flow through instance-service's API, in process, against a real database-service
+// (listening on a loopback port), a real pool server and real Redis: create → ready → credentials
+// (audited) → delete; idempotency keys; paginated lists; metrics.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { canLogin, type Harness, newInstance, startHarness } from './harness';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness({ pools: [20] });
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+async function onPool<T extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: h.servers[0]!.url() });
+  await client.connect();
+  try {
+    return (await client.query<T>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+async function auditActions(instanceId: string): Promise<string[]> {
+  const rows = await h.deps.db
+    .selectFrom('audit_events')
+    .select('action')
+    .where('instance_id', '=', instanceId)
+    .orderBy('id')
+    .execute();
+  return rows.map((r) => r.action);
+}
+
+describe('create, read, credentials', () => {
+  it('202 pending, then ready with its database; the password only through credentials, and audited', async () => {
+    const body = newInstance();
+    const created = await h.api('POST', '/api/v1/instances', { body });
+    expect(created.status).toBe(202);
+    expect(created.body).toMatchObject({ ...body, status: 'pending', db_name: null, error: null });
+    expect(created.headers.location).toBe(
+      `/api/v1/instances/${created.body.id}?customer_id=${body.customer_id}`,
+    );
+
+    const ready = await h.waitForStatus(created.body.id, body.customer_id, ['ready']);
+    expect(ready).toMatchObject({
+      db_host: '127.0.0.1',
+      db_port: h.servers[0]!.port,
+      db_name: expect.stringMatching(/^tdb_/),
+      db_user: expect.stringMatching(/^tdb_.*_u$/),
+      ready_at: expect.any(String),
+    });
+    expect(JSON.stringify(ready)).not.toMatch(/password/);
+    const row = await h.deps.repo.findById(created.body.id);
+    expect(row?.tenant_database_id).toEqual(expect.any(String));
+    expect(row?.db_server_id).toBe(h.servers[0]!.id);
+
+    const creds = await h.api(
+      'POST',
+      `/api/v1/instances/${created.body.id}/credentials?customer_id=${body.customer_id}`,
+    );
+    expect(creds.status).toBe(200);
+    expect(creds.headers['cache-control']).toBe('no-store');
+    expect(creds.body).toMatchObject({
+      instance_id: created.body.id,
+      db_name: ready.db_name,
+      db_user: ready.db_user,
+      db_password: expect.any(String),
+    });
+    expect(creds.body.db_password.length).toBeGreaterThanOrEqual(32);
+    expect(await canLogin(creds.body)).toBe(true);
+    // Asking again answers the same password (allocate is idempotent); every read is audited.
+    const again = await h.api(
+      'POST',
+      `/api/v1/instances/${created.body.id}/credentials?customer_id=${body.customer_id}`,
+    );
+    expect(again.body.db_password).toBe(creds.body.db_password);
+    expect(await auditActions(created.body.id)).toEqual([
+      'instance.create',
+      'instance.credentials',
+      'instance.credentials',
+    ]);
+    // instance-service stores no password: no column holds it.
+    const stored = JSON.stringify(await h.deps.db.selectFrom('instances').selectAll().execute());
+    expect(stored).not.toContain(creds.body.db_password);
+  });
+
+  it('credentials of an instance that is not ready yet: 409, nothing audited', async () => {
+    await h.stopConsumer();
+    try {
+      const body = newInstance();
+      const created = await h.api('POST', '/api/v1/instances', { body });
+      const res = await h.api(
+        'POST',
+        `/api/v1/instances/${created.body.id}/credentials?customer_id=${body.customer_id}`,
+      );
+      expect(res.status).toBe(409);
+      expect(res.body.message).toMatch(/pending/);
+      expect(await auditActions(created.body.id)).toEqual(['instance.create']);
+    } finally {
+      await h.startConsumer();
+    }
+  });
+});
+
+describe('Idempotency-Key', () => {
+  it('the same key and body answer the same instance; another body is 422; concurrent repeats make one', async () => {
+    const key = `signup-${crypto.randomUUID()}`;
+    const body = newInstance();
+    const first = await h.api('POST', '/api/v1/instances', { body, headers: { 'idempotency-key': key } });
+    expect(first.status).toBe(202);
+    const repeat = await h.api('POST', '/api/v1/instances', { body, headers: { 'idempotency-key': key } });
+    expect(repeat.status).toBe(202);
+    expect(repeat.body.id).toBe(first.body.id);
+    expect(repeat.headers['idempotent-replayed']).toBe('true');
+
+    for (const changed of [
+      { name: 'another name' },
+      { plan_tier: 'premium' },
+      { customer_id: crypto.randomUUID() },
+    ]) {
+      const other = await h.api('POST', '/api/v1/instances', {
+        body: { ...body, ...changed },
+        headers: { 'idempotency-key': key },
+      });
+      expect(other.status).toBe(422);
+      expect(other.body).toMatchObject({ statusCode: 422, error: 'Unprocessable Entity' });
+      expect(other.body.message).toMatch(/Idempotency-Key/);
+    }
+
+    const raceKey = `race-${crypto.randomUUID()}`;
+    const raceBody = newInstance();
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        h.api('POST', '/api/v1/instances', { body: raceBody, headers: { 'idempotency-key': raceKey } }),
+      ),
+    );
+    expect(answers.map((a) => a.status)).toEqual(Array(8).fill(202));
+    expect(new Set(answers.map((a) => a.body.id)).size).toBe(1);
+    const rows = await h.deps.db
+      .selectFrom('instances')
+      .select('id')
+      .where('customer_id', 'in', [body.customer_id, raceBody.customer_id])
+      .execute();
+    expect(rows).toHaveLength(2);
+    await h.waitForStatus(answers[0]!.body.id, raceBody.customer_id, ['ready']);
+  });
+
+  it('without a key, two identical requests are two instances', async () => {
+    const body = newInstance();
+    const a = await h.api('POST', '/api/v1/instances', { body });
+    const b = await h.api('POST', '/api/v1/instances', { body });
+    expect(a.body.id).not.toBe(b.body.id);
+  });
+});
+
+describe('lists', () => {
+  it("a customer's instances, newest first, paginated; never another customer's", async () => {
+    const customer = crypto.randomUUID();
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await h.api('POST', '/api/v1/instances', {
+        body: newInstance({ customer_id: customer, name: `n${i}` }),
+      });
+      ids.push(res.body.id);
+    }
+    await h.api('POST', '/api/v1/instances', { body: newInstance() }); // another customer
+    const pages = [];
+    for (const offset of [0, 2, 4]) {
+      const res = await h.api('GET', `/api/v1/instances?customer_id=${customer}&limit=2&offset=${offset}`);
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ total_count: 5, limit: 2, offset });
+      pages.push(
+        ...res.body.instances.map((i: { id: string; customer_id: string }) => {
+          expect(i.customer_id).toBe(customer);
+          return i.id;
+        }),
+      );
+    }
+    expect(pages).toEqual([...ids].reverse());
+    const defaults = await h.api('GET', `/api/v1/instances?customer_id=${customer}`);
+    expect(defaults.body).toMatchObject({ total_count: 5, limit: 50, offset: 0 });
+    for (const id of ids) await h.waitForStatus(id, customer, ['ready']);
+    const ready = await h.api('GET', `/api/v1/instances?customer_id=${customer}&status=ready`);
+    expect(ready.body.total_count).toBe(5);
+    const none = await h.api('GET', `/api/v1/instances?customer_id=${customer}&status=deleted`);
+    expect(none.body).toMatchObject({ instances: [], total_count: 0 });
+  });
+});
+
+describe('delete', () => {
+  it('drops the database and role on the server, frees the slot, marks the instance deleted; repeats answer the same', async () => {
+    const body = newInstance();
+    const created = await h.api('POST', '/api/v1/instances', { body });
+    const url = `/api/v1/instances/${created.body.id}?customer_id=${body.customer_id}`;
+    const ready = await h.waitForStatus(created.body.id, body.customer_id, ['ready']);
+    const creds = await h.api(
+      'POST',
+      `/api/v1/instances/${created.body.id}/credentials?customer_id=${body.customer_id}`,
+    );
+    expect(await canLogin(creds.body)).toBe(true);
+    const slots = async () =>
+      (await h.catalogDb.selectFrom('db_servers').select('current_instances').executeTakeFirstOrThrow())
+        .current_instances;
+    const before = await slots();
+
+    const deleted = await h.api('DELETE', url);
+    expect(deleted.status).toBe(200);
+    expect(deleted.body).toMatchObject({
+      id: created.body.id,
+      status: 'deleted',
+      deleted_at: expect.any(String),
+    });
+    expect(await slots()).toBe(before - 1);
+    expect(await onPool('SELECT 1 FROM pg_database WHERE datname = $1', [ready.db_name])).toEqual([]);
+    expect(await onPool('SELECT 1 FROM pg_roles WHERE rolname = $1', [ready.db_user])).toEqual([]);
+    expect(await canLogin(creds.body)).toBe(false);
+    const allocation = await h.databaseService.inject({
+      method: 'GET',
+      url: `/api/database/allocations/${created.body.id}`,
+      headers: { authorization: `Bearer ${h.allocateToken}` },
+    });
+    expect(allocation.json().status).toBe('released');
+
+    const repeat = await h.api('DELETE', url);
+    expect(repeat.status).toBe(200);
+    expect(repeat.body).toMatchObject({ status: 'deleted', deleted_at: deleted.body.deleted_at });
+    expect(await slots()).toBe(before - 1);
+    const get = await h.api('GET', url);
+    expect(get.body.status).toBe('deleted');
+    const creds2 = await h.api(
+      'POST',
+      `/api/v1/instances/${created.body.id}/credentials?customer_id=${body.customer_id}`,
+    );
+    expect(creds2.status).toBe(409);
+    // database-service holds nothing for it afterwards either (the credentials read did not
+    // allocate a new database for a deleted instance).
+    const after = await h.databaseService.inject({
+      method: 'GET',
+      url: `/api/database/allocations/${created.body.id}`,
+      headers: { authorization: `Bearer ${h.allocateToken}` },
+    });
+    expect(after.json().status).toBe('released');
+    expect(await auditActions(created.body.id)).toEqual([
+      'instance.create',
+      'instance.credentials',
+      'instance.delete',
+    ]);
+  });
+
+  it('deleting an instance still waiting for its database: deleted, and nothing stays allocated', async () => {
+    await h.stopConsumer();
+    const body = newInstance();
+    const created = await h.api('POST', '/api/v1/instances', { body });
+    const deleted = await h.api(
+      'DELETE',
+      `/api/v1/instances/${created.body.id}?customer_id=${body.customer_id}`,
+    );
+    expect(deleted.status).toBe(200);
+    expect(deleted.body.status).toBe('deleted');
+    await h.startConsumer();
+    // The queued wait-for-database runs now, finds the instance deleted and allocates nothing.
+    const row = async () => h.deps.repo.findById(created.body.id);
+    const deadline = Date.now() + 20_000;
+    while ((await h.queuedJobs()).some((j) => j.id === `wait-for-database-${created.body.id}`)) {
+      if (Date.now() > deadline) throw new Error('wait-for-database still queued');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect((await row())?.status).toBe('deleted');
+    const allocation = await h.databaseService.inject({
+      method: 'GET',
+      url: `/api/database/allocations/${created.body.id}`,
+      headers: { authorization: `Bearer ${h.allocateToken}` },
+    });
+    expect(allocation.statusCode).toBe(404);
+  });
+});
+
+describe('metrics', () => {
+  it('instances by status, wait-for-database outcomes and database-service requests, prefixed tenantdb_', async () => {
+    const res = await h.app.inject({ method: 'GET', url: '/metrics' });
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toMatch(/tenantdb_instances\{status="ready",service="instance-service"\} \d+/);
+    expect(res.body).toMatch(/tenantdb_instances\{status="deleted",service="instance-service"\} \d+/);
+    expect(res.body).toMatch(
+      /tenantdb_wait_for_database_total\{outcome="ready",service="instance-service"\} \d+/,
+    );
+    expect(res.body).toMatch(
+      /tenantdb_database_service_request_duration_seconds_count\{service="instance-service",operation="allocate",outcome="ok"\} \d+/,
+    );
+    expect(res.body).toMatch(/http_request_duration_seconds_count\{[^}]*route="\/api\/v1\/instances"/);
+    const health = await h.app.inject({ method: 'GET', url: '/healthz' });
+    expect(health.json()).toEqual({ status: 'ok' });
+    const ready = await h.app.inject({ method: 'GET', url: '/readyz' });
+    expect(ready.json()).toEqual({ status: 'ready', checks: { catalog: 'ok', redis: 'ok' } });
+    const openapi = (await h.app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    expect(Object.keys(openapi.paths).sort()).toEqual([
+      '/api/v1/instances',
+      '/api/v1/instances/{id}',
+      '/api/v1/instances/{id}/credentials',
+    ]);
+  });
+});

@@ -1,0 +1,293 @@
+// A real instance-service for tests, in process: a cloned catalog (both schemas), Redis under a
+// private queue prefix, a real database-service listening on a loopback port (buildApp), real
+// pool servers registered with it, instance-service's app and its job consumer. close() stops
+// everything and fails the test if a token, a password or the callback secret reached the logs.
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createCatalogDb } from '@tenantdb/catalog';
+import { buildApp as buildDatabaseService } from '@tenantdb/database-service';
+import { loadConfig as loadDatabaseServiceConfig } from '@tenantdb/database-service/config';
+import { createQueues } from '@tenantdb/jobs';
+import { createLogger, createRegistry } from '@tenantdb/observability';
+import { createPoolConnections } from '@tenantdb/pool-server';
+import { createSecretBox, generatePassword } from '@tenantdb/secrets';
+import { captureLogs, cloneCatalog, type RunningPostgres, startPostgres } from '@tenantdb/testkit';
+import pg from 'pg';
+import { expect, inject } from 'vitest';
+import { buildApp } from '../src/app';
+import { loadConfig } from '../src/config';
+import { createDeps } from '../src/context';
+import { type Consumer, startConsumer } from '../src/jobs/consumer';
+
+export interface HarnessOptions {
+  /** max_instances of each pool server registered with database-service. */
+  pools?: number[];
+  /** instance-service settings on top of the test defaults. */
+  env?: Record<string, string>;
+  /** A Redis of the test's own (to stop it); the shared test Redis otherwise. */
+  redisUrl?: string;
+  /** Extra instance-service replicas consuming the same queue (their own pools and connections). */
+  extraReplicas?: number;
+}
+
+export type Harness = Awaited<ReturnType<typeof startHarness>>;
+
+export async function startHarness(opts: HarnessOptions = {}) {
+  const catalog = await cloneCatalog(inject('catalogAdminUrl'), inject('catalogTemplate'));
+  const adminToken = `adm_${randomBytes(24).toString('hex')}`;
+  const allocateToken = `alc_${randomBytes(24).toString('hex')}`;
+  const portalToken = `ptl_${randomBytes(24).toString('hex')}`;
+  const callbackSecret = `cbs_${randomBytes(24).toString('hex')}`;
+  const encryptionKey = randomBytes(32).toString('base64');
+  const queuePrefix = `test-${randomBytes(6).toString('hex')}`;
+  const redisUrl = opts.redisUrl ?? inject('redisUrl');
+  const logs = captureLogs();
+  const logger = createLogger({ name: 'test', level: 'trace' }, logs.stream);
+  const seenSecrets = new Set([adminToken, allocateToken, portalToken, callbackSecret, encryptionKey]);
+
+  // database-service, listening: instance-service reaches it over HTTP like in production.
+  const dbsConfig = loadDatabaseServiceConfig({
+    DATABASE_URL: catalog.url,
+    REDIS_URL: redisUrl,
+    TENANTDB_ADMIN_TOKEN: adminToken,
+    TENANTDB_ALLOCATE_TOKEN: allocateToken,
+    TENANTDB_ENCRYPTION_KEYS: `k1:${encryptionKey}`,
+    TENANTDB_QUEUE_PREFIX: queuePrefix,
+    TENANTDB_RATE_LIMIT_PER_MINUTE: '1000000',
+    TENANTDB_RETRY_AFTER_SECONDS: '1',
+  });
+  const catalogDb = createCatalogDb({ url: catalog.url, poolSize: 10 });
+  const secrets = createSecretBox(dbsConfig.TENANTDB_ENCRYPTION_KEYS);
+  const dbsQueues = createQueues({ redisUrl, prefix: queuePrefix });
+  const connections = createPoolConnections(secrets);
+  const databaseService = await buildDatabaseService({
+    config: dbsConfig,
+    db: catalogDb,
+    queues: dbsQueues,
+    logger: logger.child({ process: 'database-service' }),
+    registry: createRegistry('database-service'),
+    secrets,
+    connections,
+  });
+  const databaseServiceUrl = await databaseService.listen({ host: '127.0.0.1', port: 0 });
+
+  const servers: (RunningPostgres & { id: string })[] = [];
+  async function addPoolServer(maxInstances: number) {
+    const password = generatePassword();
+    seenSecrets.add(password);
+    const server = await startPostgres({ password, settings: { fsync: 'off' } });
+    const res = await databaseService.inject({
+      method: 'POST',
+      url: '/api/database/admin/pools/register',
+      headers: { authorization: `Bearer ${adminToken}` },
+      payload: {
+        name: `pool-${servers.length + 1}`,
+        host: server.host,
+        port: server.port,
+        admin_user: server.user,
+        admin_password: password,
+        max_instances: maxInstances,
+      },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    const entry = Object.assign(server, { id: res.json().pool.id as string });
+    servers.push(entry);
+    return entry;
+  }
+  for (const max of opts.pools ?? [10]) await addPoolServer(max);
+
+  const config = loadConfig({
+    DATABASE_URL: catalog.url,
+    REDIS_URL: redisUrl,
+    TENANTDB_QUEUE_PREFIX: queuePrefix,
+    TENANTDB_PORTAL_TOKEN: portalToken,
+    TENANTDB_ALLOCATE_TOKEN: allocateToken,
+    TENANTDB_CALLBACK_SECRET: callbackSecret,
+    DATABASE_SERVICE_URL: databaseServiceUrl,
+    TENANTDB_RATE_LIMIT_PER_MINUTE: '1000000',
+    TENANTDB_DATABASE_SERVICE_TIMEOUT_MS: '5000',
+    TENANTDB_DATABASE_SERVICE_RETRIES: '1',
+    TENANTDB_JOB_LOCK_MS: '5000',
+    TENANTDB_SHUTDOWN_DEADLINE_MS: '5000',
+    LOG_LEVEL: 'trace', // log everything, so the secret check at close() sees everything
+    ...opts.env,
+  });
+  const deps = createDeps(config, logger.child({ process: 'instance-service' }));
+  const app = await buildApp(deps);
+  await app.ready();
+  let consumer: Consumer | undefined = await startConsumer(deps);
+  const replicas: { deps: typeof deps; consumer: Consumer }[] = [];
+  for (let i = 0; i < (opts.extraReplicas ?? 0); i++) {
+    const replicaDeps = createDeps(config, logger.child({ process: `instance-service-${i + 2}` }));
+    replicas.push({ deps: replicaDeps, consumer: await startConsumer(replicaDeps) });
+  }
+
+  async function api(
+    method: 'GET' | 'POST' | 'DELETE',
+    url: string,
+    opts2: { body?: unknown; token?: string | null; headers?: Record<string, string> } = {},
+  ) {
+    const token = opts2.token === undefined ? portalToken : opts2.token;
+    const response = await app.inject({
+      method,
+      url,
+      ...(opts2.body === undefined ? {} : { payload: opts2.body as object }),
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...opts2.headers },
+    });
+    // biome-ignore lint/suspicious/noExplicitAny: a parsed JSON body, checked field by field
+    const json: any = response.body ? JSON.parse(response.body) : undefined;
+    if (json?.db_password) seenSecrets.add(json.db_password);
+    return { status: response.statusCode, body: json, headers: response.headers };
+  }
+
+  async function waitForStatus(id: string, customerId: string, statuses: string[], timeoutMs = 30_000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const res = await api('GET', `/api/v1/instances/${id}?customer_id=${customerId}`);
+      if (statuses.includes(res.body?.status)) return res.body;
+      if (Date.now() > deadline)
+        throw new Error(`instance ${id} is ${res.body?.status} after ${timeoutMs} ms, not ${statuses}`);
+      await sleep(100);
+    }
+  }
+
+  return {
+    app,
+    deps,
+    config,
+    databaseService,
+    databaseServiceUrl,
+    catalogDb,
+    servers,
+    logs,
+    portalToken,
+    adminToken,
+    allocateToken,
+    callbackSecret,
+    api,
+    waitForStatus,
+    addPoolServer,
+    remember: (secret: string) => seenSecrets.add(secret),
+    /** A counter summed over every replica's registry, for one label set. */
+    async counter(name: string, labels: Record<string, string>): Promise<number> {
+      let total = 0;
+      for (const registry of [deps.registry, ...replicas.map((r) => r.deps.registry)]) {
+        const metric = await registry.getSingleMetric(name)?.get();
+        for (const v of metric?.values ?? [])
+          if (Object.entries(labels).every(([k, l]) => v.labels[k] === l)) total += v.value;
+      }
+      return total;
+    },
+    /** Stops consuming jobs (to look at what a request enqueued). */
+    async stopConsumer() {
+      await consumer?.close();
+      consumer = undefined;
+    },
+    async startConsumer() {
+      consumer ??= await startConsumer(deps);
+    },
+    /** Jobs of the instances queue in any state. */
+    async queuedJobs() {
+      const q = deps.queues.queue('instances');
+      const jobs = await q.getJobs(['waiting', 'delayed', 'active', 'prioritized', 'failed']);
+      return jobs.filter((j) => j.name !== 'sweep-instances').map((j) => ({ id: j.id, name: j.name }));
+    },
+    async close() {
+      for (const r of replicas) {
+        await r.consumer.close();
+        await r.deps.queues.close();
+        await r.deps.db.destroy();
+      }
+      await consumer?.close();
+      await app.close();
+      await deps.queues.close();
+      await deps.db.destroy();
+      await databaseService.close();
+      await dbsQueues.close();
+      await connections.close();
+      await catalogDb.destroy();
+      await Promise.all(servers.map((s) => s.destroy()));
+      await catalog.drop();
+      const text = logs.text();
+      for (const secret of seenSecrets)
+        expect(text.includes(secret), 'a secret reached the logs').toBe(false);
+    },
+  };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function newInstance(overrides: Record<string, unknown> = {}) {
+  return {
+    customer_id: crypto.randomUUID(),
+    name: `instance ${randomBytes(3).toString('hex')}`,
+    plan_tier: 'standard',
+    ...overrides,
+  };
+}
+
+export interface ReceivedCallback {
+  headers: IncomingHttpHeaders;
+  body: string;
+  answered: number;
+}
+
+/**
+ * A callback receiver on a loopback port: answers `failFirst` requests per instance with 500, the
+ * rest with 200, and keeps every request it got.
+ */
+export async function startReceiver(opts: { failFirst?: number } = {}) {
+  const received: ReceivedCallback[] = [];
+  const seen = new Map<string, number>();
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const delivery = String(req.headers['x-tenantdb-delivery'] ?? '');
+      const n = (seen.get(delivery) ?? 0) + 1;
+      seen.set(delivery, n);
+      const answered = n <= (opts.failFirst ?? 0) ? 500 : 200;
+      received.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), answered });
+      res.statusCode = answered;
+      res.end(answered === 200 ? 'ok' : 'try again');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/hooks/tenantdb`,
+    received,
+    /** Requests for one instance, in order. */
+    for: (instanceId: string) => received.filter((r) => r.headers['x-tenantdb-delivery'] === instanceId),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** Logs in with credentials; true when SELECT 1 works. */
+export async function canLogin(c: {
+  db_host: string;
+  db_port: number;
+  db_name: string;
+  db_user: string;
+  db_password: string;
+}): Promise<boolean> {
+  const client = new pg.Client({
+    host: c.db_host,
+    port: c.db_port,
+    database: c.db_name,
+    user: c.db_user,
+    password: c.db_password,
+    connectionTimeoutMillis: 5_000,
+  });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
