@@ -1,9 +1,10 @@
 // What a scenario gets: the running stack, the run's settings, and state earlier scenarios left
 // for later ones (the RAW-TX rate is the baseline of the API scenarios; S1's allocations are
-// what the catalog-only paths read).
+// what the catalog-only paths read; the warm fleet is what S3-warm and S1-warm run on).
+import type { AdminTarget } from './catalog';
 import type { LoadResult } from './load';
 import type { ResultRow, ScenarioResult, Verdict } from './report';
-import type { Stack } from './stack';
+import type { Stack, WorkerProcess } from './stack';
 
 export interface BenchSettings {
   quick: boolean;
@@ -21,6 +22,14 @@ export interface BenchSettings {
   /** Sequential latency samples (after the warm-up ones). */
   samples: number;
   warmupSamples: number;
+  /** S5: sequential provision-server samples (after one warm-up round). */
+  provisionSamples: number;
+  /** Warm fleet: local shared pools, their max_instances, and warm databases kept on each. */
+  warmPools: number;
+  warmPoolCapacity: number;
+  warmPerPool: number;
+  /** S1-warm: measured duration (no warm-up: it would spend the warm databases). */
+  warmAllocateMs: number;
 }
 
 export interface AllocatedTenant {
@@ -43,6 +52,22 @@ export interface BenchState {
   rawReadPerSec?: number;
   /** Allocations made by S1, reused by the idempotent-repeat and read scenarios. */
   allocated: AllocatedTenant[];
+  /** S3's RAW-CREATE + login p50 (ms): the create-path baseline S3-warm is also shown against. */
+  rawCreateLoginP50?: number;
+  /** One SCRAM-SHA-256 verifier computed in Node (ms): the service computes one per allocation. */
+  scramVerifierMs?: number;
+  /** ALTER ROLE … PASSWORD + ALTER DATABASE on warm roles, 16 clients, per second: S1-warm's raw bound. */
+  rawClaimPerSec?: number;
+  /** The local pools the warm scenarios run on, and the worker keeping them warm. */
+  fleet?: WarmFleet;
+}
+
+export interface WarmFleet {
+  pools: AdminTarget[];
+  warmPerPool: number;
+  worker: WorkerProcess;
+  /** Warm databases the worker made per second while filling the fleet (4 pools in parallel). */
+  refillPerSec: number;
 }
 
 export interface BenchContext {

@@ -127,7 +127,7 @@ export function renderMarkdown(input: ReportInput): string {
         ['PostgreSQL settings', facts.postgresSettings],
         ['Redis', facts.redis],
         ['machine load', facts.load],
-        ['total run time', `${facts.durationS.toFixed(0)} s`],
+        ['run time (teardown not included)', `${facts.durationS.toFixed(0)} s`],
       ],
     ),
   );

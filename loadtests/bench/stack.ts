@@ -1,17 +1,22 @@
 // Everything the benchmark measures, started from nothing and torn down in reverse order: the
 // catalog Postgres, a private Redis, two pool Postgres servers (default settings: fsync on), and
 // database-service in its own process listening on a loopback port, with the pools registered
-// through its admin API.
+// through its admin API. database-worker processes are started on demand by the scenarios that
+// need one (startWorker); every local-driver server they make lives under one root that the
+// teardown empties through the driver.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { closeSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCatalogDb, migrateToLatest } from '@tenantdb/catalog';
-import { generatePassword } from '@tenantdb/secrets';
+import { createQueues, type Queues } from '@tenantdb/jobs';
+import { createLocalProvisioner, type LocalProvisioner } from '@tenantdb/provisioners';
+import { createSecretBox, generatePassword, type SecretBox } from '@tenantdb/secrets';
 import {
   adminQuery,
+  freePort,
   type RunningPostgres,
   type RunningRedis,
   startPostgres,
@@ -36,6 +41,17 @@ export interface PoolServer extends RunningPostgres {
   name: string;
 }
 
+/** A database-worker replica (services/database-worker/src/main.ts) in a process of its own. */
+export interface WorkerProcess {
+  pid: number;
+  /** Its /metrics, /healthz and /readyz listener. */
+  address: string;
+  logFile: string;
+  alive(): boolean;
+  /** SIGTERM (graceful: jobs in hand finish), SIGKILL if it has not exited in time. Idempotent. */
+  stop(): Promise<void>;
+}
+
 export interface Stack {
   dir: string;
   catalog: RunningPostgres;
@@ -52,12 +68,25 @@ export interface Stack {
   serviceLogFile: string;
   /** Whether the service process is still alive (it must be, until teardown). */
   serviceAlive(): boolean;
+  servicePid: number;
+  /** The service's secret box (same keys): decrypts what the catalog stores, e.g. admin passwords. */
+  secrets: SecretBox;
+  /** A producer on the service's queues (same Redis and prefix), for jobs the bench enqueues. */
+  queues: Queues;
+  /** The local driver over the root every worker provisions under. */
+  local: LocalProvisioner;
+  /** Where scenarios put Postgres servers they make by hand (raw baselines); stopped at teardown. */
+  rawDir: string;
+  /** Starts a database-worker process with the stack's environment plus `env`. */
+  startWorker(env: Record<string, string>): Promise<WorkerProcess>;
+  /** Log files of every worker started so far. */
+  workerLogFiles: string[];
   close(): Promise<string[]>;
 }
 
 /** LIFO cleanup that keeps going when a step fails and reports what failed. */
 class Teardown {
-  private readonly steps: { name: string; run: () => Promise<unknown> }[] = [];
+  private readonly steps: { name: string; run: () => Promise<unknown>; timeoutMs: number }[] = [];
   /** Synchronous last resorts for a process that exits before close() completes. */
   private readonly onExit: (() => void)[] = [];
   private readonly exitHook = () => {
@@ -74,8 +103,8 @@ class Teardown {
     process.on('exit', this.exitHook);
   }
 
-  add(name: string, run: () => Promise<unknown>, onExit?: () => void) {
-    this.steps.push({ name, run });
+  add(name: string, run: () => Promise<unknown>, onExit?: () => void, timeoutMs = 60_000) {
+    this.steps.push({ name, run, timeoutMs });
     if (onExit) this.onExit.push(onExit);
   }
 
@@ -91,7 +120,7 @@ class Teardown {
     const problems: string[] = [];
     for (const step of this.steps.reverse()) {
       try {
-        await withTimeout(step.run(), 60_000, step.name);
+        await withTimeout(step.run(), step.timeoutMs, step.name);
       } catch (err) {
         problems.push(`${step.name}: ${err instanceof Error ? err.message : String(err)}`);
       }
@@ -127,9 +156,23 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
   );
 
   log('starting catalog Postgres, Redis and 2 pool servers (default settings, fsync on)');
+  // Stopped side by side too: each stop is a shutdown checkpoint, and the pools end up holding
+  // hundreds of tenant databases whose files are then deleted.
+  const pgServers = new Map<string, RunningPostgres>();
+  teardown.add('postgres servers', async () => {
+    const stopped = await Promise.allSettled(
+      [...pgServers].map(([label, server]) =>
+        server.destroy().catch((err: unknown) => {
+          throw new Error(`postgres ${label}: ${err instanceof Error ? err.message : String(err)}`);
+        }),
+      ),
+    );
+    const failed = stopped.find((s) => s.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  });
   const startPg = async (label: string) => {
     const server = await startPostgres({ password: generatePassword(), parentDir: dir });
-    teardown.add(`postgres ${label}`, () => server.destroy());
+    pgServers.set(label, server);
     return server;
   };
   // initdb is the slow part of starting; the three run side by side.
@@ -164,6 +207,7 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
 
   const adminToken = `adm_${randomBytes(24).toString('hex')}`;
   const allocateToken = `alc_${randomBytes(24).toString('hex')}`;
+  const encryptionKey = randomBytes(32);
   const serviceEnv: Record<string, string> = {
     DATABASE_URL: catalogUrl,
     REDIS_URL: redis.url,
@@ -171,7 +215,7 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
     DATABASE_SERVICE_PORT: '0',
     TENANTDB_ADMIN_TOKEN: adminToken,
     TENANTDB_ALLOCATE_TOKEN: allocateToken,
-    TENANTDB_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`,
+    TENANTDB_ENCRYPTION_KEYS: `k1:${encryptionKey.toString('base64')}`,
     TENANTDB_QUEUE_PREFIX: 'bench',
     // Neither may dominate or cap what is measured: warn-level logs, a limit never reached.
     LOG_LEVEL: 'warn',
@@ -196,6 +240,72 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
 
   const api = new ApiClient(address, allocateToken, opts.clientConnections);
   teardown.add('api client', () => api.close());
+
+  const queues = createQueues({ redisUrl: redis.url, prefix: serviceEnv.TENANTDB_QUEUE_PREFIX! });
+  teardown.add('bench queues', () => queues.close());
+
+  // Local-driver servers are removed through the driver (which stops each postmaster) before the
+  // bench directory goes. Registered here so that it runs after every worker has stopped.
+  const local = createLocalProvisioner({ root: join(dir, 'local-servers') });
+  const rawDir = join(dir, 'raw-servers');
+  await mkdir(rawDir, { mode: 0o755 });
+  await chmod(rawDir, 0o755);
+  teardown.add(
+    'local servers',
+    async () => {
+      const left = await local.list();
+      // Their data goes with them: an immediate shutdown spares each one a checkpoint of it (the
+      // warm pools hold hundreds of new databases), then the driver removes each as usual.
+      stopPostmastersUnder(local.root, 'SIGQUIT');
+      const t0 = performance.now();
+      await Promise.all(left.map((object) => local.remove(object.ref)));
+      await rm(local.root, { recursive: true, force: true });
+      if (left.length)
+        log(`removed ${left.length} local server(s) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      // Scenarios stop what they start by hand; this only catches one that failed half-way.
+      stopPostmastersUnder(rawDir, 'SIGQUIT');
+    },
+    () => {
+      // Exiting without close(): an immediate shutdown of every postmaster; the directory goes after.
+      stopPostmastersUnder(local.root, 'SIGQUIT');
+      stopPostmastersUnder(rawDir, 'SIGQUIT');
+    },
+    // Deleting hundreds of databases' files is slow on this disk (tens of seconds).
+    180_000,
+  );
+
+  const workerLogFiles: string[] = [];
+  const workerEnv: Record<string, string> = {
+    DATABASE_URL: catalogUrl,
+    REDIS_URL: redis.url,
+    TENANTDB_ENCRYPTION_KEYS: serviceEnv.TENANTDB_ENCRYPTION_KEYS!,
+    TENANTDB_QUEUE_PREFIX: serviceEnv.TENANTDB_QUEUE_PREFIX!,
+    TENANTDB_LOCAL_ROOT: local.root,
+    DATABASE_WORKER_HOST: '127.0.0.1',
+    // What a worker has in hand at the end (refills) is of no use any more: stop soon.
+    TENANTDB_SHUTDOWN_DEADLINE_MS: '3000',
+    LOG_LEVEL: 'warn',
+  };
+  const startWorker = async (env: Record<string, string>): Promise<WorkerProcess> => {
+    const logFile = join(dir, `database-worker-${workerLogFiles.length + 1}.log`);
+    workerLogFiles.push(logFile);
+    const { child, address } = await startWorkerProcess({ ...workerEnv, ...env }, logFile);
+    let stopping: Promise<void> | undefined;
+    const stop = () => {
+      stopping ??= stopChild(child, () => child.kill('SIGTERM'), 15_000);
+      return stopping;
+    };
+    teardown.add(`database-worker (${logFile})`, stop, () => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    });
+    return {
+      pid: child.pid!,
+      address,
+      logFile,
+      alive: () => child.exitCode === null && child.signalCode === null,
+      stop,
+    };
+  };
 
   const pools: PoolServer[] = [];
   for (const [i, pg] of poolPgs.entries()) {
@@ -229,6 +339,13 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
     adminToken,
     serviceLogFile,
     serviceAlive: () => alive,
+    servicePid: child.pid!,
+    secrets: createSecretBox([{ id: 'k1', key: encryptionKey }]),
+    queues,
+    local,
+    rawDir,
+    startWorker,
+    workerLogFiles,
     close: () => teardown.run(),
   };
 }
@@ -267,14 +384,86 @@ async function startService(
   }
 }
 
-async function stopService(child: ChildProcess): Promise<void> {
+function stopService(child: ChildProcess): Promise<void> {
+  return stopChild(
+    child,
+    () => {
+      if (child.connected) child.send({ type: 'shutdown' });
+      else child.kill('SIGTERM');
+    },
+    12_000,
+  );
+}
+
+/** Asks a child to stop, kills it after `killAfterMs`, resolves once it has exited. */
+async function stopChild(child: ChildProcess, ask: () => void, killAfterMs: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  if (child.connected) child.send({ type: 'shutdown' });
-  else child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 12_000);
+  ask();
+  const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
   await exited;
   clearTimeout(timer);
+}
+
+const WORKER_MAIN = new URL('../../services/database-worker/src/main.ts', import.meta.url);
+
+/**
+ * Forks the worker's own main.ts (config from the environment, migrations, consumers, schedules,
+ * graceful shutdown on SIGTERM) on a free loopback port, and waits until its /readyz answers 200.
+ */
+async function startWorkerProcess(
+  env: Record<string, string>,
+  logFile: string,
+): Promise<{ child: ChildProcess; address: string }> {
+  const port = await freePort();
+  const address = `http://127.0.0.1:${port}`;
+  const fd = openSync(logFile, 'a');
+  // execArgv is inherited from the harness, so the child runs TypeScript through tsx as well.
+  const child = fork(WORKER_MAIN, {
+    env: { ...process.env, ...env, DATABASE_WORKER_PORT: String(port) },
+    stdio: ['ignore', fd, fd, 'ipc'],
+  });
+  closeSync(fd);
+  let exitCode: number | null | undefined;
+  child.once('exit', (code) => {
+    exitCode = code;
+  });
+  const deadline = Date.now() + 30_000;
+  try {
+    for (;;) {
+      if (exitCode !== undefined)
+        throw new Error(`database-worker exited (${exitCode}) while starting: ${tail(logFile)}`);
+      const ready = await fetch(`${address}/readyz`).then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      if (ready) return { child, address };
+      if (Date.now() > deadline)
+        throw new Error(`database-worker was not ready within 30 s: ${tail(logFile)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } catch (err) {
+    await stopChild(child, () => child.kill('SIGTERM'), 5_000);
+    throw err;
+  }
+}
+
+/** Signals every postmaster whose data directory is <dir>/<name>/data (synchronous: exit-safe). */
+function stopPostmastersUnder(dir: string, signal: NodeJS.Signals): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    try {
+      const pid = Number.parseInt(readFileSync(join(dir, name, 'data', 'postmaster.pid'), 'utf8'), 10);
+      if (pid > 0) process.kill(pid, signal);
+    } catch {
+      // no server there, or already gone
+    }
+  }
 }
 
 export function tail(file: string, lines = 20): string {

@@ -19,7 +19,10 @@ export function rawNames(): { role: string; db: string; password: string } {
   return { role: `bench_${id}_u`, db: `bench_${id}`, password: generatePassword() };
 }
 
-export function adminClient(server: PoolServer): Promise<pg.Client> {
+/** A registered pool or a worker-provisioned one: what the raw scenarios need to reach it as admin. */
+type AdminServer = Pick<PoolServer, 'id' | 'url'>;
+
+export function adminClient(server: AdminServer): Promise<pg.Client> {
   return connectPg(server.url());
 }
 

@@ -2,9 +2,13 @@
 // and one line here; it can read what earlier ones left in ctx.state (baselines, allocations).
 import type { Scenario } from '../context';
 import { allocateNew, rawCreate } from './allocate';
+import { allocateWarm, rawClaim } from './allocate-warm';
 import { rawRead, readAllocation, repeatAllocate } from './catalog-paths';
+import { provisionLocal } from './provision-local';
 import { rawTx } from './raw-tx';
 import { timeToLogin } from './time-to-login';
+import { timeToLoginWarm } from './time-to-login-warm';
+import { warmFleet } from './warm-fleet';
 
 export const scenarios: Scenario[] = [
   rawTx,
@@ -14,4 +18,9 @@ export const scenarios: Scenario[] = [
   repeatAllocate,
   readAllocation,
   timeToLogin,
+  provisionLocal,
+  warmFleet,
+  timeToLoginWarm,
+  rawClaim,
+  allocateWarm,
 ];

@@ -136,6 +136,7 @@ export const timeToLogin: Scenario = {
     const rawSum = total(raw);
     const errorsOf = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
     const delta = s3Sum.p50 - rawSum.p50;
+    ctx.state.rawCreateLoginP50 = rawSum.p50;
     const rows: ResultRow[] = [
       {
         name: 'RAW-CREATE role + db + login (pg)',
