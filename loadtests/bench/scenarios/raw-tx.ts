@@ -23,15 +23,15 @@ const RESERVE = `
          status = CASE WHEN s.current_instances + 1 >= s.max_instances THEN 'full' ELSE s.status END,
          last_allocated_at = now(),
          updated_at = now()
-    FROM (SELECT id FROM db_servers
-           WHERE status = 'active' AND server_type = 'shared' AND allocation_strategy = 'auto'
-             AND health_status IN ('healthy', 'unknown')
-             AND current_instances < max_instances
-             AND NOT (id = ANY($1::uuid[]))
-           ORDER BY priority, (current_instances::float8 / max_instances) DESC, id
-           LIMIT 1
-           FOR UPDATE) chosen
-   WHERE s.id = chosen.id AND s.current_instances < s.max_instances
+   WHERE s.id = (SELECT id FROM db_servers
+                  WHERE status = 'active' AND server_type = 'shared' AND allocation_strategy = 'auto'
+                    AND health_status IN ('healthy', 'unknown')
+                    AND current_instances < max_instances
+                    AND NOT (id = ANY($1::uuid[]))
+                  ORDER BY priority, (current_instances::float8 / max_instances) DESC, id
+                  LIMIT 1
+                  FOR UPDATE)
+     AND s.current_instances < s.max_instances
   RETURNING s.*`;
 
 const INSERT = `

@@ -1,4 +1,5 @@
 // Concurrent allocations never over-commit a server and never answer 202 while a pool has room.
+import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { canLogin, type Harness, newIds, startHarness } from './harness';
 
@@ -93,5 +94,23 @@ describe('concurrent allocation', () => {
     const [server] = await fleet(harness);
     expect(server!.live).toBe(server!.current_instances);
     expect(server!.current_instances).toBe(allocated);
+  });
+
+  it('reserves exactly one slot per allocation once the planner has statistics on db_servers', async () => {
+    h = await startHarness({ pools: [10, 10, 10] });
+    const harness = h;
+    // With statistics the planner may re-run a joined subquery per row; the reservation must not.
+    await sql`ANALYZE db_servers`.execute(harness.db);
+    const answers = [];
+    for (let i = 0; i < 4; i++) answers.push(await harness.api('POST', '/api/database/allocate', newIds()));
+    answers.push(
+      ...(await Promise.all(
+        Array.from({ length: 8 }, () => harness.api('POST', '/api/database/allocate', newIds())),
+      )),
+    );
+    expect(answers.map((a) => a.status).filter((s) => s !== 200)).toEqual([]);
+    const servers = await fleet(harness);
+    expect(servers.reduce((n, s) => n + s.current_instances, 0)).toBe(12);
+    for (const s of servers) expect(s.current_instances).toBe(s.live);
   });
 });

@@ -138,16 +138,20 @@ export function createServersRepo(db: CatalogDb) {
                status = CASE WHEN s.current_instances + 1 >= s.max_instances THEN 'full' ELSE s.status END,
                last_allocated_at = now(),
                updated_at = now()
-          FROM (SELECT id FROM db_servers
-                 WHERE status = 'active' AND server_type = 'shared' AND allocation_strategy = 'auto'
-                   AND health_status IN ('healthy', 'unknown')
-                   AND current_instances < max_instances
-                   AND NOT (id = ANY(${exclude}::uuid[]))
-                 ORDER BY priority, (current_instances::float8 / max_instances) ${order}, id
-                 LIMIT 1
-                 ${lock}) chosen
-         WHERE s.id = chosen.id AND s.current_instances < s.max_instances
+         WHERE s.id = (SELECT id FROM db_servers
+                        WHERE status = 'active' AND server_type = 'shared' AND allocation_strategy = 'auto'
+                          AND health_status IN ('healthy', 'unknown')
+                          AND current_instances < max_instances
+                          AND NOT (id = ANY(${exclude}::uuid[]))
+                        ORDER BY priority, (current_instances::float8 / max_instances) ${order}, id
+                        LIMIT 1
+                        ${lock})
+           AND s.current_instances < s.max_instances
         RETURNING s.*`.execute(trx);
+      // An uncorrelated scalar subquery runs once (an InitPlan). A join against the subquery did
+      // not: once db_servers had statistics, the planner re-ran it per row, and with SKIP LOCKED
+      // the second run skipped the row just updated and reserved a slot on a second pool too.
+      if (rows.length > 1) throw new Error(`reserveSharedSlot updated ${rows.length} servers`);
       return rows[0];
     },
 
