@@ -159,17 +159,22 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
   // Stopped side by side too: each stop is a shutdown checkpoint, and the pools end up holding
   // hundreds of tenant databases whose files are then deleted.
   const pgServers = new Map<string, RunningPostgres>();
-  teardown.add('postgres servers', async () => {
-    const stopped = await Promise.allSettled(
-      [...pgServers].map(([label, server]) =>
-        server.destroy().catch((err: unknown) => {
-          throw new Error(`postgres ${label}: ${err instanceof Error ? err.message : String(err)}`);
-        }),
-      ),
-    );
-    const failed = stopped.find((s) => s.status === 'rejected');
-    if (failed) throw (failed as PromiseRejectedResult).reason;
-  });
+  teardown.add(
+    'postgres servers',
+    async () => {
+      const stopped = await Promise.allSettled(
+        [...pgServers].map(([label, server]) =>
+          server.destroy().catch((err: unknown) => {
+            throw new Error(`postgres ${label}: ${err instanceof Error ? err.message : String(err)}`);
+          }),
+        ),
+      );
+      const failed = stopped.find((s) => s.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+    },
+    undefined,
+    180_000,
+  );
   const startPg = async (label: string) => {
     const server = await startPostgres({ password: generatePassword(), parentDir: dir });
     pgServers.set(label, server);

@@ -333,7 +333,10 @@ export const allocateWarm: Scenario = {
           `Slot accounting after the run, over all ${accounting.servers} servers (current_instances ≤ max_instances ` +
             'and equal to the rows in creating, ready or releasing): ' +
             (accounting.problems.length
-              ? `**${accounting.problems.join('; ')}**`
+              ? `**${accounting.problems.join('; ')}**` +
+                (accounting.problems.some((p) => !fleet.pools.some((f) => p.startsWith(`${f.name}:`)))
+                  ? ' — on a server S1-warm does not place on, so an earlier scenario left it so.'
+                  : '.')
               : 'consistent, no over-commit.'),
           cpu
             ? `CPU during the run (${cpu.cores.toFixed(1)} cores): ` +
