@@ -4,3 +4,4 @@ export * from './ports';
 export * from './postgres';
 export * from './redis';
 export * from './swarm';
+export * from './tenant';

@@ -155,16 +155,7 @@ export async function tenantClient(c: {
   return client;
 }
 
-export async function canLogin(c: Parameters<typeof tenantClient>[0]): Promise<boolean> {
-  try {
-    const client = await tenantClient(c);
-    await client.query('SELECT 1');
-    await client.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { canLogin } from '@tenantdb/testkit';
 
 /** Runs one query on a pool server as its admin. */
 export async function onServer<T extends pg.QueryResultRow>(

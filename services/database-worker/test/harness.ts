@@ -240,32 +240,7 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
   }
 }
 
-export async function canLogin(c: {
-  db_host: string;
-  db_port: number;
-  db_name: string;
-  db_user: string;
-  db_password: string;
-}): Promise<boolean> {
-  const client = new pg.Client({
-    host: c.db_host,
-    port: c.db_port,
-    database: c.db_name,
-    user: c.db_user,
-    password: c.db_password,
-    connectionTimeoutMillis: 5_000,
-  });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
+export { canLogin } from '@tenantdb/testkit';
 
 /** Runs SQL on a server as its admin. */
 export async function asAdmin<T extends pg.QueryResultRow>(

@@ -13,7 +13,6 @@ import { createLogger, createRegistry } from '@tenantdb/observability';
 import { createPoolConnections } from '@tenantdb/pool-server';
 import { createSecretBox, generatePassword } from '@tenantdb/secrets';
 import { captureLogs, cloneCatalog, type RunningPostgres, startPostgres } from '@tenantdb/testkit';
-import pg from 'pg';
 import { expect, inject } from 'vitest';
 import { buildApp } from '../src/app';
 import { loadConfig } from '../src/config';
@@ -265,29 +264,4 @@ export async function startReceiver(opts: { failFirst?: number } = {}) {
 }
 
 /** Logs in with credentials; true when SELECT 1 works. */
-export async function canLogin(c: {
-  db_host: string;
-  db_port: number;
-  db_name: string;
-  db_user: string;
-  db_password: string;
-}): Promise<boolean> {
-  const client = new pg.Client({
-    host: c.db_host,
-    port: c.db_port,
-    database: c.db_name,
-    user: c.db_user,
-    password: c.db_password,
-    connectionTimeoutMillis: 5_000,
-  });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
+export { canLogin } from '@tenantdb/testkit';
