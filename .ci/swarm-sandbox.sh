@@ -33,14 +33,20 @@ apt_install() {
   }
 }
 docker_() { $SUDO "$DOCKER" "$@"; }
+# Debian's docker.io puts the daemon in /usr/sbin, which a non-root PATH may not include.
+dockerd_path() {
+  local d
+  for d in /usr/sbin/dockerd /usr/bin/dockerd; do [ -x "$d" ] && { echo "$d"; return; }; done
+  command -v dockerd || true
+}
 
 up() {
-  [ -x /usr/bin/dockerd ] && [ -x "$DOCKER" ] || apt_install docker.io
+  [ -n "$(dockerd_path)" ] && [ -x "$DOCKER" ] || apt_install docker.io
   { [ -x /bin/busybox ] && /bin/busybox --list | grep -qx su; } || apt_install busybox-static
   [ -x "$PGBIN/bin/postgres" ] || apt_install postgresql-15
   if ! docker_ info >/dev/null 2>&1; then
     # Started in its own session so it outlives this script (CI runs the tests after it).
-    $SUDO setsid /usr/bin/dockerd --host unix:///var/run/docker.sock >"$STATE/dockerd.log" 2>&1 &
+    $SUDO setsid "$(dockerd_path)" --host unix:///var/run/docker.sock >"$STATE/dockerd.log" 2>&1 &
     echo $! >"$STATE/dockerd.pid"
     for _ in $(seq 1 60); do docker_ info >/dev/null 2>&1 && break; sleep 0.5; done
     docker_ info >/dev/null 2>&1 || {
