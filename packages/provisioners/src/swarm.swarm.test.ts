@@ -247,8 +247,7 @@ describe.skipIf(Boolean(skip))('swarm driver', () => {
 
   it('a host port held by something else on the node: the service moves to another port', async () => {
     // Hold the first port of a two-port range; whichever the driver tries first, it ends on the other.
-    const held = await listen(0);
-    const port = (held.address() as { port: number }).port;
+    const { held, port } = await holdPortWithFreeNeighbour();
     try {
       const narrow = createSwarmProvisioner(options({ portRange: { from: port, to: port + 1 } }));
       const s = spec('portclash');
@@ -282,6 +281,26 @@ describe.skipIf(Boolean(skip))('swarm driver', () => {
     expect((await other.list()).filter((o) => o.name.endsWith(suffix))).toEqual([]);
   });
 });
+
+/**
+ * A held port whose next port is free, both below Linux's ephemeral range (32768+): a port from
+ * `listen(0)` sits among the ports the machine's outgoing connections use, so its neighbour may
+ * be taken by one of them a moment later.
+ */
+async function holdPortWithFreeNeighbour(): Promise<{ held: Server; port: number }> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 27000 + Math.floor(Math.random() * 5000);
+    const held = await listen(port).catch(() => undefined);
+    if (!held) continue;
+    const neighbour = await listen(port + 1).catch(() => undefined);
+    if (neighbour) {
+      await new Promise((r) => neighbour.close(r));
+      return { held, port };
+    }
+    held.close();
+  }
+  throw new Error('found no two free neighbouring ports in 27000-32000');
+}
 
 function listen(port: number): Promise<Server> {
   return new Promise((resolve, reject) => {
