@@ -14,7 +14,7 @@ import { type CpuSnapshot, cpuBreakdown, cpuSnapshot, pidsOf } from '../cpu';
 import { ACCEPTED, closedLoop, fail, type LoadResult, OK, summarize } from '../load';
 import { connectMany, endAll } from '../pg';
 import { fmtMs, fmtRate, type ResultRow } from '../report';
-import { makeRawWarm, rawClaimStatements, requireFleet, standardConnectionLimit } from './time-to-login-warm';
+import { makeRawWarm, rawClaimBatch, requireFleet, standardConnectionLimit } from './time-to-login-warm';
 
 const TARGET_PER_SEC = 300;
 /** How often the bench enqueues a refill per pool while S1-warm runs (a no-op while one runs). */
@@ -30,6 +30,7 @@ function poolStatementKind(query: string): string {
 
 export const rawClaim: Scenario = {
   id: 'raw-claim',
+  needs: ['warm-fleet'],
   async run(ctx: BenchContext) {
     const { stack, settings } = ctx;
     const fleet = await requireFleet(ctx);
@@ -44,8 +45,7 @@ export const rawClaim: Scenario = {
         { concurrency: settings.concurrency, durationMs: settings.durationMs, warmupMs: settings.warmupMs },
         async (worker) => {
           const c = clients[worker]!;
-          for (const statement of rawClaimStatements(warm[worker]!, generatePassword(), limit))
-            await c.query(statement);
+          await c.query(rawClaimBatch(warm[worker]!, generatePassword(), limit));
           return OK;
         },
       );
@@ -63,8 +63,9 @@ export const rawClaim: Scenario = {
           `${settings.concurrency} admin sessions split over the ${pools.length} warm-fleet pools, ` +
             `${settings.durationMs / 1000} s after ${settings.warmupMs / 1000} s warm-up; each session claims its own ` +
             'warm role + database (made beforehand with the worker’s statements) again and again with the ' +
-            `service’s claim statements (ALTER ROLE … WITH LOGIN CONNECTION LIMIT ${limit} PASSWORD '<new plain ` +
-            `password>', ALTER DATABASE … WITH CONNECTION LIMIT ${limit}); Postgres derives each SCRAM verifier.`,
+            `service’s claim batch (ALTER ROLE … WITH LOGIN CONNECTION LIMIT ${limit} PASSWORD '<new plain ` +
+            `password>'; ALTER DATABASE … WITH CONNECTION LIMIT ${limit}, one round trip); Postgres derives each ` +
+            'SCRAM verifier.',
           'It is what the pool servers can do for S1-warm: the catalog side of an allocation is bounded by RAW-TX.',
           `Mean ${result.latency.mean.toFixed(2)} ms, p90 ${result.latency.p90.toFixed(2)} ms, max ${result.latency.max.toFixed(1)} ms.`,
           'The bench’s warm roles and databases are left on the pools, which are removed at the end.',
@@ -116,6 +117,7 @@ interface Done {
 
 export const allocateWarm: Scenario = {
   id: 's1-warm-allocate',
+  needs: ['raw-tx', 'warm-fleet', 'raw-claim'],
   async run(ctx: BenchContext) {
     const { stack, settings, state } = ctx;
     const fleet = await requireFleet(ctx);

@@ -6,7 +6,7 @@
 // full warm stock, so every sample finds one and no refill runs while a clock does.
 import { randomUUID } from 'node:crypto';
 import type { Allocated } from '@tenantdb/contracts';
-import { claimWarmStatements, createWarmStatements } from '@tenantdb/pool-server';
+import { claimWarmBatch, createWarmStatements } from '@tenantdb/pool-server';
 import { generatePassword, scramSha256Verifier } from '@tenantdb/secrets';
 import type pg from 'pg';
 import { httpError } from '../api';
@@ -66,8 +66,8 @@ export async function makeRawWarm(admin: pg.Client): Promise<{ role: string; db:
  * The service's claim statements with a plaintext password: Postgres derives the SCRAM verifier
  * itself (password_encryption = scram-sha-256), the hashing the service does in Node instead.
  */
-export function rawClaimStatements(warm: { role: string; db: string }, password: string, limit: number) {
-  return claimWarmStatements({
+export function rawClaimBatch(warm: { role: string; db: string }, password: string, limit: number) {
+  return claimWarmBatch({
     dbName: warm.db,
     dbUser: warm.role,
     passwordVerifier: password,
@@ -77,6 +77,7 @@ export function rawClaimStatements(warm: { role: string; db: string }, password:
 
 export const timeToLoginWarm: Scenario = {
   id: 's3-warm-time-to-login',
+  needs: ['s3-time-to-login', 'warm-fleet'],
   async run(ctx: BenchContext) {
     const { stack, settings } = ctx;
     const fleet = await requireFleet(ctx);
@@ -160,7 +161,7 @@ export const timeToLoginWarm: Scenario = {
       const warm = await makeRawWarm(admin);
       const password = generatePassword();
       const t0 = performance.now();
-      for (const statement of rawClaimStatements(warm, password, limit)) await admin.query(statement);
+      await admin.query(rawClaimBatch(warm, password, limit));
       const t1 = performance.now();
       await login({ host: target.host, port: target.port, database: warm.db, user: warm.role, password });
       const t2 = performance.now();
@@ -261,8 +262,8 @@ export const timeToLoginWarm: Scenario = {
           'returned credentials has connected and `SELECT 1` answered, as in S3. ' +
           `${warmClaims} of the ${s3.length} recorded allocations claimed a warm database (audit_events ` +
           '`allocation.reserve`, details.warm).',
-        'RAW-CLAIM: on a warm admin session, the service’s own claim statements (`claimWarmStatements`: ALTER ROLE … ' +
-          `WITH LOGIN CONNECTION LIMIT ${limit} PASSWORD …, ALTER DATABASE … WITH CONNECTION LIMIT ${limit}; the ` +
+        'RAW-CLAIM: on a warm admin session, the service’s own claim batch (`claimWarmBatch`, one round trip: ALTER ' +
+          `ROLE … WITH LOGIN CONNECTION LIMIT ${limit} PASSWORD …; ALTER DATABASE … WITH CONNECTION LIMIT ${limit}; the ` +
           'service renames nothing) on a warm role + database the bench made beforehand with the worker’s ' +
           'statements, then the same login. The password is sent in plain text so that Postgres derives the SCRAM ' +
           'verifier itself: the same hashing the service does in Node before it sends a verifier.',

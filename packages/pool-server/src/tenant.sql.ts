@@ -73,13 +73,17 @@ export function createWarmStatements(spec: Omit<TenantSpec, 'connectionLimit'>):
   );
 }
 
-/** Hands a warm database to a tenant: login, its password, its plan's connection limit. */
-export function claimWarmStatements(spec: TenantSpec): string[] {
+/**
+ * Hands a warm database to a tenant: login, its password, its plan's connection limit. One batch
+ * (simple query protocol): both statements run in one implicit transaction, one round trip and
+ * one commit on the pool.
+ */
+export function claimWarmBatch(spec: TenantSpec): string {
   const limit = connectionLimit(spec.connectionLimit);
   return [
     `ALTER ROLE ${quoteIdent(spec.dbUser)} WITH LOGIN CONNECTION LIMIT ${limit} PASSWORD ${quoteLiteral(spec.passwordVerifier)}`,
     `ALTER DATABASE ${quoteIdent(spec.dbName)} WITH CONNECTION LIMIT ${limit}`,
-  ];
+  ].join(';\n');
 }
 
 /**

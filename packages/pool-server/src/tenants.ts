@@ -3,7 +3,7 @@
 import { scramSha256Verifier } from '@tenantdb/secrets';
 import type { PoolConnections, PoolServerTarget } from './connections';
 import {
-  claimWarmStatements,
+  claimWarmBatch,
   createTenantStatements,
   createWarmStatements,
   dropTenantStatements,
@@ -48,10 +48,9 @@ export function createTenantOps(connections: PoolConnections): TenantOps {
     },
     async claim(server, t) {
       const passwordVerifier = await scramSha256Verifier(t.password);
-      await connections.withClient(server, async (client) => {
-        for (const statement of claimWarmStatements({ ...t, passwordVerifier }))
-          await client.query(statement);
-      });
+      await connections.withClient(server, (client) =>
+        client.query(claimWarmBatch({ ...t, passwordVerifier })),
+      );
     },
     async drop(server, t) {
       await connections.withClient(server, async (client) => {

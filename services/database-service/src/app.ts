@@ -3,6 +3,7 @@ import {
   type CatalogDb,
   createAuditRepo,
   createPlansRepo,
+  createReservationsRepo,
   createServersRepo,
   createTenantDatabasesRepo,
 } from '@tenantdb/catalog';
@@ -54,6 +55,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
 
   const repos = {
     servers: createServersRepo(db),
+    reservations: createReservationsRepo(db),
     tenants: createTenantDatabasesRepo(db),
     plans: createPlansRepo(db),
     audit: createAuditRepo(db),

@@ -9,19 +9,6 @@ import {
   SLOT_HOLDING_STATUSES,
 } from '../types';
 
-export type PlacementStrategy = 'pack' | 'spread';
-
-export interface ReserveOptions {
-  strategy: PlacementStrategy;
-  /** Servers that just failed for this request: try another. */
-  excludeIds?: string[];
-  /**
-   * true: skip pools another transaction holds (no waiting, spreads concurrent requests);
-   * false: wait for the lock, so a pool with room is never missed only because it was busy.
-   */
-  skipLocked: boolean;
-}
-
 export type ServersRepo = ReturnType<typeof createServersRepo>;
 
 export function createServersRepo(db: CatalogDb) {
@@ -122,37 +109,6 @@ export function createServersRepo(db: CatalogDb) {
         )
         .returningAll()
         .executeTakeFirst();
-    },
-
-    /**
-     * Takes one slot on the best placeable shared pool: active, healthy or not yet checked, auto,
-     * with room; by priority, then strategy. The CHECK on current_instances is the last guard.
-     */
-    async reserveSharedSlot(opts: ReserveOptions, trx: Executor = db): Promise<DbServer | undefined> {
-      const order = opts.strategy === 'pack' ? sql`DESC` : sql`ASC`;
-      const lock = opts.skipLocked ? sql`FOR UPDATE SKIP LOCKED` : sql`FOR UPDATE`;
-      const exclude = opts.excludeIds ?? [];
-      const { rows } = await sql<DbServer>`
-        UPDATE db_servers s
-           SET current_instances = s.current_instances + 1,
-               status = CASE WHEN s.current_instances + 1 >= s.max_instances THEN 'full' ELSE s.status END,
-               last_allocated_at = now(),
-               updated_at = now()
-         WHERE s.id = (SELECT id FROM db_servers
-                        WHERE status = 'active' AND server_type = 'shared' AND allocation_strategy = 'auto'
-                          AND health_status IN ('healthy', 'unknown')
-                          AND current_instances < max_instances
-                          AND NOT (id = ANY(${exclude}::uuid[]))
-                        ORDER BY priority, (current_instances::float8 / max_instances) ${order}, id
-                        LIMIT 1
-                        ${lock})
-           AND s.current_instances < s.max_instances
-        RETURNING s.*`.execute(trx);
-      // An uncorrelated scalar subquery runs once (an InitPlan). A join against the subquery did
-      // not: once db_servers had statistics, the planner re-ran it per row, and with SKIP LOCKED
-      // the second run skipped the row just updated and reserved a slot on a second pool too.
-      if (rows.length > 1) throw new Error(`reserveSharedSlot updated ${rows.length} servers`);
-      return rows[0];
     },
 
     /** Is any shared pool placeable right now? (Decides between retrying and answering 202.) */

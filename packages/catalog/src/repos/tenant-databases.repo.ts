@@ -60,36 +60,6 @@ export function createTenantDatabasesRepo(db: CatalogDb) {
         .executeTakeFirst();
     },
 
-    /**
-     * Claims the oldest ready warm database on a server for an instance (skipping rows other
-     * transactions are claiming). The row becomes `creating` and starts holding the slot.
-     */
-    async claimWarm(
-      serverId: string,
-      claim: {
-        instance_id: string;
-        customer_id: string;
-        plan_tier: string;
-        connection_limit: number;
-        password_enc: string;
-      },
-      trx: Executor = db,
-    ): Promise<TenantDatabase | undefined> {
-      const { rows } = await sql<TenantDatabase>`
-        UPDATE tenant_databases t
-           SET instance_id = ${claim.instance_id}, customer_id = ${claim.customer_id},
-               plan_tier = ${claim.plan_tier}, connection_limit = ${claim.connection_limit},
-               password_enc = ${claim.password_enc}, status = 'creating', ready_at = NULL, updated_at = now()
-          FROM (SELECT id FROM tenant_databases
-                 WHERE db_server_id = ${serverId} AND status = 'warm' AND ready_at IS NOT NULL
-                 ORDER BY created_at
-                 LIMIT 1
-                 FOR UPDATE SKIP LOCKED) w
-         WHERE t.id = w.id
-        RETURNING t.*`.execute(trx);
-      return rows[0];
-    },
-
     async updatePassword(id: string, passwordEnc: string, trx: Executor = db): Promise<void> {
       await trx
         .updateTable('tenant_databases')

@@ -1,6 +1,6 @@
 // Allocation: hand out a tenant database for an instance, exactly once, without over-committing
-// any server. The slot is reserved in one short catalog transaction; the SQL on the pool server
-// runs after commit; a failure there is compensated (slot freed, row failed, leftovers dropped).
+// any server. The slot is reserved in one catalog statement; the SQL on the pool server runs
+// after it committed; a failure there is compensated (slot freed, row failed, leftovers dropped).
 import type {
   AuditRepo,
   CatalogDb,
@@ -8,6 +8,7 @@ import type {
   PlacementStrategy,
   Plan,
   PlansRepo,
+  ReservationsRepo,
   ServersRepo,
   TenantDatabase,
   TenantDatabasesRepo,
@@ -42,6 +43,7 @@ export interface RequestContext {
 export interface AllocationDeps {
   db: CatalogDb;
   servers: ServersRepo;
+  reservations: ReservationsRepo;
   tenants: TenantDatabasesRepo;
   plans: PlansRepo;
   audit: AuditRepo;
@@ -69,7 +71,20 @@ type Reservation =
   | { kind: 'duplicate' };
 
 export function createAllocationService(deps: AllocationDeps) {
-  const { db, servers, tenants, plans, audit, secrets, tenantOps, queues, metrics, logger, config } = deps;
+  const {
+    db,
+    servers,
+    reservations,
+    tenants,
+    plans,
+    audit,
+    secrets,
+    tenantOps,
+    queues,
+    metrics,
+    logger,
+    config,
+  } = deps;
   // Concurrent repeats of one instance inside this process share one attempt; across processes
   // the unique index on live rows decides and the loser waits for the winner.
   const inFlight = new Map<string, Promise<Allocated | Provisioning>>();
@@ -129,14 +144,14 @@ export function createAllocationService(deps: AllocationDeps) {
     return { status: 'allocated', ...credentials(server, settled) };
   }
 
-  /** One short transaction: a slot on a pool with room, and the row that holds it. */
+  /** A slot on a pool with room, and the row that holds it (a warm database when the pool has one). */
   async function reserveShared(
     req: AllocateRequest,
     plan: Plan,
     ctx: RequestContext,
     excludeIds: string[],
   ): Promise<Reservation> {
-    // Postgres may pick this transaction as a deadlock victim under contention (its row locks on
+    // Postgres may pick the reservation as a deadlock victim under contention (its row locks on
     // pools and warm rows meet other reservations, releases and refills): nothing was written,
     // so it is simply run again.
     for (let attempt = 1; ; attempt++) {
@@ -158,67 +173,41 @@ export function createAllocationService(deps: AllocationDeps) {
   ): Promise<Reservation> {
     const password = generatePassword();
     const names = generateTenantNames();
+    const request = {
+      instance_id: req.instance_id,
+      customer_id: req.customer_id,
+      plan_tier: plan.plan_tier,
+      connection_limit: plan.connection_limit,
+      password_enc: secrets.encrypt(password),
+      db_name: names.dbName,
+      db_user: names.dbUser,
+      actor: ctx.actor,
+      request_id: ctx.requestId,
+    };
     try {
-      return await db.transaction().execute(async (trx): Promise<Reservation> => {
-        let server: DbServer | undefined;
-        // Skip pools other transactions hold first (no waiting); then wait for a held one; a
-        // pool that filled up while we waited sends us round again as long as any pool has room.
-        for (let round = 0; round < 10 && !server; round++) {
-          server =
-            (await servers.reserveSharedSlot(
-              { strategy: config.strategy, excludeIds, skipLocked: true },
-              trx,
-            )) ??
-            (await servers.reserveSharedSlot(
-              { strategy: config.strategy, excludeIds, skipLocked: false },
-              trx,
-            ));
-          if (!server && !(await servers.hasPlaceableRoom(excludeIds, trx))) return { kind: 'no-room' };
+      // Skip pools other requests hold first (no waiting); then wait for a held one; a pool that
+      // filled up while we waited sends us round again as long as any pool has room. Each try is
+      // one statement: a pool is held only while it runs.
+      for (let round = 0; round < 10; round++) {
+        const reserved =
+          (await reservations.reserveShared(request, {
+            strategy: config.strategy,
+            excludeIds,
+            skipLocked: true,
+          })) ??
+          (await reservations.reserveShared(request, {
+            strategy: config.strategy,
+            excludeIds,
+            skipLocked: false,
+          }));
+        if (reserved) {
+          const server = await servers.findById(reserved.row.db_server_id);
+          if (!server) throw new UnavailableError('the reserved server is missing from the catalog', 1);
+          return { kind: 'reserved', server, row: reserved.row, password, warm: reserved.warm };
         }
-        if (!server) throw new UnavailableError('shared pools are contended; retry', 1);
-        // A warm database on the chosen pool is claimed (~2 ms of SQL later); otherwise one is made.
-        const passwordEnc = secrets.encrypt(password);
-        const claimed = await tenants.claimWarm(
-          server.id,
-          {
-            instance_id: req.instance_id,
-            customer_id: req.customer_id,
-            plan_tier: plan.plan_tier,
-            connection_limit: plan.connection_limit,
-            password_enc: passwordEnc,
-          },
-          trx,
-        );
-        const row =
-          claimed ??
-          (await tenants.insert(
-            {
-              instance_id: req.instance_id,
-              customer_id: req.customer_id,
-              db_server_id: server.id,
-              db_name: names.dbName,
-              db_user: names.dbUser,
-              password_enc: passwordEnc,
-              plan_tier: plan.plan_tier,
-              status: 'creating',
-              connection_limit: plan.connection_limit,
-            },
-            trx,
-          ));
-        await audit.record(
-          {
-            actor: ctx.actor,
-            action: 'allocation.reserve',
-            request_id: ctx.requestId,
-            instance_id: req.instance_id,
-            db_server_id: server.id,
-            tenant_database_id: row.id,
-            details: { plan_tier: plan.plan_tier, warm: claimed !== undefined },
-          },
-          trx,
-        );
-        return { kind: 'reserved', server, row, password, warm: claimed !== undefined };
-      });
+        if (!(await servers.hasPlaceableRoom(excludeIds))) return { kind: 'no-room' };
+      }
+      throw new UnavailableError('shared pools are contended; retry', 1);
     } catch (err) {
       if ((err as { constraint?: string }).constraint === 'tenant_databases_live_instance')
         return { kind: 'duplicate' };

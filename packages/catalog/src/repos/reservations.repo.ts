@@ -1,0 +1,119 @@
+import { sql } from 'kysely';
+import type { CatalogDb } from '../db';
+import type { TenantDatabase } from '../types';
+
+export type PlacementStrategy = 'pack' | 'spread';
+
+export interface ReserveOptions {
+  strategy: PlacementStrategy;
+  /** Servers that just failed for this request: try another. */
+  excludeIds?: string[];
+  /**
+   * true: skip pools another statement holds (no waiting, spreads concurrent requests);
+   * false: wait for the lock, so a pool with room is never missed only because it was busy.
+   */
+  skipLocked: boolean;
+}
+
+/** Who asks for the slot, and what the tenant row it holds says. */
+export interface SharedReservationRequest {
+  instance_id: string;
+  customer_id: string;
+  plan_tier: string;
+  connection_limit: number;
+  password_enc: string;
+  /** Names for a new database, used only when the pool has no warm one. */
+  db_name: string;
+  db_user: string;
+  actor: string;
+  request_id: string;
+}
+
+export interface SharedReservation {
+  /** The row holding the slot, in `creating`: a claimed warm database or a new one. */
+  row: TenantDatabase;
+  warm: boolean;
+}
+
+export type ReservationsRepo = ReturnType<typeof createReservationsRepo>;
+
+export function createReservationsRepo(db: CatalogDb) {
+  return {
+    /**
+     * Takes one slot on the best placeable shared pool (active, healthy or not yet checked, auto,
+     * with room; by priority, then strategy), claims the pool's oldest ready warm database or
+     * inserts a new row, and records the audit event — in one statement, so the pool's row lock is
+     * held only while it runs and commits, not across round trips to the service. Undefined when
+     * no pool could be taken (none with room, or all held and `skipLocked`). A unique violation
+     * on `tenant_databases_live_instance` means the instance already has a live row; nothing was
+     * written. The CHECK on current_instances is the last guard against over-commit.
+     */
+    async reserveShared(
+      req: SharedReservationRequest,
+      opts: ReserveOptions,
+    ): Promise<SharedReservation | undefined> {
+      const order = opts.strategy === 'pack' ? sql`DESC` : sql`ASC`;
+      const lock = opts.skipLocked ? sql`FOR UPDATE SKIP LOCKED` : sql`FOR UPDATE`;
+      const exclude = opts.excludeIds ?? [];
+      // The pool is picked by an uncorrelated scalar subquery, which runs once (an InitPlan). A
+      // join against it did not: once db_servers had statistics, the planner re-ran it per row,
+      // and with SKIP LOCKED the second run skipped the row just updated and took a second pool.
+      // Were that to come back, `(SELECT id FROM pool)` below fails the whole statement.
+      const { rows } = await sql<TenantDatabase & { warm: boolean }>`
+        WITH pool AS (
+          UPDATE db_servers s
+             SET current_instances = s.current_instances + 1,
+                 status = CASE WHEN s.current_instances + 1 >= s.max_instances THEN 'full' ELSE s.status END,
+                 last_allocated_at = now(),
+                 updated_at = now()
+           WHERE s.id = (SELECT id FROM db_servers
+                          WHERE status = 'active' AND server_type = 'shared' AND allocation_strategy = 'auto'
+                            AND health_status IN ('healthy', 'unknown')
+                            AND current_instances < max_instances
+                            AND NOT (id = ANY(${exclude}::uuid[]))
+                          ORDER BY priority, (current_instances::float8 / max_instances) ${order}, id
+                          LIMIT 1
+                          ${lock})
+             AND s.current_instances < s.max_instances
+          RETURNING s.id
+        ), claimed AS (
+          UPDATE tenant_databases t
+             SET instance_id = ${req.instance_id}, customer_id = ${req.customer_id},
+                 plan_tier = ${req.plan_tier}, connection_limit = ${req.connection_limit},
+                 password_enc = ${req.password_enc}, status = 'creating', ready_at = NULL,
+                 updated_at = now()
+            FROM (SELECT id FROM tenant_databases
+                   WHERE db_server_id = (SELECT id FROM pool) AND status = 'warm' AND ready_at IS NOT NULL
+                   ORDER BY created_at
+                   LIMIT 1
+                   FOR UPDATE SKIP LOCKED) w
+           WHERE t.id = w.id
+          RETURNING t.*
+        ), created AS (
+          INSERT INTO tenant_databases
+                 (instance_id, customer_id, db_server_id, db_name, db_user, password_enc, plan_tier,
+                  status, connection_limit)
+          SELECT ${req.instance_id}::uuid, ${req.customer_id}::uuid, pool.id, ${req.db_name}::text,
+                 ${req.db_user}::text, ${req.password_enc}::text, ${req.plan_tier}::text, 'creating',
+                 ${req.connection_limit}::integer
+            FROM pool
+           WHERE NOT EXISTS (SELECT FROM claimed)
+          RETURNING *
+        ), reserved AS (
+          SELECT claimed.*, true AS warm FROM claimed
+          UNION ALL
+          SELECT created.*, false AS warm FROM created
+        ), audited AS (
+          INSERT INTO audit_events (actor, action, request_id, instance_id, db_server_id, tenant_database_id, details)
+          SELECT ${req.actor}::text, 'allocation.reserve', ${req.request_id}::text, instance_id, db_server_id, id,
+                 jsonb_build_object('plan_tier', plan_tier, 'warm', warm)
+            FROM reserved
+        )
+        SELECT * FROM reserved`.execute(db);
+      const [first] = rows;
+      if (!first) return undefined;
+      const { warm, ...row } = first;
+      return { row, warm };
+    },
+  };
+}
