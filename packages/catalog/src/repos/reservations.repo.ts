@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { CatalogDb } from '../db';
-import type { TenantDatabase } from '../types';
+import type { DbServer, TenantDatabase } from '../types';
 
 export type PlacementStrategy = 'pack' | 'spread';
 
@@ -29,11 +29,27 @@ export interface SharedReservationRequest {
   request_id: string;
 }
 
+/** How to reach a server as its admin: what the SQL on a pool needs. */
+export type ServerAddress = Pick<
+  DbServer,
+  'id' | 'host' | 'port' | 'admin_user' | 'admin_password_enc' | 'admin_database'
+>;
+
 export interface SharedReservation {
   /** The row holding the slot, in `creating`: a claimed warm database or a new one. */
   row: TenantDatabase;
   warm: boolean;
+  server: ServerAddress;
 }
+
+type ReservedRow = TenantDatabase & {
+  warm: boolean;
+  server_host: string | null;
+  server_port: number | null;
+  server_admin_user: string | null;
+  server_admin_password_enc: string | null;
+  server_admin_database: string;
+};
 
 export type ReservationsRepo = ReturnType<typeof createReservationsRepo>;
 
@@ -59,7 +75,7 @@ export function createReservationsRepo(db: CatalogDb) {
       // join against it did not: once db_servers had statistics, the planner re-ran it per row,
       // and with SKIP LOCKED the second run skipped the row just updated and took a second pool.
       // Were that to come back, `(SELECT id FROM pool)` below fails the whole statement.
-      const { rows } = await sql<TenantDatabase & { warm: boolean }>`
+      const { rows } = await sql<ReservedRow>`
         WITH pool AS (
           UPDATE db_servers s
              SET current_instances = s.current_instances + 1,
@@ -75,7 +91,7 @@ export function createReservationsRepo(db: CatalogDb) {
                           LIMIT 1
                           ${lock})
              AND s.current_instances < s.max_instances
-          RETURNING s.id
+          RETURNING s.id, s.host, s.port, s.admin_user, s.admin_password_enc, s.admin_database
         ), claimed AS (
           UPDATE tenant_databases t
              SET instance_id = ${req.instance_id}, customer_id = ${req.customer_id},
@@ -109,11 +125,30 @@ export function createReservationsRepo(db: CatalogDb) {
                  jsonb_build_object('plan_tier', plan_tier, 'warm', warm)
             FROM reserved
         )
-        SELECT * FROM reserved`.execute(db);
+        SELECT reserved.*, pool.host AS server_host, pool.port AS server_port,
+               pool.admin_user AS server_admin_user, pool.admin_password_enc AS server_admin_password_enc,
+               pool.admin_database AS server_admin_database
+          FROM reserved, pool`.execute(db);
       const [first] = rows;
       if (!first) return undefined;
-      const { warm, ...row } = first;
-      return { row, warm };
+      const {
+        warm,
+        server_host,
+        server_port,
+        server_admin_user,
+        server_admin_password_enc,
+        server_admin_database,
+        ...row
+      } = first;
+      const server: ServerAddress = {
+        id: row.db_server_id,
+        host: server_host,
+        port: server_port,
+        admin_user: server_admin_user,
+        admin_password_enc: server_admin_password_enc,
+        admin_database: server_admin_database,
+      };
+      return { row, warm, server };
     },
   };
 }

@@ -9,6 +9,7 @@ import type {
   Plan,
   PlansRepo,
   ReservationsRepo,
+  ServerAddress,
   ServersRepo,
   TenantDatabase,
   TenantDatabasesRepo,
@@ -66,7 +67,7 @@ const DUPLICATE_WAIT_MS = 15_000;
 const CREATING = ['creating'] as const;
 
 type Reservation =
-  | { kind: 'reserved'; server: DbServer; row: TenantDatabase; password: string; warm: boolean }
+  | { kind: 'reserved'; server: ServerAddress; row: TenantDatabase; password: string; warm: boolean }
   | { kind: 'no-room' }
   | { kind: 'duplicate' };
 
@@ -89,7 +90,7 @@ export function createAllocationService(deps: AllocationDeps) {
   // the unique index on live rows decides and the loser waits for the winner.
   const inFlight = new Map<string, Promise<Allocated | Provisioning>>();
 
-  function credentials(server: DbServer, row: TenantDatabase) {
+  function credentials(server: ServerAddress, row: TenantDatabase) {
     if (!server.host || !server.port)
       throw new UnavailableError('the server of this allocation has no address');
     return {
@@ -111,10 +112,13 @@ export function createAllocationService(deps: AllocationDeps) {
     };
   }
 
-  async function findPlan(planTier: string): Promise<Plan> {
-    const plan = await plans.find(planTier);
+  function knownPlan(planTier: string, plan: Plan | undefined): Plan {
     if (!plan) throw new BadRequestError(`unknown plan_tier "${planTier}"`);
     return plan;
+  }
+
+  async function findPlan(planTier: string): Promise<Plan> {
+    return knownPlan(planTier, await plans.find(planTier));
   }
 
   /** Waits while another request creates this instance's database; undefined when it failed. */
@@ -200,11 +204,7 @@ export function createAllocationService(deps: AllocationDeps) {
             excludeIds,
             skipLocked: false,
           }));
-        if (reserved) {
-          const server = await servers.findById(reserved.row.db_server_id);
-          if (!server) throw new UnavailableError('the reserved server is missing from the catalog', 1);
-          return { kind: 'reserved', server, row: reserved.row, password, warm: reserved.warm };
-        }
+        if (reserved) return { kind: 'reserved', ...reserved, password };
         if (!(await servers.hasPlaceableRoom(excludeIds))) return { kind: 'no-room' };
       }
       throw new UnavailableError('shared pools are contended; retry', 1);
@@ -216,7 +216,7 @@ export function createAllocationService(deps: AllocationDeps) {
   }
 
   /** After a failure on the pool server: drop leftovers, fail the row, free the slot. */
-  async function compensate(server: DbServer, row: TenantDatabase, err: unknown): Promise<void> {
+  async function compensate(server: ServerAddress, row: TenantDatabase, err: unknown): Promise<void> {
     const reason = describePgError(err);
     logger.warn(
       { db_server_id: server.id, tenant_database_id: row.id, reason },
@@ -233,7 +233,7 @@ export function createAllocationService(deps: AllocationDeps) {
 
   /** SQL on the server after the reservation committed; the row becomes ready or is compensated. */
   async function materialize(
-    server: DbServer,
+    server: ServerAddress,
     row: TenantDatabase,
     password: string,
     warm = false,
@@ -420,12 +420,17 @@ export function createAllocationService(deps: AllocationDeps) {
   }
 
   async function allocateOnce(req: AllocateRequest, ctx: RequestContext): Promise<Allocated | Provisioning> {
-    const existing = await tenants.findLiveByInstance(req.instance_id);
+    // Both reads at once: one round trip's wait instead of two. An existing allocation is answered
+    // before the plan is judged, as a repeat must get the same answer.
+    const [existing, found] = await Promise.all([
+      tenants.findLiveByInstance(req.instance_id),
+      plans.find(req.plan_tier),
+    ]);
     if (existing) {
       const answer = await answerExisting(existing, req);
       if (answer) return answer;
     }
-    const plan = await findPlan(req.plan_tier);
+    const plan = knownPlan(req.plan_tier, found);
     if (req.require_dedicated || plan.placement === 'dedicated') {
       const result = await allocateDedicated(req, plan, ctx);
       return 'answer' in result ? { status: 'allocated', ...result.answer } : result;
