@@ -2,6 +2,7 @@
 // needs; with headroom, a steady stream never waits; dedicated servers and warm databases work
 // end to end. Real Postgres servers (local driver), real Redis, two worker replicas.
 import { afterEach, describe, expect, it } from 'vitest';
+import type { JobContext } from '../src/context';
 import { asAdmin, canLogin, type Fleet, newIds, sleep, startFleet, waitFor } from './harness';
 
 let fleet: Fleet | undefined;
@@ -96,7 +97,7 @@ describe('dedicated servers', () => {
 });
 
 describe('warm databases', () => {
-  it('keeps N warm databases per pool; allocate claims one and the refill replaces it', async () => {
+  it('keeps N warm databases per pool; allocate claims one, the refill replaces it, two refills at once make it once', async () => {
     fleet = await startFleet({
       replicas: 2,
       env: { TENANTDB_WARM_DATABASES: '3', TENANTDB_SHARED_HEADROOM: '1' },
@@ -136,5 +137,25 @@ describe('warm databases', () => {
     await waitFor(async () => (await warmRows()).length === 3, 30_000, 'the refill');
     const pool = (await f.servers('active'))[0]!;
     expect(pool.current_instances).toBe(1); // warm databases hold no slot
+
+    // Two refills at once (the sweep and a per-pool refill, or two replicas) make the shortfall
+    // once between them, not once each.
+    for (let i = 0; i < 2; i++)
+      expect((await f.api('POST', '/api/database/allocate', newIds())).status).toBe(200);
+    expect(await warmRows()).toHaveLength(1);
+    const worker = f.workers[0]!;
+    const refill = worker.handlers['refill-warm-databases'];
+    const ctx = (n: number): JobContext => ({
+      job: {} as JobContext['job'],
+      log: worker.deps.logger.child({ n }),
+    });
+    await Promise.all([refill({}, ctx(1)), refill({ server_id: pool.id }, ctx(2))]);
+    const after = await f.db
+      .selectFrom('tenant_databases')
+      .select('db_name')
+      .where('db_server_id', '=', pool.id)
+      .where('status', '=', 'warm')
+      .execute();
+    expect(after).toHaveLength(3);
   });
 });

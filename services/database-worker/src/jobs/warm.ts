@@ -11,6 +11,27 @@ import type { JobContext, WorkerDeps } from '../context';
 export function refillWarmDatabases(deps: WorkerDeps) {
   const { db, servers, secrets, tenantOps, config } = deps;
 
+  /**
+   * One refill per pool at a time, whichever replica and job runs it: the sweep and a per-pool
+   * refill may overlap, and each would otherwise make the whole shortfall (seen: 74 warm
+   * databases on a pool configured for 25). The lock is held on a catalog session for as long as
+   * the refill runs and goes with the session if the worker dies; a refill that finds it taken
+   * skips the pool, since the one holding it is making what is missing.
+   */
+  async function refillAlone(server: DbServer, log: JobContext['log']): Promise<number> {
+    return db.connection().execute(async (conn) => {
+      const key = `refill-warm:${server.id}`;
+      const { rows } = await sql<{ locked: boolean }>`
+        SELECT pg_try_advisory_lock(hashtext(${key})) AS locked`.execute(conn);
+      if (!rows[0]?.locked) return 0;
+      try {
+        return await refill(server, log);
+      } finally {
+        await sql`SELECT pg_advisory_unlock(hashtext(${key}))`.execute(conn);
+      }
+    });
+  }
+
   async function refill(server: DbServer, log: JobContext['log']): Promise<number> {
     const { rows } = await sql<{ n: number }>`
       SELECT count(*)::int AS n FROM tenant_databases WHERE db_server_id = ${server.id} AND status = 'warm'`.execute(
@@ -72,7 +93,7 @@ export function refillWarmDatabases(deps: WorkerDeps) {
         server.health_status === 'unhealthy'
       )
         continue;
-      made += await refill(server, log);
+      made += await refillAlone(server, log);
     }
     return { made };
   };
