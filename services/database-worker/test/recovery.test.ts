@@ -74,7 +74,7 @@ describe('a worker killed mid-job', () => {
 });
 
 describe('cleanup-failed-servers', () => {
-  it('removes servers in error with no tenants, including one that failed while provisioning, and touches nothing else', async () => {
+  it('removes servers in error with no tenants, including one that failed while provisioning, and touches nothing else; a server of a driver not enabled ends in error', async () => {
     fleet = await startFleet({ replicas: 2 });
     const f = fleet;
     const pool = await activePool(f);
@@ -98,6 +98,25 @@ describe('cleanup-failed-servers', () => {
     await f.waitForServer((servers) => servers.find((s) => s.id === clash.id)?.status === 'error');
     const failed = (await f.servers()).find((s) => s.id === clash.id)!;
     expect(failed.status_reason).toMatch(/not managed by tenantdb/);
+
+    // A server of a driver no worker here enables: retried (another replica might have it), then
+    // error with the reason — not provisioning for ever.
+    const unserved = await f.db
+      .insertInto('db_servers')
+      .values({
+        name: 'pool-k8s',
+        driver: 'kubernetes',
+        server_type: 'shared',
+        max_instances: 10,
+        status: 'provisioning',
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    await f.queues.enqueue('provision-server', { server_id: unserved.id });
+    await f.waitForServer((servers) => servers.find((s) => s.id === unserved.id)?.status === 'error');
+    expect((await f.servers()).find((s) => s.id === unserved.id)!.status_reason).toMatch(
+      /driver "kubernetes" is not enabled/,
+    );
 
     // A pool that went to error with no tenant, and one in error that still holds a tenant.
     const emptyPool = pool;

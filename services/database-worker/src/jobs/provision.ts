@@ -14,7 +14,7 @@ import {
 } from '@tenantdb/provisioners';
 import { generatePassword } from '@tenantdb/secrets';
 import { sql } from 'kysely';
-import { driverFor, type JobContext, PermanentJobError, type WorkerDeps } from '../context';
+import { type JobContext, PermanentJobError, type WorkerDeps } from '../context';
 
 export const ADMIN_USER = 'tenantdb_admin';
 /** How often the driver is asked about a server that does not accept a login yet. */
@@ -28,8 +28,24 @@ export function provisionServer(deps: WorkerDeps) {
     if (!server) return 'server row is gone';
     if (server.status !== 'provisioning' && server.status !== 'initializing')
       return `server is ${server.status}`;
-    const driver = driverFor(deps, server);
     const started = performance.now();
+    const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    if (server.driver === 'external')
+      throw new PermanentJobError('external servers are not provisioned by tenantdb');
+    const driver = deps.drivers.get(server.driver);
+    if (!driver) {
+      // Another replica may have the driver: retried like a transient failure. On the last try
+      // the server goes to error with the reason, rather than waiting in provisioning for ever
+      // (this job's id stays taken while it sits in the failed set, so reconcile cannot requeue it).
+      const reason = `driver "${server.driver}" is not enabled on the worker (TENANTDB_DRIVERS)`;
+      if (!lastAttempt) throw new Error(reason);
+      await servers.updateIfStatus(server_id, ['provisioning', 'initializing'], {
+        status: 'error',
+        status_reason: `provisioning failed: ${reason}`,
+      });
+      metrics.provision(server.driver, 'error', (performance.now() - started) / 1000);
+      throw new PermanentJobError(`provisioning ${server.name} failed: ${reason}`);
+    }
 
     // Credentials exist before the object does, so a retry builds (or adopts) with the same ones.
     if (!server.admin_password_enc) {
@@ -108,7 +124,6 @@ export function provisionServer(deps: WorkerDeps) {
           : err instanceof Error
             ? describePgError(err)
             : String(err);
-      const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       const permanent = err instanceof PermanentProvisionError || err instanceof PermanentJobError;
       if (!permanent && !lastAttempt) throw err; // keep what exists: the retry adopts it
       // Giving up: remove what was made (found by its labels: create may have died before
