@@ -1,15 +1,11 @@
-// database-service under test, in a process of its own (forked by stack.ts): built with buildApp
-// and configured from the environment like main.ts, but it reports its address to the harness
+// database-service under test, in a process of its own (forked by stack.ts): built with
+// createDatabaseService and configured from the environment like main.ts, but it reports its address to the harness
 // over IPC and exits when the harness goes away. A separate process keeps the load generator off
 // the service's event loop, as in production.
-import { createCatalogDb } from '@tenantdb/catalog';
-import { buildApp } from '@tenantdb/database-service';
+import { createDatabaseService } from '@tenantdb/database-service';
 // The same config schema as main.ts, so the bench parses its environment exactly as the service does.
 import { loadConfig } from '@tenantdb/database-service/config';
-import { createQueues } from '@tenantdb/jobs';
-import { createLogger, createRegistry } from '@tenantdb/observability';
-import { createPoolConnections } from '@tenantdb/pool-server';
-import { createSecretBox } from '@tenantdb/secrets';
+import { createLogger } from '@tenantdb/observability';
 
 export type ServiceMessage = { type: 'listening'; address: string } | { type: 'failed'; message: string };
 
@@ -18,28 +14,7 @@ const send = (message: ServiceMessage) => process.send?.(message);
 try {
   const config = loadConfig();
   const logger = createLogger({ name: 'database-service', level: config.LOG_LEVEL });
-  const db = createCatalogDb({
-    url: config.DATABASE_URL,
-    poolSize: config.TENANTDB_CATALOG_POOL_SIZE,
-    acquireTimeoutMs: config.TENANTDB_CATALOG_ACQUIRE_TIMEOUT_MS,
-    applicationName: 'database-service',
-  });
-  const queues = createQueues({
-    redisUrl: config.REDIS_URL,
-    prefix: config.TENANTDB_QUEUE_PREFIX,
-    failFast: true,
-  });
-  const secrets = createSecretBox(config.TENANTDB_ENCRYPTION_KEYS);
-  const connections = createPoolConnections(secrets);
-  const app = await buildApp({
-    config,
-    db,
-    queues,
-    logger,
-    registry: createRegistry('database-service'),
-    secrets,
-    connections,
-  });
+  const service = await createDatabaseService(config, logger);
 
   let closing = false;
   const close = async () => {
@@ -47,10 +22,7 @@ try {
     closing = true;
     // Bounded: a wedged close must not keep the harness waiting for the kill fallback.
     setTimeout(() => process.exit(1), 10_000).unref();
-    await app.close().catch(() => {});
-    await queues.close().catch(() => {});
-    await connections.close().catch(() => {});
-    await db.destroy().catch(() => {});
+    await service.close();
     process.exit(0);
   };
   process.on('message', (m: unknown) => {
@@ -62,7 +34,7 @@ try {
   process.on('SIGTERM', () => void close());
   process.on('SIGINT', () => void close());
 
-  const address = await app.listen({
+  const address = await service.app.listen({
     host: config.DATABASE_SERVICE_HOST,
     port: config.DATABASE_SERVICE_PORT,
   });

@@ -1,17 +1,19 @@
-// buildApp wires database-service from what it is given and does not listen; main.ts starts it.
+// buildApp wires database-service from what it is given and does not listen; createDatabaseService
+// builds what it runs on from its config (main.ts, the bench's service process and the tests).
 import {
   type CatalogDb,
   createAuditRepo,
+  createCatalogDb,
   createPlansRepo,
   createReservationsRepo,
   createServersRepo,
   createTenantDatabasesRepo,
 } from '@tenantdb/catalog';
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
-import type { Queues } from '@tenantdb/jobs';
-import type { Logger, Registry } from '@tenantdb/observability';
-import { createTenantOps, type PoolConnections } from '@tenantdb/pool-server';
-import type { SecretBox } from '@tenantdb/secrets';
+import { createQueues, type Queues } from '@tenantdb/jobs';
+import { createRegistry, type Logger, type Registry, type ShutdownStep } from '@tenantdb/observability';
+import { createPoolConnections, createTenantOps, type PoolConnections } from '@tenantdb/pool-server';
+import { createSecretBox, type SecretBox } from '@tenantdb/secrets';
 import { sql } from 'kysely';
 import { allocationRoutes } from './allocation/allocation.routes';
 import { createAllocationService } from './allocation/allocation.service';
@@ -86,4 +88,60 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
   allocationRoutes(app, allocation);
   poolsRoutes(app, pools);
   return app;
+}
+
+export interface DatabaseService extends Omit<DatabaseServiceDeps, 'config' | 'logger'> {
+  app: HttpApp;
+  /** Stop taking requests first, close the catalog last: for installShutdown. */
+  shutdownSteps: ShutdownStep[];
+  /** Runs the shutdown steps; a failing one does not stop the rest. */
+  close(): Promise<void>;
+}
+
+/** database-service and the connections it runs on (catalog, Redis, pool servers), not listening yet. */
+export async function createDatabaseService(
+  config: DatabaseServiceConfig,
+  logger: Logger,
+): Promise<DatabaseService> {
+  const db = createCatalogDb({
+    url: config.DATABASE_URL,
+    poolSize: config.TENANTDB_CATALOG_POOL_SIZE,
+    acquireTimeoutMs: config.TENANTDB_CATALOG_ACQUIRE_TIMEOUT_MS,
+    applicationName: 'database-service',
+  });
+  const secrets = createSecretBox(config.TENANTDB_ENCRYPTION_KEYS);
+  // failFast: while Redis is down an enqueue fails at once and the API answers 503.
+  const queues = createQueues({
+    redisUrl: config.REDIS_URL,
+    prefix: config.TENANTDB_QUEUE_PREFIX,
+    failFast: true,
+  });
+  const connections = createPoolConnections(secrets);
+  const registry = createRegistry('database-service');
+  const connectionSteps: ShutdownStep[] = [
+    { name: 'queues', run: () => queues.close() },
+    { name: 'pool connections', run: () => connections.close() },
+    { name: 'catalog', run: () => db.destroy() },
+  ];
+  const runAll = async (steps: ShutdownStep[]) => {
+    for (const step of steps) await step.run().catch(() => {});
+  };
+  let app: HttpApp;
+  try {
+    app = await buildApp({ config, db, queues, logger, registry, secrets, connections });
+  } catch (err) {
+    await runAll(connectionSteps);
+    throw err;
+  }
+  const shutdownSteps = [{ name: 'http', run: () => app.close() }, ...connectionSteps];
+  return {
+    app,
+    db,
+    queues,
+    registry,
+    secrets,
+    connections,
+    shutdownSteps,
+    close: () => runAll(shutdownSteps),
+  };
 }

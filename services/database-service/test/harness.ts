@@ -2,15 +2,12 @@
 // queue prefix, real pool servers, and every secret it sees remembered so the captured logs can
 // be checked for them.
 import { randomBytes } from 'node:crypto';
-import { createCatalogDb } from '@tenantdb/catalog';
-import { createQueues } from '@tenantdb/jobs';
-import { createLogger, createRegistry } from '@tenantdb/observability';
-import { createPoolConnections } from '@tenantdb/pool-server';
-import { createSecretBox, generatePassword } from '@tenantdb/secrets';
+import { createLogger } from '@tenantdb/observability';
+import { generatePassword } from '@tenantdb/secrets';
 import { captureLogs, cloneCatalog, type RunningPostgres, startPostgres } from '@tenantdb/testkit';
 import pg from 'pg';
 import { expect, inject } from 'vitest';
-import { buildApp } from '../src/app';
+import { createDatabaseService } from '../src/app';
 import { loadConfig } from '../src/config';
 
 export interface HarnessOptions {
@@ -40,19 +37,8 @@ export async function startHarness(opts: HarnessOptions = {}) {
   });
   const logs = captureLogs();
   const logger = createLogger({ name: 'database-service', level: config.LOG_LEVEL }, logs.stream);
-  const db = createCatalogDb({ url: catalog.url, poolSize: 20 });
-  const secrets = createSecretBox(config.TENANTDB_ENCRYPTION_KEYS);
-  const queues = createQueues({ redisUrl: config.REDIS_URL, prefix: queuePrefix });
-  const connections = createPoolConnections(secrets);
-  const app = await buildApp({
-    config,
-    db,
-    queues,
-    logger,
-    registry: createRegistry('database-service'),
-    secrets,
-    connections,
-  });
+  const service = await createDatabaseService(config, logger);
+  const { app, db, queues, secrets } = service;
   await app.ready();
 
   const seenSecrets = new Set<string>([adminToken, allocateToken, encryptionKey]);
@@ -118,10 +104,7 @@ export async function startHarness(opts: HarnessOptions = {}) {
     /** Registers a secret that must never reach the logs. */
     remember: (secret: string) => seenSecrets.add(secret),
     async close() {
-      await app.close();
-      await queues.close();
-      await connections.close();
-      await db.destroy();
+      await service.close();
       await Promise.all(servers.map((s) => s.destroy()));
       await catalog.drop();
       const text = logs.text();

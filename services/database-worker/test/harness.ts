@@ -1,5 +1,5 @@
 // A real fleet for worker tests: a cloned catalog, Redis under a private queue prefix, a local
-// driver root and a swarm fleet label of its own, database-service (buildApp, in process) and N
+// driver root and a swarm fleet label of its own, database-service (createDatabaseService, in process) and N
 // database-worker replicas. Everything the workers provision is a real Postgres server (a local
 // process, or a swarm service when the test enables that driver); close() removes them all and
 // fails the test if any secret reached the captured logs.
@@ -9,14 +9,11 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type CatalogDb, createCatalogDb, type DbServer, type ServerStatus } from '@tenantdb/catalog';
-import { buildApp } from '@tenantdb/database-service';
+import type { CatalogDb, DbServer, ServerStatus } from '@tenantdb/catalog';
+import { createDatabaseService } from '@tenantdb/database-service';
 import { loadConfig as loadServiceConfig } from '@tenantdb/database-service/config';
-import { createQueues } from '@tenantdb/jobs';
-import { createLogger, createRegistry } from '@tenantdb/observability';
-import { createPoolConnections } from '@tenantdb/pool-server';
+import { createLogger } from '@tenantdb/observability';
 import { createLocalProvisioner, type Provisioner } from '@tenantdb/provisioners';
-import { createSecretBox } from '@tenantdb/secrets';
 import { captureLogs, cloneCatalog } from '@tenantdb/testkit';
 import pg from 'pg';
 import { expect, inject } from 'vitest';
@@ -80,19 +77,8 @@ export async function startFleet(opts: FleetOptions = {}) {
   const logger = createLogger({ name: 'test-fleet', level: 'debug' }, logs.stream);
   const serviceConfig = loadServiceConfig(env);
   const workerConfig = loadWorkerConfig(env); // a bad test env fails here, before anything starts
-  const db = createCatalogDb({ url: catalog.url, poolSize: 20 });
-  const secrets = createSecretBox(serviceConfig.TENANTDB_ENCRYPTION_KEYS);
-  const queues = createQueues({ redisUrl: env.REDIS_URL!, prefix: env.TENANTDB_QUEUE_PREFIX });
-  const connections = createPoolConnections(secrets);
-  const app = await buildApp({
-    config: serviceConfig,
-    db,
-    queues,
-    logger: logger.child({ process: 'database-service' }),
-    registry: createRegistry('database-service'),
-    secrets,
-    connections,
-  });
+  const service = await createDatabaseService(serviceConfig, logger.child({ process: 'database-service' }));
+  const { app, db, queues, secrets } = service;
   await app.ready();
   const local = createLocalProvisioner({ root });
   // The drivers the workers use, as a test sees them (to list and clean up what they made).
@@ -188,13 +174,10 @@ export async function startFleet(opts: FleetOptions = {}) {
       for (const child of children)
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await Promise.all(workers.map((w) => w.stop().catch(() => {})));
-      await app.close();
       // Admin passwords were generated inside the workers: read them before the catalog goes.
       for (const s of await listServers(db))
         if (s.admin_password_enc) seenSecrets.add(secrets.decrypt(s.admin_password_enc));
-      await queues.close();
-      await connections.close();
-      await db.destroy();
+      await service.close();
       await removeAllServers([local, ...drivers.values()]);
       await rm(root, { recursive: true, force: true });
       await catalog.drop();

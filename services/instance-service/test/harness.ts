@@ -1,17 +1,14 @@
 // A real instance-service for tests, in process: a cloned catalog (both schemas), Redis under a
-// private queue prefix, a real database-service listening on a loopback port (buildApp), real
+// private queue prefix, a real database-service listening on a loopback port (createDatabaseService), real
 // pool servers registered with it, instance-service's app and its job consumer. close() stops
 // everything and fails the test if a token, a password or the callback secret reached the logs.
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createCatalogDb } from '@tenantdb/catalog';
-import { buildApp as buildDatabaseService } from '@tenantdb/database-service';
+import { createDatabaseService } from '@tenantdb/database-service';
 import { loadConfig as loadDatabaseServiceConfig } from '@tenantdb/database-service/config';
-import { createQueues } from '@tenantdb/jobs';
-import { createLogger, createRegistry } from '@tenantdb/observability';
-import { createPoolConnections } from '@tenantdb/pool-server';
-import { createSecretBox, generatePassword } from '@tenantdb/secrets';
+import { createLogger } from '@tenantdb/observability';
+import { generatePassword } from '@tenantdb/secrets';
 import { captureLogs, cloneCatalog, type RunningPostgres, startPostgres } from '@tenantdb/testkit';
 import { expect, inject } from 'vitest';
 import { buildApp } from '../src/app';
@@ -56,19 +53,8 @@ export async function startHarness(opts: HarnessOptions = {}) {
     TENANTDB_RATE_LIMIT_PER_MINUTE: '1000000',
     TENANTDB_RETRY_AFTER_SECONDS: '1',
   });
-  const catalogDb = createCatalogDb({ url: catalog.url, poolSize: 10 });
-  const secrets = createSecretBox(dbsConfig.TENANTDB_ENCRYPTION_KEYS);
-  const dbsQueues = createQueues({ redisUrl, prefix: queuePrefix });
-  const connections = createPoolConnections(secrets);
-  const databaseService = await buildDatabaseService({
-    config: dbsConfig,
-    db: catalogDb,
-    queues: dbsQueues,
-    logger: logger.child({ process: 'database-service' }),
-    registry: createRegistry('database-service'),
-    secrets,
-    connections,
-  });
+  const dbs = await createDatabaseService(dbsConfig, logger.child({ process: 'database-service' }));
+  const { app: databaseService, db: catalogDb } = dbs;
   const databaseServiceUrl = await databaseService.listen({ host: '127.0.0.1', port: 0 });
 
   const servers: (RunningPostgres & { id: string })[] = [];
@@ -202,10 +188,7 @@ export async function startHarness(opts: HarnessOptions = {}) {
       await app.close();
       await deps.queues.close();
       await deps.db.destroy();
-      await databaseService.close();
-      await dbsQueues.close();
-      await connections.close();
-      await catalogDb.destroy();
+      await dbs.close();
       await Promise.all(servers.map((s) => s.destroy()));
       await catalog.drop();
       const text = logs.text();
