@@ -1,6 +1,6 @@
 // What job handlers are given: the catalog, pool-server access, the queues and the drivers.
 import type { AuditRepo, CatalogDb, DbServer, ServersRepo, TenantDatabasesRepo } from '@tenantdb/catalog';
-import type { Queues } from '@tenantdb/jobs';
+import { PermanentJobError, type Queues } from '@tenantdb/jobs';
 import type { Logger } from '@tenantdb/observability';
 import type { PoolConnections, TenantOps } from '@tenantdb/pool-server';
 import type { Provisioner, ProvisionerDriver } from '@tenantdb/provisioners';
@@ -27,14 +27,6 @@ export interface WorkerDeps {
 export interface JobContext {
   job: Job;
   log: Logger;
-}
-
-/** A failure that retrying cannot fix: the job stops at once and the reason is recorded. */
-export class PermanentJobError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'PermanentJobError';
-  }
 }
 
 export function driverFor(deps: WorkerDeps, server: DbServer): Provisioner {

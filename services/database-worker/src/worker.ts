@@ -8,7 +8,7 @@ import {
   createTenantDatabasesRepo,
 } from '@tenantdb/catalog';
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
-import { createQueues } from '@tenantdb/jobs';
+import { type Consumers, createQueues } from '@tenantdb/jobs';
 import { createRegistry, type Logger } from '@tenantdb/observability';
 import { createPoolConnections, createTenantOps } from '@tenantdb/pool-server';
 import {
@@ -30,7 +30,7 @@ import { provisionServer } from './jobs/provision';
 import { reconcile } from './jobs/reconcile';
 import { refillWarmDatabases } from './jobs/warm';
 import { createWorkerMetrics } from './metrics';
-import { type Handlers, type RunningWorkers, startWorkers, upsertSchedules } from './runtime';
+import { type Handlers, startWorkers, upsertSchedules } from './runtime';
 
 export interface DatabaseWorker {
   deps: WorkerDeps;
@@ -158,7 +158,7 @@ export async function createWorker(
     },
   });
 
-  let running: RunningWorkers | undefined;
+  let running: Consumers | undefined;
   return {
     deps,
     handlers,

@@ -33,7 +33,10 @@ async function activePool(f: Fleet) {
 }
 
 describe('a worker killed mid-job', () => {
-  it('SIGKILL during provision-server leaves exactly one server once another replica has run', async () => {
+  // Its waits add up to more than the default test timeout when the machine is busy.
+  it('SIGKILL during provision-server leaves exactly one server once another replica has run', {
+    timeout: 240_000,
+  }, async () => {
     fleet = await startFleet({ replicas: 0 });
     const f = fleet;
     const child = f.spawnWorker();

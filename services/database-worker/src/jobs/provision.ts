@@ -5,6 +5,7 @@
 // image that cannot be pulled or a container that keeps exiting fails the job at once, with the
 // orchestrator's reason, instead of at the ready timeout.
 import type { ServerType } from '@tenantdb/catalog';
+import { PermanentJobError } from '@tenantdb/jobs';
 import { describePgError, hardenPool } from '@tenantdb/pool-server';
 import {
   PermanentProvisionError,
@@ -14,7 +15,7 @@ import {
 } from '@tenantdb/provisioners';
 import { generatePassword } from '@tenantdb/secrets';
 import { sql } from 'kysely';
-import { type JobContext, PermanentJobError, type WorkerDeps } from '../context';
+import type { JobContext, WorkerDeps } from '../context';
 
 export const ADMIN_USER = 'tenantdb_admin';
 /** How often the driver is asked about a server that does not accept a login yet. */

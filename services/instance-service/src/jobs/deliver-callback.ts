@@ -2,12 +2,13 @@
 // callback_url, signed with HMAC-SHA256 over the body (X-Tenantdb-Signature), until a 2xx or
 // TENANTDB_CALLBACK_MAX_ATTEMPTS. The body is built from the row, so every attempt sends the same
 // bytes; X-Tenantdb-Delivery lets a receiver drop a repeat (a 2xx that got lost on the way back).
+
 import type { InstanceCallback } from '@tenantdb/contracts';
+import { RetryLater } from '@tenantdb/jobs';
 import { signBody } from '../callbacks/signature';
 import type { InstanceServiceDeps } from '../context';
 import type { InstanceRow } from '../db';
 import type { JobContext } from './job-context';
-import { RetryLater } from './job-context';
 
 const MAX_BACKOFF_MS = 5 * 60_000;
 

@@ -1,31 +1,10 @@
-// What instance-service's job handlers are given, and the two ways they end other than success.
+// What instance-service's job handlers are given. Besides success they end with RetryLater (not
+// done yet: again after a delay, no attempt counted) or PermanentJobError, from @tenantdb/jobs.
 import type { Logger } from '@tenantdb/observability';
 
 export interface JobContext {
   jobId: string;
   log: Logger;
-}
-
-/**
- * Not done yet, and not a failure: run this job again after `delayMs` (BullMQ moves it to
- * delayed without counting an attempt). Waiting for a database, a release or a callback retry.
- */
-export class RetryLater extends Error {
-  constructor(
-    readonly delayMs: number,
-    reason: string,
-  ) {
-    super(reason);
-    this.name = 'RetryLater';
-  }
-}
-
-/** A failure that retrying cannot fix: the job stops at once. */
-export class PermanentJobError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'PermanentJobError';
-  }
 }
 
 /** Backoff that grows with how long something has been going on: a quarter of it, within bounds. */

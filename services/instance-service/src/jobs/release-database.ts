@@ -3,13 +3,15 @@
 // before the instance failed or was deleted has had time to arrive (the settle time): an allocate
 // that was in flight (database-service was slow, or stopped) can land after the first release.
 // deleting → deleted once released. Retried with backoff for as long as database-service is away.
+
 import {
   DatabaseServiceError,
   DatabaseServiceProtocolError,
   DatabaseServiceUnreachableError,
 } from '@tenantdb/contracts';
+import { RetryLater } from '@tenantdb/jobs';
 import { type InstanceServiceDeps, settleMs } from '../context';
-import { backoffSince, type JobContext, RetryLater } from './job-context';
+import { backoffSince, type JobContext } from './job-context';
 
 const LIVE = new Set(['creating', 'ready', 'releasing']);
 

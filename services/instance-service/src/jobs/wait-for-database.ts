@@ -3,15 +3,17 @@
 // reached (asked again with backoff). The total wait is bounded by TENANTDB_DATABASE_WAIT_MS from
 // the create request; past it the instance fails with the reason. Idempotent: the row is re-read
 // on every run, and allocate is idempotent per instance_id.
+
 import {
   type Allocated,
   DatabaseServiceError,
   DatabaseServiceProtocolError,
   DatabaseServiceUnreachableError,
 } from '@tenantdb/contracts';
+import { RetryLater } from '@tenantdb/jobs';
 import type { InstanceServiceDeps } from '../context';
 import type { InstanceRow } from '../db';
-import { backoffSince, formatDuration, type JobContext, RetryLater } from './job-context';
+import { backoffSince, formatDuration, type JobContext } from './job-context';
 
 const MIN_DELAY_MS = 250;
 const MAX_UNAVAILABLE_DELAY_MS = 15_000;
