@@ -6,6 +6,7 @@ import * as m0002 from './0002_plans';
 import * as m0003 from './0003_tenant_databases';
 import * as m0004 from './0004_audit_events';
 import * as m0005 from './0005_server_database_drift';
+import * as m0006 from './0006_placement_indexes';
 
 export const migrations: Record<string, Migration> = {
   '0001_db_servers': m0001,
@@ -13,4 +14,5 @@ export const migrations: Record<string, Migration> = {
   '0003_tenant_databases': m0003,
   '0004_audit_events': m0004,
   '0005_server_database_drift': m0005,
+  '0006_placement_indexes': m0006,
 };

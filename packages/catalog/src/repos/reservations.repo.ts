@@ -51,6 +51,74 @@ type ReservedRow = TenantDatabase & {
   server_admin_database: string;
 };
 
+/**
+ * The reservation as one statement (see ReservationsRepo.reserveShared): a query of its own so
+ * its plan can be checked on a large fleet.
+ */
+export function reserveSharedStatement(req: SharedReservationRequest, opts: ReserveOptions) {
+  const order = opts.strategy === 'pack' ? sql`DESC` : sql`ASC`;
+  const lock = opts.skipLocked ? sql`FOR UPDATE SKIP LOCKED` : sql`FOR UPDATE`;
+  const exclude = opts.excludeIds ?? [];
+  // The pool is picked by an uncorrelated scalar subquery, which runs once (an InitPlan). A
+  // join against it did not: once db_servers had statistics, the planner re-ran it per row,
+  // and with SKIP LOCKED the second run skipped the row just updated and took a second pool.
+  // Were that to come back, `(SELECT id FROM pool)` below fails the whole statement.
+  return sql<ReservedRow>`
+    WITH pool AS (
+      UPDATE db_servers s
+         SET current_instances = s.current_instances + 1,
+             status = CASE WHEN s.current_instances + 1 >= s.max_instances THEN 'full' ELSE s.status END,
+             last_allocated_at = now(),
+             updated_at = now()
+       WHERE s.id = (SELECT id FROM db_servers
+                      WHERE status = 'active' AND server_type = 'shared' AND allocation_strategy = 'auto'
+                        AND health_status IN ('healthy', 'unknown')
+                        AND current_instances < max_instances
+                        AND NOT (id = ANY(${exclude}::uuid[]))
+                      ORDER BY priority, (current_instances::float8 / max_instances) ${order}, id
+                      LIMIT 1
+                      ${lock})
+         AND s.current_instances < s.max_instances
+      RETURNING s.id, s.host, s.port, s.admin_user, s.admin_password_enc, s.admin_database
+    ), claimed AS (
+      UPDATE tenant_databases t
+         SET instance_id = ${req.instance_id}, customer_id = ${req.customer_id},
+             plan_tier = ${req.plan_tier}, connection_limit = ${req.connection_limit},
+             password_enc = ${req.password_enc}, status = 'creating', ready_at = NULL,
+             updated_at = now()
+        FROM (SELECT id FROM tenant_databases
+               WHERE db_server_id = (SELECT id FROM pool) AND status = 'warm' AND ready_at IS NOT NULL
+               ORDER BY created_at
+               LIMIT 1
+               FOR UPDATE SKIP LOCKED) w
+       WHERE t.id = w.id
+      RETURNING t.*
+    ), created AS (
+      INSERT INTO tenant_databases
+             (instance_id, customer_id, db_server_id, db_name, db_user, password_enc, plan_tier,
+              status, connection_limit)
+      SELECT ${req.instance_id}::uuid, ${req.customer_id}::uuid, pool.id, ${req.db_name}::text,
+             ${req.db_user}::text, ${req.password_enc}::text, ${req.plan_tier}::text, 'creating',
+             ${req.connection_limit}::integer
+        FROM pool
+       WHERE NOT EXISTS (SELECT FROM claimed)
+      RETURNING *
+    ), reserved AS (
+      SELECT claimed.*, true AS warm FROM claimed
+      UNION ALL
+      SELECT created.*, false AS warm FROM created
+    ), audited AS (
+      INSERT INTO audit_events (actor, action, request_id, instance_id, db_server_id, tenant_database_id, details)
+      SELECT ${req.actor}::text, 'allocation.reserve', ${req.request_id}::text, instance_id, db_server_id, id,
+             jsonb_build_object('plan_tier', plan_tier, 'warm', warm)
+        FROM reserved
+    )
+    SELECT reserved.*, pool.host AS server_host, pool.port AS server_port,
+           pool.admin_user AS server_admin_user, pool.admin_password_enc AS server_admin_password_enc,
+           pool.admin_database AS server_admin_database
+      FROM reserved, pool`;
+}
+
 export type ReservationsRepo = ReturnType<typeof createReservationsRepo>;
 
 export function createReservationsRepo(db: CatalogDb) {
@@ -68,67 +136,7 @@ export function createReservationsRepo(db: CatalogDb) {
       req: SharedReservationRequest,
       opts: ReserveOptions,
     ): Promise<SharedReservation | undefined> {
-      const order = opts.strategy === 'pack' ? sql`DESC` : sql`ASC`;
-      const lock = opts.skipLocked ? sql`FOR UPDATE SKIP LOCKED` : sql`FOR UPDATE`;
-      const exclude = opts.excludeIds ?? [];
-      // The pool is picked by an uncorrelated scalar subquery, which runs once (an InitPlan). A
-      // join against it did not: once db_servers had statistics, the planner re-ran it per row,
-      // and with SKIP LOCKED the second run skipped the row just updated and took a second pool.
-      // Were that to come back, `(SELECT id FROM pool)` below fails the whole statement.
-      const { rows } = await sql<ReservedRow>`
-        WITH pool AS (
-          UPDATE db_servers s
-             SET current_instances = s.current_instances + 1,
-                 status = CASE WHEN s.current_instances + 1 >= s.max_instances THEN 'full' ELSE s.status END,
-                 last_allocated_at = now(),
-                 updated_at = now()
-           WHERE s.id = (SELECT id FROM db_servers
-                          WHERE status = 'active' AND server_type = 'shared' AND allocation_strategy = 'auto'
-                            AND health_status IN ('healthy', 'unknown')
-                            AND current_instances < max_instances
-                            AND NOT (id = ANY(${exclude}::uuid[]))
-                          ORDER BY priority, (current_instances::float8 / max_instances) ${order}, id
-                          LIMIT 1
-                          ${lock})
-             AND s.current_instances < s.max_instances
-          RETURNING s.id, s.host, s.port, s.admin_user, s.admin_password_enc, s.admin_database
-        ), claimed AS (
-          UPDATE tenant_databases t
-             SET instance_id = ${req.instance_id}, customer_id = ${req.customer_id},
-                 plan_tier = ${req.plan_tier}, connection_limit = ${req.connection_limit},
-                 password_enc = ${req.password_enc}, status = 'creating', ready_at = NULL,
-                 updated_at = now()
-            FROM (SELECT id FROM tenant_databases
-                   WHERE db_server_id = (SELECT id FROM pool) AND status = 'warm' AND ready_at IS NOT NULL
-                   ORDER BY created_at
-                   LIMIT 1
-                   FOR UPDATE SKIP LOCKED) w
-           WHERE t.id = w.id
-          RETURNING t.*
-        ), created AS (
-          INSERT INTO tenant_databases
-                 (instance_id, customer_id, db_server_id, db_name, db_user, password_enc, plan_tier,
-                  status, connection_limit)
-          SELECT ${req.instance_id}::uuid, ${req.customer_id}::uuid, pool.id, ${req.db_name}::text,
-                 ${req.db_user}::text, ${req.password_enc}::text, ${req.plan_tier}::text, 'creating',
-                 ${req.connection_limit}::integer
-            FROM pool
-           WHERE NOT EXISTS (SELECT FROM claimed)
-          RETURNING *
-        ), reserved AS (
-          SELECT claimed.*, true AS warm FROM claimed
-          UNION ALL
-          SELECT created.*, false AS warm FROM created
-        ), audited AS (
-          INSERT INTO audit_events (actor, action, request_id, instance_id, db_server_id, tenant_database_id, details)
-          SELECT ${req.actor}::text, 'allocation.reserve', ${req.request_id}::text, instance_id, db_server_id, id,
-                 jsonb_build_object('plan_tier', plan_tier, 'warm', warm)
-            FROM reserved
-        )
-        SELECT reserved.*, pool.host AS server_host, pool.port AS server_port,
-               pool.admin_user AS server_admin_user, pool.admin_password_enc AS server_admin_password_enc,
-               pool.admin_database AS server_admin_database
-          FROM reserved, pool`.execute(db);
+      const { rows } = await reserveSharedStatement(req, opts).execute(db);
       const [first] = rows;
       if (!first) return undefined;
       const {

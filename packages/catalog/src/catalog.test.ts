@@ -1,0 +1,93 @@
+// database-service's catalog: its migrations go down to nothing and up again, and on a large fleet
+// the reservation reads pools from the placement index in order instead of sorting every
+// placeable pool (the plan is asserted, not a time).
+
+import { cloneCatalog } from '@tenantdb/testkit';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { type CatalogDb, createCatalogDb } from './db';
+import { DATABASE_SERVICE_MIGRATIONS, migrateDown, migrateToLatest } from './migrate';
+import { reserveSharedStatement } from './repos/reservations.repo';
+
+let catalog: Awaited<ReturnType<typeof cloneCatalog>>;
+let db: CatalogDb;
+beforeAll(async () => {
+  catalog = await cloneCatalog(inject('catalogAdminUrl'), inject('catalogTemplate'));
+  db = createCatalogDb({ url: catalog.url, poolSize: 2 });
+});
+afterAll(async () => {
+  await db?.destroy();
+  await catalog?.drop();
+});
+
+const tables = async () =>
+  (
+    await sql<{ table_name: string }>`SELECT table_name FROM information_schema.tables
+      WHERE table_schema = 'database_service' AND table_name NOT LIKE 'kysely%' ORDER BY table_name`.execute(
+      db,
+    )
+  ).rows.map((r) => r.table_name);
+
+describe('database-service catalog', () => {
+  it('migrations go down one by one to nothing and up again', async () => {
+    const all = Object.keys(DATABASE_SERVICE_MIGRATIONS.migrations);
+    const before = await tables();
+    expect(before).toEqual(['audit_events', 'db_servers', 'plans', 'tenant_databases']);
+    for (const name of [...all].reverse()) expect(await migrateDown(db)).toEqual([`Down ${name}`]);
+    expect(await tables()).toEqual([]);
+    expect(await migrateToLatest(db)).toEqual(all.map((name) => `Up ${name}`));
+    expect(await tables()).toEqual(before);
+  });
+
+  it.each(['pack', 'spread'] as const)(
+    'on 5,000 pools the %s reservation takes its pool from an index, sorting no server',
+    async (strategy) => {
+      await sql`
+      INSERT INTO db_servers (name, driver, server_type, max_instances, current_instances, status, health_status,
+                              host, port, priority)
+      SELECT 'scale-' || ${strategy}::text || '-' || g, 'local', 'shared', 100, g % 90,
+             CASE WHEN g % 10 = 0 THEN 'cordoned' ELSE 'active' END, 'healthy', '127.0.0.1', 20000 + g % 40000, g % 3
+        FROM generate_series(1, 5000) g`.execute(db);
+      await sql`ANALYZE db_servers`.execute(db);
+
+      const statement = reserveSharedStatement(
+        {
+          instance_id: crypto.randomUUID(),
+          customer_id: crypto.randomUUID(),
+          plan_tier: 'standard',
+          connection_limit: 20,
+          password_enc: 'v1.k1.never-stored',
+          db_name: 'tdb_plan_check',
+          db_user: 'tdb_plan_check',
+          actor: 'test',
+          request_id: 'plan-check',
+        },
+        { strategy, skipLocked: true },
+      ).compile(db);
+      // EXPLAIN without ANALYZE plans the statement and runs none of it.
+      const { rows } = await db.executeQuery<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>({
+        ...statement,
+        sql: `EXPLAIN (FORMAT JSON) ${statement.sql}`,
+      });
+      const plan = rows[0]!['QUERY PLAN'][0].Plan;
+      const nodes = flatten(plan);
+      expect(nodes.some((n) => n['Index Name'] === `db_servers_placement_${strategy}`)).toBe(true);
+      const sortsOfServers = nodes.filter(
+        (n) => n['Node Type'] === 'Sort' && flatten(n).some((c) => c['Relation Name'] === 'db_servers'),
+      );
+      expect(sortsOfServers).toEqual([]);
+      await sql`DELETE FROM db_servers WHERE name LIKE 'scale-%'`.execute(db);
+    },
+  );
+});
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Index Name'?: string;
+  Plans?: PlanNode[];
+}
+
+function flatten(node: PlanNode): PlanNode[] {
+  return [node, ...(node.Plans ?? []).flatMap(flatten)];
+}
