@@ -1,4 +1,5 @@
-// database-service's catalog: its migrations go down to nothing and up again, and on a large fleet
+// database-service's catalog: its migrations go down to nothing and up again, a cut connection
+// does not take the process down, and on a large fleet
 // the reservation reads pools from the placement index in order instead of sorting every
 // placeable pool (the plan is asserted, not a time).
 
@@ -37,6 +38,27 @@ describe('database-service catalog', () => {
     expect(await tables()).toEqual([]);
     expect(await migrateToLatest(db)).toEqual(all.map((name) => `Up ${name}`));
     expect(await tables()).toEqual(before);
+  });
+
+  it('a held session whose connection is cut errors on its next query, and the process lives on', async () => {
+    const other = createCatalogDb({ url: catalog.url, poolSize: 1 });
+    try {
+      const failure = await db.connection().execute(async (conn) => {
+        const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(conn);
+        // What a catalog restart does to every session: the server ends it while the client is idle.
+        await sql`SELECT pg_terminate_backend(${rows[0]!.pid})`.execute(other);
+        await new Promise((r) => setTimeout(r, 200)); // the client sees the socket close: an 'error' event
+        return sql`SELECT 1`.execute(conn).then(
+          () => undefined,
+          (err: Error) => err,
+        );
+      });
+      expect(failure).toBeInstanceOf(Error);
+      const { rows } = await sql<{ one: number }>`SELECT 1 AS one`.execute(db);
+      expect(rows[0]!.one).toBe(1);
+    } finally {
+      await other.destroy();
+    }
   });
 
   it.each(['pack', 'spread'] as const)(

@@ -43,7 +43,11 @@ export function createDb<DB>(opts: DbOptions & { schema: string }): Kysely<DB> {
     // catalog: fail (the API answers 503) rather than queue forever.
     connectionTimeoutMillis: opts.acquireTimeoutMs ?? 15_000,
   });
-  // An idle client losing its connection (catalog restart) must not crash the process.
+  // A client losing its connection (catalog restart) must not crash the process. pg.Pool listens
+  // on idle clients only ('error' below); a checked-out client between queries (a transaction's
+  // or a session's, as a held advisory lock) emits on itself, and an unheard 'error' event kills
+  // the process. Its next query fails and the pool discards it on release.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
 }

@@ -88,7 +88,10 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
       max: opts.maxPerServer ?? 4,
       idleTimeoutMillis: 30_000,
     });
-    pool.on('error', () => {}); // a server going away must not crash the process
+    // A server going away must not crash the process: idle clients report to the pool, checked-out
+    // ones to themselves (their next query fails and the pool discards them).
+    pool.on('error', () => {});
+    pool.on('connect', (client) => client.on('error', () => {}));
     pools.set(server.id, { key, pool });
     return pool;
   };
