@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    exclude: ['**/node_modules/**', '**/*.swarm.test.ts'],
+    exclude: ['**/node_modules/**', '**/*.swarm.test.ts', '**/*.fault.test.ts'],
     globalSetup: ['packages/testkit/src/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
@@ -13,8 +13,15 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'integration',
-          include: ['packages/**/*.test.ts', 'services/**/*.test.ts', 'loadtests/**/*.test.ts'],
-          exclude: ['**/node_modules/**', '**/*.swarm.test.ts', '**/*.e2e.test.ts'],
+          include: [
+            'packages/**/*.test.ts',
+            'services/**/*.test.ts',
+            'loadtests/**/*.test.ts',
+            'k8s/**/*.test.ts',
+            'compose/**/*.test.ts',
+            'docs/**/*.test.ts',
+          ],
+          exclude: ['**/node_modules/**', '**/*.swarm.test.ts', '**/*.e2e.test.ts', '**/*.fault.test.ts'],
         },
       },
       {
@@ -23,7 +30,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'e2e',
-          include: ['services/**/*.e2e.test.ts'],
+          include: ['services/**/*.e2e.test.ts', 'k8s/**/*.e2e.test.ts', 'docs/**/*.e2e.test.ts'],
           fileParallelism: false,
           sequence: { groupOrder: 1 },
         },

@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['packages/**/*.swarm.test.ts', 'services/**/*.swarm.test.ts'],
+    include: ['packages/**/*.swarm.test.ts', 'services/**/*.swarm.test.ts', 'compose/**/*.swarm.test.ts'],
     exclude: ['**/node_modules/**'],
     globalSetup: ['packages/testkit/src/swarm-setup.ts', 'packages/testkit/src/global-setup.ts'],
     testTimeout: 120_000,
