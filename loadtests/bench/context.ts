@@ -79,6 +79,8 @@ export interface BenchContext {
 
 export interface Scenario {
   id: string;
+  /** Ids of the earlier scenarios whose results (ctx.state) this one reads: `--only` runs them too. */
+  needs?: string[];
   run(ctx: BenchContext): Promise<ScenarioResult>;
 }
 

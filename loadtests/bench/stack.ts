@@ -81,6 +81,11 @@ export interface Stack {
   startWorker(env: Record<string, string>): Promise<WorkerProcess>;
   /** Log files of every worker started so far. */
   workerLogFiles: string[];
+  /**
+   * Clean-up for what a scenario made outside the stack (swarm services, say), run at teardown
+   * in reverse order of registration — also when the watchdog or a signal cut the run short.
+   */
+  atTeardown(name: string, run: () => Promise<unknown>, timeoutMs?: number): void;
   close(): Promise<string[]>;
 }
 
@@ -351,6 +356,7 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
     rawDir,
     startWorker,
     workerLogFiles,
+    atTeardown: (name, run, timeoutMs) => teardown.add(name, run, undefined, timeoutMs),
     close: () => teardown.run(),
   };
 }
@@ -410,6 +416,7 @@ async function stopChild(child: ChildProcess, ask: () => void, killAfterMs: numb
   clearTimeout(timer);
 }
 
+const WORKER_READY_MS = 90_000;
 const WORKER_MAIN = new URL('../../services/database-worker/src/main.ts', import.meta.url);
 
 /**
@@ -433,7 +440,9 @@ async function startWorkerProcess(
   child.once('exit', (code) => {
     exitCode = code;
   });
-  const deadline = Date.now() + 30_000;
+  // Usually about 3 s; on a 2-core machine that other work kept at a load average of 14 it took
+  // over 30 (database-service needed 32 s to listen in the same run).
+  const deadline = Date.now() + WORKER_READY_MS;
   try {
     for (;;) {
       if (exitCode !== undefined)
@@ -444,7 +453,7 @@ async function startWorkerProcess(
       );
       if (ready) return { child, address };
       if (Date.now() > deadline)
-        throw new Error(`database-worker was not ready within 30 s: ${tail(logFile)}`);
+        throw new Error(`database-worker was not ready within ${WORKER_READY_MS / 1000} s: ${tail(logFile)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   } catch (err) {

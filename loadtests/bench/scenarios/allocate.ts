@@ -94,6 +94,7 @@ export const rawCreate: Scenario = {
 
 export const allocateNew: Scenario = {
   id: 's1-allocate',
+  needs: ['raw-tx', 'raw-create'],
   async run(ctx: BenchContext) {
     const { stack, settings, state } = ctx;
     const result = await closedLoop(

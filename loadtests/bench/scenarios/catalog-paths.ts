@@ -59,6 +59,7 @@ async function measure(
 
 export const repeatAllocate: Scenario = {
   id: 'catalog-repeat-allocate',
+  needs: ['raw-tx', 's1-allocate', 'raw-read'],
   run: (ctx) =>
     measure(
       ctx,
@@ -85,6 +86,7 @@ export const repeatAllocate: Scenario = {
 
 export const readAllocation: Scenario = {
   id: 'catalog-get-allocation',
+  needs: ['raw-tx', 's1-allocate', 'raw-read'],
   run: (ctx) =>
     measure(
       ctx,
@@ -113,6 +115,7 @@ const SERVER = 'select * from "db_servers" where "id" = $1';
 
 export const rawRead: Scenario = {
   id: 'raw-read',
+  needs: ['s1-allocate'],
   async run(ctx: BenchContext) {
     const { stack, settings, state } = ctx;
     if (state.allocated.length === 0) throw new Error('no allocations from S1 to read');

@@ -1,10 +1,12 @@
 // The scenarios of `pnpm bench`, in run order. A new scenario is a module exporting a Scenario
-// and one line here; it can read what earlier ones left in ctx.state (baselines, allocations).
+// and one line here; it can read what earlier ones left in ctx.state (baselines, allocations),
+// and names them in its `needs` so that `--only` runs them first.
 import type { Scenario } from '../context';
 import { allocateNew, rawCreate } from './allocate';
 import { allocateWarm, rawClaim } from './allocate-warm';
 import { rawRead, readAllocation, repeatAllocate } from './catalog-paths';
 import { provisionLocal } from './provision-local';
+import { provisionSwarm } from './provision-swarm';
 import { rawTx } from './raw-tx';
 import { timeToLogin } from './time-to-login';
 import { timeToLoginWarm } from './time-to-login-warm';
@@ -19,6 +21,7 @@ export const scenarios: Scenario[] = [
   readAllocation,
   timeToLogin,
   provisionLocal,
+  provisionSwarm,
   warmFleet,
   timeToLoginWarm,
   rawClaim,

