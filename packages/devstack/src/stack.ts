@@ -31,6 +31,8 @@ export interface DevStackOptions {
   waitForPool?: boolean;
   /** Where the processes' output goes: the terminal, or a function (tests capture it). */
   output?: 'inherit' | ((process: string, chunk: Buffer) => void);
+  /** How long each process may take to answer /readyz (default 90 s; busy test machines need more). */
+  startTimeoutMs?: number;
   /** A process exited without being asked to (pnpm dev stops everything then). */
   onUnexpectedExit?: (process: string, code: number | null) => void;
 }
@@ -62,6 +64,8 @@ export interface DevStack {
   stateDir: string;
   serverRoot: string;
   catalogUrl: string;
+  /** The catalog Postgres itself (fault tests stop and start it under the running processes). */
+  catalog: RunningPostgres;
   redisUrl: string;
   secrets: StackSecrets;
   /** TENANTDB_ENCRYPTION_KEYS as the processes got it. */
@@ -135,6 +139,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
   const instancePort = opts.ports?.instanceService ?? 8003;
   const workerPorts = opts.ports?.workers ?? [9464, 9465];
 
+  const startTimeoutMs = opts.startTimeoutMs ?? START_TIMEOUT_MS;
   const stops: (() => Promise<unknown>)[] = [];
   const processes = new Map<ProcessName, ManagedProcess & { kill(): Promise<void> }>();
   let stopped = false;
@@ -236,7 +241,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
         async start() {
           if (alive()) return;
           spawnIt();
-          await waitForHttp(readyUrl, START_TIMEOUT_MS, alive);
+          await waitForHttp(readyUrl, startTimeoutMs, alive);
         },
       };
       processes.set(name, managed);
@@ -274,9 +279,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       ),
     ];
     const readyUrls = [urls.databaseService, urls.instanceService, ...urls.workers].map((u) => `${u}/readyz`);
-    await Promise.all(
-      readyUrls.map((url, i) => waitForHttp(url, START_TIMEOUT_MS, () => started[i]!.running)),
-    );
+    await Promise.all(readyUrls.map((url, i) => waitForHttp(url, startTimeoutMs, () => started[i]!.running)));
 
     if (opts.waitForPool ?? true) {
       // The capacity planner provisions the first pool on start; wait for it so the first
@@ -297,6 +300,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       stateDir,
       serverRoot,
       catalogUrl: catalog.url(),
+      catalog,
       redisUrl,
       secrets: { ...secrets, adminToken, allocateToken, portalToken, callbackSecret },
       encryptionKeys,

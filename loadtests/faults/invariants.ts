@@ -1,0 +1,268 @@
+// The invariants every fault is judged by, checked over what actually exists: the catalog, the
+// pool servers themselves (pg_database, pg_roles as their admin), the local driver's directories
+// and postmasters, Redis (schedules and every job hash), and the captured logs of every process.
+// Run after the fault is over, the load has stopped and the reconciler has run.
+import { readdir, readFile } from 'node:fs/promises';
+import { type CatalogDb, type DbServer, SLOT_HOLDING_STATUSES } from '@tenantdb/catalog';
+import type { Queues } from '@tenantdb/jobs';
+import { ROWS_ON_SERVER, TENANT_PREFIX } from '@tenantdb/pool-server';
+import { createLocalProvisioner } from '@tenantdb/provisioners';
+import type { SecretBox } from '@tenantdb/secrets';
+import { canLogin, type TenantCredentials } from '@tenantdb/testkit';
+import pg from 'pg';
+
+export const INVARIANTS = {
+  capacity: 'no server over capacity',
+  slots: 'current_instances equals live allocations',
+  logins: 'every acknowledged allocation logs in (and a released one is gone)',
+  orphans: 'no orphaned database, role, server, data dir or postmaster',
+  'health-schedule': 'one health schedule',
+  secrets: 'no secret in any log or job payload',
+} as const;
+export type Invariant = keyof typeof INVARIANTS;
+
+export interface Violation {
+  invariant: Invariant;
+  detail: string;
+}
+
+export interface InvariantReport {
+  checked: Invariant[];
+  violations: Violation[];
+}
+
+/** An allocation the API acknowledged (200) with credentials, and whether the client released it. */
+export interface Acknowledged {
+  instance_id: string;
+  credentials: TenantCredentials & { db_server_id: string };
+  released: boolean;
+}
+
+export interface InvariantSources {
+  db: CatalogDb;
+  /** Decrypts pool admin and tenant passwords (to log in, and to look for them in logs). */
+  secrets: SecretBox;
+  /** The local driver's root: every server directory the platform made is under it. */
+  serverRoot: string;
+  /** Queues on the stack's Redis (its connection is used to read every key). */
+  queues: Queues;
+  /** Everything every process printed. */
+  logs(): string;
+  /** Tokens, keys and passwords known outside the catalog (catalog passwords are added here). */
+  knownSecrets: Iterable<string>;
+  acknowledged: Iterable<Acknowledged>;
+}
+
+/** Server statuses where the server runs and holds what the catalog says. */
+const ON_SERVER = ['active', 'full', 'cordoned', 'draining', 'maintenance'] as const;
+/** Payload fields a job may carry: ids and a reason, never a secret. */
+const PAYLOAD_FIELDS = new Set(['server_id', 'instance_id', 'reason']);
+
+export async function checkInvariants(src: InvariantSources): Promise<InvariantReport> {
+  const violations: Violation[] = [];
+  const add = (invariant: Invariant, detail: string) => violations.push({ invariant, detail });
+  // What runs on the machine first: every row is written before its server is made.
+  const objects = await createLocalProvisioner({ root: src.serverRoot }).list();
+  const entries = await readdir(src.serverRoot).catch(() => []);
+  const postmasters = await postmasterDirs(src.serverRoot);
+  const servers = await src.db.selectFrom('db_servers').selectAll().execute();
+  const live = servers.filter((s) => s.status !== 'decommissioned');
+
+  // capacity + slots: one count per server of the rows holding a slot.
+  const holding = await src.db
+    .selectFrom('tenant_databases')
+    .select(['db_server_id', (eb) => eb.fn.countAll<string>().as('n')])
+    .where('status', 'in', SLOT_HOLDING_STATUSES)
+    .groupBy('db_server_id')
+    .execute();
+  const held = new Map(holding.map((h) => [h.db_server_id, Number(h.n)]));
+  for (const s of servers) {
+    const rows = held.get(s.id) ?? 0;
+    if (s.current_instances > s.max_instances || rows > s.max_instances || s.current_instances < 0)
+      add(
+        'capacity',
+        `${s.name}: current_instances ${s.current_instances}, ${rows} live allocations, max ${s.max_instances}`,
+      );
+    if (s.current_instances !== rows)
+      add(
+        'slots',
+        `${s.name} (${s.status}): current_instances ${s.current_instances}, live allocations ${rows}`,
+      );
+  }
+
+  // logins: acknowledged and kept → logs in with the credentials it was given; released → no live row.
+  for (const a of src.acknowledged) {
+    const row = await src.db
+      .selectFrom('tenant_databases')
+      .select(['db_name', 'status'])
+      .where('instance_id', '=', a.instance_id)
+      .where('status', 'in', SLOT_HOLDING_STATUSES)
+      .executeTakeFirst();
+    if (a.released) {
+      if (row) add('logins', `${a.instance_id}: released by the client but still ${row.status}`);
+      continue;
+    }
+    if (row?.status !== 'ready' || row.db_name !== a.credentials.db_name)
+      add(
+        'logins',
+        `${a.instance_id}: acknowledged ${a.credentials.db_name}, catalog has ${row?.db_name} ${row?.status}`,
+      );
+    else if (!(await canLogin(a.credentials)))
+      add(
+        'logins',
+        `${a.instance_id}: the acknowledged credentials for ${a.credentials.db_name} do not log in`,
+      );
+  }
+
+  // orphans, on each server: what is there (listed first) against the catalog rows (read after, so
+  // a row written meanwhile for a database made meanwhile is never mistaken for an orphan).
+  for (const s of live.filter((s) => (ON_SERVER as readonly string[]).includes(s.status))) {
+    // Rows that had their database made before the server is listed (a warm row or an allocation
+    // written meanwhile has none yet, by design).
+    const made = await src.db
+      .selectFrom('tenant_databases')
+      .select('db_name')
+      .where('db_server_id', '=', s.id)
+      .where((eb) => eb.or([eb('status', '=', 'ready'), eb('ready_at', 'is not', null)]))
+      .where('status', 'in', ROWS_ON_SERVER)
+      .execute();
+    let onServer: { dbs: string[]; roles: string[] };
+    try {
+      onServer = await tenantObjects(s, src.secrets);
+    } catch (err) {
+      add('orphans', `${s.name} (${s.status}) cannot be inspected: ${(err as Error).message}`);
+      continue;
+    }
+    const rows = await src.db
+      .selectFrom('tenant_databases')
+      .select(['db_name', 'db_user'])
+      .where('db_server_id', '=', s.id)
+      .where('status', 'in', ROWS_ON_SERVER)
+      .execute();
+    const dbs = new Set(rows.map((r) => r.db_name));
+    const roles = new Set(rows.map((r) => r.db_user));
+    for (const d of onServer.dbs)
+      if (!dbs.has(d)) add('orphans', `${s.name}: database ${d} has no catalog row`);
+    for (const r of onServer.roles)
+      if (!roles.has(r)) add('orphans', `${s.name}: role ${r} has no catalog row`);
+    const there = new Set(onServer.dbs);
+    for (const { db_name: d } of made)
+      if (!there.has(d)) add('orphans', `${s.name}: catalog row for ${d}, no database`);
+  }
+
+  // orphans, on the machine: server directories (the local driver's objects) and postmasters, as
+  // listed before the catalog was read (a server made meanwhile has its row by then).
+  const liveIds = new Set(live.map((s) => s.id));
+  for (const o of objects)
+    if (!liveIds.has(o.serverId))
+      add('orphans', `server ${o.name}: no live catalog row (running: ${o.running})`);
+  const refs = new Set(objects.map((o) => o.ref));
+  for (const entry of entries)
+    if (!refs.has(entry)) add('orphans', `data dir ${entry}: not a server of the platform (no marker)`);
+  for (const dir of postmasters)
+    if (!refs.has(dir)) add('orphans', `a postmaster runs in ${dir}, which is not a server`);
+  const byRef = new Map(objects.map((o) => [o.ref, o]));
+  for (const s of live.filter(
+    (s) => s.driver === 'local' && (ON_SERVER as readonly string[]).includes(s.status),
+  ))
+    if (!byRef.get(s.orchestrator_ref ?? '')?.running)
+      add('orphans', `${s.name} is ${s.status} but not running`);
+
+  // one health schedule, and at most one sweep waiting for its turn.
+  const monitoring = src.queues.queue('monitoring');
+  const schedules = (await monitoring.getJobSchedulers()).filter((j) => j.name === 'health-check-all');
+  if (schedules.length !== 1) add('health-schedule', `${schedules.length} health-check-all schedules`);
+  const pending = (await monitoring.getJobs(['delayed', 'waiting', 'prioritized'])).filter(
+    (j) => j?.name === 'health-check-all',
+  );
+  if (pending.length > 1) add('health-schedule', `${pending.length} health-check-all jobs waiting`);
+
+  // secrets: every token/key given, every password the catalog holds (pool admins, tenants).
+  const secrets = new Set([...src.knownSecrets].filter((s) => s.length >= 8));
+  for (const s of servers) if (s.admin_password_enc) secrets.add(src.secrets.decrypt(s.admin_password_enc));
+  for (const t of await src.db.selectFrom('tenant_databases').select('password_enc').execute())
+    secrets.add(src.secrets.decrypt(t.password_enc));
+  for (const a of src.acknowledged) secrets.add(a.credentials.db_password);
+  const logs = src.logs();
+  for (const secret of secrets)
+    if (logs.includes(secret)) add('secrets', `a secret (${secret.slice(0, 4)}…) is in the logs`);
+  const redis = await redisContents(src.queues);
+  for (const secret of secrets)
+    if (redis.text.includes(secret)) add('secrets', `a secret (${secret.slice(0, 4)}…) is in Redis`);
+  for (const job of redis.jobs) {
+    const extra = Object.keys(job.data).filter((k) => !PAYLOAD_FIELDS.has(k));
+    if (extra.length) add('secrets', `job ${job.key} carries ${extra.join(', ')}`);
+  }
+
+  return { checked: Object.keys(INVARIANTS) as Invariant[], violations };
+}
+
+async function tenantObjects(server: DbServer, secrets: SecretBox) {
+  const client = new pg.Client({
+    host: server.host!,
+    port: server.port!,
+    user: server.admin_user!,
+    password: secrets.decrypt(server.admin_password_enc!),
+    database: server.admin_database,
+    connectionTimeoutMillis: 10_000,
+  });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    const names = async (sql: string) =>
+      (await client.query<{ name: string }>(sql, [TENANT_PREFIX])).rows.map((r) => r.name);
+    return {
+      dbs: await names('SELECT datname AS name FROM pg_database WHERE starts_with(datname, $1)'),
+      roles: await names('SELECT rolname AS name FROM pg_roles WHERE starts_with(rolname, $1)'),
+    };
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Directories (names under root) in which a postmaster runs: `postgres -D <root>/<name>/data`. */
+async function postmasterDirs(root: string): Promise<string[]> {
+  const dirs: string[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    const d = args.indexOf('-D');
+    const dataDir = d >= 0 ? args[d + 1] : undefined;
+    if (dataDir?.startsWith(`${root}/`)) dirs.push(dataDir.slice(root.length + 1).split('/')[0]!);
+  }
+  return dirs;
+}
+
+/** Every value of every key under the queues' prefix, and the payload of every job hash. */
+async function redisContents(queues: Queues) {
+  const redis = queues.connection;
+  const prefix = queues.queue('monitoring').opts.prefix ?? 'bull';
+  const parts: string[] = [];
+  const jobs: { key: string; data: Record<string, unknown> }[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+    cursor = next;
+    for (const key of keys) {
+      const type = await redis.type(key);
+      if (type === 'string') parts.push((await redis.get(key)) ?? '');
+      else if (type === 'list') parts.push(...(await redis.lrange(key, 0, -1)));
+      else if (type === 'set') parts.push(...(await redis.smembers(key)));
+      else if (type === 'zset') parts.push(...(await redis.zrange(key, 0, -1)));
+      else if (type === 'stream')
+        for (const [, fields] of await redis.xrange(key, '-', '+')) parts.push(...fields);
+      else if (type === 'hash') {
+        const hash = await redis.hgetall(key);
+        parts.push(...Object.entries(hash).flat());
+        if (hash.name !== undefined && hash.data !== undefined) {
+          try {
+            jobs.push({ key, data: JSON.parse(hash.data) as Record<string, unknown> });
+          } catch {
+            jobs.push({ key, data: { unparseable: hash.data } });
+          }
+        }
+      }
+    }
+  } while (cursor !== '0');
+  return { text: parts.join('\n'), jobs };
+}
