@@ -82,26 +82,24 @@ describe('faults of the infrastructure, under load', () => {
     expect(report.violations).toEqual([]);
   });
 
-  // Known bug (reported with the suite): the workers install their job schedulers only when they
-  // start, so a Redis that comes back empty (no persistence, a failover to a fresh node) leaves no
-  // health-check schedule — nor capacity, warm, reconcile, cleanup or instance-sweep schedules —
-  // until a replica restarts. This test fails on that ("0 health-check-all schedules"); `fails`
-  // keeps the suite green until the workers re-install their schedules on reconnect, when it must
-  // become a plain `it`.
-  it.fails('Redis restarted empty: the schedules come back (KNOWN BUG: they do not)', async () => {
+  // Schedules live in Redis only: one that comes back empty (no persistence, a failover to a fresh
+  // node) has none, and each replica installs the missing ones again (TENANTDB_SCHEDULE_CHECK_MS).
+  it('Redis restarted empty: the workers install the job schedules again', async () => {
     const report = await s.underLoad(
       {
         name: 'Redis restart, empty',
         injected: 'redis-server SIGKILLed, its data deleted, started again empty',
-        knownBugs: [
-          'the workers install their job schedules only when they start: a Redis that comes back empty has none until a replica restarts',
-        ],
       },
       async (load) => {
         await s.redis.stop('SIGKILL');
         await s.redis.wipe();
         await s.redis.start();
         await load.progress(2);
+        await waitUntil(
+          async () => (await s.queues.queue('monitoring').getJobScheduler('health-check-all')) !== undefined,
+          60_000,
+          'the health schedule to be installed again',
+        );
       },
     );
     expect(report.violations).toEqual([]);

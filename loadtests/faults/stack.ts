@@ -57,6 +57,8 @@ const FAULT_ENV: Record<string, string> = {
   TENANTDB_RECONCILE_INTERVAL_MS: '3600000',
   TENANTDB_STALE_ALLOCATION_MS: '5000',
   TENANTDB_JOB_LOCK_MS: '5000',
+  // Replicas re-install job schedules a Redis restarted empty has lost, this often.
+  TENANTDB_SCHEDULE_CHECK_MS: '2000',
   TENANTDB_SHUTDOWN_DEADLINE_MS: '30000',
   TENANTDB_DATABASE_SERVICE_TIMEOUT_MS: '3000',
   TENANTDB_SERVER_SETTINGS: 'fsync=off,synchronous_commit=off',

@@ -1,3 +1,4 @@
 export * from './catalog';
 export * from './consumer';
 export * from './queues';
+export * from './schedules';

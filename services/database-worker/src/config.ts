@@ -110,6 +110,9 @@ export const WorkerConfig = z
     TENANTDB_CAPACITY_INTERVAL_MS: env.int(seconds(30), 1000),
     TENANTDB_RECONCILE_INTERVAL_MS: env.int(seconds(600), 1000),
     TENANTDB_CLEANUP_INTERVAL_MS: env.int(seconds(86_400), 1000),
+    TENANTDB_SCHEDULE_CHECK_MS: env
+      .int(seconds(60), 1000)
+      .describe('how often a replica re-installs job schedules Redis has lost'),
     TENANTDB_READY_TIMEOUT_MS: env
       .int(seconds(60), 1000)
       .describe('how long a new server may take to accept a login'),

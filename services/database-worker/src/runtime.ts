@@ -3,9 +3,10 @@
 // schedules of the periodic jobs.
 import {
   type Consumers,
-  type JobName,
   type JobPayload,
-  type QueueName,
+  type KeptSchedules,
+  keepSchedules,
+  type Schedule,
   startConsumers,
   WORKER_QUEUES,
   type WorkerJobName,
@@ -39,26 +40,15 @@ export function startWorkers(deps: WorkerDeps, handlers: Handlers): Consumers {
   });
 }
 
-/**
- * Periodic jobs through BullMQ job schedulers: the scheduler id is fixed, so however many
- * replicas upsert it there is one schedule, and one job per period.
- */
-export async function upsertSchedules(deps: WorkerDeps): Promise<void> {
-  const { queues, config } = deps;
-  const every: [QueueName, JobName, number][] = [
-    ['monitoring', 'health-check-all', config.TENANTDB_HEALTH_INTERVAL_MS],
-    ['provisioning', 'grow-shared-capacity', config.TENANTDB_CAPACITY_INTERVAL_MS],
-    ['provisioning', 'refill-warm-databases', config.TENANTDB_CAPACITY_INTERVAL_MS],
-    ['maintenance', 'reconcile', config.TENANTDB_RECONCILE_INTERVAL_MS],
-    ['maintenance', 'cleanup-failed-servers', config.TENANTDB_CLEANUP_INTERVAL_MS],
+/** The periodic jobs (one schedule each, however many replicas), kept installed while the worker runs. */
+export function keepWorkerSchedules(deps: WorkerDeps): Promise<KeptSchedules> {
+  const { queues, config, logger } = deps;
+  const schedules: Schedule[] = [
+    { queue: 'monitoring', name: 'health-check-all', everyMs: config.TENANTDB_HEALTH_INTERVAL_MS },
+    { queue: 'provisioning', name: 'grow-shared-capacity', everyMs: config.TENANTDB_CAPACITY_INTERVAL_MS },
+    { queue: 'provisioning', name: 'refill-warm-databases', everyMs: config.TENANTDB_CAPACITY_INTERVAL_MS },
+    { queue: 'maintenance', name: 'reconcile', everyMs: config.TENANTDB_RECONCILE_INTERVAL_MS },
+    { queue: 'maintenance', name: 'cleanup-failed-servers', everyMs: config.TENANTDB_CLEANUP_INTERVAL_MS },
   ];
-  for (const [queue, name, ms] of every) {
-    await queues
-      .queue(queue)
-      .upsertJobScheduler(
-        name,
-        { every: ms },
-        { name, data: {}, opts: { removeOnComplete: true, removeOnFail: true, attempts: 1 } },
-      );
-  }
+  return keepSchedules(queues, schedules, { checkEveryMs: config.TENANTDB_SCHEDULE_CHECK_MS, logger });
 }

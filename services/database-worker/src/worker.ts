@@ -8,7 +8,7 @@ import {
   createTenantDatabasesRepo,
 } from '@tenantdb/catalog';
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
-import { type Consumers, createQueues } from '@tenantdb/jobs';
+import { type Consumers, createQueues, type KeptSchedules } from '@tenantdb/jobs';
 import { createRegistry, type Logger } from '@tenantdb/observability';
 import { createPoolConnections, createTenantOps } from '@tenantdb/pool-server';
 import {
@@ -30,7 +30,7 @@ import { provisionServer } from './jobs/provision';
 import { reconcile } from './jobs/reconcile';
 import { refillWarmDatabases } from './jobs/warm';
 import { createWorkerMetrics } from './metrics';
-import { type Handlers, startWorkers, upsertSchedules } from './runtime';
+import { type Handlers, keepWorkerSchedules, startWorkers } from './runtime';
 
 export interface DatabaseWorker {
   deps: WorkerDeps;
@@ -159,15 +159,17 @@ export async function createWorker(
   });
 
   let running: Consumers | undefined;
+  let schedules: KeptSchedules | undefined;
   return {
     deps,
     handlers,
     app,
     async start() {
-      await upsertSchedules(deps);
+      schedules = await keepWorkerSchedules(deps);
       running = startWorkers(deps, handlers);
     },
     async stop() {
+      schedules?.stop();
       await running?.close();
       await app.close();
       await queues.close();

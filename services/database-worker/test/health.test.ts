@@ -130,4 +130,45 @@ describe('schedules', () => {
     // schedule, so only the count is held to the period (not the gaps between runs).
     expect(sweeps.length).toBeLessThanOrEqual(Math.ceil(elapsed / interval) + 1);
   });
+
+  it('installs again the schedules a Redis restarted empty has lost, once each with two replicas', async () => {
+    fleet = await startFleet({ replicas: 2, env: { TENANTDB_SCHEDULE_CHECK_MS: '1000' } });
+    const f = fleet;
+    const names = async () => {
+      const all = await Promise.all(
+        (['monitoring', 'provisioning', 'maintenance'] as const).map((q) =>
+          f.queues.queue(q).getJobSchedulers(),
+        ),
+      );
+      return all
+        .flat()
+        .map((s) => s.name)
+        .sort();
+    };
+    const installed = await names();
+    expect(installed).toEqual([
+      'cleanup-failed-servers',
+      'grow-shared-capacity',
+      'health-check-all',
+      'reconcile',
+      'refill-warm-databases',
+    ]);
+    // What an empty Redis looks like to the workers: their schedules are gone.
+    for (const [queue, name] of [
+      ['monitoring', 'health-check-all'],
+      ['provisioning', 'grow-shared-capacity'],
+      ['provisioning', 'refill-warm-databases'],
+      ['maintenance', 'reconcile'],
+      ['maintenance', 'cleanup-failed-servers'],
+    ] as const)
+      await f.queues.queue(queue).removeJobScheduler(name);
+    expect(await names()).toEqual([]);
+    await waitFor(
+      async () => (await names()).length === installed.length,
+      30_000,
+      'the schedules to come back',
+    );
+    await sleep(2_500); // more checks by both replicas: nothing is installed twice
+    expect(await names()).toEqual(installed);
+  });
 });

@@ -47,6 +47,9 @@ export const InstanceServiceConfig = z.object({
   TENANTDB_INSTANCE_SWEEP_INTERVAL_MS: env
     .int(60_000, 1000)
     .describe('how often unsettled instances get their job re-enqueued (lost jobs)'),
+  TENANTDB_SCHEDULE_CHECK_MS: env
+    .int(60_000, 1000)
+    .describe('how often a replica re-installs the sweep schedule if Redis has lost it'),
   TENANTDB_INSTANCE_JOB_CONCURRENCY: env.int(20, 1, 500),
   TENANTDB_JOB_LOCK_MS: env.int(30_000, 1000),
   TENANTDB_SHUTDOWN_DEADLINE_MS: env.int(25_000, 1000),

@@ -2,7 +2,13 @@
 // (@tenantdb/jobs' startConsumers): payloads are checked against the job catalog before a handler
 // runs; RetryLater moves the job to delayed (no attempt counted); PermanentJobError stops it;
 // anything else retries with backoff.
-import { INSTANCE_QUEUES, type InstanceJobName, type JobPayload, startConsumers } from '@tenantdb/jobs';
+import {
+  INSTANCE_QUEUES,
+  type InstanceJobName,
+  type JobPayload,
+  keepSchedules,
+  startConsumers,
+} from '@tenantdb/jobs';
 import type { InstanceServiceDeps } from '../context';
 import { deliverCallback } from './deliver-callback';
 import type { JobContext } from './job-context';
@@ -33,17 +39,12 @@ export async function startConsumer(deps: InstanceServiceDeps): Promise<Consumer
   const handlers = createHandlers(deps);
   const [queue] = INSTANCE_QUEUES;
 
-  // One schedule however many replicas upsert it (fixed scheduler id).
-  await queues.queue(queue).upsertJobScheduler(
-    'sweep-instances',
-    { every: config.TENANTDB_INSTANCE_SWEEP_INTERVAL_MS },
-    {
-      name: 'sweep-instances',
-      data: {},
-      opts: { removeOnComplete: true, removeOnFail: true, attempts: 1 },
-    },
+  // One schedule however many replicas install it (fixed scheduler id), kept while this runs.
+  const schedules = await keepSchedules(
+    queues,
+    [{ queue, name: 'sweep-instances', everyMs: config.TENANTDB_INSTANCE_SWEEP_INTERVAL_MS }],
+    { checkEveryMs: config.TENANTDB_SCHEDULE_CHECK_MS, logger },
   );
-
   const consumers = startConsumers({
     redisUrl: config.REDIS_URL,
     prefix: config.TENANTDB_QUEUE_PREFIX,
@@ -56,5 +57,10 @@ export async function startConsumer(deps: InstanceServiceDeps): Promise<Consumer
     run: (name, payload, job, log) =>
       (handlers[name] as (p: unknown, c: JobContext) => Promise<void>)(payload, { jobId: job.id ?? '', log }),
   });
-  return { close: () => consumers.close() };
+  return {
+    close: () => {
+      schedules.stop();
+      return consumers.close();
+    },
+  };
 }
