@@ -81,30 +81,25 @@ export const rawClaim: Scenario = {
 };
 
 /**
- * The reading of the session profile, in numbers: how long a reservation holds its pool's row and
- * the rate that allows, against what the pools spent on claims and on the refill.
+ * The reading of the session profile, in numbers: how much catalog session time an allocation
+ * took and where it went, against what the pools spent on claims and on the refill.
  */
-function whereTheTimeGoes(sessions: [string, number][], perSec: number, pools: number): string {
+function whereTheTimeGoes(sessions: [string, number][], perSec: number): string {
   const sum = (test: (label: string) => boolean) =>
     sessions.filter(([label]) => test(label)).reduce((n, [, v]) => n + v, 0);
   const catalog = (label: string) => label.startsWith('catalog, service:');
   const idleInTx = sum((l) => catalog(l) && l.includes('idle in transaction'));
   const locked = sum((l) => catalog(l) && l.includes('waiting for a lock'));
   const working = sum(catalog) - idleInTx - locked;
-  // Sessions inside a transaction and not waiting for a lock hold their pool's row (about: the
-  // autocommit statements of an allocation count here too).
-  const holders = idleInTx + working;
-  const holdMs = (holders / perSec) * 1000;
+  const perAllocationMs = ((idleInTx + locked + working) / perSec) * 1000;
   return (
     `Reading the profile: the service’s catalog sessions were on average ${idleInTx.toFixed(1)} idle inside a ` +
     `transaction (the catalog waiting for the service’s next statement), ${locked.toFixed(1)} waiting for a row ` +
-    `lock and ${working.toFixed(1)} running or flushing WAL. The reservation transaction holds its pool’s ` +
-    'db_servers row from the reserve UPDATE to COMMIT (five round trips: BEGIN, reserve, claim, audit insert, ' +
-    `COMMIT), so allocations on one pool go one at a time: about ${holders.toFixed(1)} reservations held a row at ` +
-    `any moment at ${fmtRate(perSec, ' alloc/s')}, about ${fmtMs(holdMs)} each, which caps ${pools} pools at about ` +
-    `${fmtRate((pools / holdMs) * 1000, ' alloc/s')}. On the pools, the refill’s statements kept ` +
-    `${sum((l) => l.startsWith('pools, refill')).toFixed(1)} admin sessions busy and the claims ` +
-    `${sum((l) => l.startsWith('pools, claim')).toFixed(1)}.`
+    `lock and ${working.toFixed(1)} running or flushing WAL: about ${fmtMs(perAllocationMs)} of catalog session ` +
+    `time per allocation at ${fmtRate(perSec, ' alloc/s')}. The reservation is one statement (slot, warm claim ` +
+    'or new row, audit event), so a pool’s row is held only while it runs and commits. On the pools, the ' +
+    `refill’s statements kept ${sum((l) => l.startsWith('pools, refill')).toFixed(1)} admin sessions busy and ` +
+    `the claims ${sum((l) => l.startsWith('pools, claim')).toFixed(1)}.`
   );
 }
 
@@ -356,7 +351,7 @@ export const allocateWarm: Scenario = {
               .map(([label, n]) => `${label} ${n.toFixed(1)}`)
               .join('; ') +
             '.',
-          whereTheTimeGoes(sessions.sessions, result.throughput, fleet.pools.length) +
+          whereTheTimeGoes(sessions.sessions, result.throughput) +
             (state.scramVerifierMs === undefined
               ? ''
               : ` Each claim also costs the service one SCRAM verifier (${fmtMs(state.scramVerifierMs)} of CPU in ` +
