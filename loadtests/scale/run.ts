@@ -18,6 +18,7 @@ import { machineFacts } from '../bench/machine';
 import { fmtMs, type ResultRow, renderMarkdown, renderSummary, type ScenarioResult } from '../bench/report';
 import { dropRaw } from '../bench/scenarios/allocate';
 import { type Stack, startStack, tail } from '../bench/stack';
+import { supervise } from '../bench/supervise';
 import { type ExplainedStatement, explainAll, hotStatements, scanLines } from './explain';
 import {
   type CreatedTenant,
@@ -112,8 +113,7 @@ interface Phase {
   accounting: string[];
 }
 
-let stack: Stack | undefined;
-let aborting = false;
+const run = supervise('bench:scale', WATCHDOG_MS);
 
 async function main(): Promise<number> {
   let exitCode = 0;
@@ -124,12 +124,13 @@ async function main(): Promise<number> {
   try {
     // Two real pool servers; their catalog rows are cordoned by the seed, and every simulated
     // server points at one of them.
-    stack = await startStack({
-      poolCapacities: [1_000, 1_000],
-      clientConnections: settings.concurrency,
-      log,
-    });
-    const s = stack;
+    const s = run.watch(
+      await startStack({
+        poolCapacities: [1_000, 1_000],
+        clientConnections: settings.concurrency,
+        log,
+      }),
+    );
     catalog = await connectCatalog(s);
     const passwordEnc = s.secrets.encrypt(generatePassword());
     const phases: Phase[] = [];
@@ -249,19 +250,11 @@ async function main(): Promise<number> {
     console.log(`wrote ${REPORT}`);
   } catch (err) {
     exitCode = 1;
-    if (!aborting)
+    if (!run.aborting())
       console.error(`bench:scale failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   } finally {
     await catalog?.end().catch(() => {});
-    if (stack) {
-      log('tearing down');
-      const problems = await stack.close();
-      stack = undefined;
-      if (problems.length) {
-        exitCode = 1;
-        console.error(`teardown problems:\n  ${problems.join('\n  ')}`);
-      }
-    }
+    if (!(await run.tearDown(log))) exitCode = 1;
   }
   log(`done (exit ${exitCode})`);
   return exitCode;
@@ -555,15 +548,5 @@ const METHOD = [
   'Postgres runs with its default durability (fsync on, synchronous_commit on).',
 ];
 
-function abort(reason: string, code: number) {
-  aborting = true;
-  console.error(`bench:scale: ${reason}; tearing down`);
-  void (stack?.close() ?? Promise.resolve([])).finally(() => process.exit(code));
-}
-const watchdog = setTimeout(() => abort(`still running after ${WATCHDOG_MS / 60_000} min`, 2), WATCHDOG_MS);
-watchdog.unref();
-process.once('SIGINT', () => abort('interrupted', 130));
-process.once('SIGTERM', () => abort('terminated', 143));
-
 process.exitCode = await main();
-clearTimeout(watchdog);
+run.done();
