@@ -3,14 +3,19 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { canLogin, type RunningPostgres, startPostgres } from '@tenantdb/testkit';
+import {
+  canLogin,
+  type RunningPostgres,
+  startPostgres,
+  startTcpProxy,
+  type TcpProxy,
+} from '@tenantdb/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LatencyProxy, startLatencyProxy } from './latency-proxy';
 import { type FaultStack, startFaultStack, waitUntil } from './stack';
 
 let s: FaultStack;
 let slowServer: RunningPostgres | undefined;
-let proxy: LatencyProxy | undefined;
+let proxy: TcpProxy | undefined;
 beforeAll(async () => {
   s = await startFaultStack({ TENANTDB_CALLBACK_TIMEOUT_MS: '2000' });
   await s.waitForCapacity(5);
@@ -25,7 +30,7 @@ describe('faults of what the platform talks to, under load', () => {
   it('a pool server slowed by a proxy adding 40 ms each way: allocations on it are slow, never wrong', async () => {
     const password = randomBytes(24).toString('base64url');
     slowServer = await startPostgres({ password, settings: { fsync: 'off' } });
-    proxy = await startLatencyProxy({ host: '127.0.0.1', port: slowServer.port }, 40);
+    proxy = await startTcpProxy({ host: '127.0.0.1', port: slowServer.port }, { latencyMs: 40 });
     // The slow pool comes first (priority 1), so the load lands on it until it is full.
     const registered = await s.admin('POST', '/api/database/admin/pools/register', {
       name: `pool-slow-${randomBytes(3).toString('hex')}`,

@@ -18,6 +18,11 @@ export interface Queues {
     payload: JobPayload<N>,
     opts?: Pick<JobsOptions, 'delay'>,
   ): Promise<string>;
+  /**
+   * Adds many jobs of one name in one Redis round trip (addBulk), each as enqueue would: a job
+   * whose deterministic id is already queued is not added again. Returns the ids.
+   */
+  enqueueMany<N extends JobName>(name: N, payloads: readonly JobPayload<N>[]): Promise<string[]>;
   queue(name: QueueName): Queue;
   /** The Redis connection the queues share (workers open their own). */
   connection: Redis;
@@ -61,6 +66,28 @@ export function createRedisConnection(url: string, opts: { failFast: boolean }):
   });
 }
 
+/** An add that Redis does not take within the deadline fails with QueueUnavailableError. */
+async function withinDeadline<T>(added: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      added,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new QueueUnavailableError(`Redis did not answer within ${ENQUEUE_TIMEOUT_MS} ms`)),
+          ENQUEUE_TIMEOUT_MS,
+        );
+      }),
+    ]);
+  } catch (err) {
+    added.catch(() => {}); // a late rejection of the abandoned add is not unhandled
+    if (err instanceof QueueUnavailableError) throw err;
+    throw new QueueUnavailableError(err instanceof Error ? err.message : String(err));
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export function createQueues(opts: { redisUrl: string; prefix?: string; failFast?: boolean }): Queues {
   const connection = createRedisConnection(opts.redisUrl, { failFast: opts.failFast ?? true });
   connection.on('error', () => {}); // reported through readiness, not as unhandled errors
@@ -73,37 +100,40 @@ export function createQueues(opts: { redisUrl: string; prefix?: string; failFast
   );
   for (const q of queues.values()) q.on('error', () => {});
 
+  /** What the catalog says about a job: its id, attempts and single-flight removal. */
+  const jobOptions = <N extends JobName>(
+    name: N,
+    data: JobPayload<N>,
+    extra?: Pick<JobsOptions, 'delay'>,
+  ) => {
+    const spec: { queue: QueueName; attempts?: number } = JOBS[name];
+    return {
+      queue: queues.get(spec.queue)!,
+      opts: {
+        jobId: jobIdFor(name, data),
+        ...(spec.attempts ? { attempts: spec.attempts } : {}),
+        ...extra,
+        ...(SINGLE_FLIGHT.has(name) ? { removeOnFail: true } : {}),
+      } satisfies JobsOptions,
+    };
+  };
+
   return {
     async enqueue(name, payload, extra) {
       const data = parsePayload(name, payload);
-      const jobId = jobIdFor(name, data);
-      const singleFlight = SINGLE_FLIGHT.has(name);
-      const spec: { queue: QueueName; attempts?: number } = JOBS[name];
-      const added = queues.get(spec.queue)!.add(name, data, {
-        jobId,
-        ...(spec.attempts ? { attempts: spec.attempts } : {}),
-        ...extra,
-        ...(singleFlight ? { removeOnFail: true } : {}),
+      const { queue, opts: jobOpts } = jobOptions(name, data, extra);
+      await withinDeadline(queue.add(name, data, jobOpts));
+      return jobOpts.jobId;
+    },
+    async enqueueMany(name, payloads) {
+      if (payloads.length === 0) return [];
+      const jobs = payloads.map((payload) => {
+        const data = parsePayload(name, payload);
+        const { queue, opts } = jobOptions(name, data);
+        return { queue, job: { name, data, opts } };
       });
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        await Promise.race([
-          added,
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(
-              () => reject(new QueueUnavailableError(`Redis did not answer within ${ENQUEUE_TIMEOUT_MS} ms`)),
-              ENQUEUE_TIMEOUT_MS,
-            );
-          }),
-        ]);
-      } catch (err) {
-        added.catch(() => {}); // a late rejection of the abandoned add is not unhandled
-        if (err instanceof QueueUnavailableError) throw err;
-        throw new QueueUnavailableError(err instanceof Error ? err.message : String(err));
-      } finally {
-        clearTimeout(timer);
-      }
-      return jobId;
+      await withinDeadline(jobs[0]!.queue.addBulk(jobs.map((j) => j.job)));
+      return jobs.map((j) => j.job.opts.jobId);
     },
     queue: (name) => queues.get(name)!,
     connection,

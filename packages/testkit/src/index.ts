@@ -4,4 +4,5 @@ export * from './ports';
 export * from './postgres';
 export * from './redis';
 export * from './swarm';
+export * from './tcp-proxy';
 export * from './tenant';

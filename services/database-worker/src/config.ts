@@ -107,6 +107,11 @@ export const WorkerConfig = z
       .int(5, 0, 1000)
       .describe('pre-created databases kept per active shared pool'),
     TENANTDB_HEALTH_INTERVAL_MS: env.int(seconds(300), 1000),
+    TENANTDB_HEALTH_CONCURRENCY: env
+      .int(16, 1, 1000)
+      .describe(
+        'health checks at once across all replicas (each holds one connection to one server); set the same on every replica',
+      ),
     TENANTDB_CAPACITY_INTERVAL_MS: env.int(seconds(30), 1000),
     TENANTDB_RECONCILE_INTERVAL_MS: env.int(seconds(600), 1000),
     TENANTDB_CLEANUP_INTERVAL_MS: env.int(seconds(86_400), 1000),

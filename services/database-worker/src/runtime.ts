@@ -18,15 +18,24 @@ export type Handlers = {
   [N in WorkerJobName]: (payload: JobPayload<N>, ctx: JobContext) => Promise<unknown>;
 };
 
-const CONCURRENCY: Record<WorkerQueueName, number> = { provisioning: 4, monitoring: 8, maintenance: 1 };
+/**
+ * Jobs at once per replica. Health checks may use the whole fleet-wide budget on one replica (the
+ * monitoring queue's global concurrency holds the total: jobs/health.ts).
+ */
+const concurrency = (config: WorkerDeps['config']): Record<WorkerQueueName, number> => ({
+  provisioning: 4,
+  monitoring: config.TENANTDB_HEALTH_CONCURRENCY,
+  maintenance: 1,
+});
 
 export function startWorkers(deps: WorkerDeps, handlers: Handlers): Consumers {
   const { config, logger, metrics } = deps;
+  const perQueue = concurrency(config);
   return startConsumers({
     redisUrl: config.REDIS_URL,
     prefix: config.TENANTDB_QUEUE_PREFIX,
     queues: WORKER_QUEUES,
-    concurrency: (queue) => CONCURRENCY[queue],
+    concurrency: (queue) => perQueue[queue],
     lockMs: config.TENANTDB_JOB_LOCK_MS,
     shutdownDeadlineMs: config.TENANTDB_SHUTDOWN_DEADLINE_MS,
     logger,

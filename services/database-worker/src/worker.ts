@@ -25,7 +25,7 @@ import type { WorkerConfig } from './config';
 import type { WorkerDeps } from './context';
 import { growSharedCapacity } from './jobs/capacity';
 import { createRetirement } from './jobs/cleanup';
-import { healthCheckAll, healthCheckServer } from './jobs/health';
+import { boundHealthChecks, healthCheckAll, healthCheckServer } from './jobs/health';
 import { provisionServer } from './jobs/provision';
 import { reconcile } from './jobs/reconcile';
 import { refillWarmDatabases } from './jobs/warm';
@@ -165,6 +165,7 @@ export async function createWorker(
     handlers,
     app,
     async start() {
+      await boundHealthChecks(deps);
       schedules = await keepWorkerSchedules(deps);
       running = startWorkers(deps, handlers);
     },

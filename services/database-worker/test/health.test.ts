@@ -1,7 +1,10 @@
 // Health checks through the worker's jobs: a stopped pool server goes degraded, then unhealthy and
 // error after three failed checks, is never placed on meanwhile, and recovers when it is back;
 // drift between pg_database and the catalog is a metric; the sweep has one schedule however many
-// replicas run and restart.
+// replicas run and restart; a sweep checks every server once, one connection per server, never
+// more than the configured total at once.
+import type { ServerStatus } from '@tenantdb/catalog';
+import { ConnectionCount, startTcpProxy, type TcpProxy } from '@tenantdb/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { asAdmin, canLogin, type Fleet, newIds, sleep, startFleet, waitFor } from './harness';
 
@@ -100,6 +103,123 @@ describe('health checks', () => {
       expect(res.body).toMatch(drift('databases', 2));
       expect(res.body).toMatch(drift('slots', 0));
     }
+  });
+});
+
+describe('the health sweep', () => {
+  const proxies: TcpProxy[] = [];
+  afterEach(async () => {
+    await Promise.all(proxies.splice(0).map((p) => p.close()));
+  });
+
+  it('checks every server exactly once per sweep, one connection per server, never more than TENANTDB_HEALTH_CONCURRENCY in all', async () => {
+    const total = 3;
+    // Two replicas, each allowed `total` health jobs at once: only the fleet-wide bound keeps the
+    // sum at `total` (without it, up to 6 checks run at once).
+    fleet = await startFleet({ replicas: 2, env: { TENANTDB_HEALTH_CONCURRENCY: String(total) } });
+    const f = fleet;
+    await f.queues.enqueue('grow-shared-capacity', { reason: 'test' });
+    await f.waitForServer((servers) => servers.some((s) => s.status === 'active'));
+    const [pool] = await f.servers('active');
+
+    // 48 catalog servers, each behind its own proxy to the real pool (40 ms each way per chunk,
+    // so checks overlap), in every status; provisioning and decommissioned ones are not checked.
+    const statuses: ServerStatus[] = [
+      'active',
+      'full',
+      'error',
+      'cordoned',
+      'draining',
+      'maintenance',
+      'provisioning',
+      'decommissioned',
+    ];
+    const all = new ConnectionCount();
+    const servers: { id: string; status: ServerStatus; proxy: TcpProxy }[] = [];
+    for (let i = 0; i < 48; i++) {
+      const proxy = await startTcpProxy(
+        { host: pool!.host!, port: pool!.port! },
+        { latencyMs: 40, shared: all },
+      );
+      proxies.push(proxy);
+      const status = statuses[i % statuses.length]!;
+      const { id } = await f.db
+        .insertInto('db_servers')
+        .values({
+          name: `sweep-${i}`,
+          driver: 'external',
+          host: '127.0.0.1',
+          port: proxy.port,
+          server_type: 'shared',
+          max_instances: pool!.max_instances,
+          admin_user: pool!.admin_user,
+          admin_password_enc: pool!.admin_password_enc,
+          admin_database: pool!.admin_database,
+          status,
+          status_reason: status === 'error' ? 'set by the test' : null,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      servers.push({ id, status, proxy });
+    }
+    const checked = servers.filter((s) => s.status !== 'provisioning' && s.status !== 'decommissioned');
+
+    const sweepAndWait = async () => {
+      const since = new Date();
+      all.reset();
+      for (const s of servers) s.proxy.count.reset();
+      await f.queues.enqueue('health-check-all', {});
+      await waitFor(
+        async () => {
+          const rows = await f.db
+            .selectFrom('db_servers')
+            .select('id')
+            .where(
+              'id',
+              'in',
+              checked.map((s) => s.id),
+            )
+            .where('last_health_check', '>=', since)
+            .execute();
+          return rows.length === checked.length && all.open === 0;
+        },
+        60_000,
+        'every server to be checked',
+      );
+      const monitoring = f.queues.queue('monitoring');
+      await waitFor(
+        async () => (await monitoring.getJobCounts('waiting', 'active', 'delayed')).active === 0,
+        10_000,
+        'the monitoring queue to settle',
+      );
+    };
+
+    for (const sweepNo of [1, 2]) {
+      await sweepAndWait();
+      for (const s of servers) {
+        const expected = checked.includes(s) ? 1 : 0;
+        expect(s.proxy.count.opened, `sweep ${sweepNo}: connections to a ${s.status} server`).toBe(expected);
+        expect(s.proxy.count.maxOpen).toBeLessThanOrEqual(1);
+      }
+      expect(all.maxOpen, `sweep ${sweepNo}: connections open at once in all`).toBeLessThanOrEqual(total);
+      // The budget is used, not just respected: checks run side by side.
+      expect(all.maxOpen).toBeGreaterThanOrEqual(2);
+    }
+
+    // A Redis that lost the bound (restarted empty) gets it back from the next sweep.
+    const monitoring = f.queues.queue('monitoring');
+    await monitoring.removeGlobalConcurrency();
+    await sweepAndWait();
+    expect(await monitoring.getGlobalConcurrency()).toBe(total);
+    expect(all.maxOpen).toBeLessThanOrEqual(total);
+    const [audit] = await f.db
+      .selectFrom('audit_events')
+      .select('details')
+      .where('action', '=', 'fleet.health_sweep')
+      .orderBy('occurred_at', 'desc')
+      .limit(1)
+      .execute();
+    expect(audit?.details).toMatchObject({ servers: checked.length + 1, concurrency: total });
   });
 });
 

@@ -1,30 +1,61 @@
 // health-check-all (every 5 minutes, one schedule for all replicas) fans out one
-// health-check-server job per server with an address; each is a real login + SELECT 1 + the
-// count of tenant databases on the server against the catalog. Errored servers are checked too,
-// so they recover.
+// health-check-server job per server with an address, in bounded batches; each check is a real
+// login + SELECT 1 + the count of tenant databases on the server against the catalog. Errored
+// servers are checked too, so they recover.
+//
+// The bounds, however large the fleet and however many replicas:
+// - one connection per server at a time: a check opens one connection and closes it, and its job
+//   id is the server's, so a server has at most one check queued or running (a sweep that finds
+//   the last one's check still waiting does not add another);
+// - TENANTDB_HEALTH_CONCURRENCY checks at once in all: the monitoring queue's global concurrency
+//   (kept in Redis, set again by every sweep so that a Redis that lost it gets it back).
 import { checkServerHealth } from '@tenantdb/pool-server';
 import type { JobContext, WorkerDeps } from '../context';
 
 const CHECKED = ['active', 'full', 'error', 'cordoned', 'draining', 'maintenance'] as const;
+/** Servers read from the catalog and queued per round trip. */
+export const SWEEP_BATCH = 500;
+
+/** The monitoring queue's total concurrency, across replicas (BullMQ global concurrency). */
+export async function boundHealthChecks(deps: Pick<WorkerDeps, 'queues' | 'config'>): Promise<void> {
+  await deps.queues.queue('monitoring').setGlobalConcurrency(deps.config.TENANTDB_HEALTH_CONCURRENCY);
+}
 
 export function healthCheckAll(deps: WorkerDeps) {
-  const { db, queues, audit } = deps;
+  const { db, queues, audit, config } = deps;
   return async (_payload: unknown, { log }: JobContext) => {
-    const rows = await db
-      .selectFrom('db_servers')
-      .select('id')
-      .where('status', 'in', CHECKED)
-      .where('host', 'is not', null)
-      .execute();
-    for (const { id } of rows) await queues.enqueue('health-check-server', { server_id: id });
+    await boundHealthChecks(deps);
+    let servers = 0;
+    let batches = 0;
+    let after: string | undefined;
+    for (;;) {
+      let page = db
+        .selectFrom('db_servers')
+        .select('id')
+        .where('status', 'in', CHECKED)
+        .where('host', 'is not', null)
+        .orderBy('id')
+        .limit(SWEEP_BATCH);
+      if (after) page = page.where('id', '>', after);
+      const ids = (await page.execute()).map((r) => r.id);
+      if (ids.length === 0) break;
+      await queues.enqueueMany(
+        'health-check-server',
+        ids.map((id) => ({ server_id: id })),
+      );
+      servers += ids.length;
+      batches++;
+      after = ids.at(-1);
+      if (ids.length < SWEEP_BATCH) break;
+    }
     // The sweep leaves a trace operators (and alerts) can see: "no sweep in 15 minutes".
     await audit.record({
       actor: 'database-worker',
       action: 'fleet.health_sweep',
-      details: { servers: rows.length },
+      details: { servers, batches, concurrency: config.TENANTDB_HEALTH_CONCURRENCY },
     });
-    log.info({ servers: rows.length }, 'health sweep queued');
-    return { servers: rows.length };
+    log.info({ servers, batches, concurrency: config.TENANTDB_HEALTH_CONCURRENCY }, 'health sweep queued');
+    return { servers, batches };
   };
 }
 
