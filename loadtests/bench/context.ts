@@ -95,6 +95,7 @@ export function rowFrom(
     requests: r.requests,
     throughput: r.throughput,
     p50Ms: r.latency.p50,
+    p95Ms: r.latency.p95,
     p99Ms: r.latency.p99,
     errors: r.errors,
     ...extra,

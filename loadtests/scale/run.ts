@@ -548,5 +548,4 @@ const METHOD = [
   'Postgres runs with its default durability (fsync on, synchronous_commit on).',
 ];
 
-process.exitCode = await main();
-run.done();
+run.done(await main());

@@ -288,6 +288,7 @@ export const allocateWarm: Scenario = {
           name: 'S1-warm: claimed a warm database',
           requests: claimed.length,
           p50Ms: claimLat.p50,
+          p95Ms: claimLat.p95,
           p99Ms: claimLat.p99,
           errors: 0,
           comparison: Number.isNaN(phaseSeconds)
@@ -299,6 +300,7 @@ export const allocateWarm: Scenario = {
           name: 'S1-warm: created a database',
           requests: createdNew.length,
           p50Ms: createLat.p50,
+          p95Ms: createLat.p95,
           p99Ms: createLat.p99,
           errors: 0,
           verdict: 'info',

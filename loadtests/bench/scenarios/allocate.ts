@@ -5,10 +5,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Allocated } from '@tenantdb/contracts';
 import { generatePassword } from '@tenantdb/secrets';
-import type pg from 'pg';
+import pg from 'pg';
 import { httpError } from '../api';
 import { type AllocatedTenant, type BenchContext, errorNotes, rowFrom, type Scenario } from '../context';
-import { ACCEPTED, closedLoop, fail, OK } from '../load';
+import { ACCEPTED, closedLoop, fail, OK, type OpenLoopResult, openLoop } from '../load';
 import { connectMany, connectPg, endAll } from '../pg';
 import { fmtRate } from '../report';
 import type { PoolServer } from '../stack';
@@ -19,6 +19,21 @@ export function rawNames(): { role: string; db: string; password: string } {
   return { role: `bench_${id}_u`, db: `bench_${id}`, password: generatePassword() };
 }
 
+/**
+ * RAW-CREATE's unit of work: a login role and a database it owns, straight on a pool server
+ * (CREATE DATABASE with the default WAL_LOG strategy). `made` is called once the role exists, so
+ * the caller can drop it even when the database then fails.
+ */
+export async function createRaw(
+  c: pg.ClientBase,
+  n: { role: string; db: string; password: string },
+  made: () => void,
+): Promise<void> {
+  await c.query(`CREATE ROLE "${n.role}" LOGIN PASSWORD '${n.password}'`);
+  made();
+  await c.query(`CREATE DATABASE "${n.db}" OWNER "${n.role}"`);
+}
+
 /** A registered pool or a worker-provisioned one: what the raw scenarios need to reach it as admin. */
 type AdminServer = Pick<PoolServer, 'id' | 'url'>;
 
@@ -27,7 +42,7 @@ export function adminClient(server: AdminServer): Promise<pg.Client> {
 }
 
 /** Drops what the raw scenarios created, a few at a time (outside any measurement). */
-export async function dropRaw(created: { server: PoolServer; role: string; db: string }[]): Promise<void> {
+export async function dropRaw(created: { server: AdminServer; role: string; db: string }[]): Promise<void> {
   const queue = [...created];
   const worker = async () => {
     const clients = new Map<string, pg.Client>();
@@ -48,6 +63,57 @@ export async function dropRaw(created: { server: PoolServer; role: string; db: s
   await Promise.all(Array.from({ length: 4 }, worker));
 }
 
+/** database-service's admin connections per pool server (@tenantdb/pool-server's default). */
+export const SERVICE_CONNECTIONS_PER_SERVER = 4;
+
+/**
+ * The raw baseline of an open-loop API run: request i of `servers` (the server the API placed
+ * request i on, replayed) makes a role and a database with plain pg, started on the same schedule,
+ * through a pool of as many admin connections per server as database-service keeps. Latency runs
+ * from the scheduled start, so waiting for a connection counts as the service's queueing does.
+ * What it made is dropped afterwards, outside the clock.
+ */
+export async function rawCreateAtRate(servers: AdminServer[], ratePerSec: number): Promise<OpenLoopResult> {
+  const pools = new Map<string, pg.Pool>();
+  for (const s of servers) {
+    if (pools.has(s.id)) continue;
+    const pool = new pg.Pool({
+      connectionString: s.url(),
+      max: SERVICE_CONNECTIONS_PER_SERVER,
+      connectionTimeoutMillis: 30_000,
+    });
+    pool.on('error', () => {});
+    pools.set(s.id, pool);
+  }
+  const created: { server: AdminServer; role: string; db: string }[] = [];
+  try {
+    // Connected before the clock: the service's connections are open already too.
+    for (const pool of pools.values()) {
+      const clients = await Promise.all(
+        Array.from({ length: SERVICE_CONNECTIONS_PER_SERVER }, () => pool.connect()),
+      );
+      for (const c of clients) c.release();
+    }
+    return await openLoop(
+      { ratePerSec, requests: servers.length, maxInFlight: servers.length },
+      async (_worker, seq) => {
+        const server = servers[seq]!;
+        const c = await pools.get(server.id)!.connect();
+        try {
+          const n = rawNames();
+          await createRaw(c, n, () => created.push({ server, role: n.role, db: n.db }));
+          return OK;
+        } finally {
+          c.release();
+        }
+      },
+    );
+  } finally {
+    await Promise.all([...pools.values()].map((p) => p.end().catch(() => {})));
+    await dropRaw(created);
+  }
+}
+
 export const rawCreate: Scenario = {
   id: 'raw-create',
   async run(ctx: BenchContext) {
@@ -66,9 +132,9 @@ export const rawCreate: Scenario = {
         async (worker) => {
           const c = clients[worker]!;
           const n = rawNames();
-          await c.query(`CREATE ROLE "${n.role}" LOGIN PASSWORD '${n.password}'`);
-          created.push({ server: pools[worker % pools.length]!, role: n.role, db: n.db });
-          await c.query(`CREATE DATABASE "${n.db}" OWNER "${n.role}"`);
+          await createRaw(c, n, () =>
+            created.push({ server: pools[worker % pools.length]!, role: n.role, db: n.db }),
+          );
           return OK;
         },
       );

@@ -109,9 +109,9 @@ export const readAllocation: Scenario = {
 
 // The two statements of GET /allocations/{id} as Kysely sends them (TenantDatabasesRepo
 // .findLatestByInstance, then ServersRepo.findById).
-const LATEST = `select * from "tenant_databases" where "instance_id" = $1
+export const LATEST = `select * from "tenant_databases" where "instance_id" = $1
   order by status IN ('creating', 'ready', 'releasing') desc, "created_at" desc limit $2`;
-const SERVER = 'select * from "db_servers" where "id" = $1';
+export const SERVER = 'select * from "db_servers" where "id" = $1';
 
 export const rawRead: Scenario = {
   id: 'raw-read',

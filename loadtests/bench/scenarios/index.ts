@@ -2,12 +2,15 @@
 // and one line here; it can read what earlier ones left in ctx.state (baselines, allocations),
 // and names them in its `needs` so that `--only` runs them first.
 import type { Scenario } from '../context';
+import { adminPolling } from './admin-polling';
 import { allocateNew, rawCreate } from './allocate';
 import { allocateWarm, rawClaim } from './allocate-warm';
 import { rawRead, readAllocation, repeatAllocate } from './catalog-paths';
 import { provisionLocal } from './provision-local';
 import { provisionSwarm } from './provision-swarm';
 import { rawTx } from './raw-tx';
+import { signupBurst } from './signup-burst';
+import { steadyAllocation } from './steady-allocation';
 import { timeToLogin } from './time-to-login';
 import { timeToLoginWarm } from './time-to-login-warm';
 import { warmFleet } from './warm-fleet';
@@ -19,6 +22,9 @@ export const scenarios: Scenario[] = [
   rawRead,
   repeatAllocate,
   readAllocation,
+  // Issue 7's whole-system scenarios on the registered pools; signup-burst empties the fleet, so last.
+  steadyAllocation,
+  adminPolling,
   timeToLogin,
   provisionLocal,
   provisionSwarm,
@@ -26,4 +32,5 @@ export const scenarios: Scenario[] = [
   timeToLoginWarm,
   rawClaim,
   allocateWarm,
+  signupBurst,
 ];

@@ -226,6 +226,7 @@ export const timeToLoginWarm: Scenario = {
         name: 'RAW-CLAIM role + db + login (pg)',
         requests: raw.length,
         p50Ms: rawSum.p50,
+        p95Ms: rawSum.p95,
         p99Ms: rawSum.p99,
         errors: errorsOf(errors.raw),
         verdict: 'info',
@@ -234,6 +235,7 @@ export const timeToLoginWarm: Scenario = {
         name: 'S3-warm allocate → tenant login',
         requests: s3.length,
         p50Ms: s3Sum.p50,
+        p95Ms: s3Sum.p95,
         p99Ms: s3Sum.p99,
         errors: errorsOf(errors.s3),
         baseline:

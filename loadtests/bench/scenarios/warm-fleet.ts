@@ -123,6 +123,7 @@ export const warmFleet: Scenario = {
             throughput: refillPerSec,
             unit: ' db/s',
             p50Ms: lat.p50,
+            p95Ms: lat.p95,
             p99Ms: lat.p99,
             errors: 0,
             verdict: 'info',
