@@ -1,0 +1,260 @@
+// The health sweep at fleet scale (issue 8, Show 2): a seeded fleet whose every checkable server
+// sits behind a counting TCP proxy of its own in front of a real pool server, two database-worker
+// processes, one health-check-all. Measured: how long until every server has been checked (from
+// the catalog's own timestamps), connections per server (each proxy's count) and connections open
+// at once in all (the proxies share one count).
+import { ConnectionCount, startTcpProxy, type TcpProxy } from '@tenantdb/testkit';
+import pg from 'pg';
+
+const { Client } = pg;
+
+import { type LoadResult, summarize } from '../bench/load';
+import type { Stack, WorkerProcess } from '../bench/stack';
+import { type FleetSize, seedFleet } from './seed';
+
+/** Statuses health-check-all checks (services/database-worker/src/jobs/health.ts). */
+const CHECKED = ['active', 'full', 'error', 'cordoned', 'draining', 'maintenance'];
+
+export interface SweepSettings {
+  size: FleetSize;
+  replicas: number;
+  /** TENANTDB_HEALTH_CONCURRENCY of every replica. */
+  concurrency: number;
+  timeoutMs: number;
+}
+
+export interface SweepResult {
+  servers: number;
+  replicas: number;
+  concurrency: number;
+  /** health-check-all enqueued → the last server's check recorded. */
+  durationMs: number;
+  /** The same, from the sweep's audit event (fan-out done) to the last check. */
+  fanOutMs: number;
+  /** Connections each server got during the sweep: [fewest, most]. */
+  connectionsPerServer: [number, number];
+  /** The most connections open at once to one server. */
+  maxOpenPerServer: number;
+  /** The most connections open at once to all servers together. */
+  maxOpenTotal: number;
+  /** Servers whose check failed (health_failures > 0 afterwards). */
+  failed: number;
+  /** Per-check latency the workers recorded (last_health_latency_ms): a LoadResult for the table. */
+  checks: LoadResult;
+  /** Replicas started → no job waiting or running and no connection open, for two seconds. */
+  settleMs: number;
+  /**
+   * The raw baseline: the same checks (connect, SELECT 1, the count of tenant databases, close)
+   * with plain pg, `concurrency` at once from one process, through the same proxies.
+   */
+  raw: LoadResult;
+}
+
+export async function measureSweep(
+  s: Stack,
+  catalog: pg.Client,
+  passwordEnc: string,
+  settings: SweepSettings,
+  log: (line: string) => void,
+): Promise<SweepResult> {
+  await seedFleet(catalog, { size: settings.size, realServerIds: s.pools.map((p) => p.id), passwordEnc });
+  const { rows: targets } = await catalog.query<{ id: string; host: string; port: number }>(
+    `SELECT id, host, port FROM db_servers WHERE status = ANY($1::text[]) AND host IS NOT NULL ORDER BY id`,
+    [CHECKED],
+  );
+  // Every checkable server, the real pools' own rows included, gets a proxy to the address it had.
+  const all = new ConnectionCount();
+  const proxies = new Map<string, TcpProxy>();
+  const original = new Map<string, { host: string; port: number }>();
+  try {
+    for (const t of targets) {
+      proxies.set(t.id, await startTcpProxy({ host: t.host, port: t.port }, { shared: all }));
+      original.set(t.id, { host: t.host, port: t.port });
+    }
+    await catalog.query(
+      `UPDATE db_servers s SET host = '127.0.0.1', port = p.port
+         FROM unnest($1::uuid[], $2::int[]) AS p(id, port) WHERE s.id = p.id`,
+      [[...proxies.keys()], [...proxies.values()].map((p) => p.port)],
+    );
+    log(`  ${targets.length} servers to check, each behind its own proxy`);
+
+    // Whatever the replicas run when they start (a scheduled job that comes due, reconcile's pooled
+    // connections idling out) is over before the measured sweep: no job waiting or running and no
+    // connection open, for two seconds in a row.
+    const workers: WorkerProcess[] = [];
+    const hour = String(3_600_000);
+    const settleStart = performance.now();
+    for (let i = 0; i < settings.replicas; i++) {
+      workers.push(
+        await s.startWorker({
+          TENANTDB_HEALTH_CONCURRENCY: String(settings.concurrency),
+          TENANTDB_HEALTH_INTERVAL_MS: hour,
+          TENANTDB_CAPACITY_INTERVAL_MS: hour,
+          TENANTDB_RECONCILE_INTERVAL_MS: hour,
+          TENANTDB_CLEANUP_INTERVAL_MS: hour,
+          TENANTDB_WARM_DATABASES: '0',
+        }),
+      );
+    }
+    let quietSince: number | undefined;
+    await waitUntil(
+      async () => {
+        const quiet = all.open === 0 && (await busyQueues(s)).length === 0;
+        quietSince = quiet ? (quietSince ?? Date.now()) : undefined;
+        return quietSince !== undefined && Date.now() - quietSince >= 2_000;
+      },
+      settings.timeoutMs,
+      async () =>
+        `the new replicas to settle (${all.open} connections open; busy: ${(await busyQueues(s)).join(', ')})`,
+    );
+    const settleMs = performance.now() - settleStart;
+    log(`  replicas settled (no job, no connection) ${(settleMs / 1000).toFixed(1)} s after start`);
+
+    all.reset();
+    for (const p of proxies.values()) p.count.reset();
+    const since = new Date();
+    await s.queues.enqueue('health-check-all', {});
+    await waitUntil(
+      async () => (await checkedSince(catalog, since)) >= targets.length && all.open === 0,
+      settings.timeoutMs,
+      async () =>
+        `a sweep over ${targets.length} servers (${await checkedSince(catalog, since)} checked, ${all.open} connections open)`,
+    );
+    for (const w of workers)
+      if (!w.alive()) throw new Error(`a worker exited during the sweep (${w.logFile})`);
+
+    const { rows } = await catalog.query<{
+      last_check: Date;
+      swept_at: Date | null;
+      failed: number;
+      latencies: number[];
+    }>(
+      `SELECT max(last_health_check) AS last_check,
+              (SELECT max(occurred_at) FROM audit_events WHERE action = 'fleet.health_sweep') AS swept_at,
+              count(*) FILTER (WHERE health_failures > 0)::int AS failed,
+              coalesce(array_agg(last_health_latency_ms) FILTER (WHERE last_health_latency_ms IS NOT NULL), '{}') AS latencies
+         FROM db_servers WHERE id = ANY($1::uuid[])`,
+      [[...proxies.keys()]],
+    );
+    const r = rows[0]!;
+    const opened = [...proxies.values()].map((p) => p.count.opened);
+    const durationMs = r.last_check.getTime() - since.getTime();
+    return {
+      servers: targets.length,
+      replicas: settings.replicas,
+      concurrency: settings.concurrency,
+      durationMs,
+      fanOutMs: r.swept_at ? r.last_check.getTime() - r.swept_at.getTime() : Number.NaN,
+      connectionsPerServer: [Math.min(...opened), Math.max(...opened)],
+      maxOpenPerServer: Math.max(...[...proxies.values()].map((p) => p.count.maxOpen)),
+      maxOpenTotal: all.maxOpen,
+      failed: r.failed,
+      checks: latencyResult(r.latencies, durationMs, r.failed),
+      settleMs,
+      raw: await rawSweep(s, catalog, [...proxies.values()], settings.concurrency),
+    };
+  } finally {
+    // The rows point at proxies about to close: give them their addresses back.
+    if (original.size)
+      await catalog.query(
+        `UPDATE db_servers s SET host = o.host, port = o.port
+           FROM unnest($1::uuid[], $2::text[], $3::int[]) AS o(id, host, port) WHERE s.id = o.id`,
+        [
+          [...original.keys()],
+          [...original.values()].map((o) => o.host),
+          [...original.values()].map((o) => o.port),
+        ],
+      );
+    await Promise.all([...proxies.values()].map((p) => p.close()));
+  }
+}
+
+/** Every check the sweep makes, made by hand: a fresh connection each, `concurrency` at once. */
+async function rawSweep(
+  s: Stack,
+  catalog: pg.Client,
+  proxies: TcpProxy[],
+  concurrency: number,
+): Promise<LoadResult> {
+  // Every server (simulated or not) carries the admin credentials of one of the real pools.
+  const { rows } = await catalog.query<{
+    admin_user: string;
+    admin_password_enc: string;
+    admin_database: string;
+  }>('SELECT admin_user, admin_password_enc, admin_database FROM db_servers WHERE id = $1', [s.pools[0]!.id]);
+  const admin = rows[0]!;
+  const password = s.secrets.decrypt(admin.admin_password_enc);
+  const latencies: number[] = [];
+  let failed = 0;
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (let i = next++; i < proxies.length; i = next++) {
+        const t0 = performance.now();
+        const client = new Client({
+          host: '127.0.0.1',
+          port: proxies[i]!.port,
+          user: admin.admin_user,
+          password,
+          database: admin.admin_database,
+        });
+        client.on('error', () => {});
+        try {
+          await client.connect();
+          await client.query('SELECT 1');
+          await client.query("SELECT count(*)::int FROM pg_database WHERE starts_with(datname, 'tdb_')");
+          latencies.push(performance.now() - t0);
+        } catch {
+          failed++;
+        } finally {
+          await client.end().catch(() => {});
+        }
+      }
+    }),
+  );
+  return latencyResult(latencies, performance.now() - started, failed);
+}
+
+async function checkedSince(catalog: pg.Client, since: Date): Promise<number> {
+  const { rows } = await catalog.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM db_servers
+      WHERE status = ANY($1::text[]) AND host IS NOT NULL AND last_health_check >= $2`,
+    [CHECKED, since],
+  );
+  return rows[0]!.n;
+}
+
+/** Queues with jobs waiting or running, and how many. */
+async function busyQueues(s: Stack): Promise<string[]> {
+  const busy: string[] = [];
+  for (const name of ['monitoring', 'maintenance', 'provisioning'] as const) {
+    const counts = await s.queues.queue(name).getJobCounts('waiting', 'active');
+    const n = (counts.waiting ?? 0) + (counts.active ?? 0);
+    if (n > 0) busy.push(`${name}: ${n}`);
+  }
+  return busy;
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: () => Promise<string>) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${await what()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The per-check latencies as a LoadResult, for the report's table. */
+function latencyResult(latencies: number[], durationMs: number, failed: number): LoadResult {
+  return {
+    requests: latencies.length,
+    ok: latencies.length - failed,
+    accepted: 0,
+    errors: failed,
+    errorSamples: [],
+    elapsedMs: durationMs,
+    throughput: latencies.length / (durationMs / 1000),
+    latency: summarize(latencies),
+  };
+}
