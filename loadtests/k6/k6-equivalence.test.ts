@@ -39,8 +39,12 @@ type Metrics = Map<string, { type: string; values: unknown[] }>;
 function load(file: string, answer: (req: Sent) => Response): Loaded {
   const source = readFileSync(new URL(file, import.meta.url), 'utf8');
   const exported = [...source.matchAll(/^export function (\w+)/gm)].map((m) => m[1]!);
+  // A local module the script imports (./uuid.js) is inlined, its exports made plain bindings.
+  const local = (name: string) =>
+    readFileSync(new URL(name, import.meta.url), 'utf8').replace(/^export (const|function) /gm, '$1 ');
   const code = source
     .replace(/^import .* from 'k6(\/\w+)?';$/gm, '')
+    .replace(/^import \{ \w+ \} from '(\.\/[\w-]+\.js)';$/gm, (_, file: string) => local(file))
     .replace(/^export default function/m, 'function __default')
     .replace(/^export (const|function) /gm, '$1 ');
   if (/^\s*(import|export)\b/m.test(code))

@@ -7,6 +7,7 @@
 import { check, sleep } from 'k6';
 import http from 'k6/http';
 import { Rate, Trend } from 'k6/metrics';
+import { uuidv4 } from './uuid.js';
 
 const INSTANCES = 500;
 const DURATION_S = 30;
@@ -43,19 +44,6 @@ export const options = {
   },
   summaryTrendStats: ['avg', 'p(50)', 'p(95)', 'p(99)', 'max', 'count'],
 };
-
-/** A random RFC 9562 version-4 UUID (customer ids must be UUIDs). */
-function uuidv4() {
-  const hex = '0123456789abcdef';
-  let out = '';
-  for (let i = 0; i < 36; i++) {
-    if (i === 8 || i === 13 || i === 18 || i === 23) out += '-';
-    else if (i === 14) out += '4';
-    else if (i === 19) out += hex[8 + Math.floor(Math.random() * 4)];
-    else out += hex[Math.floor(Math.random() * 16)];
-  }
-  return out;
-}
 
 export default function () {
   const started = Date.now();
