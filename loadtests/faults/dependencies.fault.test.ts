@@ -1,11 +1,10 @@
 // Faults of what the platform talks to, each under load on one stack: a pool server behind a TCP
 // proxy that adds latency, and a callback receiver that fails (500, a reset connection, a hang).
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import {
   canLogin,
   type RunningPostgres,
+  startCallbackReceiver,
   startPostgres,
   startTcpProxy,
   type TcpProxy,
@@ -61,7 +60,11 @@ describe('faults of what the platform talks to, under load', () => {
   });
 
   it('a callback receiver that fails (500, reset, hang): every instance is ready and its callback delivered', async () => {
-    const receiver = await startFailingReceiver();
+    // Per instance: 500, then a reset connection, then no answer at all, then 200.
+    const receiver = await startCallbackReceiver({
+      answers: [{ status: 500 }, 'reset', 'hang'],
+      secret: s.stack.secrets.callbackSecret,
+    });
     const instances: { id: string; customer_id: string }[] = [];
     try {
       const report = await s.underLoad(
@@ -99,9 +102,9 @@ describe('faults of what the platform talks to, under load', () => {
       for (const i of instances) {
         const got = await portal('GET', `/api/v1/instances/${i.id}?customer_id=${i.customer_id}`);
         expect(got.body.status).toBe('ready');
-        const hooks = receiver.received.filter((r) => r.headers['x-tenantdb-delivery'] === i.id);
+        const hooks = receiver.for(i.id);
         // Three attempts failed on the receiver's side, the fourth was answered 200, and that ended it.
-        expect(hooks.map((h) => h.answered)).toEqual(['500', 'reset', 'hang', '200']);
+        expect(hooks.map((h) => h.answered)).toEqual([500, 'reset', 'hang', 200]);
         const signature = `sha256=${createHmac('sha256', s.stack.secrets.callbackSecret).update(hooks[0]!.body).digest('hex')}`;
         for (const h of hooks) {
           expect(h.body).toBe(hooks[0]!.body); // the same bytes every time
@@ -122,38 +125,6 @@ describe('faults of what the platform talks to, under load', () => {
     }
   });
 });
-
-/** Per delivery id: 500, then a reset connection, then no answer at all, then 200. */
-async function startFailingReceiver() {
-  const received: { headers: IncomingHttpHeaders; body: string; answered: string }[] = [];
-  const seen = new Map<string, number>();
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const delivery = String(req.headers['x-tenantdb-delivery'] ?? '');
-      const n = (seen.get(delivery) ?? 0) + 1;
-      seen.set(delivery, n);
-      const answered = ['500', 'reset', 'hang'][n - 1] ?? '200';
-      received.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), answered });
-      if (answered === '500') res.writeHead(500).end('try again');
-      else if (answered === 'reset') req.socket.destroy();
-      else if (answered === 'hang') return;
-      else res.writeHead(200).end('ok');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/hooks/tenantdb`,
-    received,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 async function portal(method: 'GET' | 'POST', path: string, body?: unknown) {
   const res = await fetch(`${s.stack.urls.instanceService}${path}`, {

@@ -5,9 +5,8 @@
 // SIGNUP_BURST.readyWithinS. The raw baseline is the same databases made with plain pg at the
 // same rate on the servers the burst ended up on.
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Instance, InstanceCallback, Pool } from '@tenantdb/contracts';
+import { startCallbackReceiver } from '@tenantdb/testkit';
 import { SIGNUP_BURST } from '../../workloads';
 import { ApiClient, httpError } from '../api';
 import { type AdminTarget, adminTarget, connectCatalog, serverRow, waitFor } from '../catalog';
@@ -29,36 +28,6 @@ interface Signup {
   customerId: string;
   /** When its create request was due (performance.now()): time to ready counts from here. */
   due: number;
-}
-
-/** Receives instance-service's callbacks: the first arrival per instance. */
-async function startReceiver(): Promise<{
-  url: string;
-  arrivals: Map<string, { at: number; event: string }>;
-  close(): Promise<void>;
-}> {
-  const arrivals = new Map<string, { at: number; event: string }>();
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const at = performance.now();
-      try {
-        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as InstanceCallback;
-        if (!arrivals.has(body.instance.id)) arrivals.set(body.instance.id, { at, event: body.event });
-        res.writeHead(204).end();
-      } catch {
-        res.writeHead(400).end();
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/signup-callback`,
-    arrivals,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
 }
 
 export const signupBurst: Scenario = {
@@ -95,7 +64,7 @@ export const signupBurst: Scenario = {
     const workers: WorkerProcess[] = [];
     for (let i = 0; i < WORKERS; i++) workers.push(await stack.startWorker({}));
     const catalog = await connectCatalog(stack);
-    const receiver = await startReceiver();
+    const receiver = await startCallbackReceiver();
     let portal: ApiClient | undefined;
     try {
       // A fleet at rest: the planner's first run has provisioned its headroom and nothing is starting.
@@ -146,7 +115,7 @@ export const signupBurst: Scenario = {
         },
       );
       const lastDue = Math.max(...signups.map((s) => s.due));
-      await waitFor(async () => signups.every((s) => receiver.arrivals.has(s.id)), {
+      await waitFor(async () => signups.every((s) => receiver.for(s.id).length > 0), {
         // Past the bound of the last instance nothing more can pass: stop waiting, count what came.
         timeoutMs: Math.max(0, lastDue + boundMs - performance.now()),
         what: 'the callbacks',
@@ -172,8 +141,10 @@ export const signupBurst: Scenario = {
       }
 
       const ready = signups.flatMap((s) => {
-        const a = receiver.arrivals.get(s.id);
-        return a?.event === 'instance.ready' ? [{ ...s, ms: a.at - s.due }] : [];
+        // The first arrival is when the portal learnt of it.
+        const first = receiver.for(s.id)[0];
+        if (!first || (JSON.parse(first.body) as InstanceCallback).event !== 'instance.ready') return [];
+        return [{ ...s, ms: first.at - s.due }];
       });
       const inBound = ready.filter((r) => r.ms <= boundMs).length;
       const ttr = summarize(ready.map((r) => r.ms));

@@ -5,7 +5,7 @@
 // What it cannot prove: how a real cluster's controllers, the CloudNativePG operator, storage or
 // DNS behave (see docs/drivers.md).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type KubeApiFake, startKubeApiFake } from '../test/kube-api-fake';
+import { imagePullBackOff, type KubeApiFake, startKubeApiFake } from '../test/kube-api-fake';
 import { createKubernetesProvisioner, type KubernetesProvisionerOptions } from './kubernetes';
 import { PermanentProvisionError, type ServerSpec } from './provisioner';
 
@@ -201,22 +201,11 @@ describe('kubernetes driver, statefulset mode', () => {
     const driver = driverWith({ image: 'registry.example/postgres:does-not-exist' });
     const s = spec('pool-six');
     await driver.create(s);
-    fake.runStatefulSetController(NS, 'pool-six', {
-      phase: 'Pending',
-      containerStatuses: [
-        {
-          name: 'postgres',
-          ready: false,
-          restartCount: 0,
-          state: {
-            waiting: {
-              reason: 'ImagePullBackOff',
-              message: 'Back-off pulling image "registry.example/postgres:does-not-exist": manifest unknown',
-            },
-          },
-        },
-      ],
-    });
+    fake.runStatefulSetController(
+      NS,
+      'pool-six',
+      imagePullBackOff('registry.example/postgres:does-not-exist'),
+    );
     const state = await driver.inspect('pool-six');
     expect(state).toMatchObject({ exists: true, running: false, terminal: true });
     expect(state.reason).toMatch(/ImagePullBackOff.*manifest unknown/);

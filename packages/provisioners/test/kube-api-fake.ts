@@ -9,8 +9,11 @@
 // Any other path is answered 404 and recorded in `unexpected`, so a test notices a call it does
 // not expect.
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Cluster } from '@kubernetes-models/cloudnative-pg/postgresql.cnpg.io/v1/Cluster';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
@@ -84,6 +87,8 @@ export interface KubeApiFake {
   token: string;
   /** A KubeConfig pointing at the fake, with the bearer token it expects. */
   kubeConfig(): KubeConfig;
+  /** The same as a kubeconfig file (what an operator configures), removed by close(). */
+  kubeconfigFile(): Promise<string>;
   objects(resource: Resource, namespace?: string): Obj[];
   get(resource: Resource, namespace: string, name: string): Obj | undefined;
   /** Puts an object as-is (a namesake someone else made, a pod a controller made). */
@@ -238,19 +243,31 @@ export async function startKubeApiFake(): Promise<KubeApiFake> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const fileDirs: string[] = [];
+
+  function kubeConfig() {
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      // The fake speaks plain HTTP, which the client only allows with TLS verification off.
+      clusters: [{ name: 'fake', server: url, skipTLSVerify: true }],
+      users: [{ name: 'tenantdb-worker', token }],
+      contexts: [{ name: 'fake', cluster: 'fake', user: 'tenantdb-worker', namespace: 'default' }],
+      currentContext: 'fake',
+    });
+    return kc;
+  }
 
   return {
     url,
     token,
-    kubeConfig() {
-      const kc = new KubeConfig();
-      kc.loadFromOptions({
-        clusters: [{ name: 'fake', server: url, skipTLSVerify: true }],
-        users: [{ name: 'tenantdb-worker', token }],
-        contexts: [{ name: 'fake', cluster: 'fake', user: 'tenantdb-worker', namespace: 'default' }],
-        currentContext: 'fake',
-      });
-      return kc;
+    kubeConfig,
+    async kubeconfigFile() {
+      const dir = await mkdtemp(join(tmpdir(), 'tenantdb-kube-'));
+      fileDirs.push(dir);
+      const file = join(dir, 'kubeconfig');
+      // JSON is YAML: the client reads its own export back.
+      await writeFile(file, kubeConfig().exportConfig(), { mode: 0o600 });
+      return file;
     },
     objects: (resource, namespace) =>
       [...store.entries()].filter(([k]) => k.startsWith(`${resource}/${namespace ?? ''}`)).map(([, o]) => o),
@@ -278,7 +295,30 @@ export async function startKubeApiFake(): Promise<KubeApiFake> {
     },
     requests,
     unexpected,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    async close() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const dir of fileDirs.splice(0)) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The status of a pod whose postgres container cannot get its image (the registry has no such manifest). */
+export function imagePullBackOff(image: string): Obj {
+  return {
+    phase: 'Pending',
+    containerStatuses: [
+      {
+        name: 'postgres',
+        ready: false,
+        restartCount: 0,
+        state: {
+          waiting: {
+            reason: 'ImagePullBackOff',
+            message: `Back-off pulling image "${image}": manifest unknown`,
+          },
+        },
+      },
+    ],
   };
 }
 

@@ -1,3 +1,4 @@
+export * from './callback-receiver';
 export * from './catalog';
 export * from './logs';
 export * from './ports';

@@ -4,49 +4,28 @@
 // becomes a Secret, a headless Service and a StatefulSet) and the way out of a server that never
 // starts: the pod's terminal state ends provisioning at once with its reason, everything made is
 // deleted, one attempt. A real login on a real cluster is not exercised anywhere (docs/drivers.md).
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type KubeApiFake, startKubeApiFake } from '@tenantdb/provisioners/testing';
+import { imagePullBackOff, type KubeApiFake, startKubeApiFake } from '@tenantdb/provisioners/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Fleet, startFleet, waitFor } from './harness';
 
 const NS = 'tenantdb-servers';
 let fleet: Fleet | undefined;
 let fake: KubeApiFake | undefined;
-let dir: string | undefined;
 
 afterEach(async () => {
   await fleet?.close();
   await fake?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
-  fleet = fake = dir = undefined;
+  fleet = fake = undefined;
 });
 
 describe('the kubernetes driver in the fleet (fake API)', () => {
   it('a pool whose image cannot be pulled: objects created, then error with the reason and everything deleted', async () => {
     fake = await startKubeApiFake();
-    dir = await mkdtemp(join(tmpdir(), 'tenantdb-kube-'));
-    const kubeconfig = join(dir, 'kubeconfig');
-    await writeFile(
-      kubeconfig,
-      [
-        'apiVersion: v1',
-        'kind: Config',
-        // The fake speaks plain HTTP, which the client only allows with TLS verification off.
-        `clusters: [{ name: fake, cluster: { server: "${fake.url}", insecure-skip-tls-verify: true } }]`,
-        `users: [{ name: worker, user: { token: "${fake.token}" } }]`,
-        'contexts: [{ name: fake, context: { cluster: fake, user: worker } }]',
-        'current-context: fake',
-        '',
-      ].join('\n'),
-      { mode: 0o600 },
-    );
     fleet = await startFleet({
       replicas: 1,
       env: {
         TENANTDB_DRIVERS: 'kubernetes',
-        TENANTDB_K8S_KUBECONFIG: kubeconfig,
+        TENANTDB_K8S_KUBECONFIG: await fake.kubeconfigFile(),
         TENANTDB_K8S_NAMESPACE: NS,
         TENANTDB_K8S_STORAGE_CLASS: 'fast-ssd',
       },
@@ -78,22 +57,7 @@ describe('the kubernetes driver in the fleet (fake API)', () => {
 
     // Its pod never gets its image: the worker sees it within a watch interval, not at the ready timeout.
     const started = Date.now();
-    k8s.runStatefulSetController(NS, row!.name, {
-      phase: 'Pending',
-      containerStatuses: [
-        {
-          name: 'postgres',
-          ready: false,
-          restartCount: 0,
-          state: {
-            waiting: {
-              reason: 'ImagePullBackOff',
-              message: 'Back-off pulling image "postgres:16-alpine": manifest unknown',
-            },
-          },
-        },
-      ],
-    });
+    k8s.runStatefulSetController(NS, row!.name, imagePullBackOff('postgres:16-alpine'));
     await f.waitForServer((servers) => servers[0]?.status === 'error', 30_000);
     expect(Date.now() - started).toBeLessThan(15_000);
     const [failed] = await f.servers();

@@ -3,8 +3,6 @@
 // pool servers registered with it, instance-service's app and its job consumer. close() stops
 // everything and fails the test if a token, a password or the callback secret reached the logs.
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createDatabaseService } from '@tenantdb/database-service';
 import { loadConfig as loadDatabaseServiceConfig } from '@tenantdb/database-service/config';
 import { createLogger } from '@tenantdb/observability';
@@ -206,43 +204,6 @@ export function newInstance(overrides: Record<string, unknown> = {}) {
     name: `instance ${randomBytes(3).toString('hex')}`,
     plan_tier: 'standard',
     ...overrides,
-  };
-}
-
-export interface ReceivedCallback {
-  headers: IncomingHttpHeaders;
-  body: string;
-  answered: number;
-}
-
-/**
- * A callback receiver on a loopback port: answers `failFirst` requests per instance with 500, the
- * rest with 200, and keeps every request it got.
- */
-export async function startReceiver(opts: { failFirst?: number } = {}) {
-  const received: ReceivedCallback[] = [];
-  const seen = new Map<string, number>();
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const delivery = String(req.headers['x-tenantdb-delivery'] ?? '');
-      const n = (seen.get(delivery) ?? 0) + 1;
-      seen.set(delivery, n);
-      const answered = n <= (opts.failFirst ?? 0) ? 500 : 200;
-      received.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), answered });
-      res.statusCode = answered;
-      res.end(answered === 200 ? 'ok' : 'try again');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/hooks/tenantdb`,
-    received,
-    /** Requests for one instance, in order. */
-    for: (instanceId: string) => received.filter((r) => r.headers['x-tenantdb-delivery'] === instanceId),
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
 

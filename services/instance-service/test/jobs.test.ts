@@ -3,10 +3,10 @@
 // the sweep picks up an instance whose job was lost, callbacks are delivered once and signed, and
 // a create while Redis is down answers 503 and leaves nothing behind.
 import { InstanceCallback } from '@tenantdb/contracts';
-import { startRedis } from '@tenantdb/testkit';
+import { startCallbackReceiver, startRedis } from '@tenantdb/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifySignature } from '../src/callbacks/signature';
-import { type Harness, newInstance, sleep, startHarness, startReceiver } from './harness';
+import { type Harness, newInstance, sleep, startHarness } from './harness';
 
 let h: Harness | undefined;
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -16,8 +16,12 @@ afterEach(async () => {
   h = undefined;
 });
 
+/** A receiver checking the harness's signature that answers each instance's first `failFirst` requests 500. */
 async function receiver(failFirst: number) {
-  const r = await startReceiver({ failFirst });
+  const r = await startCallbackReceiver({
+    answers: Array.from({ length: failFirst }, () => ({ status: 500 })),
+    secret: h!.callbackSecret,
+  });
   cleanups.push(() => r.close());
   return r;
 }

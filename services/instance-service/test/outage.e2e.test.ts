@@ -3,18 +3,18 @@
 // past the bound → failed with the reason, nothing allocated. Frozen (SIGSTOP) past the bound →
 // failed; once it thaws, the allocate requests that were stuck in it land after the failure and
 // the database they allocate is released.
+import { type CallbackReceiver, startCallbackReceiver } from '@tenantdb/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifySignature } from '../src/callbacks/signature';
 import { type E2EStack, sleep, startE2EStack } from './e2e-stack';
-import { canLogin, newInstance, startReceiver } from './harness';
+import { canLogin, newInstance } from './harness';
 
 // Long enough for database-service to be restarted (a fresh node + tsx process) on a busy machine
 // within it; the "past the bound" cases wait it out.
 const BOUND_MS = 30_000;
 let e: E2EStack;
-let hooks: Awaited<ReturnType<typeof startReceiver>>;
+let hooks: CallbackReceiver;
 beforeAll(async () => {
-  hooks = await startReceiver();
   e = await startE2EStack({
     TENANTDB_DATABASE_WAIT_MS: String(BOUND_MS),
     TENANTDB_DATABASE_SERVICE_TIMEOUT_MS: '1000',
@@ -22,6 +22,7 @@ beforeAll(async () => {
     TENANTDB_POOL_MAX_INSTANCES: '10',
     TENANTDB_SHARED_HEADROOM: '1',
   });
+  hooks = await startCallbackReceiver({ secret: e.stack.secrets.callbackSecret });
   // A pool first, so that only database-service's absence decides.
   const deadline = Date.now() + 60_000;
   while (!(await e.servers()).some((s) => s.status === 'active')) {

@@ -5,16 +5,17 @@
 // on the servers and free the slots. The callback receiver gets exactly one accepted, signed POST
 // per instance although it answered 500 the first time.
 import { InstanceCallback } from '@tenantdb/contracts';
+import { type CallbackReceiver, startCallbackReceiver } from '@tenantdb/testkit';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { verifySignature } from '../src/callbacks/signature';
 import { type E2EStack, sleep, startE2EStack } from './e2e-stack';
-import { canLogin, newInstance, startReceiver } from './harness';
+import { canLogin, newInstance } from './harness';
 
 let e: E2EStack;
-let hooks: Awaited<ReturnType<typeof startReceiver>>;
+let hooks: CallbackReceiver;
 beforeAll(async () => {
-  hooks = await startReceiver({ failFirst: 1 });
   e = await startE2EStack({ TENANTDB_POOL_MAX_INSTANCES: '8', TENANTDB_SHARED_HEADROOM: '1' });
+  hooks = await startCallbackReceiver({ answers: [{ status: 500 }], secret: e.stack.secrets.callbackSecret });
 });
 afterAll(async () => {
   await e?.close();
