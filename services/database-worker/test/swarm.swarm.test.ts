@@ -220,6 +220,9 @@ describe.skipIf(Boolean(skip))('the swarm driver in the fleet', () => {
     });
     try {
       await f.queues.enqueue('reconcile', {});
+      // Removing the orphan waits for its container to let go of the volume (up to a minute under
+      // load, the driver's own bound): the wait covers that. If it still times out, the worker's
+      // reconcile lines say where the time went.
       await waitFor(
         async () =>
           (
@@ -229,9 +232,15 @@ describe.skipIf(Boolean(skip))('the swarm driver in the fleet', () => {
               .where('action', '=', 'fleet.reconcile')
               .execute()
           ).length > 0,
-        60_000,
+        150_000,
         'reconcile to finish',
-      );
+      ).catch((err: Error) => {
+        const lines = f.logs
+          .text()
+          .split('\n')
+          .filter((l) => /reconcile|orphan|job failed/.test(l));
+        throw new Error(`${err.message}\nworker log:\n${lines.slice(-30).join('\n')}`);
+      });
       expect(await servicesOf(f, orphanId)).toEqual([]);
       expect(await secretsOf(f, orphanId)).toEqual([]);
       expect(
@@ -248,7 +257,7 @@ describe.skipIf(Boolean(skip))('the swarm driver in the fleet', () => {
         .remove()
         .catch(() => {});
     }
-  });
+  }, 240_000);
 
   it('a worker killed during a swarm provision, then another: exactly one service for the server', async () => {
     fleet = await startFleet({ replicas: 0, env: swarmEnv() });
