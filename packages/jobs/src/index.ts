@@ -1,4 +1,5 @@
 export * from './catalog';
 export * from './consumer';
+export * from './demand';
 export * from './queues';
 export * from './schedules';

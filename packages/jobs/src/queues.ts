@@ -26,6 +26,8 @@ export interface Queues {
   queue(name: QueueName): Queue;
   /** The Redis connection the queues share (workers open their own). */
   connection: Redis;
+  /** The key prefix of every queue (TENANTDB_QUEUE_PREFIX); other keys of the platform use it too. */
+  prefix: string;
   /** PING with a short deadline: false when Redis cannot be reached. */
   ping(): Promise<boolean>;
   close(): Promise<void>;
@@ -66,8 +68,8 @@ export function createRedisConnection(url: string, opts: { failFast: boolean }):
   });
 }
 
-/** An add that Redis does not take within the deadline fails with QueueUnavailableError. */
-async function withinDeadline<T>(added: Promise<T>): Promise<T> {
+/** A Redis write that does not land within the deadline, or fails, is a QueueUnavailableError. */
+export async function withinDeadline<T>(added: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
@@ -137,6 +139,7 @@ export function createQueues(opts: { redisUrl: string; prefix?: string; failFast
     },
     queue: (name) => queues.get(name)!,
     connection,
+    prefix,
     async ping() {
       try {
         const answer = await Promise.race([

@@ -1,5 +1,8 @@
 // A pool server that fails after the slot was reserved: the slot is given back, the row is
-// marked failed, and the request moves on to another pool when there is one.
+// marked failed, and the request moves on to another pool when there is one. Redis away when an
+// allocation finds no room: 503, nothing changed.
+import { recentUnmetDemand } from '@tenantdb/jobs';
+import { startRedis } from '@tenantdb/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { canLogin, type Harness, newIds, startHarness } from './harness';
 
@@ -83,5 +86,33 @@ describe('pool server failure after reservation', () => {
     expect(await canLogin(a)).toBe(false);
     const row = await h.db.selectFrom('db_servers').select('current_instances').executeTakeFirstOrThrow();
     expect(row.current_instances).toBe(0);
+  });
+});
+
+describe('Redis away when no shared pool has room', () => {
+  it('answers 503 and changes nothing; with Redis back the turned-away instance is recorded for the planner', async () => {
+    const redis = await startRedis();
+    try {
+      h = await startHarness({ env: { REDIS_URL: redis.url } }); // no pool: every allocation misses
+      const ids = newIds();
+      await redis.stop();
+      const away = await h.api('POST', '/api/database/allocate', ids);
+      expect(away.status).toBe(503);
+      expect(await rowsByStatus(h)).toEqual({});
+
+      await redis.start();
+      let back = await h.api('POST', '/api/database/allocate', ids);
+      for (let i = 0; i < 50 && back.status === 503; i++) {
+        await new Promise((r) => setTimeout(r, 100)); // the client reconnects
+        back = await h.api('POST', '/api/database/allocate', ids);
+      }
+      expect(back.status).toBe(202);
+      expect(await recentUnmetDemand(h.queues)).toEqual([ids.instance_id]);
+      expect(await h.queues.queue('provisioning').getJob('grow-shared-capacity')).toBeDefined();
+    } finally {
+      await h?.close();
+      h = undefined;
+      await redis.stop();
+    }
   });
 });

@@ -42,6 +42,49 @@ describe('capacity', () => {
     expect(unique.size).toBe(60);
   });
 
+  it('instances turned away count toward the plan: 40 waiting get all the pools they need at once, and no more', {
+    timeout: 180_000,
+  }, async () => {
+    fleet = await startFleet({
+      replicas: 0,
+      env: {
+        TENANTDB_POOL_MAX_INSTANCES: '10',
+        TENANTDB_SHARED_HEADROOM: '1',
+        TENANTDB_MAX_PENDING_POOLS: '5',
+      },
+    });
+    const f = fleet;
+    // No worker yet: every allocation is turned away (202), and each turned-away instance is recorded.
+    const requests = Array.from({ length: 40 }, () => newIds());
+    for (const ids of requests) expect((await f.api('POST', '/api/database/allocate', ids)).status).toBe(202);
+    await f.addWorker();
+    const answers = await Promise.all(requests.map((ids) => f.allocateUntilReady(ids, 120_000)));
+    expect(answers.every((a) => a.status === 200)).toBe(true);
+
+    // One planner run started the five pools 41 slots need (40 waiting + a headroom of 1), in one
+    // transaction; with the headroom alone it starts one and the rest wait for it to fill.
+    const servers = await f.servers();
+    expect(servers).toHaveLength(5);
+    expect(new Set(servers.map((s) => s.created_at.getTime())).size).toBe(1);
+    expect(servers.reduce((n, s) => n + s.current_instances, 0)).toBe(40);
+    const [plan] = await f.db
+      .selectFrom('audit_events')
+      .select('details')
+      .where('action', '=', 'server.create')
+      .orderBy('occurred_at')
+      .limit(1)
+      .execute();
+    expect(plan?.details).toMatchObject({ unmet: 40, target: 41 });
+    // Served, they no longer count: another planner run adds nothing (10 free ≥ a headroom of 1).
+    await f.queues.enqueue('grow-shared-capacity', { reason: 'test' });
+    await waitFor(
+      async () => !(await f.queues.queue('provisioning').getJob('grow-shared-capacity')),
+      30_000,
+      'the planner run',
+    );
+    expect(await f.servers()).toHaveLength(5);
+  });
+
   it('with headroom, a steady stream of allocations never gets a 202 once the first pool is up', {
     timeout: 120_000,
   }, async () => {

@@ -23,7 +23,7 @@ import type {
   Rotated,
 } from '@tenantdb/contracts';
 import { BadRequestError, ConflictError, NotFoundError, UnavailableError } from '@tenantdb/http';
-import type { Queues } from '@tenantdb/jobs';
+import { type Queues, recordUnmetDemand } from '@tenantdb/jobs';
 import type { Logger } from '@tenantdb/observability';
 import {
   describePgError,
@@ -269,6 +269,8 @@ export function createAllocationService(deps: AllocationDeps) {
         continue;
       }
       if (reservation.kind === 'no-room') {
+        // Counted before the planner runs, so that it provisions for this instance too.
+        await recordUnmetDemand(queues, req.instance_id);
         await queues.enqueue('grow-shared-capacity', { reason: 'allocation found no shared pool with room' });
         return provisioning('no shared pool has room; more capacity is being provisioned');
       }

@@ -1,8 +1,12 @@
 // grow-shared-capacity, the capacity planner: keep free shared slots (counting pools that are
-// still starting) at or above the headroom, and never below one, so demand finds room before it
-// arrives. Runs on a schedule and on every allocation miss; single flight by job id, and the
-// decision is taken under a transaction-scoped advisory lock in case two ever overlap.
+// still starting) at or above the headroom plus the instances allocation turned away for want of
+// room that still have no database (unmet demand, @tenantdb/jobs), and never below one, so demand
+// finds room before it arrives and a burst is met by as many pools at once as it needs (up to
+// TENANTDB_MAX_PENDING_POOLS) rather than one after another. Runs on a schedule and on every
+// allocation miss; single flight by job id, and the decision is taken under a
+// transaction-scoped advisory lock in case two ever overlap.
 import { randomBytes } from 'node:crypto';
+import { recentUnmetDemand } from '@tenantdb/jobs';
 import { sql } from 'kysely';
 import type { JobContext, WorkerDeps } from '../context';
 
@@ -12,8 +16,23 @@ export function growSharedCapacity(deps: WorkerDeps) {
   const { db, queues, audit, config } = deps;
 
   return async (payload: { reason?: string }, { log }: JobContext) => {
+    // Redis away: plan on the headroom alone.
+    const askers = await recentUnmetDemand(queues).catch(() => [] as string[]);
     const created = await db.transaction().execute(async (trx) => {
       await sql`SELECT pg_advisory_xact_lock(hashtext(${PLANNER_LOCK}))`.execute(trx);
+      // Turned away, and still without a database (a live row is one they got since).
+      const unmet = askers.length
+        ? Number(
+            (
+              await sql<{ n: number }>`
+                SELECT count(*)::int AS n FROM unnest(${askers}::uuid[]) AS w(instance_id)
+                 WHERE NOT EXISTS (SELECT 1 FROM tenant_databases t
+                                    WHERE t.instance_id = w.instance_id AND t.status IN ('creating', 'ready'))`.execute(
+                trx,
+              )
+            ).rows[0]!.n,
+          )
+        : 0;
       const { rows } = await sql<{ free: number; pending: number; pending_pools: number }>`
         SELECT coalesce(sum(max_instances - current_instances) FILTER (
                  WHERE status = 'active' AND health_status IN ('healthy', 'unknown')), 0)::int AS free,
@@ -22,7 +41,7 @@ export function growSharedCapacity(deps: WorkerDeps) {
           FROM db_servers
          WHERE server_type = 'shared' AND allocation_strategy = 'auto'`.execute(trx);
       const { free, pending, pending_pools } = rows[0]!;
-      const target = Math.max(config.TENANTDB_SHARED_HEADROOM, 1);
+      const target = Math.max(config.TENANTDB_SHARED_HEADROOM, 1) + unmet;
       const deficit = target - (free + pending);
       if (deficit <= 0) return [];
       const wanted = Math.ceil(deficit / config.TENANTDB_POOL_MAX_INSTANCES);
@@ -47,12 +66,13 @@ export function growSharedCapacity(deps: WorkerDeps) {
             actor: 'capacity-planner',
             action: 'server.create',
             db_server_id: row.id,
-            details: { free, pending, target, reason: payload.reason ?? 'scheduled' },
+            details: { free, pending, unmet, target, reason: payload.reason ?? 'scheduled' },
           },
           trx,
         );
       }
-      if (count > 0) log.info({ free, pending, target, created: count }, 'provisioning shared capacity');
+      if (count > 0)
+        log.info({ free, pending, unmet, target, created: count }, 'provisioning shared capacity');
       return ids;
     });
     // After commit: a lost enqueue is made good by the next planner run seeing the pending row
