@@ -61,12 +61,8 @@ async function phase(
   op: Operation,
   next: () => number,
 ): Promise<LoadResult> {
-  const latencies: number[] = [];
-  const errorCounts = new Map<string, number>();
+  const tally = new Tally();
   let started = 0;
-  let ok = 0;
-  let accepted = 0;
-  let errors = 0;
   const t0 = performance.now();
   const deadline = t0 + durationMs;
 
@@ -81,31 +77,49 @@ async function phase(
       } catch (err) {
         outcome = fail(describeError(err));
       }
-      latencies.push(performance.now() - begin);
-      if (outcome.kind === 'ok') ok++;
-      else if (outcome.kind === 'accepted') accepted++;
-      else {
-        errors++;
-        errorCounts.set(outcome.detail, (errorCounts.get(outcome.detail) ?? 0) + 1);
-      }
+      tally.record(outcome, performance.now() - begin);
     }
   };
   await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
-  const elapsedMs = performance.now() - t0;
+  return tally.result(performance.now() - t0);
+}
 
-  return {
-    requests: latencies.length,
-    ok,
-    accepted,
-    errors,
-    errorSamples: [...errorCounts]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, 5)
-      .map(([detail, count]) => ({ detail, count })),
-    elapsedMs,
-    throughput: latencies.length / (elapsedMs / 1000),
-    latency: summarize(latencies),
-  };
+/** Outcomes and latencies of one measured phase, and the LoadResult they make. */
+class Tally {
+  private readonly latencies: number[] = [];
+  private readonly errorCounts = new Map<string, number>();
+  private completed = 0;
+  private ok = 0;
+  private accepted = 0;
+  private errors = 0;
+
+  /** `ms` undefined: the request was never sent, so it has no latency. */
+  record(outcome: Outcome, ms?: number): void {
+    this.completed++;
+    if (ms !== undefined) this.latencies.push(ms);
+    if (outcome.kind === 'ok') this.ok++;
+    else if (outcome.kind === 'accepted') this.accepted++;
+    else {
+      this.errors++;
+      this.errorCounts.set(outcome.detail, (this.errorCounts.get(outcome.detail) ?? 0) + 1);
+    }
+  }
+
+  result(elapsedMs: number): LoadResult {
+    return {
+      requests: this.completed,
+      ok: this.ok,
+      accepted: this.accepted,
+      errors: this.errors,
+      errorSamples: [...this.errorCounts]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 5)
+        .map(([detail, count]) => ({ detail, count })),
+      elapsedMs,
+      throughput: this.completed / (elapsedMs / 1000),
+      latency: summarize(this.latencies),
+    };
+  }
 }
 
 export interface OpenLoopPlan {
@@ -134,25 +148,9 @@ export interface OpenLoopResult extends LoadResult {
  * Bounded by count; each operation must bound its own time (the HTTP and pg clients time out).
  */
 export async function openLoop(plan: OpenLoopPlan, op: Operation): Promise<OpenLoopResult> {
-  const latencies: number[] = [];
-  const errorCounts = new Map<string, number>();
-  let ok = 0;
-  let accepted = 0;
-  let errors = 0;
+  const tally = new Tally();
   let inFlight = 0;
-  let completed = 0;
   let maxSendLagMs = 0;
-  /** `ms` undefined: never sent, so no latency to record. */
-  const record = (outcome: Outcome, ms?: number) => {
-    completed++;
-    if (ms !== undefined) latencies.push(ms);
-    if (outcome.kind === 'ok') ok++;
-    else if (outcome.kind === 'accepted') accepted++;
-    else {
-      errors++;
-      errorCounts.set(outcome.detail, (errorCounts.get(outcome.detail) ?? 0) + 1);
-    }
-  };
   const intervalMs = 1000 / plan.ratePerSec;
   const running: Promise<void>[] = [];
   const t0 = performance.now();
@@ -164,7 +162,7 @@ export async function openLoop(plan: OpenLoopPlan, op: Operation): Promise<OpenL
     lastSend = performance.now();
     maxSendLagMs = Math.max(maxSendLagMs, lastSend - due);
     if (inFlight >= plan.maxInFlight) {
-      record(fail(`not sent: ${plan.maxInFlight} requests already in flight`));
+      tally.record(fail(`not sent: ${plan.maxInFlight} requests already in flight`));
       continue;
     }
     inFlight++;
@@ -173,24 +171,13 @@ export async function openLoop(plan: OpenLoopPlan, op: Operation): Promise<OpenL
         .catch((err: unknown) => fail(describeError(err)))
         .then((outcome) => {
           inFlight--;
-          record(outcome, performance.now() - due);
+          tally.record(outcome, performance.now() - due);
         }),
     );
   }
   await Promise.all(running);
-  const elapsedMs = performance.now() - t0;
   return {
-    requests: completed,
-    ok,
-    accepted,
-    errors,
-    errorSamples: [...errorCounts]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, 5)
-      .map(([detail, count]) => ({ detail, count })),
-    elapsedMs,
-    throughput: completed / (elapsedMs / 1000),
-    latency: summarize(latencies),
+    ...tally.result(performance.now() - t0),
     offeredPerSec: plan.requests > 1 ? (plan.requests - 1) / ((lastSend - t0) / 1000) : Number.NaN,
     maxSendLagMs,
   };
