@@ -164,14 +164,8 @@ export async function startFaultStack(env: Record<string, string> = {}) {
   // Worker-style connection: it waits Redis out instead of failing while it restarts.
   const queues = createQueues({ redisUrl: redis.url, failFast: false });
   const acknowledged = new Map<string, Acknowledged>();
-  const knownSecrets = new Set<string>([
-    stack.secrets.adminToken,
-    stack.secrets.allocateToken,
-    stack.secrets.portalToken,
-    stack.secrets.callbackSecret,
-    stack.secrets.catalogPassword,
-    stack.secrets.encryptionKey,
-  ]);
+  // Every secret the stack generated (tokens, callback secret, catalog password, encryption key).
+  const knownSecrets = new Set<string>(Object.values(stack.secrets));
 
   const servers = () => db.selectFrom('db_servers').selectAll().orderBy('created_at').execute();
 

@@ -53,14 +53,8 @@ export async function startE2EStack(env: Record<string, string> = {}) {
   const catalog = createCatalogDb({ url: stack.catalogUrl, poolSize: 4 });
   const instancesDb = createInstancesDb({ url: stack.catalogUrl, poolSize: 2 });
   const secrets = createSecretBox(encryptionKeys.parse(stack.encryptionKeys));
-  const seenSecrets = new Set<string>([
-    stack.secrets.adminToken,
-    stack.secrets.allocateToken,
-    stack.secrets.portalToken,
-    stack.secrets.callbackSecret,
-    stack.secrets.catalogPassword,
-    stack.secrets.encryptionKey,
-  ]);
+  // Every secret the stack generated (tokens, callback secret, catalog password, encryption key).
+  const seenSecrets = new Set<string>(Object.values(stack.secrets));
   const portal = stack.secrets.portalToken;
 
   async function api(
