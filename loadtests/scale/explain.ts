@@ -10,6 +10,7 @@ import {
   createServersRepo,
   createTenantDatabasesRepo,
 } from '@tenantdb/catalog';
+import { generateTenantNames } from '@tenantdb/pool-server';
 import {
   type CompiledQuery,
   DummyDriver,
@@ -64,23 +65,28 @@ async function one(name: string, source: string, call: (db: CatalogDb) => Promis
   }));
 }
 
-/**
- * The statements behind allocate (the reservation, the idempotency look-up), GET /admin/stats and
- * GET /admin/pools' first page, with parameters an allocation of a fresh instance would carry.
- */
-export async function hotStatements(passwordEnc: string): Promise<HotStatement[]> {
-  const suffix = randomUUID().replaceAll('-', '').slice(0, 16);
-  const request = {
+/** What reserveShared is given for a new instance (plan "standard"), as an allocation would. */
+export function freshReservation(passwordEnc: string, requestId: string) {
+  const names = generateTenantNames();
+  return {
     instance_id: randomUUID(),
     customer_id: randomUUID(),
     plan_tier: 'standard',
     connection_limit: 20,
     password_enc: passwordEnc,
-    db_name: `tdb_explain_${suffix}`,
-    db_user: `tdb_explain_${suffix}_u`,
+    db_name: names.dbName,
+    db_user: names.dbUser,
     actor: 'scale-bench',
-    request_id: 'explain',
+    request_id: requestId,
   };
+}
+
+/**
+ * The statements behind allocate (the reservation, the idempotency look-up), GET /admin/stats and
+ * GET /admin/pools' first page, with parameters an allocation of a fresh instance would carry.
+ */
+export async function hotStatements(passwordEnc: string): Promise<HotStatement[]> {
+  const request = freshReservation(passwordEnc, 'explain');
   return [
     ...(await one(
       'reserveShared, skip locked (pack)',

@@ -4,14 +4,13 @@
 import { randomUUID } from 'node:crypto';
 import { createReservationsRepo } from '@tenantdb/catalog';
 import type { Allocated, Pool, Stats } from '@tenantdb/contracts';
-import { generateTenantNames } from '@tenantdb/pool-server';
 import type { CompiledQuery } from 'kysely';
 import { httpError } from '../bench/api';
 import { connectCatalog } from '../bench/catalog';
 import { ACCEPTED, closedLoop, fail, type LoadResult, OK } from '../bench/load';
 import { endAll } from '../bench/pg';
 import type { Stack } from '../bench/stack';
-import { recordStatements } from './explain';
+import { freshReservation, recordStatements } from './explain';
 
 export interface CreatedTenant {
   db_host: string;
@@ -119,18 +118,7 @@ export async function measureReservation(
   const total = plan.requests + plan.warmupRequests;
   const statements: { skip: CompiledQuery; wait: CompiledQuery }[] = [];
   for (let i = 0; i < total; i++) {
-    const names = generateTenantNames();
-    const request = {
-      instance_id: randomUUID(),
-      customer_id: randomUUID(),
-      plan_tier: 'standard',
-      connection_limit: 20,
-      password_enc: passwordEnc,
-      db_name: names.dbName,
-      db_user: names.dbUser,
-      actor: 'scale-bench',
-      request_id: `reserve-${i}`,
-    };
+    const request = freshReservation(passwordEnc, `reserve-${i}`);
     const [skip, wait] = await recordStatements(async (db) => {
       const repo = createReservationsRepo(db);
       await repo.reserveShared(request, { strategy: 'pack', skipLocked: true });
