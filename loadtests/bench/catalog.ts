@@ -61,19 +61,28 @@ export function adminTarget(stack: Stack, row: ServerRow): AdminTarget {
 }
 
 /**
- * Polls `check` until it is true. Fails after `timeoutMs`, or at once when the worker the caller
- * depends on has exited (with the end of its log, which says why).
+ * Polls `check` until it is true. Fails after `timeoutMs` (with what `state` says of where things
+ * stood), or at once when the worker the caller depends on has exited (with the end of its log,
+ * which says why).
  */
 export async function waitFor(
   check: () => Promise<boolean>,
-  opts: { timeoutMs: number; what: string; intervalMs?: number; worker?: WorkerProcess },
+  opts: {
+    timeoutMs: number;
+    what: string;
+    intervalMs?: number;
+    worker?: WorkerProcess;
+    state?: () => Promise<string>;
+  },
 ): Promise<void> {
   const deadline = performance.now() + opts.timeoutMs;
   while (!(await check())) {
     if (opts.worker && !opts.worker.alive())
       throw new Error(`database-worker exited while waiting for ${opts.what}:\n${tail(opts.worker.logFile)}`);
     if (performance.now() > deadline)
-      throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${opts.what}`);
+      throw new Error(
+        `timed out after ${opts.timeoutMs} ms waiting for ${opts.what}${opts.state ? ` (${await opts.state()})` : ''}`,
+      );
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 50));
   }
 }

@@ -8,6 +8,7 @@ import pg from 'pg';
 
 const { Client } = pg;
 
+import { waitFor } from '../bench/catalog';
 import { type LoadResult, summarize } from '../bench/load';
 import type { Stack, WorkerProcess } from '../bench/stack';
 import { type FleetSize, seedFleet } from './seed';
@@ -97,15 +98,19 @@ export async function measureSweep(
       );
     }
     let quietSince: number | undefined;
-    await waitUntil(
+    await waitFor(
       async () => {
         const quiet = all.open === 0 && (await busyQueues(s)).length === 0;
         quietSince = quiet ? (quietSince ?? Date.now()) : undefined;
         return quietSince !== undefined && Date.now() - quietSince >= 2_000;
       },
-      settings.timeoutMs,
-      async () =>
-        `the new replicas to settle (${all.open} connections open; busy: ${(await busyQueues(s)).join(', ')})`,
+      {
+        timeoutMs: settings.timeoutMs,
+        what: 'the new replicas to settle',
+        intervalMs: 100,
+        worker: workers[0],
+        state: async () => `${all.open} connections open; busy: ${(await busyQueues(s)).join(', ')}`,
+      },
     );
     const settleMs = performance.now() - settleStart;
     log(`  replicas settled (no job, no connection) ${(settleMs / 1000).toFixed(1)} s after start`);
@@ -114,12 +119,13 @@ export async function measureSweep(
     for (const p of proxies.values()) p.count.reset();
     const since = new Date();
     await s.queues.enqueue('health-check-all', {});
-    await waitUntil(
-      async () => (await checkedSince(catalog, since)) >= targets.length && all.open === 0,
-      settings.timeoutMs,
-      async () =>
-        `a sweep over ${targets.length} servers (${await checkedSince(catalog, since)} checked, ${all.open} connections open)`,
-    );
+    await waitFor(async () => (await checkedSince(catalog, since)) >= targets.length && all.open === 0, {
+      timeoutMs: settings.timeoutMs,
+      what: `a sweep over ${targets.length} servers`,
+      intervalMs: 100,
+      worker: workers[0],
+      state: async () => `${await checkedSince(catalog, since)} checked, ${all.open} connections open`,
+    });
     for (const w of workers)
       if (!w.alive()) throw new Error(`a worker exited during the sweep (${w.logFile})`);
 
@@ -234,15 +240,6 @@ async function busyQueues(s: Stack): Promise<string[]> {
     if (n > 0) busy.push(`${name}: ${n}`);
   }
   return busy;
-}
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: () => Promise<string>) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${await what()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** The per-check latencies as a LoadResult, for the report's table. */
