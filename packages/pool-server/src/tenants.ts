@@ -54,7 +54,18 @@ export function createTenantOps(connections: PoolConnections): TenantOps {
     },
     async drop(server, t) {
       await connections.withClient(server, async (client) => {
-        for (const statement of dropTenantStatements(t)) await client.query(statement);
+        // Two releases of one tenant at once (a client's retry racing the first) must not run
+        // DROP ROLE side by side: Postgres fails the loser with "could not find tuple for role"
+        // instead of IF EXISTS doing nothing. A session lock on the role's name serializes them
+        // (DROP DATABASE cannot run in a transaction, so not a transaction lock); the second
+        // then finds nothing left to drop.
+        const key = `tenantdb:drop:${t.dbUser}`;
+        await client.query('SELECT pg_advisory_lock(hashtext($1))', [key]);
+        try {
+          for (const statement of dropTenantStatements(t)) await client.query(statement);
+        } finally {
+          await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]);
+        }
       });
     },
     async setPassword(server, dbUser, password) {
