@@ -1,5 +1,7 @@
-// Admin connections to pool servers: one small pg.Pool per server, created on first use, replaced
-// when the server's address or credentials change, closed on shutdown.
+// Admin connections to pool servers: one small pg.Pool per Postgres address (host:port), created on
+// first use, replaced when the credentials used there change, closed on shutdown. The bound is per
+// address, not per catalog row: two rows naming one address are one Postgres, and it gets
+// maxPerServer admin connections from this process, not twice that.
 import type { SecretBox } from '@tenantdb/secrets';
 import pg from 'pg';
 
@@ -39,7 +41,7 @@ export interface PoolConnections {
 }
 
 export interface PoolConnectionOptions {
-  /** Admin connections per server; further callers queue for one. */
+  /** Admin connections per server address; further callers queue for one. */
   maxPerServer?: number;
   /** How long a caller may queue for a connection before PoolServerBusyError. */
   queueTimeoutMs?: number;
@@ -48,16 +50,17 @@ export interface PoolConnectionOptions {
 }
 
 export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOptions = {}): PoolConnections {
-  const pools = new Map<string, { key: string; pool: pg.Pool }>();
+  const pools = new Map<string, pg.Pool>();
   const maxPerServer = opts.maxPerServer ?? 4;
   // Queueing happens here, not in pg.Pool: pg.Pool's connectionTimeoutMillis also bounds the wait
   // for a free client, which would make a busy server look like an unreachable one.
   const gates = new Map<string, Gate>();
-  const gateFor = (id: string) => {
-    let gate = gates.get(id);
+  const gateFor = (server: PoolServerTarget) => {
+    const address = addressOf(server);
+    let gate = gates.get(address);
     if (!gate) {
       gate = new Gate(maxPerServer);
-      gates.set(id, gate);
+      gates.set(address, gate);
     }
     return gate;
   };
@@ -79,26 +82,25 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
   };
 
   const poolFor = (server: PoolServerTarget): pg.Pool => {
-    const key = `${server.host}:${server.port}:${server.admin_user}:${server.admin_password_enc}:${server.admin_database}`;
-    const existing = pools.get(server.id);
-    if (existing?.key === key) return existing.pool;
-    if (existing) void existing.pool.end().catch(() => {});
-    const pool = new pg.Pool({
-      ...clientConfig(server),
-      max: opts.maxPerServer ?? 4,
-      idleTimeoutMillis: 30_000,
-    });
+    const address = addressOf(server);
+    // Compared as decrypted: rows naming one address may hold the same password under different
+    // ciphertexts (each encryption has its own IV, and a key rotation re-encrypts row by row).
+    const config = clientConfig(server);
+    const existing = pools.get(address);
+    if (existing && sameLogin(existing.options, config)) return existing;
+    if (existing) void existing.end().catch(() => {});
+    const pool = new pg.Pool({ ...config, max: maxPerServer, idleTimeoutMillis: 30_000 });
     // A server going away must not crash the process: idle clients report to the pool, checked-out
     // ones to themselves (their next query fails and the pool discards them).
     pool.on('error', () => {});
     pool.on('connect', (client) => client.on('error', () => {}));
-    pools.set(server.id, { key, pool });
+    pools.set(address, pool);
     return pool;
   };
 
   return {
     async withClient(server, fn) {
-      const leave = await gateFor(server.id).enter(
+      const leave = await gateFor(server).enter(
         opts.queueTimeoutMs ?? 60_000,
         () => new PoolServerBusyError(server.id),
       );
@@ -136,10 +138,19 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
       return client;
     },
     async close() {
-      await Promise.all([...pools.values()].map(({ pool }) => pool.end().catch(() => {})));
+      await Promise.all([...pools.values()].map((pool) => pool.end().catch(() => {})));
       pools.clear();
     },
   };
+}
+
+/** Where the Postgres is: what the admin connection bound is counted by. */
+function addressOf(server: PoolServerTarget): string {
+  return `${server.host}:${server.port}`;
+}
+
+function sameLogin(a: pg.PoolConfig, b: pg.ClientConfig): boolean {
+  return a.user === b.user && a.password === b.password && a.database === b.database;
 }
 
 /** A counting semaphore with a bounded wait. */
