@@ -54,9 +54,10 @@ export function createTenantOps(connections: PoolConnections): TenantOps {
     },
     async drop(server, t) {
       await connections.withClient(server, async (client) => {
-        // Two releases of one tenant at once (a client's retry racing the first) must not run
-        // DROP ROLE side by side: Postgres fails the loser with "could not find tuple for role"
-        // instead of IF EXISTS doing nothing. A session lock on the role's name serializes them
+        // Two releases of one tenant at once (a client's retry racing the first) must not run the
+        // drop side by side: Postgres fails the loser with "tuple concurrently updated" (ALTER
+        // ROLE … NOLOGIN) or "could not find tuple for role" (DROP ROLE) instead of IF EXISTS doing
+        // nothing (test/drop-race.test.ts). A session lock on the role's name serializes them
         // (DROP DATABASE cannot run in a transaction, so not a transaction lock); the second
         // then finds nothing left to drop.
         const key = `tenantdb:drop:${t.dbUser}`;

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { createSecretBox, generatePassword, type SecretBox } from '@tenantdb/secrets';
 import { type RunningPostgres, startPostgres } from '@tenantdb/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPoolConnections, type PoolServerTarget } from './connections';
+import { createPoolConnections, type PoolServerTarget } from '../src';
 
 const MAX_PER_SERVER = 3;
 const HOLD_MS = 300;
