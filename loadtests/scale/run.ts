@@ -162,7 +162,10 @@ async function main(): Promise<number> {
       }
       log(`seeding the ${label} catalog: ${size.servers} servers, ${size.rows} tenant rows`);
       const seedStart = performance.now();
-      await seedFleet(catalog, { size, realServerIds: s.pools.map((p) => p.id), passwordEnc });
+      // Every simulated server points at the first real pool: the allocations of either catalog then
+      // run on the same Postgres through the same 4 admin connections (the service bounds them per
+      // address), however placement spreads them over simulated servers.
+      await seedFleet(catalog, { size, realServerIds: [allocationPool(s).id], passwordEnc });
       const seedS = (performance.now() - seedStart) / 1000;
       const census = await fleetCensus(catalog);
       log(
@@ -298,6 +301,11 @@ async function main(): Promise<number> {
   return exitCode;
 }
 
+/** The real pool server every simulated server of the measured catalogs points at. */
+function allocationPool(s: Stack) {
+  return s.pools[0]!;
+}
+
 /** Drops the tenant databases and roles the API created, straight on the real pool servers. */
 async function dropCreated(s: Stack, created: CreatedTenant[]): Promise<void> {
   const byAddress = new Map(s.pools.map((p) => [`${p.host}:${p.port}`, p]));
@@ -332,6 +340,7 @@ type Phases = [Phase, Phase, Phase];
 
 function scenarioResults(phases: Phases): ScenarioResult[] {
   const [before, large, after] = phases;
+  const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
   const sizeName = (p: Phase) =>
     `${p.label} (${p.size.servers.toLocaleString('en-US')} servers, ${p.size.rows.toLocaleString('en-US')} rows)`;
   /** The large run against the mean of the small ones: [p50 ratio, p99 ratio] and the row's text. */
@@ -417,9 +426,11 @@ function scenarioResults(phases: Phases): ScenarioResult[] {
       notes: [
         ...[before, large].map(
           (p) =>
-            `${sizeName(p)}: seeded in ${p.seedS.toFixed(1)} s (one transaction, then ANALYZE). Servers by status: ` +
+            `${sizeName(p)}: seeded in ${p.seedS.toFixed(1)} s (one transaction, then VACUUM (FREEZE, ANALYZE) and CHECKPOINT). Servers by status: ` +
             `${census(p.census.servers)}. Rows by status: ${census(p.census.rows)}. ${p.census.placeable} placeable ` +
-            `shared pools with ${p.census.freeSlots.toLocaleString('en-US')} free slots.`,
+            `shared pools with ${p.census.freeSlots.toLocaleString('en-US')} free slots. On disk with their ` +
+            `indexes: db_servers ${mib(p.census.bytes.db_servers)}, tenant_databases ` +
+            `${mib(p.census.bytes.tenant_databases)}.`,
         ),
         `Other work on the machine (1-minute load average at the start and end of each phase’s measurements; ` +
           `${os.cpus().length} cores): ${phases
@@ -435,7 +446,7 @@ function scenarioResults(phases: Phases): ScenarioResult[] {
         `${settings.concurrency} HTTP clients, ${settings.allocateRequests} requests or ${settings.allocateMaxMs / 1000} s ` +
           `after ${settings.allocateWarmupMs / 1000} s warm-up; a fresh instance_id per request, plan "standard". ` +
           'Every 200 created a role and a database on a real pool server, as in `pnpm bench` S1.',
-        'An allocation here is bound by CREATE DATABASE on the two real pool servers (compare RAW-CREATE in ' +
+        'An allocation here is bound by CREATE DATABASE on the one real pool server, 4 at a time (compare RAW-CREATE in ' +
           'docs/benchmarks.md), whose time swings with the disk and whatever else the machine runs: a ratio ' +
           'within a few tens of percent says little about the catalog. The reservation statement below is the ' +
           'catalog’s own share, measured without that noise.',
@@ -600,11 +611,17 @@ function setupLines(s: Stack, [small, large]: Phases): string[] {
     `database-service runs in a process of its own (\`loadtests/bench/service-process.ts\`, LOG_LEVEL=${s.serviceEnv.LOG_LEVEL}, ` +
       'catalog pool 20, strategy pack), requests over loopback HTTP with keep-alive.',
     `Simulated servers: every seeded db_servers row (sim-1 … sim-N, driver external, distinct ids) carries the ` +
-      `address and admin credentials of one of the ${s.pools.length} real pool servers (round robin), so an ` +
-      'allocation placed on any of them creates a real database. The real pools’ own rows are cordoned while a ' +
-      'fleet is seeded.',
+      `address and admin credentials of real pool server ${allocationPool(s).name}, so an allocation placed on ` +
+      'any of them creates a real database there. The real pools’ own rows are cordoned while a fleet is seeded. ' +
+      'database-service bounds its admin connections per address (4), not per catalog row, so on either catalog ' +
+      'the allocations run on the same Postgres, at most 4 at once, however placement spreads them over ' +
+      'simulated servers (pack concentrates them on the few fullest pools; with two real servers behind them, ' +
+      'which real server those happened to point at decided how the load split, and it differed between the ' +
+      'catalogs). The health sweep’s fleet points at both real servers.',
     'Seeding (`loadtests/scale/seed.ts`) is a few INSERT … SELECT over generate_series in one transaction, then ' +
-      'ANALYZE. Server states by k mod 20: half active, a quarter full, and cordoned, error, decommissioned, ' +
+      'VACUUM (FREEZE, ANALYZE) and CHECKPOINT — the upkeep a catalog that has run for a while has had, so that ' +
+      'autovacuum’s first pass over the new rows and the checkpoint writing them do not fall into the ' +
+      'measurements. Server states by k mod 20: half active, a quarter full, and cordoned, error, decommissioned, ' +
       'draining, provisioning one slot each; 2 % dedicated (full, one tenant), 0.5 % manual placement, every tenth ' +
       'at priority 200, every 97th active/full one degraded. Fifty rows per server: the live ones (ready, a few ' +
       'creating/releasing) match current_instances exactly; the rest history (released, one in five failed) and ' +

@@ -105,6 +105,21 @@ describe('seedFleet', () => {
     );
     expect(rows[0]).toEqual({ servers: 2, tenants: 0 });
   });
+
+  it('can point the whole fleet at one real server, and keeps every real one out of placement', async () => {
+    await client.query(`UPDATE db_servers SET status = 'active', status_reason = NULL`);
+    await seedFleet(client, {
+      size: { servers: 10, rows: 500 },
+      realServerIds: [realIds[0]!],
+      passwordEnc: 'v1.k1.seeded',
+    });
+    const { rows } = await client.query<{ simulated: boolean; port: number; status: string }>(
+      `SELECT name LIKE '${SIM_SERVER_PREFIX}%' AS simulated, port, status FROM db_servers`,
+    );
+    expect(new Set(rows.filter((r) => r.simulated).map((r) => r.port))).toEqual(new Set([6001]));
+    expect(rows.filter((r) => !r.simulated).map((r) => r.status)).toEqual(['cordoned', 'cordoned']);
+    await clearFleet(client);
+  });
 });
 
 describe('checkSize', () => {

@@ -168,9 +168,13 @@ export interface SeedOptions {
 }
 
 /**
- * Seeds the fleet in one transaction on `catalog` (search_path at the catalog schema): the real
- * pool rows are cordoned first, so only simulated servers take allocations. Then ANALYZE, so the
- * planner sees the fleet as a service that has run with it would.
+ * Seeds the fleet in one transaction on `catalog` (search_path at the catalog schema): every server
+ * already in the catalog (the real pools) is cordoned first, so only simulated servers take
+ * allocations. Then the upkeep a catalog that has run for a while has had: VACUUM (FREEZE,
+ * ANALYZE), so the planner sees the fleet as a service that has run with it would, and CHECKPOINT,
+ * so the load's pages are on disk. Without them the first measurement after a large seed shares
+ * the machine with autovacuum's first pass over every new row and with the checkpoint writing
+ * them out: costs of the bulk load, not of the catalog's size.
  */
 export async function seedFleet(catalog: pg.Client, opts: SeedOptions): Promise<void> {
   checkSize(opts.size);
@@ -179,8 +183,7 @@ export async function seedFleet(catalog: pg.Client, opts: SeedOptions): Promise<
   try {
     await catalog.query(
       `UPDATE db_servers SET status = 'cordoned', status_reason = 'scale bench: simulated servers take the load'
-        WHERE id = ANY($1::uuid[])`,
-      [opts.realServerIds],
+        WHERE status IN ('active', 'full')`,
     );
     await catalog.query(`CREATE TEMP TABLE sim_plan ON COMMIT DROP AS ${PLAN_SQL}`, [
       opts.size.servers,
@@ -193,7 +196,8 @@ export async function seedFleet(catalog: pg.Client, opts: SeedOptions): Promise<
     await catalog.query('ROLLBACK').catch(() => {});
     throw err;
   }
-  await catalog.query('ANALYZE db_servers, tenant_databases');
+  await catalog.query('VACUUM (FREEZE, ANALYZE) db_servers, tenant_databases');
+  await catalog.query('CHECKPOINT');
 }
 
 /**
@@ -218,6 +222,8 @@ export interface FleetCensus {
   rows: Record<string, number>;
   placeable: number;
   freeSlots: number;
+  /** On disk, with indexes and TOAST: what the catalog Postgres must cache to serve from memory. */
+  bytes: { db_servers: number; tenant_databases: number };
 }
 
 /** What was seeded, counted back from the catalog (for the report and the test). */
@@ -234,7 +240,15 @@ export async function fleetCensus(catalog: pg.Client): Promise<FleetCensus> {
       WHERE status = 'active' AND server_type = 'shared' AND allocation_strategy = 'auto'
         AND health_status IN ('healthy', 'unknown') AND current_instances < max_instances`,
   );
+  const size = await catalog.query<{ db_servers: string; tenant_databases: string }>(
+    `SELECT pg_total_relation_size('db_servers') AS db_servers,
+            pg_total_relation_size('tenant_databases') AS tenant_databases`,
+  );
   return {
+    bytes: {
+      db_servers: Number(size.rows[0]!.db_servers),
+      tenant_databases: Number(size.rows[0]!.tenant_databases),
+    },
     servers: Object.fromEntries(servers.rows.map((r) => [r.status, r.n])),
     rows: Object.fromEntries(rows.rows.map((r) => [r.status, r.n])),
     placeable: room.rows[0]!.placeable,
