@@ -7,6 +7,7 @@ import * as m0003 from './0003_tenant_databases';
 import * as m0004 from './0004_audit_events';
 import * as m0005 from './0005_server_database_drift';
 import * as m0006 from './0006_placement_indexes';
+import * as m0007 from './0007_server_slot_drift';
 
 export const migrations: Record<string, Migration> = {
   '0001_db_servers': m0001,
@@ -15,4 +16,5 @@ export const migrations: Record<string, Migration> = {
   '0004_audit_events': m0004,
   '0005_server_database_drift': m0005,
   '0006_placement_indexes': m0006,
+  '0007_server_slot_drift': m0007,
 };

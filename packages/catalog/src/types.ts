@@ -58,6 +58,8 @@ export interface DbServersTable {
   last_health_latency_ms: number | null;
   /** Tenant databases on the server minus catalog rows for them, at the last check; null: unknown. */
   database_drift: ColumnType<number | null, number | null | undefined, number | null>;
+  /** current_instances minus the rows holding a slot, as the last reconcile measured it. */
+  slot_drift: Generated<number>;
   admin_user: string | null;
   admin_password_enc: string | null;
   admin_database: Generated<string>;

@@ -1,10 +1,12 @@
 // Health checks through the worker's jobs: a stopped pool server goes degraded, then unhealthy and
 // error after three failed checks, is never placed on meanwhile, and recovers when it is back;
-// drift between pg_database and the catalog is a metric; the sweep has one schedule however many
-// replicas run and restart; a sweep checks every server once, one connection per server, never
-// more than the configured total at once.
+// drift between pg_database and the catalog (health checks) and between current_instances and the
+// rows holding a slot (reconcile) is a metric with series only for servers that drift; the sweep
+// has one schedule however many replicas run and restart; a sweep checks every server once, one
+// connection per server, never more than the configured total at once.
 import type { ServerStatus } from '@tenantdb/catalog';
 import { ConnectionCount, startTcpProxy, type TcpProxy } from '@tenantdb/testkit';
+import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { asAdmin, canLogin, type Fleet, newIds, sleep, startFleet, waitFor } from './harness';
 
@@ -36,10 +38,39 @@ async function sweep(f: Fleet, serverId: string) {
   return f.db.selectFrom('db_servers').selectAll().where('id', '=', serverId).executeTakeFirstOrThrow();
 }
 
-async function workerMetrics(f: Fleet): Promise<string> {
-  const res = await f.workers[0]!.app.inject({ method: 'GET', url: '/metrics' });
-  expect(res.statusCode).toBe(200);
-  return res.body;
+/** Runs reconcile once from now (its job id is single flight: a run under way is waited out first). */
+async function reconcile(f: Fleet) {
+  const maintenance = f.queues.queue('maintenance');
+  await waitFor(
+    async () => {
+      const counts = await maintenance.getJobCounts('active', 'waiting');
+      return counts.active! + counts.waiting! === 0;
+    },
+    30_000,
+    'no reconcile under way',
+  );
+  const runs = () => f.logs.lines.filter((l) => l.includes('"msg":"reconcile done"')).length;
+  const before = runs();
+  await f.queues.enqueue('reconcile', {});
+  await waitFor(async () => runs() > before, 60_000, 'reconcile to finish');
+}
+
+/** Each replica's tenantdb_catalog_drift series of one server, as { kind: value }. */
+async function driftOnEveryReplica(f: Fleet, server: string): Promise<Record<string, number>[]> {
+  return Promise.all(
+    f.workers.map(async (worker) => {
+      const res = await worker.app.inject({ method: 'GET', url: '/metrics' });
+      expect(res.statusCode).toBe(200);
+      // The gauge is there (so no series below means no drift, not a metric gone missing).
+      expect(res.body).toContain('# TYPE tenantdb_catalog_drift gauge');
+      const series: Record<string, number> = {};
+      for (const [, labels, value] of res.body.matchAll(/^tenantdb_catalog_drift\{(.*)\} (\S+)$/gm)) {
+        if (labels!.includes(`server="${server}"`))
+          series[/kind="([^"]*)"/.exec(labels!)![1]!] = Number(value);
+      }
+      return series;
+    }),
+  );
 }
 
 describe('health checks', () => {
@@ -81,8 +112,10 @@ describe('health checks', () => {
     ]);
     expect(await canLogin(tenant.body)).toBe(true);
   });
+});
 
-  it('reports databases on a server that the catalog does not know as drift, the same on every replica', async () => {
+describe('tenantdb_catalog_drift', () => {
+  it('has a series for a server whose databases drift, the same on every replica, and none once it is back in step', async () => {
     fleet = await startFleet({ replicas: 2 });
     const f = fleet;
     await f.queues.enqueue('grow-shared-capacity', { reason: 'test' });
@@ -90,19 +123,64 @@ describe('health checks', () => {
     const [pool] = await f.servers('active');
     expect(await f.api('POST', '/api/database/allocate', newIds())).toMatchObject({ status: 200 });
 
-    await sweep(f, pool!.id);
-    const drift = (kind: string, value: number) =>
-      new RegExp(`tenantdb_catalog_drift\\{server="${pool!.name}",kind="${kind}"[^}]*\\} ${value}\\n`);
-    expect(await workerMetrics(f)).toMatch(drift('databases', 0));
+    // Checked and in step: no series at all (not a 0).
+    expect((await sweep(f, pool!.id)).database_drift).toBe(0);
+    expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{}, {}]);
 
     await asAdmin(f, pool!, 'CREATE DATABASE tdb_stray_one');
     await asAdmin(f, pool!, 'CREATE DATABASE tdb_stray_two');
     await sweep(f, pool!.id);
-    for (const worker of f.workers) {
-      const res = await worker.app.inject({ method: 'GET', url: '/metrics' });
-      expect(res.body).toMatch(drift('databases', 2));
-      expect(res.body).toMatch(drift('slots', 0));
-    }
+    expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{ databases: 2 }, { databases: 2 }]);
+
+    // Repaired (here by hand): the next check finds it in step and the series goes.
+    await asAdmin(f, pool!, 'DROP DATABASE tdb_stray_one');
+    await asAdmin(f, pool!, 'DROP DATABASE tdb_stray_two');
+    await sweep(f, pool!.id);
+    expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{}, {}]);
+  });
+
+  it('has a series for a server whose slots drift once reconcile measured it, only for that server, and none once it is repaired', async () => {
+    fleet = await startFleet({ replicas: 2 });
+    const f = fleet;
+    await f.queues.enqueue('grow-shared-capacity', { reason: 'test' });
+    await f.waitForServer((servers) => servers.some((s) => s.status === 'active'));
+    const [pool] = await f.servers('active');
+    expect(await f.api('POST', '/api/database/allocate', newIds())).toMatchObject({ status: 200 });
+    // A second server, in step (no slot held, no row), that reconcile measures too.
+    const quiet = await f.db
+      .insertInto('db_servers')
+      .values({
+        name: 'quiet-1',
+        driver: 'external',
+        server_type: 'shared',
+        max_instances: 10,
+        status: 'error',
+        status_reason: 'set by the test',
+      })
+      .returning('name')
+      .executeTakeFirstOrThrow();
+    const bump = (by: number) =>
+      f.db
+        .updateTable('db_servers')
+        .set({ current_instances: sql`current_instances + ${by}` })
+        .where('id', '=', pool!.id)
+        .execute();
+
+    await reconcile(f);
+    expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{}, {}]);
+
+    // A slot taken by hand, with no allocation behind it.
+    await bump(1);
+    await reconcile(f);
+    expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{ slots: 1 }, { slots: 1 }]);
+    expect(await driftOnEveryReplica(f, quiet.name)).toEqual([{}, {}]);
+    expect(f.logs.lines.filter((l) => l.includes('"msg":"reconcile done"')).at(-1)).toContain(
+      '"slot_drift":1',
+    );
+
+    await bump(-1);
+    await reconcile(f);
+    expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{}, {}]);
   });
 });
 

@@ -6,7 +6,8 @@
 //   - warm rows whose database was never made (a refill died mid-way);
 //   - servers still provisioning with no job (a lost enqueue).
 // Unlabelled objects and databases without the tenantdb prefix are never touched.
-import type { DbServer } from '@tenantdb/catalog';
+// It also measures slot drift on every server and stores it for tenantdb_catalog_drift.
+import type { CatalogDb, DbServer } from '@tenantdb/catalog';
 import {
   dropTenantStatements,
   PoolServerUnavailableError,
@@ -18,6 +19,33 @@ import { sql } from 'kysely';
 import type { JobContext, WorkerDeps } from '../context';
 
 const LIVE_ON_SERVER = ['active', 'full', 'cordoned', 'draining', 'maintenance'] as const;
+
+/**
+ * Slots: current_instances must equal the rows holding one. Measures every server in one
+ * set-based statement and stores the difference in db_servers.slot_drift, where
+ * tenantdb_catalog_drift reads it (so a scrape never counts tenant rows). Only changed values are
+ * written: on a healthy catalog no row is touched or locked. Each drift is computed within one
+ * snapshot, where a reservation's slot and its row are both there or both not; the value is
+ * right to store even on a row updated since. Returns how many servers have drift.
+ */
+async function recordSlotDrift(db: CatalogDb): Promise<number> {
+  const { rows } = await sql<{ drifted: number }>`
+    WITH measured AS (
+      SELECT s.id, s.current_instances - count(t.id)::int AS drift
+        FROM db_servers s
+        LEFT JOIN tenant_databases t
+          ON t.db_server_id = s.id AND t.status IN ('creating', 'ready', 'releasing')
+       WHERE s.status <> 'decommissioned'
+       GROUP BY s.id
+    ), stored AS (
+      UPDATE db_servers s
+         SET slot_drift = m.drift
+        FROM measured m
+       WHERE s.id = m.id AND s.slot_drift <> m.drift
+    )
+    SELECT count(*)::int AS drifted FROM measured WHERE drift <> 0`.execute(db);
+  return rows[0]!.drifted;
+}
 
 export function reconcile(deps: WorkerDeps) {
   const { db, servers, connections, queues, drivers, audit, config } = deps;
@@ -173,6 +201,8 @@ export function reconcile(deps: WorkerDeps) {
   return async (_payload: unknown, { log }: JobContext) => {
     const objects = await orphanObjects(log);
     const allocations = await stuckAllocations(log);
+    // Before the pass over every server, which is long on a large fleet and may stop half way.
+    const slotDrift = await recordSlotDrift(db);
     let databases = 0;
     const live = await db
       .selectFrom('db_servers')
@@ -186,13 +216,6 @@ export function reconcile(deps: WorkerDeps) {
         if (!(err instanceof PoolServerUnavailableError)) throw err;
       }
     }
-    // Slots: current_instances must equal the rows holding one (exported as tenantdb_catalog_drift).
-    const { rows: slots } = await sql<{ drift: number }>`
-      SELECT s.current_instances - count(t.id)::int AS drift
-        FROM db_servers s
-        LEFT JOIN tenant_databases t ON t.db_server_id = s.id AND t.status IN ('creating', 'ready', 'releasing')
-       WHERE s.status <> 'decommissioned'
-       GROUP BY s.id`.execute(db);
     // Lost enqueues: provisioning rows get their (idempotent) job again.
     const starting = await db
       .selectFrom('db_servers')
@@ -205,7 +228,7 @@ export function reconcile(deps: WorkerDeps) {
       objects,
       databases,
       allocations,
-      slot_drift: slots.filter((s) => s.drift !== 0).length,
+      slot_drift: slotDrift,
     };
     if (objects + databases + allocations > 0) {
       await audit.record({ actor: 'database-worker', action: 'fleet.reconcile', details: summary });
