@@ -8,6 +8,7 @@ import * as m0004 from './0004_audit_events';
 import * as m0005 from './0005_server_database_drift';
 import * as m0006 from './0006_placement_indexes';
 import * as m0007 from './0007_server_slot_drift';
+import * as m0008 from './0008_warm_ready_index';
 
 export const migrations: Record<string, Migration> = {
   '0001_db_servers': m0001,
@@ -17,4 +18,5 @@ export const migrations: Record<string, Migration> = {
   '0005_server_database_drift': m0005,
   '0006_placement_indexes': m0006,
   '0007_server_slot_drift': m0007,
+  '0008_warm_ready_index': m0008,
 };

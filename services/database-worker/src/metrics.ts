@@ -13,6 +13,13 @@ export const driftedServers = sql<{ name: string; databases: number | null; slot
     FROM db_servers
    WHERE (database_drift <> 0 OR slot_drift <> 0) AND status <> 'decommissioned'`;
 
+/**
+ * The count behind tenantdb_warm_databases: the warm rows ready to hand out, read from their partial
+ * index (tenant_databases_warm_ready), not from a table that keeps every tenant row ever made.
+ */
+export const warmReady = sql<{ n: number }>`
+  SELECT count(*)::int AS n FROM tenant_databases WHERE status = 'warm' AND ready_at IS NOT NULL`;
+
 export function createWorkerMetrics(registry: Registry, db: CatalogDb, queues: Queues) {
   const jobs = new Counter({
     name: 'tenantdb_jobs_total',
@@ -66,14 +73,8 @@ export function createWorkerMetrics(registry: Registry, db: CatalogDb, queues: Q
     help: 'warm (pre-created, unclaimed) databases ready to hand out',
     registers: [registry],
     async collect() {
-      const row = await db
-        .selectFrom('tenant_databases')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('status', '=', 'warm')
-        .where('ready_at', 'is not', null)
-        .executeTakeFirst()
-        .catch(() => undefined);
-      if (row) this.set(Number(row.n));
+      const { rows } = await warmReady.execute(db).catch(() => ({ rows: [] }));
+      if (rows[0]) this.set(rows[0].n);
     },
   });
 

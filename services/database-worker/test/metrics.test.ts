@@ -1,11 +1,12 @@
-// What a scrape of tenantdb_catalog_drift costs on a large fleet: it reads the drifted servers
-// from their partial index and counts no tenant row, so the cost follows the servers that drift,
-// not the fleet (the plan is asserted, not a time). The series themselves are in health.test.ts.
+// What a scrape costs on a large catalog: tenantdb_catalog_drift reads the drifted servers from
+// their partial index and counts no tenant row, and tenantdb_warm_databases counts the warm rows
+// from theirs, so neither cost follows the fleet or the tenant history (plans are asserted, not
+// times). The drift series themselves are in health.test.ts.
 import { type CatalogDb, createCatalogDb } from '@tenantdb/catalog';
 import { cloneCatalog } from '@tenantdb/testkit';
-import { sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { driftedServers } from '../src/metrics';
+import { driftedServers, warmReady } from '../src/metrics';
 
 let catalog: Awaited<ReturnType<typeof cloneCatalog>>;
 let db: CatalogDb;
@@ -29,6 +30,16 @@ function flatten(node: PlanNode): PlanNode[] {
   return [node, ...(node.Plans ?? []).flatMap(flatten)];
 }
 
+/** Every node of the statement's plan. EXPLAIN without ANALYZE plans it and runs none of it. */
+async function planOf(query: RawBuilder<unknown>): Promise<PlanNode[]> {
+  const statement = query.compile(db);
+  const plan = await db.executeQuery<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>({
+    ...statement,
+    sql: `EXPLAIN (FORMAT JSON) ${statement.sql}`,
+  });
+  return flatten(plan.rows[0]!['QUERY PLAN'][0].Plan);
+}
+
 it('on 5,000 servers, a scrape reads the drifted servers from their index and no tenant row', async () => {
   // Every checked server in step (database_drift 0, as health checks leave it), one in twenty never
   // checked (null); three drift, one of them decommissioned (not reported).
@@ -50,14 +61,29 @@ it('on 5,000 servers, a scrape reads the drifted servers from their index and no
     { name: 'scale-8', databases: 0, slots: -1 },
   ]);
 
-  const statement = driftedServers.compile(db);
-  // EXPLAIN without ANALYZE plans the statement and runs none of it.
-  const plan = await db.executeQuery<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>({
-    ...statement,
-    sql: `EXPLAIN (FORMAT JSON) ${statement.sql}`,
-  });
-  const nodes = flatten(plan.rows[0]!['QUERY PLAN'][0].Plan);
+  const nodes = await planOf(driftedServers);
   expect(nodes.some((n) => n['Index Name'] === 'db_servers_drifted')).toBe(true);
   expect(nodes.filter((n) => n['Relation Name'] && n['Relation Name'] !== 'db_servers')).toEqual([]);
+  expect(nodes.filter((n) => n['Node Type'] === 'Seq Scan')).toEqual([]);
+});
+
+it('among 20,000 tenant rows, a scrape counts the warm ones from their index, not the table', async () => {
+  const server = await sql<{ id: string }>`
+    INSERT INTO db_servers (name, driver, server_type, max_instances, status)
+    VALUES ('warm-host', 'external', 'shared', 100, 'active') RETURNING id`.execute(db);
+  const id = server.rows[0]!.id;
+  // History (released), three warm ones ready to hand out and one still being made (not counted).
+  await sql`
+    INSERT INTO tenant_databases (instance_id, db_server_id, db_name, db_user, password_enc, status,
+                                  ready_at)
+    SELECT CASE WHEN g > 4 THEN gen_random_uuid() END, ${id}, 'tdb_w' || g, 'tdb_w' || g || '_u',
+           'v1.k1.x', CASE WHEN g > 4 THEN 'released' ELSE 'warm' END,
+           CASE WHEN g > 1 THEN now() END
+      FROM generate_series(1, 20000) g`.execute(db);
+  await sql`ANALYZE tenant_databases`.execute(db);
+
+  expect((await warmReady.execute(db)).rows).toEqual([{ n: 3 }]);
+  const nodes = await planOf(warmReady);
+  expect(nodes.some((n) => n['Index Name'] === 'tenant_databases_warm_ready')).toBe(true);
   expect(nodes.filter((n) => n['Node Type'] === 'Seq Scan')).toEqual([]);
 });
