@@ -10,6 +10,7 @@ import {
   createServersRepo,
   createTenantDatabasesRepo,
 } from '@tenantdb/catalog';
+import { driftedServers, warmReady } from '@tenantdb/database-worker/metrics';
 import { generateTenantNames } from '@tenantdb/pool-server';
 import {
   type CompiledQuery,
@@ -82,8 +83,9 @@ export function freshReservation(passwordEnc: string, requestId: string) {
 }
 
 /**
- * The statements behind allocate (the reservation, the idempotency look-up), GET /admin/stats and
- * GET /admin/pools' first page, with parameters an allocation of a fresh instance would carry.
+ * The statements behind allocate (the reservation, the idempotency look-up), GET /admin/stats,
+ * GET /admin/pools' first page, with parameters an allocation of a fresh instance would carry, and
+ * the two catalog reads every scrape of every worker replica makes.
  */
 export async function hotStatements(passwordEnc: string): Promise<HotStatement[]> {
   const request = freshReservation(passwordEnc, 'explain');
@@ -105,6 +107,16 @@ export async function hotStatements(passwordEnc: string): Promise<HotStatement[]
       'servers.list, first page',
       'ServersRepo.list — GET /admin/pools (limit 100, offset 0)',
       (db) => createServersRepo(db).list({ limit: 100, offset: 0 }),
+    )),
+    ...(await one(
+      'catalog drift',
+      'tenantdb_catalog_drift — GET /metrics of every database-worker replica',
+      (db) => driftedServers.execute(db),
+    )),
+    ...(await one(
+      'warm databases',
+      'tenantdb_warm_databases — GET /metrics of every database-worker replica',
+      (db) => warmReady.execute(db),
     )),
   ];
 }
