@@ -35,8 +35,12 @@ export class PoolServerBusyError extends Error {
 
 export interface PoolConnections {
   withClient<T>(server: PoolServerTarget, fn: (client: pg.PoolClient) => Promise<T>): Promise<T>;
-  /** A fresh, unpooled admin connection: what a real login check needs. */
-  connectOnce(server: PoolServerTarget): Promise<pg.Client>;
+  /**
+   * `fn` on a fresh admin connection of its own, closed when it ends: what a real login check needs,
+   * and what a pass over many servers uses so it leaves no idle connection behind on each. Not
+   * counted in the per-address bound. Connection failures arrive as PoolServerUnavailableError.
+   */
+  withOwnClient<T>(server: PoolServerTarget, fn: (client: pg.Client) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -126,16 +130,22 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
         leave();
       }
     },
-    async connectOnce(server) {
+    async withOwnClient(server, fn) {
       const client = new pg.Client(clientConfig(server));
       client.on('error', () => {});
       try {
-        await client.connect();
+        try {
+          await client.connect();
+        } catch (err) {
+          throw new PoolServerUnavailableError(server.id, describePgError(err));
+        }
+        return await fn(client);
       } catch (err) {
+        if (isConnectionError(err)) throw new PoolServerUnavailableError(server.id, describePgError(err));
+        throw err;
+      } finally {
         await client.end().catch(() => {});
-        throw new PoolServerUnavailableError(server.id, describePgError(err));
       }
-      return client;
     },
     async close() {
       await Promise.all([...pools.values()].map((pool) => pool.end().catch(() => {})));

@@ -18,23 +18,23 @@ export async function probeServer(
   timeoutMs = 10_000,
 ): Promise<HealthProbe> {
   const started = performance.now();
-  let client: Awaited<ReturnType<PoolConnections['connectOnce']>> | undefined;
   try {
-    client = await connections.connectOnce(server);
-    await client.query(`SET statement_timeout = ${Math.trunc(timeoutMs)}`);
-    await client.query('SELECT 1');
-    const { rows } = await client.query<{ version: string; n: number }>(
-      `SELECT current_setting('server_version') AS version,
-              (SELECT count(*)::int FROM pg_database WHERE starts_with(datname, $1)) AS n`,
-      [TENANT_PREFIX],
-    );
-    return {
-      ok: true,
-      latencyMs: Math.round(performance.now() - started),
-      postgresVersion: rows[0]!.version,
-      tenantDatabases: rows[0]!.n,
-      error: null,
-    };
+    return await connections.withOwnClient(server, async (client) => {
+      await client.query(`SET statement_timeout = ${Math.trunc(timeoutMs)}`);
+      await client.query('SELECT 1');
+      const { rows } = await client.query<{ version: string; n: number }>(
+        `SELECT current_setting('server_version') AS version,
+                (SELECT count(*)::int FROM pg_database WHERE starts_with(datname, $1)) AS n`,
+        [TENANT_PREFIX],
+      );
+      return {
+        ok: true,
+        latencyMs: Math.round(performance.now() - started),
+        postgresVersion: rows[0]!.version,
+        tenantDatabases: rows[0]!.n,
+        error: null,
+      };
+    });
   } catch (err) {
     return {
       ok: false,
@@ -46,8 +46,6 @@ export async function probeServer(
           ? err.message
           : describePgError(err),
     };
-  } finally {
-    await client?.end().catch(() => {});
   }
 }
 

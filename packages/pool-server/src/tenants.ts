@@ -88,8 +88,7 @@ export async function inspectServer(
   connections: PoolConnections,
   server: PoolServerTarget,
 ): Promise<ServerFacts> {
-  const client = await connections.connectOnce(server);
-  try {
+  return connections.withOwnClient(server, async (client) => {
     const { rows } = await client.query<{ version: string; num: string; can: boolean }>(
       `SELECT current_setting('server_version') AS version,
               current_setting('server_version_num') AS num,
@@ -98,17 +97,12 @@ export async function inspectServer(
     );
     const row = rows[0]!;
     return { postgresVersion: row.version, versionNum: Number(row.num), canManageTenants: row.can };
-  } finally {
-    await client.end().catch(() => {});
-  }
+  });
 }
 
 /** Runs once per server on a one-off connection, so no pool is cached for a mere candidate. */
 export async function hardenPool(connections: PoolConnections, server: PoolServerTarget): Promise<void> {
-  const client = await connections.connectOnce(server);
-  try {
+  await connections.withOwnClient(server, async (client) => {
     for (const statement of HARDEN_POOL_STATEMENTS) await client.query(statement);
-  } finally {
-    await client.end().catch(() => {});
-  }
+  });
 }
