@@ -133,7 +133,8 @@ const ROWS_SQL = `
          pl.plan_tier, x.status,
          CASE WHEN x.status = 'failed' THEN 'seeded: creation failed' END,
          pl.connection_limit,
-         x.created_at, x.created_at,
+         -- rows in creating / releasing are in flight, not stuck: reconcile leaves them to their request
+         x.created_at, CASE WHEN x.status IN ('creating', 'releasing') THEN now() ELSE x.created_at END,
          CASE WHEN x.status IN ('ready', 'releasing', 'released')
                 OR (x.status = 'warm' AND x.server_status IN ('full', 'cordoned'))
               THEN x.created_at + interval '1 second' END,

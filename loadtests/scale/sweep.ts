@@ -2,7 +2,8 @@
 // sits behind a counting TCP proxy of its own in front of a real pool server, two database-worker
 // processes, one health-check-all. Measured: how long until every server has been checked (from
 // the catalog's own timestamps), connections per server (each proxy's count) and connections open
-// at once in all (the proxies share one count).
+// at once in all (the proxies share one count). Then reconcile's pass over the same fleet, counted
+// the same way.
 import { ConnectionCount, startTcpProxy, type TcpProxy } from '@tenantdb/testkit';
 import pg from 'pg';
 
@@ -15,6 +16,20 @@ import { type FleetSize, seedFleet } from './seed';
 
 /** Statuses health-check-all checks (services/database-worker/src/jobs/health.ts). */
 const CHECKED = ['active', 'full', 'error', 'cordoned', 'draining', 'maintenance'];
+/** Statuses reconcile compares with the catalog (services/database-worker/src/jobs/reconcile.ts). */
+const RECONCILED = ['active', 'full', 'cordoned', 'draining', 'maintenance'];
+/** TENANTDB_RECONCILE_CONCURRENCY's default, which the replicas run with. */
+const RECONCILE_CONCURRENCY = 8;
+/** A health check's queries, as the raw baseline makes them (packages/pool-server/src/health.ts). */
+const CHECK_QUERIES = [
+  'SELECT 1',
+  "SELECT count(*)::int FROM pg_database WHERE starts_with(datname, 'tdb_')",
+];
+/** What reconcile reads on each server (services/database-worker/src/jobs/reconcile.ts). */
+const RECONCILE_QUERIES = [
+  "SELECT datname AS name FROM pg_database WHERE starts_with(datname, 'tdb_')",
+  "SELECT rolname AS name FROM pg_roles WHERE starts_with(rolname, 'tdb_')",
+];
 
 export interface SweepSettings {
   size: FleetSize;
@@ -48,6 +63,23 @@ export interface SweepResult {
    * The raw baseline: the same checks (connect, SELECT 1, the count of tenant databases, close)
    * with plain pg, `concurrency` at once from one process, through the same proxies.
    */
+  raw: LoadResult;
+  reconcile: ReconcileResult;
+}
+
+/** One reconcile over the same fleet, after the sweep. */
+export interface ReconcileResult {
+  /** Servers in a status reconcile compares. */
+  servers: number;
+  concurrency: number;
+  /** reconcile enqueued → every such server compared and every connection closed (polled each 50 ms). */
+  durationMs: number;
+  connectionsPerServer: [number, number];
+  maxOpenPerServer: number;
+  maxOpenTotal: number;
+  /** The pass as a LoadResult for the report's table: servers compared per second (no per-server latency). */
+  pass: LoadResult;
+  /** The same reads (pg_database and pg_roles listed) with plain pg, `concurrency` at once. */
   raw: LoadResult;
 }
 
@@ -157,7 +189,8 @@ export async function measureSweep(
       failed: r.failed,
       checks: latencyResult(r.latencies, durationMs, r.failed),
       settleMs,
-      raw: await rawSweep(s, catalog, [...proxies.values()], settings.concurrency),
+      raw: await rawPass(s, catalog, [...proxies.values()], settings.concurrency, CHECK_QUERIES),
+      reconcile: await measureReconcile(s, catalog, proxies, all, settings.timeoutMs, workers[0]!),
     };
   } finally {
     // The rows point at proxies about to close: give them their addresses back.
@@ -175,12 +208,75 @@ export async function measureSweep(
   }
 }
 
-/** Every check the sweep makes, made by hand: a fresh connection each, `concurrency` at once. */
-async function rawSweep(
+/**
+ * One reconcile of the fleet behind the proxies: its pass over the servers, each one's connections
+ * and those open at once. The sweep before it has finished and closed its connections.
+ */
+async function measureReconcile(
+  s: Stack,
+  catalog: pg.Client,
+  proxies: Map<string, TcpProxy>,
+  all: ConnectionCount,
+  timeoutMs: number,
+  worker: WorkerProcess,
+): Promise<ReconcileResult> {
+  const { rows } = await catalog.query<{ id: string }>(
+    'SELECT id FROM db_servers WHERE id = ANY($1::uuid[]) AND status = ANY($2::text[])',
+    [[...proxies.keys()], RECONCILED],
+  );
+  const compared = rows.map((r) => proxies.get(r.id)!);
+  // The raw sweep's last connections may still be closing on the proxies' side.
+  await waitFor(async () => all.open === 0, {
+    timeoutMs: 10_000,
+    what: 'the connections before reconcile to close',
+    intervalMs: 50,
+    worker,
+    state: async () => `${all.open} connections open`,
+  });
+  all.reset();
+  for (const p of proxies.values()) p.count.reset();
+  const started = performance.now();
+  await s.queues.enqueue('reconcile', {});
+  const maintenance = s.queues.queue('maintenance');
+  const done = async () => {
+    if (!compared.every((p) => p.count.opened > 0) || all.open > 0) return false;
+    const counts = await maintenance.getJobCounts('waiting', 'active');
+    return (counts.waiting ?? 0) + (counts.active ?? 0) === 0;
+  };
+  await waitFor(done, {
+    timeoutMs,
+    what: `a reconcile over ${compared.length} servers`,
+    intervalMs: 50,
+    worker,
+    state: async () =>
+      `${compared.filter((p) => p.count.opened > 0).length} compared, ${all.open} connections open`,
+  });
+  const durationMs = performance.now() - started;
+  const opened = compared.map((p) => p.count.opened);
+  return {
+    servers: compared.length,
+    concurrency: RECONCILE_CONCURRENCY,
+    durationMs,
+    connectionsPerServer: [Math.min(...opened), Math.max(...opened)],
+    maxOpenPerServer: Math.max(...[...proxies.values()].map((p) => p.count.maxOpen)),
+    maxOpenTotal: all.maxOpen,
+    pass: {
+      ...latencyResult([], durationMs, 0),
+      requests: compared.length,
+      ok: compared.length,
+      throughput: compared.length / (durationMs / 1000),
+    },
+    raw: await rawPass(s, catalog, compared, RECONCILE_CONCURRENCY, RECONCILE_QUERIES),
+  };
+}
+
+/** What a pass asks of every server, made by hand: a fresh connection each, `concurrency` at once. */
+async function rawPass(
   s: Stack,
   catalog: pg.Client,
   proxies: TcpProxy[],
   concurrency: number,
+  queries: string[],
 ): Promise<LoadResult> {
   // Every server (simulated or not) carries the admin credentials of one of the real pools.
   const { rows } = await catalog.query<{
@@ -208,8 +304,7 @@ async function rawSweep(
         client.on('error', () => {});
         try {
           await client.connect();
-          await client.query('SELECT 1');
-          await client.query("SELECT count(*)::int FROM pg_database WHERE starts_with(datname, 'tdb_')");
+          for (const query of queries) await client.query(query);
           latencies.push(performance.now() - t0);
         } catch {
           failed++;

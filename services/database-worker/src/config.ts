@@ -114,6 +114,9 @@ export const WorkerConfig = z
       ),
     TENANTDB_CAPACITY_INTERVAL_MS: env.int(seconds(30), 1000),
     TENANTDB_RECONCILE_INTERVAL_MS: env.int(seconds(600), 1000),
+    TENANTDB_RECONCILE_CONCURRENCY: env
+      .int(8, 1, 1000)
+      .describe('servers reconcile compares with the catalog at once (one connection each, closed after)'),
     TENANTDB_CLEANUP_INTERVAL_MS: env.int(seconds(86_400), 1000),
     TENANTDB_SCHEDULE_CHECK_MS: env
       .int(seconds(60), 1000)

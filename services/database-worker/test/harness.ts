@@ -14,7 +14,13 @@ import { createDatabaseService } from '@tenantdb/database-service';
 import { loadConfig as loadServiceConfig } from '@tenantdb/database-service/config';
 import { createLogger } from '@tenantdb/observability';
 import { createLocalProvisioner, type Provisioner } from '@tenantdb/provisioners';
-import { captureLogs, cloneCatalog } from '@tenantdb/testkit';
+import {
+  type ConnectionCount,
+  captureLogs,
+  cloneCatalog,
+  startTcpProxy,
+  type TcpProxy,
+} from '@tenantdb/testkit';
 import pg from 'pg';
 import { expect, inject } from 'vitest';
 import { loadConfig as loadWorkerConfig } from '../src/config';
@@ -224,6 +230,69 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
 }
 
 export { canLogin } from '@tenantdb/testkit';
+
+export interface ProxiedServer {
+  id: string;
+  status: ServerStatus;
+  proxy: TcpProxy;
+}
+
+/**
+ * `count` catalog servers named `<prefix>-<i>`, each behind a TCP proxy of its own to the real
+ * server `pool` (its admin credentials too), taking `statuses` in turn. Every proxy counts the
+ * connections it carries, and into `all` as well; `latencyMs` each way per chunk makes work on
+ * them overlap. The caller closes the proxies.
+ */
+export async function addProxiedServers(
+  f: Fleet,
+  pool: DbServer,
+  opts: { prefix: string; count: number; statuses: ServerStatus[]; all: ConnectionCount; latencyMs?: number },
+): Promise<ProxiedServer[]> {
+  const servers: ProxiedServer[] = [];
+  for (let i = 0; i < opts.count; i++) {
+    const proxy = await startTcpProxy(
+      { host: pool.host!, port: pool.port! },
+      { latencyMs: opts.latencyMs ?? 0, shared: opts.all },
+    );
+    const status = opts.statuses[i % opts.statuses.length]!;
+    const { id } = await f.db
+      .insertInto('db_servers')
+      .values({
+        name: `${opts.prefix}-${i}`,
+        driver: 'external',
+        host: '127.0.0.1',
+        port: proxy.port,
+        server_type: 'shared',
+        max_instances: pool.max_instances,
+        admin_user: pool.admin_user,
+        admin_password_enc: pool.admin_password_enc,
+        admin_database: pool.admin_database,
+        status,
+        status_reason: status === 'error' ? 'set by the test' : null,
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    servers.push({ id, status, proxy });
+  }
+  return servers;
+}
+
+/** Runs reconcile once from now (its job id is single flight: a run under way is waited out first). */
+export async function runReconcile(f: Fleet): Promise<void> {
+  const maintenance = f.queues.queue('maintenance');
+  await waitFor(
+    async () => {
+      const counts = await maintenance.getJobCounts('active', 'waiting');
+      return counts.active! + counts.waiting! === 0;
+    },
+    30_000,
+    'no reconcile under way',
+  );
+  const runs = () => f.logs.lines.filter((l) => l.includes('"msg":"reconcile done"')).length;
+  const before = runs();
+  await f.queues.enqueue('reconcile', {});
+  await waitFor(async () => runs() > before, 60_000, 'reconcile to finish');
+}
 
 /** Runs SQL on a server as its admin. */
 export async function asAdmin<T extends pg.QueryResultRow>(

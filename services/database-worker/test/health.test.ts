@@ -3,12 +3,23 @@
 // drift between pg_database and the catalog (health checks) and between current_instances and the
 // rows holding a slot (reconcile) is a metric with series only for servers that drift; the sweep
 // has one schedule however many replicas run and restart; a sweep checks every server once, one
-// connection per server, never more than the configured total at once.
+// connection per server, never more than the configured total at once, and so does reconcile's
+// pass over the servers, leaving no connection open behind it.
 import type { ServerStatus } from '@tenantdb/catalog';
-import { ConnectionCount, startTcpProxy, type TcpProxy } from '@tenantdb/testkit';
+import { ConnectionCount, type TcpProxy } from '@tenantdb/testkit';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import { asAdmin, canLogin, type Fleet, newIds, sleep, startFleet, waitFor } from './harness';
+import {
+  addProxiedServers,
+  asAdmin,
+  canLogin,
+  type Fleet,
+  newIds,
+  runReconcile,
+  sleep,
+  startFleet,
+  waitFor,
+} from './harness';
 
 let fleet: Fleet | undefined;
 afterEach(async () => {
@@ -36,23 +47,6 @@ async function sweep(f: Fleet, serverId: string) {
     'a health check of the server',
   );
   return f.db.selectFrom('db_servers').selectAll().where('id', '=', serverId).executeTakeFirstOrThrow();
-}
-
-/** Runs reconcile once from now (its job id is single flight: a run under way is waited out first). */
-async function reconcile(f: Fleet) {
-  const maintenance = f.queues.queue('maintenance');
-  await waitFor(
-    async () => {
-      const counts = await maintenance.getJobCounts('active', 'waiting');
-      return counts.active! + counts.waiting! === 0;
-    },
-    30_000,
-    'no reconcile under way',
-  );
-  const runs = () => f.logs.lines.filter((l) => l.includes('"msg":"reconcile done"')).length;
-  const before = runs();
-  await f.queues.enqueue('reconcile', {});
-  await waitFor(async () => runs() > before, 60_000, 'reconcile to finish');
 }
 
 /** Each replica's tenantdb_catalog_drift series of one server, as { kind: value }. */
@@ -166,12 +160,12 @@ describe('tenantdb_catalog_drift', () => {
         .where('id', '=', pool!.id)
         .execute();
 
-    await reconcile(f);
+    await runReconcile(f);
     expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{}, {}]);
 
     // A slot taken by hand, with no allocation behind it.
     await bump(1);
-    await reconcile(f);
+    await runReconcile(f);
     expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{ slots: 1 }, { slots: 1 }]);
     expect(await driftOnEveryReplica(f, quiet.name)).toEqual([{}, {}]);
     expect(f.logs.lines.filter((l) => l.includes('"msg":"reconcile done"')).at(-1)).toContain(
@@ -179,17 +173,18 @@ describe('tenantdb_catalog_drift', () => {
     );
 
     await bump(-1);
-    await reconcile(f);
+    await runReconcile(f);
     expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{}, {}]);
   });
 });
 
-describe('the health sweep', () => {
-  const proxies: TcpProxy[] = [];
-  afterEach(async () => {
-    await Promise.all(proxies.splice(0).map((p) => p.close()));
-  });
+/** Proxies a test put in front of catalog servers. */
+const proxies: TcpProxy[] = [];
+afterEach(async () => {
+  await Promise.all(proxies.splice(0).map((p) => p.close()));
+});
 
+describe('the health sweep', () => {
   it('checks every server exactly once per sweep, one connection per server, never more than TENANTDB_HEALTH_CONCURRENCY in all', async () => {
     const total = 3;
     // Two replicas, each allowed `total` health jobs at once: only the fleet-wide bound keeps the
@@ -213,33 +208,14 @@ describe('the health sweep', () => {
       'decommissioned',
     ];
     const all = new ConnectionCount();
-    const servers: { id: string; status: ServerStatus; proxy: TcpProxy }[] = [];
-    for (let i = 0; i < 48; i++) {
-      const proxy = await startTcpProxy(
-        { host: pool!.host!, port: pool!.port! },
-        { latencyMs: 40, shared: all },
-      );
-      proxies.push(proxy);
-      const status = statuses[i % statuses.length]!;
-      const { id } = await f.db
-        .insertInto('db_servers')
-        .values({
-          name: `sweep-${i}`,
-          driver: 'external',
-          host: '127.0.0.1',
-          port: proxy.port,
-          server_type: 'shared',
-          max_instances: pool!.max_instances,
-          admin_user: pool!.admin_user,
-          admin_password_enc: pool!.admin_password_enc,
-          admin_database: pool!.admin_database,
-          status,
-          status_reason: status === 'error' ? 'set by the test' : null,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      servers.push({ id, status, proxy });
-    }
+    const servers = await addProxiedServers(f, pool!, {
+      prefix: 'sweep',
+      count: 48,
+      statuses,
+      all,
+      latencyMs: 40,
+    });
+    proxies.push(...servers.map((s) => s.proxy));
     const checked = servers.filter((s) => s.status !== 'provisioning' && s.status !== 'decommissioned');
 
     const sweepAndWait = async () => {
@@ -298,6 +274,43 @@ describe('the health sweep', () => {
       .limit(1)
       .execute();
     expect(audit?.details).toMatchObject({ servers: checked.length + 1, concurrency: total });
+  });
+});
+
+describe('the reconcile pass', () => {
+  it('compares every live server once, one connection each closed after, TENANTDB_RECONCILE_CONCURRENCY at once', async () => {
+    const atOnce = 3;
+    fleet = await startFleet({ replicas: 1, env: { TENANTDB_RECONCILE_CONCURRENCY: String(atOnce) } });
+    const f = fleet;
+    await f.queues.enqueue('grow-shared-capacity', { reason: 'test' });
+    await f.waitForServer((servers) => servers.some((s) => s.status === 'active'));
+    const [pool] = await f.servers('active');
+    // No tenant database on the real pool: through rows that hold none, reconcile would take it
+    // for an orphan. Provisioning rows are left out (reconcile would queue their provisioning).
+    const all = new ConnectionCount();
+    const servers = await addProxiedServers(f, pool!, {
+      prefix: 'reconcile',
+      count: 28,
+      statuses: ['active', 'full', 'error', 'cordoned', 'draining', 'maintenance', 'decommissioned'],
+      all,
+      latencyMs: 40,
+    });
+    proxies.push(...servers.map((s) => s.proxy));
+    const live = new Set<ServerStatus>(['active', 'full', 'cordoned', 'draining', 'maintenance']);
+
+    await runReconcile(f); // whatever ran at start is over, its connections closed
+    all.reset();
+    for (const s of servers) s.proxy.count.reset();
+    await runReconcile(f);
+
+    for (const s of servers) {
+      expect(s.proxy.count.opened, `connections to a ${s.status} server`).toBe(live.has(s.status) ? 1 : 0);
+      expect(s.proxy.count.maxOpen).toBeLessThanOrEqual(1);
+    }
+    expect(all.maxOpen, 'connections open at once in all').toBeLessThanOrEqual(atOnce);
+    expect(all.maxOpen, 'servers compared side by side').toBeGreaterThanOrEqual(2);
+    // Nothing left idle on every server it visited (a pooled connection would stay for 30 s).
+    await waitFor(async () => all.open === 0, 5_000, 'every connection of the pass to close');
   });
 });
 

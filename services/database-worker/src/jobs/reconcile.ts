@@ -47,6 +47,31 @@ async function recordSlotDrift(db: CatalogDb): Promise<number> {
   return rows[0]!.drifted;
 }
 
+/**
+ * Runs `fn` on every item, `limit` at a time. After a failure no further item is started; the ones
+ * under way finish, then the first error is thrown.
+ */
+async function eachAtMost<T>(
+  limit: number,
+  items: readonly T[],
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const runner = async () => {
+    while (!failure && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, runner));
+  if (failure) throw failure.error;
+}
+
 export function reconcile(deps: WorkerDeps) {
   const { db, servers, connections, queues, drivers, audit, config } = deps;
   const staleBefore = () => new Date(Date.now() - config.TENANTDB_STALE_ALLOCATION_MS);
@@ -89,9 +114,12 @@ export function reconcile(deps: WorkerDeps) {
     return removed;
   }
 
-  /** Databases and roles with the tenant prefix that no catalog row accounts for. */
+  /**
+   * Databases and roles with the tenant prefix that no catalog row accounts for. One connection of
+   * its own, closed at the end: a pass over the fleet leaves no idle connection to every server.
+   */
   async function orphanDatabases(server: DbServer, log: JobContext['log']): Promise<number> {
-    return connections.withClient(server, async (client) => {
+    return connections.withOwnClient(server, async (client) => {
       // The server is listed before the catalog is read: every row is written before the SQL
       // that makes its database, so whatever is on the server by now has its row in the catalog.
       const dbsOnServer = (
@@ -209,13 +237,14 @@ export function reconcile(deps: WorkerDeps) {
       .selectAll()
       .where('status', 'in', LIVE_ON_SERVER)
       .execute();
-    for (const server of live) {
+    await eachAtMost(config.TENANTDB_RECONCILE_CONCURRENCY, live, async (server) => {
       try {
-        databases += await orphanDatabases(server, log);
+        const dropped = await orphanDatabases(server, log);
+        databases += dropped;
       } catch (err) {
         if (!(err instanceof PoolServerUnavailableError)) throw err;
       }
-    }
+    });
     // Lost enqueues: provisioning rows get their (idempotent) job again.
     const starting = await db
       .selectFrom('db_servers')
