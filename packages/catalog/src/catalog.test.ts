@@ -3,7 +3,7 @@
 // the reservation reads pools from the placement index in order instead of sorting every
 // placeable pool (the plan is asserted, not a time).
 
-import { cloneCatalog } from '@tenantdb/testkit';
+import { cloneCatalog, planNodes, planOf } from '@tenantdb/testkit';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type CatalogDb, createCatalogDb } from './db';
@@ -86,30 +86,13 @@ describe('database-service catalog', () => {
         },
         { strategy, skipLocked: true },
       ).compile(db);
-      // EXPLAIN without ANALYZE plans the statement and runs none of it.
-      const { rows } = await db.executeQuery<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>({
-        ...statement,
-        sql: `EXPLAIN (FORMAT JSON) ${statement.sql}`,
-      });
-      const plan = rows[0]!['QUERY PLAN'][0].Plan;
-      const nodes = flatten(plan);
+      const nodes = await planOf(db, statement);
       expect(nodes.some((n) => n['Index Name'] === `db_servers_placement_${strategy}`)).toBe(true);
       const sortsOfServers = nodes.filter(
-        (n) => n['Node Type'] === 'Sort' && flatten(n).some((c) => c['Relation Name'] === 'db_servers'),
+        (n) => n['Node Type'] === 'Sort' && planNodes(n).some((c) => c['Relation Name'] === 'db_servers'),
       );
       expect(sortsOfServers).toEqual([]);
       await sql`DELETE FROM db_servers WHERE name LIKE 'scale-%'`.execute(db);
     },
   );
 });
-
-interface PlanNode {
-  'Node Type': string;
-  'Relation Name'?: string;
-  'Index Name'?: string;
-  Plans?: PlanNode[];
-}
-
-function flatten(node: PlanNode): PlanNode[] {
-  return [node, ...(node.Plans ?? []).flatMap(flatten)];
-}

@@ -1,6 +1,7 @@
 export * from './callback-receiver';
 export * from './catalog';
 export * from './logs';
+export * from './plans';
 export * from './ports';
 export * from './postgres';
 export * from './redis';

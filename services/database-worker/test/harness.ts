@@ -231,6 +231,13 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
 
 export { canLogin } from '@tenantdb/testkit';
 
+/** A shared pool grown by the fleet's own planner, once it is active. */
+export async function activePool(f: Fleet): Promise<DbServer> {
+  await f.queues.enqueue('grow-shared-capacity', { reason: 'test' });
+  await f.waitForServer((servers) => servers.some((s) => s.status === 'active'));
+  return (await f.servers('active'))[0]!;
+}
+
 export interface ProxiedServer {
   id: string;
   status: ServerStatus;

@@ -10,6 +10,7 @@ import { ConnectionCount, type TcpProxy } from '@tenantdb/testkit';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  activePool,
   addProxiedServers,
   asAdmin,
   canLogin,
@@ -71,34 +72,32 @@ describe('health checks', () => {
   it('degraded, degraded, unhealthy + error while stopped; never placed on; recovers when started', async () => {
     fleet = await startFleet({ replicas: 2 });
     const f = fleet;
-    await f.queues.enqueue('grow-shared-capacity', { reason: 'test' });
-    await f.waitForServer((servers) => servers.some((s) => s.status === 'active'));
-    const [pool] = await f.servers('active');
+    const pool = await activePool(f);
     const tenant = await f.api('POST', '/api/database/allocate', newIds());
     expect(tenant.status).toBe(200);
 
-    await f.local.stop(pool!.orchestrator_ref!);
+    await f.local.stop(pool.orchestrator_ref!);
     const seen: [string, string, number][] = [];
     for (let i = 0; i < 3; i++) {
-      const row = await sweep(f, pool!.id);
+      const row = await sweep(f, pool.id);
       seen.push([row.status, row.health_status, row.health_failures]);
       // Not placed on while it fails: the request lands elsewhere or waits for new capacity.
       const res = await f.api('POST', '/api/database/allocate', newIds());
       expect([200, 202]).toContain(res.status);
-      if (res.status === 200) expect(res.body.db_server_id).not.toBe(pool!.id);
+      if (res.status === 200) expect(res.body.db_server_id).not.toBe(pool.id);
     }
     expect(seen).toEqual([
       ['active', 'degraded', 1],
       ['active', 'degraded', 2],
       ['error', 'unhealthy', 3],
     ]);
-    const failed = (await f.servers()).find((s) => s.id === pool!.id)!;
+    const failed = (await f.servers()).find((s) => s.id === pool.id)!;
     expect(failed.status_reason).toMatch(/health check failed 3 times/);
     expect(failed.current_instances).toBe(1);
 
     // Errored servers are checked too, and come back.
-    await f.local.start(pool!.orchestrator_ref!);
-    const recovered = await sweep(f, pool!.id);
+    await f.local.start(pool.orchestrator_ref!);
+    const recovered = await sweep(f, pool.id);
     expect([recovered.status, recovered.health_status, recovered.health_failures]).toEqual([
       'active',
       'healthy',
@@ -112,33 +111,29 @@ describe('tenantdb_catalog_drift', () => {
   it('has a series for a server whose databases drift, the same on every replica, and none once it is back in step', async () => {
     fleet = await startFleet({ replicas: 2 });
     const f = fleet;
-    await f.queues.enqueue('grow-shared-capacity', { reason: 'test' });
-    await f.waitForServer((servers) => servers.some((s) => s.status === 'active'));
-    const [pool] = await f.servers('active');
+    const pool = await activePool(f);
     expect(await f.api('POST', '/api/database/allocate', newIds())).toMatchObject({ status: 200 });
 
     // Checked and in step: no series at all (not a 0).
-    expect((await sweep(f, pool!.id)).database_drift).toBe(0);
-    expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{}, {}]);
+    expect((await sweep(f, pool.id)).database_drift).toBe(0);
+    expect(await driftOnEveryReplica(f, pool.name)).toEqual([{}, {}]);
 
-    await asAdmin(f, pool!, 'CREATE DATABASE tdb_stray_one');
-    await asAdmin(f, pool!, 'CREATE DATABASE tdb_stray_two');
-    await sweep(f, pool!.id);
-    expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{ databases: 2 }, { databases: 2 }]);
+    await asAdmin(f, pool, 'CREATE DATABASE tdb_stray_one');
+    await asAdmin(f, pool, 'CREATE DATABASE tdb_stray_two');
+    await sweep(f, pool.id);
+    expect(await driftOnEveryReplica(f, pool.name)).toEqual([{ databases: 2 }, { databases: 2 }]);
 
     // Repaired (here by hand): the next check finds it in step and the series goes.
-    await asAdmin(f, pool!, 'DROP DATABASE tdb_stray_one');
-    await asAdmin(f, pool!, 'DROP DATABASE tdb_stray_two');
-    await sweep(f, pool!.id);
-    expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{}, {}]);
+    await asAdmin(f, pool, 'DROP DATABASE tdb_stray_one');
+    await asAdmin(f, pool, 'DROP DATABASE tdb_stray_two');
+    await sweep(f, pool.id);
+    expect(await driftOnEveryReplica(f, pool.name)).toEqual([{}, {}]);
   });
 
   it('has a series for a server whose slots drift once reconcile measured it, only for that server, and none once it is repaired', async () => {
     fleet = await startFleet({ replicas: 2 });
     const f = fleet;
-    await f.queues.enqueue('grow-shared-capacity', { reason: 'test' });
-    await f.waitForServer((servers) => servers.some((s) => s.status === 'active'));
-    const [pool] = await f.servers('active');
+    const pool = await activePool(f);
     expect(await f.api('POST', '/api/database/allocate', newIds())).toMatchObject({ status: 200 });
     // A second server, in step (no slot held, no row), that reconcile measures too.
     const quiet = await f.db
@@ -157,16 +152,16 @@ describe('tenantdb_catalog_drift', () => {
       f.db
         .updateTable('db_servers')
         .set({ current_instances: sql`current_instances + ${by}` })
-        .where('id', '=', pool!.id)
+        .where('id', '=', pool.id)
         .execute();
 
     await runReconcile(f);
-    expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{}, {}]);
+    expect(await driftOnEveryReplica(f, pool.name)).toEqual([{}, {}]);
 
     // A slot taken by hand, with no allocation behind it.
     await bump(1);
     await runReconcile(f);
-    expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{ slots: 1 }, { slots: 1 }]);
+    expect(await driftOnEveryReplica(f, pool.name)).toEqual([{ slots: 1 }, { slots: 1 }]);
     expect(await driftOnEveryReplica(f, quiet.name)).toEqual([{}, {}]);
     expect(f.logs.lines.filter((l) => l.includes('"msg":"reconcile done"')).at(-1)).toContain(
       '"slot_drift":1',
@@ -174,7 +169,7 @@ describe('tenantdb_catalog_drift', () => {
 
     await bump(-1);
     await runReconcile(f);
-    expect(await driftOnEveryReplica(f, pool!.name)).toEqual([{}, {}]);
+    expect(await driftOnEveryReplica(f, pool.name)).toEqual([{}, {}]);
   });
 });
 
@@ -191,9 +186,7 @@ describe('the health sweep', () => {
     // sum at `total` (without it, up to 6 checks run at once).
     fleet = await startFleet({ replicas: 2, env: { TENANTDB_HEALTH_CONCURRENCY: String(total) } });
     const f = fleet;
-    await f.queues.enqueue('grow-shared-capacity', { reason: 'test' });
-    await f.waitForServer((servers) => servers.some((s) => s.status === 'active'));
-    const [pool] = await f.servers('active');
+    const pool = await activePool(f);
 
     // 48 catalog servers, each behind its own proxy to the real pool (40 ms each way per chunk,
     // so checks overlap), in every status; provisioning and decommissioned ones are not checked.
@@ -208,7 +201,7 @@ describe('the health sweep', () => {
       'decommissioned',
     ];
     const all = new ConnectionCount();
-    const servers = await addProxiedServers(f, pool!, {
+    const servers = await addProxiedServers(f, pool, {
       prefix: 'sweep',
       count: 48,
       statuses,
@@ -282,13 +275,11 @@ describe('the reconcile pass', () => {
     const atOnce = 3;
     fleet = await startFleet({ replicas: 1, env: { TENANTDB_RECONCILE_CONCURRENCY: String(atOnce) } });
     const f = fleet;
-    await f.queues.enqueue('grow-shared-capacity', { reason: 'test' });
-    await f.waitForServer((servers) => servers.some((s) => s.status === 'active'));
-    const [pool] = await f.servers('active');
+    const pool = await activePool(f);
     // No tenant database on the real pool: through rows that hold none, reconcile would take it
     // for an orphan. Provisioning rows are left out (reconcile would queue their provisioning).
     const all = new ConnectionCount();
-    const servers = await addProxiedServers(f, pool!, {
+    const servers = await addProxiedServers(f, pool, {
       prefix: 'reconcile',
       count: 28,
       statuses: ['active', 'full', 'error', 'cordoned', 'draining', 'maintenance', 'decommissioned'],

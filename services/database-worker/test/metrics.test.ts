@@ -3,8 +3,8 @@
 // from theirs, so neither cost follows the fleet or the tenant history (plans are asserted, not
 // times). The drift series themselves are in health.test.ts.
 import { type CatalogDb, createCatalogDb } from '@tenantdb/catalog';
-import { cloneCatalog } from '@tenantdb/testkit';
-import { type RawBuilder, sql } from 'kysely';
+import { cloneCatalog, planOf } from '@tenantdb/testkit';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { driftedServers, warmReady } from '../src/metrics';
 
@@ -18,27 +18,6 @@ afterAll(async () => {
   await db?.destroy();
   await catalog?.drop();
 });
-
-interface PlanNode {
-  'Node Type': string;
-  'Relation Name'?: string;
-  'Index Name'?: string;
-  Plans?: PlanNode[];
-}
-
-function flatten(node: PlanNode): PlanNode[] {
-  return [node, ...(node.Plans ?? []).flatMap(flatten)];
-}
-
-/** Every node of the statement's plan. EXPLAIN without ANALYZE plans it and runs none of it. */
-async function planOf(query: RawBuilder<unknown>): Promise<PlanNode[]> {
-  const statement = query.compile(db);
-  const plan = await db.executeQuery<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>({
-    ...statement,
-    sql: `EXPLAIN (FORMAT JSON) ${statement.sql}`,
-  });
-  return flatten(plan.rows[0]!['QUERY PLAN'][0].Plan);
-}
 
 it('on 5,000 servers, a scrape reads the drifted servers from their index and no tenant row', async () => {
   // Every checked server in step (database_drift 0, as health checks leave it), one in twenty never
@@ -61,7 +40,7 @@ it('on 5,000 servers, a scrape reads the drifted servers from their index and no
     { name: 'scale-8', databases: 0, slots: -1 },
   ]);
 
-  const nodes = await planOf(driftedServers);
+  const nodes = await planOf(db, driftedServers.compile(db));
   expect(nodes.some((n) => n['Index Name'] === 'db_servers_drifted')).toBe(true);
   expect(nodes.filter((n) => n['Relation Name'] && n['Relation Name'] !== 'db_servers')).toEqual([]);
   expect(nodes.filter((n) => n['Node Type'] === 'Seq Scan')).toEqual([]);
@@ -83,7 +62,7 @@ it('among 20,000 tenant rows, a scrape counts the warm ones from their index, no
   await sql`ANALYZE tenant_databases`.execute(db);
 
   expect((await warmReady.execute(db)).rows).toEqual([{ n: 3 }]);
-  const nodes = await planOf(warmReady);
+  const nodes = await planOf(db, warmReady.compile(db));
   expect(nodes.some((n) => n['Index Name'] === 'tenant_databases_warm_ready')).toBe(true);
   expect(nodes.filter((n) => n['Node Type'] === 'Seq Scan')).toEqual([]);
 });

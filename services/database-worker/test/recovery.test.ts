@@ -5,7 +5,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startRedis } from '@tenantdb/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { asAdmin, canLogin, type Fleet, newIds, startFleet, waitFor } from './harness';
+import { activePool, asAdmin, canLogin, type Fleet, newIds, startFleet, waitFor } from './harness';
 
 let fleet: Fleet | undefined;
 afterEach(async () => {
@@ -24,12 +24,6 @@ async function postmastersUnder(root: string): Promise<number> {
     if (d >= 0 && args[d + 1]?.startsWith(`${root}/`)) n++;
   }
   return n;
-}
-
-async function activePool(f: Fleet) {
-  await f.queues.enqueue('grow-shared-capacity', { reason: 'test' });
-  await f.waitForServer((servers) => servers.some((s) => s.status === 'active'));
-  return (await f.servers('active'))[0]!;
 }
 
 describe('a worker killed mid-job', () => {
