@@ -71,13 +71,22 @@ export async function startTcpProxy(
     from.on('close', () => setTimeout(() => to.destroy(), Math.max(0, last - Date.now())));
   };
   const server = createServer((client) => {
-    // Counted from accept to the client's socket closing: what the server's side sees as open.
+    // Counted from accept until the client is done with it: its end (it has sent all it will; what
+    // the proxy still relays back does not keep the client's connection in hand) or its close. Not
+    // later: a client that closes one connection and at once opens the next, as a bounded pass
+    // does, would otherwise be seen holding both, since 'close' is emitted a loop phase after the
+    // next connection's accept.
     count.connected();
     opts.shared?.connected();
-    client.on('close', () => {
+    let done = false;
+    const finished = () => {
+      if (done) return;
+      done = true;
       count.closed();
       opts.shared?.closed();
-    });
+    };
+    client.on('end', finished);
+    client.on('close', finished);
     const upstream = connect(target.port, target.host);
     for (const s of [client, upstream]) {
       sockets.add(s);
