@@ -71,11 +71,11 @@ export async function startTcpProxy(
     from.on('close', () => setTimeout(() => to.destroy(), Math.max(0, last - Date.now())));
   };
   const server = createServer((client) => {
-    // Counted from accept until the client is done with it: its end (it has sent all it will; what
-    // the proxy still relays back does not keep the client's connection in hand) or its close. Not
-    // later: a client that closes one connection and at once opens the next, as a bounded pass
-    // does, would otherwise be seen holding both, since 'close' is emitted a loop phase after the
-    // next connection's accept.
+    // Counted from accept until either side ends it. Not until the client's socket closes: a client
+    // in another process that closes one connection and at once opens the next, as a bounded pass
+    // does, could be seen holding both. The proxy relays the server's end to the client, and the
+    // client's close waits for it, so counting off at the server's end (or the client's, whichever
+    // comes first) happens before the client can open its next connection.
     count.connected();
     opts.shared?.connected();
     let done = false;
@@ -85,12 +85,14 @@ export async function startTcpProxy(
       count.closed();
       opts.shared?.closed();
     };
-    client.on('end', finished);
-    client.on('close', finished);
     const upstream = connect(target.port, target.host);
     for (const s of [client, upstream]) {
       sockets.add(s);
-      s.on('close', () => sockets.delete(s));
+      s.on('end', finished);
+      s.on('close', () => {
+        sockets.delete(s);
+        finished();
+      });
     }
     pipe(client, upstream);
     pipe(upstream, client);
