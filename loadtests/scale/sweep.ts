@@ -18,7 +18,7 @@ import { type FleetSize, seedFleet } from './seed';
 const CHECKED = ['active', 'full', 'error', 'cordoned', 'draining', 'maintenance'];
 /** Statuses reconcile compares with the catalog (services/database-worker/src/jobs/reconcile.ts). */
 const RECONCILED = ['active', 'full', 'cordoned', 'draining', 'maintenance'];
-/** TENANTDB_RECONCILE_CONCURRENCY's default, which the replicas run with. */
+/** TENANTDB_RECONCILE_CONCURRENCY of every replica (its default). */
 const RECONCILE_CONCURRENCY = 8;
 /** A health check's queries, as the raw baseline makes them (packages/pool-server/src/health.ts). */
 const CHECK_QUERIES = [
@@ -121,6 +121,7 @@ export async function measureSweep(
       workers.push(
         await s.startWorker({
           TENANTDB_HEALTH_CONCURRENCY: String(settings.concurrency),
+          TENANTDB_RECONCILE_CONCURRENCY: String(RECONCILE_CONCURRENCY),
           TENANTDB_HEALTH_INTERVAL_MS: hour,
           TENANTDB_CAPACITY_INTERVAL_MS: hour,
           TENANTDB_RECONCILE_INTERVAL_MS: hour,
