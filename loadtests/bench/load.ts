@@ -85,7 +85,7 @@ async function phase(
 }
 
 /** Outcomes and latencies of one measured phase, and the LoadResult they make. */
-class Tally {
+export class Tally {
   private readonly latencies: number[] = [];
   private readonly errorCounts = new Map<string, number>();
   private completed = 0;

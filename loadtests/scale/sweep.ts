@@ -10,7 +10,7 @@ import pg from 'pg';
 const { Client } = pg;
 
 import { waitFor } from '../bench/catalog';
-import { type LoadResult, summarize } from '../bench/load';
+import { closedLoop, fail, type LoadResult, OK, Tally } from '../bench/load';
 import type { Stack, WorkerProcess } from '../bench/stack';
 import { type FleetSize, seedFleet } from './seed';
 
@@ -188,7 +188,7 @@ export async function measureSweep(
       maxOpenPerServer: Math.max(...[...proxies.values()].map((p) => p.count.maxOpen)),
       maxOpenTotal: all.maxOpen,
       failed: r.failed,
-      checks: latencyResult(r.latencies, durationMs, r.failed),
+      checks: checksOf(r.latencies, r.failed, durationMs),
       settleMs,
       raw: await rawPass(s, catalog, [...proxies.values()], settings.concurrency, CHECK_QUERIES),
       reconcile: await measureReconcile(s, catalog, proxies, all, settings.timeoutMs, workers[0]!),
@@ -261,12 +261,7 @@ async function measureReconcile(
     connectionsPerServer: [Math.min(...opened), Math.max(...opened)],
     maxOpenPerServer: Math.max(...[...proxies.values()].map((p) => p.count.maxOpen)),
     maxOpenTotal: all.maxOpen,
-    pass: {
-      ...latencyResult([], durationMs, 0),
-      requests: compared.length,
-      ok: compared.length,
-      throughput: compared.length / (durationMs / 1000),
-    },
+    pass: passOf(compared.length, durationMs),
     raw: await rawPass(s, catalog, compared, RECONCILE_CONCURRENCY, RECONCILE_QUERIES),
   };
 }
@@ -287,35 +282,24 @@ async function rawPass(
   }>('SELECT admin_user, admin_password_enc, admin_database FROM db_servers WHERE id = $1', [s.pools[0]!.id]);
   const admin = rows[0]!;
   const password = s.secrets.decrypt(admin.admin_password_enc);
-  const latencies: number[] = [];
-  let failed = 0;
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      for (let i = next++; i < proxies.length; i = next++) {
-        const t0 = performance.now();
-        const client = new Client({
-          host: '127.0.0.1',
-          port: proxies[i]!.port,
-          user: admin.admin_user,
-          password,
-          database: admin.admin_database,
-        });
-        client.on('error', () => {});
-        try {
-          await client.connect();
-          for (const query of queries) await client.query(query);
-          latencies.push(performance.now() - t0);
-        } catch {
-          failed++;
-        } finally {
-          await client.end().catch(() => {});
-        }
-      }
-    }),
-  );
-  return latencyResult(latencies, performance.now() - started, failed);
+  // One request per server; the duration only bounds a pass that would otherwise never end.
+  return closedLoop({ concurrency, durationMs: 10 * 60_000, maxRequests: proxies.length }, async (_w, i) => {
+    const client = new Client({
+      host: '127.0.0.1',
+      port: proxies[i]!.port,
+      user: admin.admin_user,
+      password,
+      database: admin.admin_database,
+    });
+    client.on('error', () => {});
+    try {
+      await client.connect();
+      for (const query of queries) await client.query(query);
+      return OK; // a throw is counted as an error by the loop
+    } finally {
+      await client.end().catch(() => {});
+    }
+  });
 }
 
 async function checkedSince(catalog: pg.Client, since: Date): Promise<number> {
@@ -338,16 +322,17 @@ async function busyQueues(s: Stack): Promise<string[]> {
   return busy;
 }
 
-/** The per-check latencies as a LoadResult, for the report's table. */
-function latencyResult(latencies: number[], durationMs: number, failed: number): LoadResult {
-  return {
-    requests: latencies.length,
-    ok: latencies.length - failed,
-    accepted: 0,
-    errors: failed,
-    errorSamples: [],
-    elapsedMs: durationMs,
-    throughput: latencies.length / (durationMs / 1000),
-    latency: summarize(latencies),
-  };
+/** The checks the workers recorded as a LoadResult, for the report's table: a failed one has no latency. */
+function checksOf(latencies: number[], failed: number, durationMs: number): LoadResult {
+  const tally = new Tally();
+  for (const ms of latencies) tally.record(OK, ms);
+  for (let i = 0; i < failed; i++) tally.record(fail('health check failed'));
+  return tally.result(durationMs);
+}
+
+/** A pass over `servers` as a LoadResult: servers per second, no per-server latency. */
+function passOf(servers: number, durationMs: number): LoadResult {
+  const tally = new Tally();
+  for (let i = 0; i < servers; i++) tally.record(OK);
+  return tally.result(durationMs);
 }
