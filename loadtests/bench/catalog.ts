@@ -7,7 +7,7 @@ import { connectPg } from './pg';
 import type { Stack, WorkerProcess } from './stack';
 import { tail } from './stack';
 
-export function connectCatalog(stack: Stack): Promise<pg.Client> {
+export function connectCatalog(stack: Pick<Stack, 'catalogUrl'>): Promise<pg.Client> {
   return connectPg({ connectionString: stack.catalogUrl, options: `-c search_path=${CATALOG_SCHEMA}` });
 }
 

@@ -50,18 +50,76 @@ export interface LoadResult {
 export async function closedLoop(plan: LoadPlan, op: Operation): Promise<LoadResult> {
   let seq = 0;
   const next = () => seq++;
-  if (plan.warmupMs) await phase(plan.concurrency, plan.warmupMs, undefined, op, next);
-  return phase(plan.concurrency, plan.durationMs, plan.maxRequests, op, next);
+  if (plan.warmupMs) await phase(plan.concurrency, plan.warmupMs, undefined, op, next, new Tally());
+  const tally = new Tally();
+  return tally.result(await phase(plan.concurrency, plan.durationMs, plan.maxRequests, op, next, tally));
 }
 
+export interface AlternatingPlan {
+  concurrency: number;
+  /** Measured blocks per side; each block is a closed loop that ends when its count or time is up. */
+  blocks: number;
+  block: { durationMs: number; maxRequests?: number };
+  /** Unrecorded, once per side before its first block. */
+  warmup?: { durationMs: number; maxRequests?: number };
+}
+
+/**
+ * Closed loops over two or more sides (the same request against different systems) in alternating
+ * blocks — A B, B A, A B, … — so that whatever drifts on the machine over the run (disk speed,
+ * other work) falls on every side alike instead of on whichever ran last. Each side's blocks are
+ * tallied together: its requests, and its elapsed time summed over its own blocks. `seq` counts per
+ * side across its blocks (warm-up first), so an operation can still pick a distinct input per request.
+ */
+export async function alternating<K extends string>(
+  plan: AlternatingPlan,
+  sides: Record<K, Operation>,
+): Promise<Record<K, AlternatedResult>> {
+  const keys = Object.keys(sides) as K[];
+  const state = new Map(
+    keys.map((k) => {
+      let seq = 0;
+      const side = { tally: new Tally(), elapsedMs: 0, next: () => seq++, blocks: [] as LoadResult[] };
+      return [k, side];
+    }),
+  );
+  for (let b = 0; b < plan.blocks; b++) {
+    for (const k of b % 2 === 0 ? keys : [...keys].reverse()) {
+      const side = state.get(k)!;
+      if (plan.warmup && side.blocks.length === 0) {
+        const { durationMs, maxRequests } = plan.warmup;
+        await phase(plan.concurrency, durationMs, maxRequests, sides[k], side.next, new Tally());
+      }
+      const { durationMs, maxRequests } = plan.block;
+      const block = new Tally();
+      const elapsedMs = await phase(plan.concurrency, durationMs, maxRequests, sides[k], side.next, block);
+      side.tally.absorb(block);
+      side.elapsedMs += elapsedMs;
+      side.blocks.push(block.result(elapsedMs));
+    }
+  }
+  return Object.fromEntries(
+    keys.map((k) => {
+      const side = state.get(k)!;
+      return [k, { ...side.tally.result(side.elapsedMs), blocks: side.blocks }];
+    }),
+  ) as Record<K, AlternatedResult>;
+}
+
+/** A side of an alternating run: its blocks together, and each block on its own (in run order). */
+export interface AlternatedResult extends LoadResult {
+  blocks: LoadResult[];
+}
+
+/** One closed loop into `tally`; resolves to its elapsed time. */
 async function phase(
   concurrency: number,
   durationMs: number,
   maxRequests: number | undefined,
   op: Operation,
   next: () => number,
-): Promise<LoadResult> {
-  const tally = new Tally();
+  tally: Tally,
+): Promise<number> {
   let started = 0;
   const t0 = performance.now();
   const deadline = t0 + durationMs;
@@ -81,7 +139,7 @@ async function phase(
     }
   };
   await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
-  return tally.result(performance.now() - t0);
+  return performance.now() - t0;
 }
 
 /** Outcomes and latencies of one measured phase, and the LoadResult they make. */
@@ -103,6 +161,17 @@ export class Tally {
       this.errors++;
       this.errorCounts.set(outcome.detail, (this.errorCounts.get(outcome.detail) ?? 0) + 1);
     }
+  }
+
+  /** Adds another tally's outcomes and latencies to this one. */
+  absorb(other: Tally): void {
+    for (const ms of other.latencies) this.latencies.push(ms);
+    for (const [detail, n] of other.errorCounts)
+      this.errorCounts.set(detail, (this.errorCounts.get(detail) ?? 0) + n);
+    this.completed += other.completed;
+    this.ok += other.ok;
+    this.accepted += other.accepted;
+    this.errors += other.errors;
   }
 
   result(elapsedMs: number): LoadResult {

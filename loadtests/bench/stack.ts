@@ -55,15 +55,13 @@ export interface WorkerProcess {
   stop(): Promise<void>;
 }
 
-export interface Stack {
-  dir: string;
-  catalog: RunningPostgres;
+/** A catalog database and the database-service process that serves it, the real pools registered. */
+export interface CatalogService {
   /** The service's catalog database. */
   catalogUrl: string;
-  redis: RunningRedis;
+  /** The real pool servers, with the ids of their rows in this catalog. */
   pools: PoolServer[];
   serviceUrl: string;
-  serviceEnv: Readonly<Record<string, string>>;
   /** Allocate-scoped client used by the scenarios. */
   api: ApiClient;
   adminToken: string;
@@ -72,6 +70,20 @@ export interface Stack {
   /** Whether the service process is still alive (it must be, until teardown). */
   serviceAlive(): boolean;
   servicePid: number;
+}
+
+export interface Stack extends CatalogService {
+  dir: string;
+  catalog: RunningPostgres;
+  redis: RunningRedis;
+  serviceEnv: Readonly<Record<string, string>>;
+  /**
+   * Another catalog database on the same catalog Postgres (`database`, lower-case letters and _),
+   * migrated, served by a database-service process of its own with the same settings and its own
+   * queue prefix, the real pool servers registered through it: two catalogs measured side by side.
+   * `stop` ends the process early; teardown stops it otherwise.
+   */
+  startCatalogService(database: string): Promise<CatalogService & { stop(): Promise<void> }>;
   /** The service's secret box (same keys): decrypts what the catalog stores, e.g. admin passwords. */
   secrets: SecretBox;
   /** A producer on the service's queues (same Redis and prefix), for jobs the bench enqueues. */
@@ -217,21 +229,10 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
     () => void redis.stop(),
   );
 
-  log('migrating the catalog');
-  await adminQuery(catalog.url(), 'CREATE DATABASE tenantdb');
-  const catalogUrl = withDatabase(catalog.url(), 'tenantdb');
-  const migrator = createCatalogDb({ url: catalogUrl, poolSize: 1 });
-  try {
-    await migrateToLatest(migrator);
-  } finally {
-    await migrator.destroy();
-  }
-
   const adminToken = `adm_${randomBytes(24).toString('hex')}`;
   const allocateToken = `alc_${randomBytes(24).toString('hex')}`;
   const encryptionKey = randomBytes(32);
   const serviceEnv: Record<string, string> = {
-    DATABASE_URL: catalogUrl,
     REDIS_URL: redis.url,
     DATABASE_SERVICE_HOST: '127.0.0.1',
     DATABASE_SERVICE_PORT: '0',
@@ -245,23 +246,76 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
     ...opts.serviceEnv,
   };
 
-  log('starting database-service');
-  const serviceLogFile = join(dir, 'database-service.log');
-  const { child, address } = await startService(serviceEnv, serviceLogFile);
-  let alive = true;
-  child.once('exit', () => {
-    alive = false;
-  });
-  teardown.add(
-    'database-service',
-    () => stopService(child),
-    () => {
+  /** Creates and migrates `database`, starts a database-service on it and registers the pools. */
+  const serveCatalog = async (
+    database: string,
+    env: Record<string, string>,
+  ): Promise<CatalogService & { stop(): Promise<void> }> => {
+    if (!/^[a-z_]+$/.test(database)) throw new Error(`bad catalog database name ${database}`);
+    log(`migrating catalog ${database}`);
+    await adminQuery(catalog.url(), `CREATE DATABASE ${database}`);
+    const catalogUrl = withDatabase(catalog.url(), database);
+    const migrator = createCatalogDb({ url: catalogUrl, poolSize: 1 });
+    try {
+      await migrateToLatest(migrator);
+    } finally {
+      await migrator.destroy();
+    }
+    log(`starting database-service on ${database}`);
+    const serviceLogFile = join(dir, `database-service-${database}.log`);
+    const { child, address } = await startService(
+      { ...serviceEnv, DATABASE_URL: catalogUrl, ...env },
+      serviceLogFile,
+    );
+    let alive = true;
+    child.once('exit', () => {
+      alive = false;
+    });
+    let stopping: Promise<void> | undefined;
+    const stop = () => {
+      stopping ??= stopService(child);
+      return stopping;
+    };
+    teardown.add(`database-service on ${database}`, stop, () => {
       if (child.exitCode === null) child.kill('SIGKILL');
-    },
-  );
+    });
+    const api = new ApiClient(address, allocateToken, opts.clientConnections);
+    teardown.add(`api client of ${database}`, () => api.close());
 
-  const api = new ApiClient(address, allocateToken, opts.clientConnections);
-  teardown.add('api client', () => api.close());
+    const pools: PoolServer[] = [];
+    for (const [i, pg] of poolPgs.entries()) {
+      const name = `pool-${i + 1}`;
+      const res = await api.post<{ pool: { id: string } }>(
+        '/api/database/admin/pools/register',
+        {
+          name,
+          host: pg.host,
+          port: pg.port,
+          admin_user: pg.user,
+          admin_password: pg.password,
+          max_instances: opts.poolCapacities[i],
+        },
+        adminToken,
+      );
+      if (res.status !== 201) throw new Error(`registering ${name} failed: ${httpError(res)}`);
+      pools.push({ ...pg, id: res.body.pool.id, name });
+    }
+    log(`database-service on ${database} at ${address}, ${pools.length} pools registered`);
+    return {
+      catalogUrl,
+      pools,
+      serviceUrl: address,
+      api,
+      adminToken,
+      serviceLogFile,
+      serviceAlive: () => alive,
+      servicePid: child.pid!,
+      stop,
+    };
+  };
+  const main = await serveCatalog('tenantdb', {});
+  serviceEnv.DATABASE_URL = main.catalogUrl;
+  const catalogUrl = main.catalogUrl;
 
   const queues = createQueues({ redisUrl: redis.url, prefix: serviceEnv.TENANTDB_QUEUE_PREFIX! });
   teardown.add('bench queues', () => queues.close());
@@ -343,7 +397,7 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
     DATABASE_URL: catalogUrl,
     REDIS_URL: redis.url,
     INSTANCE_SERVICE_HOST: '127.0.0.1',
-    DATABASE_SERVICE_URL: address,
+    DATABASE_SERVICE_URL: main.serviceUrl,
     TENANTDB_PORTAL_TOKEN: portalToken,
     TENANTDB_ALLOCATE_TOKEN: allocateToken,
     TENANTDB_CALLBACK_SECRET: `cbs_${randomBytes(24).toString('hex')}`,
@@ -359,39 +413,21 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
     return startChild(INSTANCE_SERVICE_MAIN, { ...instanceServiceEnv, ...env }, logFile);
   };
 
-  const pools: PoolServer[] = [];
-  for (const [i, pg] of poolPgs.entries()) {
-    const name = `pool-${i + 1}`;
-    const res = await api.post<{ pool: { id: string } }>(
-      '/api/database/admin/pools/register',
-      {
-        name,
-        host: pg.host,
-        port: pg.port,
-        admin_user: pg.user,
-        admin_password: pg.password,
-        max_instances: opts.poolCapacities[i],
-      },
-      adminToken,
-    );
-    if (res.status !== 201) throw new Error(`registering ${name} failed: ${httpError(res)}`);
-    pools.push(Object.assign(pg, { id: res.body.pool.id, name }));
-  }
-  log(`database-service at ${address}, ${pools.length} pools registered`);
-
   return {
     dir,
     catalog,
     catalogUrl,
     redis,
-    pools,
-    serviceUrl: address,
+    pools: main.pools,
+    serviceUrl: main.serviceUrl,
     serviceEnv,
-    api,
+    api: main.api,
     adminToken,
-    serviceLogFile,
-    serviceAlive: () => alive,
-    servicePid: child.pid!,
+    serviceLogFile: main.serviceLogFile,
+    serviceAlive: main.serviceAlive,
+    servicePid: main.servicePid,
+    startCatalogService: (database) =>
+      serveCatalog(database, { TENANTDB_QUEUE_PREFIX: `bench-${database.replaceAll('_', '-')}` }),
     secrets: createSecretBox([{ id: 'k1', key: encryptionKey }]),
     queues,
     local,

@@ -1,6 +1,6 @@
 // `pnpm bench:scale`: the same measurements on a small catalog (10 servers, 500 tenant rows) and a
-// large one (10,000 servers, 500,000 rows) in one run, on the stack `pnpm bench` starts
-// (loadtests/bench/stack.ts), then EXPLAIN (ANALYZE, BUFFERS) of the hot statements on the large
+// large one (10,000 servers, 500,000 rows) side by side, in alternating blocks, on the stack
+// `pnpm bench` starts (loadtests/bench/stack.ts) plus a second catalog and service, then EXPLAIN (ANALYZE, BUFFERS) of the hot statements on the large
 // catalog; writes docs/benchmarks-scale.md. Exits non-zero only when it could not measure, never
 // because a target was missed.
 //
@@ -13,20 +13,14 @@ import { generatePassword } from '@tenantdb/secrets';
 import type pg from 'pg';
 import { connectCatalog, slotAccounting } from '../bench/catalog';
 import { errorNotes, rowFrom } from '../bench/context';
-import type { LoadResult } from '../bench/load';
+import { type AlternatedResult, alternating, type LoadResult } from '../bench/load';
 import { machineFacts } from '../bench/machine';
 import { fmtMs, type ResultRow, renderMarkdown, renderSummary, type ScenarioResult } from '../bench/report';
 import { dropRaw } from '../bench/scenarios/allocate';
-import { type Stack, startStack, tail } from '../bench/stack';
+import { type CatalogService, type Stack, startStack, tail } from '../bench/stack';
 import { supervise } from '../bench/supervise';
 import { type ExplainedStatement, explainAll, hotStatements, scanLines } from './explain';
-import {
-  type CreatedTenant,
-  measureAllocate,
-  measurePoolsPage,
-  measureReservation,
-  measureStats,
-} from './measure';
+import { allocateOp, type CreatedTenant, poolsPageOp, reservationOp, statsOp } from './measure';
 import { clearFleet, type FleetCensus, type FleetSize, fleetCensus, seedFleet } from './seed';
 import { measureSweep, type SweepResult } from './sweep';
 
@@ -49,6 +43,8 @@ interface ScaleSettings {
   adminConcurrency: number;
   durationMs: number;
   warmupMs: number;
+  /** Blocks per catalog in every scenario: the catalogs alternate block by block (loadtests/bench/load.ts). */
+  blocks: number;
   /** The health sweep's fleet: seeded so that its checkable servers number 1,000 (200 quick). */
   sweep: FleetSize;
 }
@@ -67,6 +63,7 @@ const settings: ScaleSettings = quick
       adminConcurrency: 4,
       durationMs: 2_000,
       warmupMs: 500,
+      blocks: 2,
       sweep: { servers: 222, rows: 222 * 45 },
     }
   : {
@@ -74,7 +71,7 @@ const settings: ScaleSettings = quick
       large: { servers: 10_000, rows: 500_000 },
       concurrency: 16,
       // An allocation is mostly CREATE DATABASE, whose time on this kind of machine swings from one
-      // minute to the next: 640 per phase (p99 = the 7th slowest) rather than 320 steadies the ratio.
+      // minute to the next: 640 per catalog (p99 = the 7th slowest), in 8 alternating blocks of 80.
       allocateRequests: 640,
       allocateMaxMs: 90_000,
       allocateWarmupMs: 1_000,
@@ -82,6 +79,7 @@ const settings: ScaleSettings = quick
       adminConcurrency: 4,
       durationMs: 10_000,
       warmupMs: 2_000,
+      blocks: 8,
       // k mod 20 puts 1 in 10 servers in provisioning or decommissioned (not checked): 1,110 seeded
       // servers have 1,000 checkable ones.
       sweep: { servers: 1_110, rows: 1_110 * 45 },
@@ -107,24 +105,33 @@ const t0 = Date.now();
 const loadAtStart = os.loadavg();
 const log = (line: string) => console.log(`[scale +${((Date.now() - t0) / 1000).toFixed(1)}s] ${line}`);
 
-interface Phase {
-  label: 'small' | 'large' | 'small (again)';
+type Label = 'small' | 'large';
+
+/** One catalog: its service, its seeded fleet, and what was measured on it. */
+interface Catalog {
+  label: Label;
+  target: CatalogService;
+  client: pg.Client;
   size: FleetSize;
   /** Catalog rows in db_servers: the simulated ones and the real pools'. */
   totalServers: number;
   census: FleetCensus;
   seedS: number;
-  /** 1-minute load average when the phase's measurements began and ended: other work on the machine. */
-  load: [number, number];
-  allocate: LoadResult;
-  reserve: LoadResult;
-  stats: LoadResult;
-  pools: LoadResult;
-  /** Large catalog only: the pools list with the small catalog's whole fleet as its page size. */
-  poolsSmallPage?: LoadResult;
+}
+
+/** 1-minute load average when a scenario began and ended: other work on the machine. */
+type Load = [number, number];
+
+interface Measured {
+  allocate: Record<Label, AlternatedResult>;
+  reserve: Record<Label, LoadResult>;
+  stats: Record<Label, LoadResult>;
+  /** The first page on both, and the large catalog's with the small catalog's whole fleet as page size. */
+  pools: Record<Label | 'largeSmallPage', LoadResult>;
+  load: Record<'allocate' | 'reserve' | 'stats' | 'pools', Load>;
   /** Where the measured allocations went: simulated servers used, by real pool server. */
-  placement: string;
-  accounting: string[];
+  placement: Record<Label, string>;
+  accounting: Record<Label, string[]>;
 }
 
 const run = supervise('bench:scale', WATCHDOG_MS);
@@ -134,7 +141,7 @@ async function main(): Promise<number> {
   log(
     `${quick ? 'quick run; ' : ''}load average before the run: ${loadAtStart.map((l) => l.toFixed(2)).join(', ')}`,
   );
-  let catalog: pg.Client | undefined;
+  const clients: pg.Client[] = [];
   try {
     // Two real pool servers; their catalog rows are cordoned by the seed, and every simulated
     // server points at one of them.
@@ -145,117 +152,150 @@ async function main(): Promise<number> {
         log,
       }),
     );
-    catalog = await connectCatalog(s);
+    const mainCatalog = await connectCatalog(s);
+    clients.push(mainCatalog);
+    // The small catalog lives beside the stack's own (which takes the large fleet, then the sweep's):
+    // the same catalog Postgres, a database-service of its own.
+    const smallService = await s.startCatalogService('tenantdb_small');
+    const smallCatalog = await connectCatalog(smallService);
+    clients.push(smallCatalog);
     const passwordEnc = s.secrets.encrypt(generatePassword());
-    const phases: Phase[] = [];
-    let explained: ExplainedStatement[] = [];
-    let created: CreatedTenant[] = [];
-    for (const [label, size] of [
-      ['small', settings.small],
-      ['large', settings.large],
-      ['small (again)', settings.small],
-    ] as const) {
-      if (phases.length) {
-        // The pool servers start each phase with the same databases: the first phase's go.
-        log(`dropping the ${created.length} databases the previous phase created`);
-        await dropCreated(s, created);
-        created = [];
-        await clearFleet(catalog);
-      }
+
+    const seed = async (label: Label, target: CatalogService, client: pg.Client, size: FleetSize) => {
       log(`seeding the ${label} catalog: ${size.servers} servers, ${size.rows} tenant rows`);
       const seedStart = performance.now();
       // Every simulated server points at the first real pool: the allocations of either catalog then
-      // run on the same Postgres through the same 4 admin connections (the service bounds them per
+      // run on the same Postgres through the same 4 admin connections (each service bounds them per
       // address), however placement spreads them over simulated servers.
-      await seedFleet(catalog, { size, realServerIds: [allocationPool(s).id], passwordEnc });
+      await seedFleet(client, { size, realServerIds: [allocationPool(target).id], passwordEnc });
       const seedS = (performance.now() - seedStart) / 1000;
-      const census = await fleetCensus(catalog);
+      const census = await fleetCensus(client);
       log(
         `  seeded in ${seedS.toFixed(1)} s; ${census.placeable} placeable servers, ${census.freeSlots} free slots`,
       );
-      const totalServers = size.servers + s.pools.length;
-      const decommissioned = census.servers.decommissioned ?? 0;
+      const totalServers = size.servers + target.pools.length;
+      return { label, target, client, size, totalServers, census, seedS } satisfies Catalog;
+    };
+    const small = await seed('small', smallService, smallCatalog, settings.small);
+    const large = await seed('large', s, mainCatalog, settings.large);
+    const both = [small, large] as const;
+    const alive = () => {
+      for (const c of both)
+        if (!c.target.serviceAlive())
+          throw new Error(
+            `database-service on the ${c.label} catalog exited:\n${tail(c.target.serviceLogFile)}`,
+          );
+    };
+    /** Runs a scenario, with the load average around it. */
+    const scenario = async <T>(name: string, measure: () => Promise<T>): Promise<[T, Load]> => {
+      const before = os.loadavg()[0]!;
+      log(`${name}; load average ${before.toFixed(2)}`);
+      const result = await measure();
+      alive();
+      return [result, [before, os.loadavg()[0]!]];
+    };
+    const blocks = settings.blocks;
+    const summary = (r: Record<string, LoadResult>) =>
+      Object.entries(r)
+        .map(([k, v]) => `${k} p50 ${fmtMs(v.latency.p50)}, p99 ${fmtMs(v.latency.p99)}, errors ${v.errors}`)
+        .join('; ');
 
-      const loadBefore = os.loadavg()[0]!;
-      log(`  allocate (API, new instances); load average ${loadBefore.toFixed(2)}`);
-      const allocate = await measureAllocate(
-        s,
+    const created: CreatedTenant[] = [];
+    const [allocate, allocateLoad] = await scenario('allocate (API, new instances)', () =>
+      alternating(
         {
           concurrency: settings.concurrency,
-          requests: settings.allocateRequests,
-          maxMs: settings.allocateMaxMs,
-          warmupMs: settings.allocateWarmupMs,
+          blocks,
+          block: {
+            durationMs: settings.allocateMaxMs / blocks,
+            maxRequests: settings.allocateRequests / blocks,
+          },
+          warmup: { durationMs: settings.allocateWarmupMs },
         },
-        created,
-      );
-      log(
-        `    p50 ${fmtMs(allocate.latency.p50)}, p99 ${fmtMs(allocate.latency.p99)}, errors ${allocate.errors}`,
-      );
-      const placement = await placementOf(catalog, s);
-      log('  reservation statement alone (pg, rolled back)');
-      const reserve = await measureReservation(
-        s,
-        {
-          concurrency: settings.concurrency,
-          requests: settings.reserveRequests,
-          warmupRequests: Math.ceil(settings.reserveRequests / 5),
-        },
+        { small: allocateOp(small.target, created), large: allocateOp(large.target, created) },
+      ),
+    );
+    log(`  ${summary(allocate)}`);
+    const placement = { small: await placementOf(small), large: await placementOf(large) };
+    const accounting = {
+      small: (await slotAccounting(small.client)).problems,
+      large: (await slotAccounting(large.client)).problems,
+    };
+
+    const warmupRequests = Math.ceil(settings.reserveRequests / 5);
+    const reservationOf = (c: Catalog) =>
+      reservationOp(
+        c.target,
+        { sessions: settings.concurrency, count: warmupRequests + settings.reserveRequests },
         passwordEnc,
       );
-      log(`    p50 ${fmtMs(reserve.latency.p50)}, p99 ${fmtMs(reserve.latency.p99)}`);
-      const read = {
-        concurrency: settings.adminConcurrency,
-        durationMs: settings.durationMs,
-        warmupMs: settings.warmupMs,
-      };
-      log('  GET /admin/stats');
-      const stats = await measureStats(s, read, totalServers - decommissioned);
-      log(`    p50 ${fmtMs(stats.latency.p50)}, p99 ${fmtMs(stats.latency.p99)}`);
-      log('  GET /admin/pools (first page)');
-      const pools = await measurePoolsPage(s, read, totalServers);
-      log(`    p50 ${fmtMs(pools.latency.p50)}, p99 ${fmtMs(pools.latency.p99)}`);
-      const first = phases[0];
-      let poolsSmallPage: LoadResult | undefined;
-      if (label === 'large' && first) {
-        const limit = first.totalServers;
-        log(`  GET /admin/pools?limit=${limit} (the small catalog's page size)`);
-        poolsSmallPage = await measurePoolsPage(s, read, totalServers, limit);
-        log(`    p50 ${fmtMs(poolsSmallPage.latency.p50)}, p99 ${fmtMs(poolsSmallPage.latency.p99)}`);
-      }
-      const accounting = (await slotAccounting(catalog)).problems;
-      if (label === 'large') {
-        log('  EXPLAIN (ANALYZE, BUFFERS) of the hot statements');
-        explained = await explainAll(catalog, await hotStatements(passwordEnc));
-      }
-      phases.push({
-        label,
-        size,
-        totalServers,
-        census,
-        seedS,
-        load: [loadBefore, os.loadavg()[0]!],
-        allocate,
-        reserve,
-        stats,
-        pools,
-        ...(poolsSmallPage ? { poolsSmallPage } : {}),
-        placement,
-        accounting,
-      });
-      if (!s.serviceAlive()) throw new Error(`database-service exited:\n${tail(s.serviceLogFile)}`);
+    const reservation = { small: await reservationOf(small), large: await reservationOf(large) };
+    let reserve: Record<Label, LoadResult>;
+    let reserveLoad: Load;
+    try {
+      [reserve, reserveLoad] = await scenario('reservation statement alone (pg, rolled back)', () =>
+        alternating(
+          {
+            concurrency: settings.concurrency,
+            blocks,
+            block: { durationMs: 60_000, maxRequests: settings.reserveRequests / blocks },
+            warmup: { durationMs: 60_000, maxRequests: warmupRequests },
+          },
+          { small: reservation.small.op, large: reservation.large.op },
+        ),
+      );
+    } finally {
+      await Promise.all([reservation.small.close(), reservation.large.close()]);
     }
+    log(`  ${summary(reserve)}`);
 
-    log(`dropping the ${created.length} databases the last phase created`);
+    const read = {
+      concurrency: settings.adminConcurrency,
+      blocks,
+      block: { durationMs: settings.durationMs / blocks },
+      warmup: { durationMs: settings.warmupMs },
+    };
+    const notDecommissioned = (c: Catalog) => c.totalServers - (c.census.servers.decommissioned ?? 0);
+    const [stats, statsLoad] = await scenario('GET /admin/stats', () =>
+      alternating(read, {
+        small: statsOp(small.target, notDecommissioned(small)),
+        large: statsOp(large.target, notDecommissioned(large)),
+      }),
+    );
+    log(`  ${summary(stats)}`);
+    const [pools, poolsLoad] = await scenario(
+      `GET /admin/pools (first page), and ?limit=${small.totalServers} on the large catalog`,
+      () =>
+        alternating(read, {
+          small: poolsPageOp(small.target, small.totalServers),
+          large: poolsPageOp(large.target, large.totalServers),
+          largeSmallPage: poolsPageOp(large.target, large.totalServers, small.totalServers),
+        }),
+    );
+    log(`  ${summary(pools)}`);
+    log('EXPLAIN (ANALYZE, BUFFERS) of the hot statements on the large catalog');
+    const explained = await explainAll(large.client, await hotStatements(passwordEnc));
+    const measured: Measured = {
+      allocate,
+      reserve,
+      stats,
+      pools,
+      load: { allocate: allocateLoad, reserve: reserveLoad, stats: statsLoad, pools: poolsLoad },
+      placement,
+      accounting,
+    };
+
+    log(`dropping the ${created.length} databases the allocations created`);
     await dropCreated(s, created);
-    created = [];
-    await clearFleet(catalog);
+    await smallService.stop();
+    await clearFleet(mainCatalog);
     log(
       `health sweep: ${settings.sweep.servers} seeded servers, ${SWEEP_REPLICAS} worker replicas, ` +
         `TENANTDB_HEALTH_CONCURRENCY=${SWEEP_CONCURRENCY}`,
     );
     const sweep = await measureSweep(
       s,
-      catalog,
+      mainCatalog,
       passwordEnc,
       {
         size: settings.sweep,
@@ -276,7 +316,7 @@ async function main(): Promise<number> {
         `raw ${(sweep.reconcile.raw.elapsedMs / 1000).toFixed(2)} s`,
     );
 
-    const results = [...scenarioResults(phases as Phases), sweepResult(sweep)];
+    const results = [...scenarioResults(small, large, measured), sweepResult(sweep)];
     const facts = await machineFacts(s, { command, quick, startedAt: t0, loadAtStart });
     const markdown = renderMarkdown({
       heading: {
@@ -284,10 +324,10 @@ async function main(): Promise<number> {
         intro:
           'Generated by `pnpm bench:scale` (`loadtests/scale/run.ts`); every run overwrites this file. It starts ' +
           'the stack `pnpm bench` starts (`loadtests/bench/stack.ts`), measures the same paths on a small and a ' +
-          'large catalog in the same run, and tears everything down afterwards.',
+          'large catalog side by side, in alternating blocks, and tears everything down afterwards.',
       },
       facts,
-      setup: setupLines(s, phases as Phases),
+      setup: setupLines(s, small, large),
       scenarios: results,
       appendix: explainSection(explained),
       method: METHOD,
@@ -301,7 +341,7 @@ async function main(): Promise<number> {
     if (!run.aborting())
       console.error(`bench:scale failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   } finally {
-    await catalog?.end().catch(() => {});
+    await Promise.all(clients.map((c) => c.end().catch(() => {})));
     if (!(await run.tearDown(log))) exitCode = 1;
   }
   log(`done (exit ${exitCode})`);
@@ -309,8 +349,8 @@ async function main(): Promise<number> {
 }
 
 /** The real pool server every simulated server of the measured catalogs points at. */
-function allocationPool(s: Stack) {
-  return s.pools[0]!;
+function allocationPool(target: CatalogService) {
+  return target.pools[0]!;
 }
 
 /** Drops the tenant databases and roles the API created, straight on the real pool servers. */
@@ -327,78 +367,73 @@ async function dropCreated(s: Stack, created: CreatedTenant[]): Promise<void> {
 }
 
 /** Simulated servers that took the measured allocations (rows created since the seed), by real server. */
-async function placementOf(catalog: pg.Client, s: Stack): Promise<string> {
-  const { rows } = await catalog.query<{ host: string; port: number; servers: number; rows: number }>(
+async function placementOf(c: Catalog): Promise<string> {
+  const { rows } = await c.client.query<{ host: string; port: number; servers: number; rows: number }>(
     `SELECT s.host, s.port, count(DISTINCT s.id)::int AS servers, count(*)::int AS rows
        FROM tenant_databases t JOIN db_servers s ON s.id = t.db_server_id
       WHERE t.db_name NOT LIKE 'tdb_sim%'
       GROUP BY s.host, s.port ORDER BY s.port`,
   );
   const name = (r: { host: string; port: number }) =>
-    s.pools.find((p) => p.host === r.host && p.port === r.port)?.name ?? `${r.host}:${r.port}`;
+    c.target.pools.find((p) => p.host === r.host && p.port === r.port)?.name ?? `${r.host}:${r.port}`;
   return rows.map((r) => `${name(r)}: ${r.rows} allocations on ${r.servers} simulated servers`).join('; ');
 }
 
-const ratio = (large: number, small: number) => large / small;
 const fmtRatio = (r: number) => `×${r.toFixed(2)}`;
+const sizeName = (c: Catalog) =>
+  `${c.label} (${c.size.servers.toLocaleString('en-US')} servers, ${c.size.rows.toLocaleString('en-US')} rows)`;
 
-/** Small, large, small again: the large catalog is compared with the mean of the two small runs around it. */
-type Phases = [Phase, Phase, Phase];
-
-function scenarioResults(phases: Phases): ScenarioResult[] {
-  const [before, large, after] = phases;
+function scenarioResults(small: Catalog, large: Catalog, m: Measured): ScenarioResult[] {
+  const both = [small, large];
   const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-  const sizeName = (p: Phase) =>
-    `${p.label} (${p.size.servers.toLocaleString('en-US')} servers, ${p.size.rows.toLocaleString('en-US')} rows)`;
-  /** The large run against the mean of the small ones: [p50 ratio, p99 ratio] and the row's text. */
-  const compare = (pick: (p: Phase) => LoadResult) => {
-    const mean = (k: 'p50' | 'p99') => (pick(before).latency[k] + pick(after).latency[k]) / 2;
-    const p50 = ratio(pick(large).latency.p50, mean('p50'));
-    const p99 = ratio(pick(large).latency.p99, mean('p99'));
+  /** A large-catalog result against the small catalog's: [p50 ratio, p99 ratio] and the row's text. */
+  const compare = (largeResult: LoadResult, smallResult: LoadResult) => {
+    const p50 = largeResult.latency.p50 / smallResult.latency.p50;
+    const p99 = largeResult.latency.p99 / smallResult.latency.p99;
     return {
       p50,
       p99,
-      baseline: `small (mean of 2 runs) p50 ${fmtMs(mean('p50'))}, p99 ${fmtMs(mean('p99'))}`,
+      baseline: `small p50 ${fmtMs(smallResult.latency.p50)}, p99 ${fmtMs(smallResult.latency.p99)}`,
       comparison: `p50 ${fmtRatio(p50)}, p99 ${fmtRatio(p99)}`,
     };
   };
 
-  const allocClean = (p: Phase) => p.allocate.errors === 0 && p.allocate.accepted === 0;
-  const alloc = compare((p) => p.allocate);
-  const allocRow = (p: Phase) =>
-    rowFrom(`allocate, ${sizeName(p)}`, p.allocate, {
-      unit: ' alloc/s',
-      accepted: p.allocate.accepted,
-      target: 'no errors, no 202',
-      verdict: allocClean(p) ? 'info' : 'FAIL',
-    });
+  const allocClean = (r: LoadResult) => r.errors === 0 && r.accepted === 0;
+  const alloc = compare(m.allocate.large, m.allocate.small);
   const allocRows: ResultRow[] = [
-    allocRow(before),
-    rowFrom(`allocate, ${sizeName(large)}`, large.allocate, {
+    rowFrom(`allocate, ${sizeName(small)}`, m.allocate.small, {
       unit: ' alloc/s',
-      accepted: large.allocate.accepted,
+      accepted: m.allocate.small.accepted,
+      target: 'no errors, no 202',
+      verdict: allocClean(m.allocate.small) ? 'info' : 'FAIL',
+    }),
+    rowFrom(`allocate, ${sizeName(large)}`, m.allocate.large, {
+      unit: ' alloc/s',
+      accepted: m.allocate.large.accepted,
       baseline: alloc.baseline,
       comparison: alloc.comparison,
       target: `p50 and p99 ≤ ${ALLOCATE_RATIO}× small; no errors, no 202`,
       verdict:
-        alloc.p50 <= ALLOCATE_RATIO && alloc.p99 <= ALLOCATE_RATIO && phases.every(allocClean)
+        alloc.p50 <= ALLOCATE_RATIO &&
+        alloc.p99 <= ALLOCATE_RATIO &&
+        allocClean(m.allocate.small) &&
+        allocClean(m.allocate.large)
           ? 'PASS'
           : 'FAIL',
     }),
-    allocRow(after),
   ];
 
-  const infoRows = (
+  /** The small catalog's row and the large one's against it; `target` applies to the large one's p99. */
+  const pairRows = (
     name: string,
-    pick: (p: Phase) => LoadResult,
+    r: Record<Label, LoadResult>,
     unit: string,
     target?: ResultRow['target'],
   ) => {
-    const c = compare(pick);
-    const small = (p: Phase) => rowFrom(`${name}, ${p.label}`, pick(p), { unit, verdict: 'info' });
+    const c = compare(r.large, r.small);
     return [
-      small(before),
-      rowFrom(`${name}, ${large.label}`, pick(large), {
+      rowFrom(`${name}, small`, r.small, { unit, verdict: 'info' }),
+      rowFrom(`${name}, large`, r.large, {
         unit,
         baseline: c.baseline,
         comparison: c.comparison,
@@ -406,119 +441,129 @@ function scenarioResults(phases: Phases): ScenarioResult[] {
           ? { verdict: 'info' as const }
           : {
               target,
-              verdict: pick(large).latency.p99 <= ADMIN_P99_MS && pick(large).errors === 0 ? 'PASS' : 'FAIL',
+              verdict: r.large.latency.p99 <= ADMIN_P99_MS && r.large.errors === 0 ? 'PASS' : 'FAIL',
             }),
       }),
-      small(after),
     ];
   };
   const adminTarget = `p99 ≤ ${ADMIN_P99_MS} ms, no errors`;
-  const latencyNotes = (pick: (p: Phase) => LoadResult) =>
-    phases.map(
-      (p) =>
-        `${p.label}: mean ${pick(p).latency.mean.toFixed(2)} ms, p90 ${pick(p).latency.p90.toFixed(2)} ms, ` +
-        `max ${pick(p).latency.max.toFixed(1)} ms.`,
+  const latencyNotes = (r: Partial<Record<string, LoadResult>>) =>
+    Object.entries(r).map(
+      ([label, v]) =>
+        `${label}: mean ${v!.latency.mean.toFixed(2)} ms, p90 ${v!.latency.p90.toFixed(2)} ms, ` +
+        `max ${v!.latency.max.toFixed(1)} ms.`,
     );
-  const allErrorNotes = (pick: (p: Phase) => LoadResult) =>
-    phases.flatMap((p) => errorNotes(pick(p)).map((e) => `${p.label}: ${e}`));
-  const smallTotal = before.totalServers;
-  const smallPage = large.poolsSmallPage;
-  const samePage = compare((p) => (p === large && smallPage ? smallPage : p.pools));
+  const allErrorNotes = (r: Partial<Record<string, LoadResult>>) =>
+    Object.entries(r).flatMap(([label, v]) => errorNotes(v!).map((e) => `${label}: ${e}`));
+  const loadNote = (load: Load) =>
+    `1-minute load average at the start and end of the scenario (${os.cpus().length} cores): ` +
+    `${load[0].toFixed(1)} → ${load[1].toFixed(1)}; both catalogs ran under it alike.`;
+  const blocks = (what: string) =>
+    `In ${settings.blocks} blocks per catalog, ${what}, alternating small, large, large, small, … with each ` +
+    'catalog’s blocks tallied together.';
+  const smallTotal = small.totalServers;
+  const samePage = compare(m.pools.largeSmallPage, m.pools.small);
 
   return [
     {
       id: 'scale-catalogs',
       title: 'The catalogs',
       rows: [],
-      notes: [
-        ...[before, large].map(
-          (p) =>
-            `${sizeName(p)}: seeded in ${p.seedS.toFixed(1)} s (one transaction, then VACUUM (FREEZE, ANALYZE) and CHECKPOINT). Servers by status: ` +
-            `${census(p.census.servers)}. Rows by status: ${census(p.census.rows)}. ${p.census.placeable} placeable ` +
-            `shared pools with ${p.census.freeSlots.toLocaleString('en-US')} free slots. On disk with their ` +
-            `indexes: db_servers ${mib(p.census.bytes.db_servers)}, tenant_databases ` +
-            `${mib(p.census.bytes.tenant_databases)}.`,
-        ),
-        `Other work on the machine (1-minute load average at the start and end of each phase’s measurements; ` +
-          `${os.cpus().length} cores): ${phases
-            .map((p) => `${p.label} ${p.load[0].toFixed(1)} → ${p.load[1].toFixed(1)}`)
-            .join(', ')}. A phase that ran under more load than the others is slower for that alone.`,
-      ],
+      notes: both.map(
+        (c) =>
+          `${sizeName(c)}: seeded in ${c.seedS.toFixed(1)} s (one transaction, then VACUUM (FREEZE, ANALYZE) and CHECKPOINT). Servers by status: ` +
+          `${census(c.census.servers)}. Rows by status: ${census(c.census.rows)}. ${c.census.placeable} placeable ` +
+          `shared pools with ${c.census.freeSlots.toLocaleString('en-US')} free slots. On disk with their ` +
+          `indexes: db_servers ${mib(c.census.bytes.db_servers)}, tenant_databases ` +
+          `${mib(c.census.bytes.tenant_databases)}.`,
+      ),
     },
     {
       id: 'scale-allocate',
       title: 'Allocation, small vs large catalog (through the API, real databases)',
       rows: allocRows,
       notes: [
-        `${settings.concurrency} HTTP clients, ${settings.allocateRequests} requests or ${settings.allocateMaxMs / 1000} s ` +
-          `after ${settings.allocateWarmupMs / 1000} s warm-up; a fresh instance_id per request, plan "standard". ` +
+        `${settings.concurrency} HTTP clients per catalog, ${settings.allocateRequests} requests per catalog after ` +
+          `${settings.allocateWarmupMs / 1000} s warm-up; a fresh instance_id per request, plan "standard". ` +
           'Every 200 created a role and a database on a real pool server, as in `pnpm bench` S1.',
-        'An allocation here is bound by CREATE DATABASE on the one real pool server, 4 at a time (compare RAW-CREATE in ' +
-          'docs/benchmarks.md), whose time swings with the disk and whatever else the machine runs: a ratio ' +
-          'within a few tens of percent says little about the catalog. The reservation statement below is the ' +
-          'catalog’s own share, measured without that noise.',
-        ...phases.map((p) => `Placement on the ${p.label} catalog: ${p.placement}.`),
-        ...latencyNotes((p) => p.allocate),
-        ...phases.map((p) =>
-          p.accounting.length === 0
-            ? `${p.label}: slot accounting checked after the phase: no over-commit, no drift.`
-            : `${p.label}: slot accounting: ${p.accounting.join('; ')}`,
+        blocks(
+          `${settings.allocateRequests / settings.blocks} requests each (or ${settings.allocateMaxMs / settings.blocks / 1000} s)`,
         ),
-        ...allErrorNotes((p) => p.allocate),
+        'An allocation here is bound by CREATE DATABASE on the one real pool server, 4 at a time (compare RAW-CREATE in ' +
+          'docs/benchmarks.md), whose time swings with the disk from one minute to the next; the alternating blocks ' +
+          'put both catalogs under the same swings. The reservation statement below is the catalog’s own share.',
+        loadNote(m.load.allocate),
+        ...both.map(
+          (c) =>
+            `${c.label}, block by block in run order (p50 / p99): ${m.allocate[c.label].blocks
+              .map((b) => `${b.latency.p50.toFixed(0)} / ${b.latency.p99.toFixed(0)} ms`)
+              .join(', ')}.`,
+        ),
+        ...both.map((c) => `Placement on the ${c.label} catalog: ${m.placement[c.label]}.`),
+        ...latencyNotes(m.allocate),
+        ...both.map((c) =>
+          m.accounting[c.label].length === 0
+            ? `${c.label}: slot accounting checked afterwards: no over-commit, no drift.`
+            : `${c.label}: slot accounting: ${m.accounting[c.label].join('; ')}`,
+        ),
+        ...allErrorNotes(m.allocate),
       ],
     },
     {
       id: 'scale-reserve',
       title: 'The reservation statement alone (pg, rolled back)',
-      rows: infoRows('reservation statement', (p) => p.reserve, ' /s'),
+      rows: pairRows('reservation statement', m.reserve, ' /s'),
       notes: [
-        `${settings.concurrency} pg sessions on the service’s catalog, ${settings.reserveRequests} statements after ` +
+        `${settings.concurrency} pg sessions on each service’s catalog, ${settings.reserveRequests} statements per catalog after ` +
           `${Math.ceil(settings.reserveRequests / 5)} warm-up ones: ReservationsRepo.reserveShared’s statement as the ` +
           'repository builds it (pack, skip locked; the waiting variant when every pool with room was held), each in ' +
           'a transaction that is rolled back. It isolates the catalog’s share of an allocation, which the pool ' +
           'server’s CREATE DATABASE dwarfs in the API figures above.',
+        blocks(`${settings.reserveRequests / settings.blocks} statements each`),
         'On the small catalog 16 sessions share 5 placeable pools, so some wait for a pool lock; on the large one ' +
           'they never meet. Rolled back, the pools never fill: the same pools are picked all along.',
-        ...latencyNotes((p) => p.reserve),
-        ...allErrorNotes((p) => p.reserve),
+        loadNote(m.load.reserve),
+        ...latencyNotes(m.reserve),
+        ...allErrorNotes(m.reserve),
       ],
     },
     {
       id: 'scale-stats',
       title: 'GET /api/database/admin/stats',
-      rows: infoRows('GET /admin/stats', (p) => p.stats, ' req/s', adminTarget),
+      rows: pairRows('GET /admin/stats', m.stats, ' req/s', adminTarget),
       notes: [
-        `${settings.adminConcurrency} HTTP clients (admin token), ${settings.durationMs / 1000} s after ` +
+        `${settings.adminConcurrency} HTTP clients (admin token), ${settings.durationMs / 1000} s per catalog after ` +
           `${settings.warmupMs / 1000} s warm-up; each answer checked: total_pools equals the servers not decommissioned.`,
-        ...latencyNotes((p) => p.stats),
-        ...allErrorNotes((p) => p.stats),
+        blocks(`${settings.durationMs / settings.blocks / 1000} s each`),
+        loadNote(m.load.stats),
+        ...latencyNotes(m.stats),
+        ...allErrorNotes(m.stats),
       ],
     },
     {
       id: 'scale-pools',
       title: 'GET /api/database/admin/pools, first page',
       rows: [
-        ...infoRows('GET /admin/pools (first page)', (p) => p.pools, ' req/s', adminTarget),
-        ...(smallPage
-          ? [
-              rowFrom(`GET /admin/pools?limit=${smallTotal}, ${large.label}`, smallPage, {
-                unit: ' req/s',
-                // against the small catalogs' first page, which holds their whole fleet: the same page size
-                baseline: samePage.baseline,
-                comparison: samePage.comparison,
-                verdict: 'info' as const,
-              }),
-            ]
-          : []),
+        ...pairRows('GET /admin/pools (first page)', m.pools, ' req/s', adminTarget),
+        rowFrom(`GET /admin/pools?limit=${smallTotal}, large`, m.pools.largeSmallPage, {
+          unit: ' req/s',
+          // against the small catalog's first page, which holds its whole fleet: the same page size
+          baseline: samePage.baseline,
+          comparison: samePage.comparison,
+          verdict: 'info' as const,
+        }),
       ],
       notes: [
-        `${settings.adminConcurrency} HTTP clients (admin token), ${settings.durationMs / 1000} s after ` +
+        `${settings.adminConcurrency} HTTP clients (admin token), ${settings.durationMs / 1000} s per request kind after ` +
           `${settings.warmupMs / 1000} s warm-up; no query string (limit 100, offset 0); each answer checked: a full ` +
           'first page and total_count equal to every server in the catalog.',
         `The last row asks the large catalog for a page of ${smallTotal} pools, the small catalog’s whole fleet: ` +
-          'what remains of the difference is the catalog’s size, the rest is the page’s (100 pools serialized).',
-        ...latencyNotes((p) => p.pools),
-        ...allErrorNotes((p) => p.pools),
+          'what remains of the difference is the catalog’s size, the rest is the page’s (100 pools serialized). ' +
+          'The three kinds of request alternate in blocks as above.',
+        blocks(`${settings.durationMs / settings.blocks / 1000} s each`),
+        loadNote(m.load.pools),
+        ...latencyNotes(m.pools),
+        ...allErrorNotes(m.pools),
       ],
     },
   ];
@@ -631,20 +676,22 @@ function explainSection(explained: ExplainedStatement[]): string[] {
   return out;
 }
 
-function setupLines(s: Stack, [small, large]: Phases): string[] {
+function setupLines(s: Stack, small: Catalog, large: Catalog): string[] {
   return [
-    'One machine runs everything: the catalog Postgres, two real pool Postgres servers, Redis, database-service ' +
-      'and the load generator share its cores. database-worker runs only in the health sweep (its own section).',
-    `database-service runs in a process of its own (\`loadtests/bench/service-process.ts\`, LOG_LEVEL=${s.serviceEnv.LOG_LEVEL}, ` +
-      'catalog pool 20, strategy pack), requests over loopback HTTP with keep-alive.',
+    'One machine runs everything: the catalog Postgres, two real pool Postgres servers, Redis, both ' +
+      'database-service processes and the load generator share its cores. database-worker runs only in the ' +
+      'health sweep (its own section).',
+    `Two catalogs side by side: two databases on the one catalog Postgres, each migrated and served by a ` +
+      `database-service process of its own (\`loadtests/bench/service-process.ts\`, the same settings: ` +
+      `LOG_LEVEL=${s.serviceEnv.LOG_LEVEL}, catalog pool 20, strategy pack; each its own queue prefix), the two ` +
+      'real pool servers registered in each. Requests go over loopback HTTP with keep-alive. Only one catalog is ' +
+      'measured at a time; the other service is idle meanwhile.',
     `Simulated servers: every seeded db_servers row (sim-1 … sim-N, driver external, distinct ids) carries the ` +
       `address and admin credentials of real pool server ${allocationPool(s).name}, so an allocation placed on ` +
       'any of them creates a real database there. The real pools’ own rows are cordoned while a fleet is seeded. ' +
       'database-service bounds its admin connections per address (4), not per catalog row, so on either catalog ' +
       'the allocations run on the same Postgres, at most 4 at once, however placement spreads them over ' +
-      'simulated servers (pack concentrates them on the few fullest pools; with two real servers behind them, ' +
-      'which real server those happened to point at decided how the load split, and it differed between the ' +
-      'catalogs). The health sweep’s fleet points at both real servers.',
+      'simulated servers. The health sweep’s fleet points at both real servers.',
     'Seeding (`loadtests/scale/seed.ts`) is a few INSERT … SELECT over generate_series in one transaction, then ' +
       'VACUUM (FREEZE, ANALYZE) and CHECKPOINT — the upkeep a catalog that has run for a while has had, so that ' +
       'autovacuum’s first pass over the new rows and the checkpoint writing them do not fall into the ' +
@@ -654,12 +701,12 @@ function setupLines(s: Stack, [small, large]: Phases): string[] {
       'creating/releasing) match current_instances exactly; the rest history (released, one in five failed) and ' +
       'three warm per active/full/cordoned shared pool — claimable only on full and cordoned pools, since no real ' +
       'database stands behind a seeded row (the measured allocations therefore create databases, none claim one).',
-    `Order: the small catalog (${small.size.servers} servers) is seeded and measured, then the large one ` +
-      `(${large.size.servers.toLocaleString('en-US')} servers), then the small one again, and the large catalog is ` +
-      'compared with the mean of the two small runs around it, so that drift over the run (the pool servers’ first ' +
-      'databases, other work on the machine) weighs on both sides. Between phases every seeded row and server is ' +
-      'removed and the databases the previous phase’s allocations created are dropped from the pool servers. ' +
-      'audit_events is left as it is (a few hundred rows from the run).',
+    `Order: both catalogs are seeded (small: ${small.size.servers} servers, large: ` +
+      `${large.size.servers.toLocaleString('en-US')} servers), then each scenario runs on both in alternating ` +
+      `blocks (${settings.blocks} per catalog: small, large, large, small, …) and each catalog’s blocks are tallied ` +
+      'together. Whatever drifts over the run — the disk’s speed, the databases piling up on the pool server, ' +
+      'other work on the machine — then falls on both catalogs alike, seconds apart rather than minutes. The ' +
+      'databases the allocations created are dropped afterwards; audit_events is left as it is.',
   ];
 }
 
@@ -668,7 +715,7 @@ const METHOD = [
     'p50/p99 are nearest-rank percentiles over every request of the measured phase, errors included ' +
     '(`loadtests/bench/load.ts`, as in `pnpm bench`).',
   `Targets (issue 8): allocation p50 and p99 on the large catalog ≤ ${ALLOCATE_RATIO}× the small catalog’s, ` +
-    `measured minutes apart in the same run; GET /admin/stats and GET /admin/pools (first page) p99 ≤ ` +
+    `measured in alternating blocks in the same run; GET /admin/stats and GET /admin/pools (first page) p99 ≤ ` +
     `${ADMIN_P99_MS} ms on the large catalog; a health sweep over 1,000 servers with ${SWEEP_REPLICAS} worker replicas in ` +
     `under ${SWEEP_TARGET_MS / 1000} s, never more than one connection per server and never more than ` +
     'TENANTDB_HEALTH_CONCURRENCY in all. A missed target is reported as FAIL and does not fail the command.',
