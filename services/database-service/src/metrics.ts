@@ -1,6 +1,7 @@
 // database-service's domain metrics. Fleet gauges are read from the catalog when scraped.
 import type { CatalogDb } from '@tenantdb/catalog';
 import { Counter, Gauge, Histogram, type Registry } from '@tenantdb/observability';
+import { singleFlight } from './single-flight';
 
 interface FleetRow {
   name: string;
@@ -30,17 +31,15 @@ export function createServiceMetrics(registry: Registry, db: CatalogDb) {
 
   // The three fleet gauges come from one catalog read per scrape. prom-client collects metrics
   // concurrently, so each gauge awaits the same read rather than one filling the others.
-  let scrape: Promise<FleetRow[]> | undefined;
-  const readFleet = () => {
-    scrape ??= db
-      .selectFrom('db_servers')
-      .select(['name', 'server_type', 'status', 'health_status', 'max_instances', 'current_instances'])
-      .where('status', '<>', 'decommissioned')
-      .execute()
-      .catch(() => [])
-      .finally(() => setImmediate(() => (scrape = undefined)));
-    return scrape;
-  };
+  const readFleet = singleFlight(
+    (): Promise<FleetRow[]> =>
+      db
+        .selectFrom('db_servers')
+        .select(['name', 'server_type', 'status', 'health_status', 'max_instances', 'current_instances'])
+        .where('status', '<>', 'decommissioned')
+        .execute()
+        .catch(() => []),
+  );
   new Gauge({
     name: 'tenantdb_server_capacity',
     help: 'max_instances per server',

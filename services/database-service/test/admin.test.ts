@@ -1,9 +1,11 @@
 // The admin API on a fleet that starts empty: stats, register, list, detail, real health checks
 // through an outage and back, provisioning through the worker queue, conflicts; and the probes,
 // metrics and the OpenAPI document every process serves.
+import { CATALOG_SCHEMA } from '@tenantdb/catalog';
 import { generatePassword } from '@tenantdb/secrets';
 import { type RunningPostgres, startPostgres } from '@tenantdb/testkit';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { canLogin, type Harness, newIds, onServer, startHarness } from './harness';
 
 let h: Harness;
@@ -610,6 +612,56 @@ describe('probes, metrics and the API document', () => {
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toMatch(/^text\/html/);
     expect(res.body).toMatch(/swagger-ui/i);
+  });
+});
+
+describe('GET /admin/stats under concurrent requests', () => {
+  // Requests that come while the aggregate runs share it; the next request after it reads again.
+  it('answers requests that come during one read from that read, and a later request from a new one', async () => {
+    const connect = async () => {
+      const c = new pg.Client({ connectionString: h.config.DATABASE_URL });
+      await c.connect();
+      return c;
+    };
+    const [locker, observer] = await Promise.all([connect(), connect()]);
+    try {
+      const before = (await admin('GET', '/api/database/admin/stats')).body;
+      // Hold the read behind a lock, so that every request below comes while it is in flight.
+      await locker.query(`BEGIN; LOCK TABLE ${CATALOG_SCHEMA}.db_servers IN ACCESS EXCLUSIVE MODE`);
+      const waitingReads = async () =>
+        (
+          await observer.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'
+                AND query LIKE 'select "status", "server_type"%'`,
+          )
+        ).rows[0]!.n;
+      const first = admin('GET', '/api/database/admin/stats');
+      await vi.waitFor(async () => expect(await waitingReads()).toBe(1));
+      const more = Array.from({ length: 4 }, () => admin('GET', '/api/database/admin/stats'));
+      // Were they not sharing it, each would queue a read of its own behind the lock within this
+      // second (the catalog pool has room for all five).
+      let most = 0;
+      for (const end = Date.now() + 1_000; Date.now() < end; await new Promise((r) => setTimeout(r, 50)))
+        most = Math.max(most, await waitingReads());
+      expect(most).toBe(1);
+      await locker.query('COMMIT');
+      for (const res of await Promise.all([first, ...more])) {
+        expect(res.status).toBe(200);
+        expect(res.body).toEqual(before);
+      }
+
+      const ids = newIds();
+      expect((await allocate(ids)).status).toBe(200);
+      try {
+        expect((await admin('GET', '/api/database/admin/stats')).body.total_used).toBe(before.total_used + 1);
+      } finally {
+        expect((await h.api('DELETE', `/api/database/allocations/${ids.instance_id}`)).status).toBe(200);
+      }
+    } finally {
+      await locker.query('ROLLBACK').catch(() => {});
+      await Promise.all([locker.end(), observer.end()]);
+    }
   });
 });
 

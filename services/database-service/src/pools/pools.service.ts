@@ -26,6 +26,7 @@ import type { Queues } from '@tenantdb/jobs';
 import { checkServerHealth, hardenPool, inspectServer, type PoolConnections } from '@tenantdb/pool-server';
 import type { SecretBox } from '@tenantdb/secrets';
 import type { RequestContext } from '../allocation/allocation.service';
+import { singleFlight } from '../single-flight';
 
 export interface PoolsDeps {
   db: CatalogDb;
@@ -421,7 +422,11 @@ export function createPoolsService(deps: PoolsDeps) {
       throw new ConflictError('the server keeps changing; retry');
     },
 
-    async stats(): Promise<Stats> {
+    /**
+     * Fleet totals, from one aggregate over db_servers (never the tenant rows). Requests that come
+     * while that read runs share it: dashboards polling side by side cost one scan, not one each.
+     */
+    stats: singleFlight(async (): Promise<Stats> => {
       const rows = await servers.stats();
       const byStatus: Record<string, number> = {};
       const byType: Record<string, number> = {};
@@ -446,7 +451,7 @@ export function createPoolsService(deps: PoolsDeps) {
         by_status: byStatus,
         by_type: byType,
       };
-    },
+    }),
   };
 }
 
