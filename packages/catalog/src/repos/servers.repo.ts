@@ -11,6 +11,33 @@ import {
 
 export type ServersRepo = ReturnType<typeof createServersRepo>;
 
+/**
+ * What a listing of servers reads (database-service's toPool): a page of 100 decodes each row, so
+ * the timestamps, placement and credentials it does not show stay in the catalog.
+ */
+export const LISTED_SERVER_COLUMNS = [
+  'id',
+  'name',
+  'driver',
+  'host',
+  'port',
+  'server_type',
+  'allocation_strategy',
+  'priority',
+  'status',
+  'status_reason',
+  'health_status',
+  'health_failures',
+  'last_health_check',
+  'last_health_latency_ms',
+  'max_instances',
+  'current_instances',
+  'postgres_version',
+  'created_at',
+  'provisioned_at',
+] as const satisfies readonly (keyof DbServer)[];
+export type ListedServer = Pick<DbServer, (typeof LISTED_SERVER_COLUMNS)[number]>;
+
 export function createServersRepo(db: CatalogDb) {
   return {
     findById(id: string, trx: Executor = db): Promise<DbServer | undefined> {
@@ -150,16 +177,17 @@ export function createServersRepo(db: CatalogDb) {
          WHERE id = ${serverId}`.execute(trx);
     },
 
+    /** A page of servers, with the columns a listing shows (not credentials or orchestrator state). */
     async list(
       filter: { status?: ServerStatus; server_type?: ServerType; limit: number; offset: number },
       trx: Executor = db,
-    ): Promise<{ rows: DbServer[]; total: number }> {
+    ): Promise<{ rows: ListedServer[]; total: number }> {
       let query = trx.selectFrom('db_servers');
       if (filter.status) query = query.where('status', '=', filter.status);
       if (filter.server_type) query = query.where('server_type', '=', filter.server_type);
       const [rows, count] = await Promise.all([
         query
-          .selectAll()
+          .select(LISTED_SERVER_COLUMNS)
           .orderBy('priority')
           .orderBy('name')
           .limit(filter.limit)

@@ -7,6 +7,7 @@ import {
   type CatalogDb,
   type CatalogTrx,
   type DbServer,
+  type ListedServer,
   type ServerStatus,
   type ServersRepo,
   SLOT_HOLDING_STATUSES,
@@ -52,7 +53,7 @@ interface StatusChange {
   apply(trx: CatalogTrx): Promise<DbServer | undefined>;
 }
 
-export function toPool(s: DbServer): Pool {
+export function toPool(s: ListedServer): Pool {
   return {
     id: s.id,
     name: s.name,
