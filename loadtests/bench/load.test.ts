@@ -22,12 +22,16 @@ describe('alternating', () => {
 
   it('runs the sides in blocks A B, B A, A B, one side at a time, each warmed up once before its first block', async () => {
     const { calls, overlapped, ops } = sides();
+    const pauses: number[] = [];
     await alternating(
       {
         concurrency: 2,
         blocks: 3,
         block: { durationMs: 60_000, maxRequests: 4 },
         warmup: { durationMs: 60_000, maxRequests: 2 },
+        between: async () => {
+          pauses.push(calls.length);
+        },
       },
       ops,
     );
@@ -45,6 +49,8 @@ describe('alternating', () => {
       ['a', 8],
       ['b', 4],
     ]);
+    // `between` after each warm-up and each block: the requests made by then
+    expect(pauses).toEqual([2, 6, 8, 12, 16, 20, 24, 28]);
     expect(overlapped()).toBe(false);
   });
 

@@ -62,6 +62,8 @@ export interface AlternatingPlan {
   block: { durationMs: number; maxRequests?: number };
   /** Unrecorded, once per side before its first block. */
   warmup?: { durationMs: number; maxRequests?: number };
+  /** Runs after every block (and warm-up), before the next starts; not timed. */
+  between?: () => Promise<void>;
 }
 
 /**
@@ -89,6 +91,7 @@ export async function alternating<K extends string>(
       if (plan.warmup && side.blocks.length === 0) {
         const { durationMs, maxRequests } = plan.warmup;
         await phase(plan.concurrency, durationMs, maxRequests, sides[k], side.next, new Tally());
+        await plan.between?.();
       }
       const { durationMs, maxRequests } = plan.block;
       const block = new Tally();
@@ -96,6 +99,7 @@ export async function alternating<K extends string>(
       side.tally.absorb(block);
       side.elapsedMs += elapsedMs;
       side.blocks.push(block.result(elapsedMs));
+      await plan.between?.();
     }
   }
   return Object.fromEntries(

@@ -33,6 +33,11 @@ export interface StackOptions {
   clientConnections: number;
   /** Extra service environment (on top of the bench defaults). */
   serviceEnv?: Record<string, string>;
+  /**
+   * Where the pool servers' data directories go (a directory of their own is made inside, removed
+   * at teardown); by default the bench directory, beside the catalog's.
+   */
+  poolParentDir?: string;
   log: (line: string) => void;
 }
 
@@ -174,8 +179,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 
 async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
   const { log } = opts;
-  // Every data directory lives under one bench directory, so a last-resort rmSync at exit
-  // removes them all. Running as root, the postgres user must be able to traverse it.
+  // Every data directory lives under one bench directory (the pools' under poolParentDir when it is
+  // given), so a last-resort rmSync at exit removes them all. Running as root, the postgres user
+  // must be able to traverse it.
   const dir = await mkdtemp(join(tmpdir(), 'tenantdb-bench-'));
   await chmod(dir, 0o755);
   teardown.add(
@@ -204,15 +210,28 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
     undefined,
     180_000,
   );
-  const startPg = async (label: string) => {
-    const server = await startPostgres({ password: generatePassword(), parentDir: dir });
+  let poolDir = dir;
+  if (opts.poolParentDir) {
+    const made = await mkdtemp(join(opts.poolParentDir, 'tenantdb-bench-pools-'));
+    await chmod(made, 0o755);
+    // Registered before the servers, so it runs after they have stopped.
+    teardown.add(
+      'pool servers directory',
+      () => rm(made, { recursive: true, force: true }),
+      () => rmSync(made, { recursive: true, force: true }),
+    );
+    poolDir = made;
+    log(`pool servers' data under ${made}`);
+  }
+  const startPg = async (label: string, parentDir: string) => {
+    const server = await startPostgres({ password: generatePassword(), parentDir });
     pgServers.set(label, server);
     return server;
   };
   // initdb is the slow part of starting; the three run side by side.
   const started = await Promise.allSettled([
-    startPg('catalog'),
-    ...opts.poolCapacities.map((_, i) => startPg(`pool-${i + 1}`)),
+    startPg('catalog', dir),
+    ...opts.poolCapacities.map((_, i) => startPg(`pool-${i + 1}`, poolDir)),
   ]);
   const failed = started.find((s) => s.status === 'rejected');
   if (failed) throw (failed as PromiseRejectedResult).reason;
