@@ -190,6 +190,20 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
     () => rmSync(dir, { recursive: true, force: true }),
   );
 
+  let poolDir = dir;
+  if (opts.poolParentDir) {
+    const made = await mkdtemp(join(opts.poolParentDir, 'tenantdb-bench-pools-'));
+    await chmod(made, 0o755);
+    // Registered before the servers' step, so it runs after they have stopped (LIFO).
+    teardown.add(
+      'pool servers directory',
+      () => rm(made, { recursive: true, force: true }),
+      () => rmSync(made, { recursive: true, force: true }),
+    );
+    poolDir = made;
+    log(`pool servers' data under ${made}`);
+  }
+
   log('starting catalog Postgres, Redis and 2 pool servers (default settings, fsync on)');
   // Stopped side by side too: each stop is a shutdown checkpoint, and the pools end up holding
   // hundreds of tenant databases whose files are then deleted.
@@ -210,19 +224,6 @@ async function build(opts: StackOptions, teardown: Teardown): Promise<Stack> {
     undefined,
     180_000,
   );
-  let poolDir = dir;
-  if (opts.poolParentDir) {
-    const made = await mkdtemp(join(opts.poolParentDir, 'tenantdb-bench-pools-'));
-    await chmod(made, 0o755);
-    // Registered before the servers, so it runs after they have stopped.
-    teardown.add(
-      'pool servers directory',
-      () => rm(made, { recursive: true, force: true }),
-      () => rmSync(made, { recursive: true, force: true }),
-    );
-    poolDir = made;
-    log(`pool servers' data under ${made}`);
-  }
   const startPg = async (label: string, parentDir: string) => {
     const server = await startPostgres({ password: generatePassword(), parentDir });
     pgServers.set(label, server);
