@@ -188,8 +188,8 @@ async function main(): Promise<number> {
       log(`seeding the ${label} catalog: ${size.servers} servers, ${size.rows} tenant rows`);
       const seedStart = performance.now();
       // Every simulated server points at the first real pool: the allocations of either catalog then
-      // run on the same Postgres through the same 4 admin connections (each service bounds them per
-      // address), however placement spreads them over simulated servers.
+      // run on the same Postgres, at most 4 at once (each service bounds its admin connections per
+      // address, and one catalog is measured at a time), however placement spreads them.
       await seedFleet(client, { size, realServerIds: [allocationPool(target).id], passwordEnc });
       const seedS = (performance.now() - seedStart) / 1000;
       const census = await fleetCensus(client);
