@@ -1,6 +1,7 @@
 // The shared allocation path end to end on real pool servers: credentials that work, tenant
 // isolation, idempotency, release and rotation.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { canLogin, type Harness, newIds, onServer, startHarness, tenantClient } from './harness';
 
 let h: Harness;
@@ -157,5 +158,45 @@ describe('rotate-credentials', () => {
     expect(
       (await h.api('POST', `/api/database/allocations/${crypto.randomUUID()}/rotate-credentials`)).status,
     ).toBe(404);
+  });
+
+  // A rotation's ALTER ROLE must not meet a release's drop of the same role (Postgres fails one of
+  // them with "tuple concurrently updated"): the two share the rotation lock.
+  it('makes a release wait for a rotation in flight, and refuses a rotation meanwhile', async () => {
+    const ids = newIds();
+    const a = (await allocate(ids)).body;
+    const { tenant_database_id: id } = (await h.api('GET', `/api/database/allocations/${ids.instance_id}`))
+      .body;
+    const status = async () =>
+      (
+        await h.db
+          .selectFrom('tenant_databases')
+          .select('status')
+          .where('id', '=', id)
+          .executeTakeFirstOrThrow()
+      ).status;
+    // The test holds the lock a rotation holds while it changes the password.
+    const rotation = new pg.Client({ connectionString: h.config.DATABASE_URL });
+    await rotation.connect();
+    try {
+      await rotation.query('SELECT pg_advisory_lock(hashtext($1))', [`rotate:${id}`]);
+      const rotate = await h.api('POST', `/api/database/allocations/${ids.instance_id}/rotate-credentials`);
+      expect(rotate.status).toBe(409);
+      const release = h.api('DELETE', `/api/database/allocations/${ids.instance_id}`);
+      await vi.waitFor(async () => {
+        const { rows } = await rotation.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'`,
+        );
+        expect(rows[0].n).toBe(1);
+      });
+      expect(await status()).toBe('ready');
+      await rotation.query('SELECT pg_advisory_unlock(hashtext($1))', [`rotate:${id}`]);
+      expect((await release).status).toBe(200);
+      expect(await status()).toBe('released');
+      expect(await canLogin(a)).toBe(false);
+    } finally {
+      await rotation.end();
+    }
   });
 });

@@ -121,6 +121,34 @@ export function createAllocationService(deps: AllocationDeps) {
     return knownPlan(planTier, await plans.find(planTier));
   }
 
+  /**
+   * Runs `fn` holding an allocation's rotation lock: an advisory lock on a catalog session (not a
+   * transaction; `fn` gets that session), taken by every rotation and by the start of a release.
+   * 'try' answers 409 when it is held; 'wait' waits for it (a rotation is one ALTER ROLE and one
+   * update).
+   */
+  async function holdingRotationLock<T>(
+    tenantDatabaseId: string,
+    mode: 'try' | 'wait',
+    fn: (conn: CatalogDb) => Promise<T>,
+  ): Promise<T> {
+    const key = `rotate:${tenantDatabaseId}`;
+    return db.connection().execute(async (conn) => {
+      if (mode === 'wait') await sql`SELECT pg_advisory_lock(hashtext(${key}))`.execute(conn);
+      else {
+        const { rows } = await sql<{
+          locked: boolean;
+        }>`SELECT pg_try_advisory_lock(hashtext(${key})) AS locked`.execute(conn);
+        if (!rows[0]?.locked) throw new ConflictError('this allocation is being rotated or released; retry');
+      }
+      try {
+        return await fn(conn);
+      } finally {
+        await sql`SELECT pg_advisory_unlock(hashtext(${key}))`.execute(conn);
+      }
+    });
+  }
+
   /** Waits while another request creates this instance's database; undefined when it failed. */
   async function waitUntilSettled(instanceId: string): Promise<TenantDatabase | undefined> {
     const deadline = Date.now() + DUPLICATE_WAIT_MS;
@@ -505,8 +533,15 @@ export function createAllocationService(deps: AllocationDeps) {
       if (!row) return;
       if (row.status === 'creating')
         throw new ConflictError('the allocation is still being created; retry shortly');
+      // A rotation in flight is changing the role's password on the pool server: the release waits
+      // for it (the rotation's lock), so that its ALTER ROLE never meets the drop; a rotation that
+      // comes later finds the allocation releasing.
       const releasing =
-        row.status === 'releasing' ? row : await tenants.transition(row.id, ['ready'], 'releasing');
+        row.status === 'releasing'
+          ? row
+          : await holdingRotationLock(row.id, 'wait', (conn) =>
+              tenants.transition(row.id, ['ready'], 'releasing', {}, conn),
+            );
       if (!releasing) throw new ConflictError('the allocation changed concurrently; retry');
       const server = await servers.findById(row.db_server_id);
       if (server) {
@@ -545,7 +580,7 @@ export function createAllocationService(deps: AllocationDeps) {
 
     /**
      * A new password, applied on the server before it is stored and returned. Rotations of one
-     * allocation are serialized by an advisory lock held on a catalog session (not a transaction).
+     * allocation, and the start of its release, are serialized by the rotation lock.
      */
     async rotate(instanceId: string, ctx: RequestContext): Promise<Rotated> {
       const row = await tenants.findLiveByInstance(instanceId);
@@ -553,51 +588,42 @@ export function createAllocationService(deps: AllocationDeps) {
       if (row.status !== 'ready') throw new ConflictError(`the allocation is ${row.status}`);
       const server = await servers.findById(row.db_server_id);
       if (!server) throw new UnavailableError('the server of this allocation is missing from the catalog');
-      return db.connection().execute(async (conn) => {
-        const lockKey = `rotate:${row.id}`;
-        const { rows } = await sql<{
-          locked: boolean;
-        }>`SELECT pg_try_advisory_lock(hashtext(${lockKey})) AS locked`.execute(conn);
-        if (!rows[0]?.locked) throw new ConflictError('a rotation of this allocation is already in progress');
+      return holdingRotationLock(row.id, 'try', async (conn) => {
+        const current = await tenants.findLiveByInstance(instanceId, conn);
+        if (current?.id !== row.id || current.status !== 'ready')
+          throw new ConflictError('the allocation changed; retry');
+        const password = generatePassword();
         try {
-          const current = await tenants.findLiveByInstance(instanceId, conn);
-          if (current?.id !== row.id || current.status !== 'ready')
-            throw new ConflictError('the allocation changed; retry');
-          const password = generatePassword();
-          try {
-            await tenantOps.setPassword(server, row.db_user, password);
-          } catch (err) {
-            if (err instanceof PoolServerUnavailableError)
-              throw new UnavailableError('the pool server is unreachable');
-            throw err;
-          }
-          try {
-            await tenants.updatePassword(row.id, secrets.encrypt(password), conn);
-          } catch (err) {
-            // Not stored: put the stored password back so the catalog and the server agree.
-            await tenantOps
-              .setPassword(server, row.db_user, secrets.decrypt(current.password_enc))
-              .catch(() => {});
-            throw err;
-          }
-          await audit.record(
-            {
-              actor: ctx.actor,
-              action: 'allocation.rotate',
-              request_id: ctx.requestId,
-              instance_id: instanceId,
-              db_server_id: server.id,
-              tenant_database_id: row.id,
-            },
-            conn,
-          );
-          return {
-            status: 'rotated',
-            ...credentials(server, { ...row, password_enc: secrets.encrypt(password) }),
-          };
-        } finally {
-          await sql`SELECT pg_advisory_unlock(hashtext(${lockKey}))`.execute(conn);
+          await tenantOps.setPassword(server, row.db_user, password);
+        } catch (err) {
+          if (err instanceof PoolServerUnavailableError)
+            throw new UnavailableError('the pool server is unreachable');
+          throw err;
         }
+        try {
+          await tenants.updatePassword(row.id, secrets.encrypt(password), conn);
+        } catch (err) {
+          // Not stored: put the stored password back so the catalog and the server agree.
+          await tenantOps
+            .setPassword(server, row.db_user, secrets.decrypt(current.password_enc))
+            .catch(() => {});
+          throw err;
+        }
+        await audit.record(
+          {
+            actor: ctx.actor,
+            action: 'allocation.rotate',
+            request_id: ctx.requestId,
+            instance_id: instanceId,
+            db_server_id: server.id,
+            tenant_database_id: row.id,
+          },
+          conn,
+        );
+        return {
+          status: 'rotated',
+          ...credentials(server, { ...row, password_enc: secrets.encrypt(password) }),
+        };
       });
     },
   };
