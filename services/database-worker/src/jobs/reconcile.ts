@@ -239,6 +239,8 @@ export function reconcile(deps: WorkerDeps) {
       .execute();
     await eachAtMost(config.TENANTDB_RECONCILE_CONCURRENCY, live, async (server) => {
       try {
+        // Awaited apart: `databases += await …` would read the total before the await and lose what
+        // the passes running beside this one added meanwhile.
         const dropped = await orphanDatabases(server, log);
         databases += dropped;
       } catch (err) {
