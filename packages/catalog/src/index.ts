@@ -1,4 +1,5 @@
 export * from './db';
+export * from './locks';
 export * from './migrate';
 export * from './repos/audit.repo';
 export * from './repos/plans.repo';

@@ -29,6 +29,29 @@ export const TENANT_DB_STATUSES = ['warm', 'creating', 'ready', 'releasing', 're
 export type TenantDbStatus = (typeof TENANT_DB_STATUSES)[number];
 /** Rows that hold a slot: for every server, current_instances equals the count of these. */
 export const SLOT_HOLDING_STATUSES = ['creating', 'ready', 'releasing'] as const satisfies TenantDbStatus[];
+/** Rows that stand for a database on their server (warm ones included): what pg_database is checked against. */
+export const ON_SERVER_STATUSES = ['warm', ...SLOT_HOLDING_STATUSES] as const satisfies TenantDbStatus[];
+/** Rows a process is moving on the server (creating or dropping): stuck when a crash left them so. */
+export const IN_FLIGHT_STATUSES = ['creating', 'releasing'] as const satisfies TenantDbStatus[];
+/** An instance that has its database or is getting it (not yet on the way out). */
+export const HELD_STATUSES = ['creating', 'ready'] as const satisfies TenantDbStatus[];
+
+/** Servers that run and serve their tenants, whether or not they take new ones. */
+export const SERVING_STATUSES = [
+  'active',
+  'full',
+  'cordoned',
+  'draining',
+  'maintenance',
+] as const satisfies ServerStatus[];
+/** Servers the health check visits: the serving ones, and errored ones so that they recover. */
+export const CHECKABLE_STATUSES = [...SERVING_STATUSES, 'error'] as const satisfies ServerStatus[];
+/** Servers an operator may decommission (once empty): the same set as the checkable ones. */
+export const RETIRABLE_STATUSES = CHECKABLE_STATUSES;
+/** Servers on their way up: pending capacity, and rows a provision-server job must finish. */
+export const STARTING_STATUSES = ['provisioning', 'initializing'] as const satisfies ServerStatus[];
+/** A server's health that still lets it take new tenants. */
+export const PLACEABLE_HEALTH = ['healthy', 'unknown'] as const satisfies HealthStatus[];
 
 export interface DbServersTable {
   id: Generated<string>;

@@ -1,4 +1,5 @@
 export * from './connections';
 export * from './health';
+export * from './locks';
 export * from './tenant.sql';
 export * from './tenants';

@@ -2,6 +2,7 @@
 // cleans up after itself, because callers retry and compensate.
 import { scramSha256Verifier } from '@tenantdb/secrets';
 import type { PoolConnections, PoolServerTarget } from './connections';
+import { dropLockKey, withServerLock } from './locks';
 import {
   claimWarmBatch,
   createTenantStatements,
@@ -60,13 +61,9 @@ export function createTenantOps(connections: PoolConnections): TenantOps {
         // nothing (test/drop-race.test.ts). A session lock on the role's name serializes them
         // (DROP DATABASE cannot run in a transaction, so not a transaction lock); the second
         // then finds nothing left to drop.
-        const key = `tenantdb:drop:${t.dbUser}`;
-        await client.query('SELECT pg_advisory_lock(hashtext($1))', [key]);
-        try {
+        await withServerLock(client, dropLockKey(t.dbUser), async () => {
           for (const statement of dropTenantStatements(t)) await client.query(statement);
-        } finally {
-          await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]);
-        }
+        });
       });
     },
     async setPassword(server, dbUser, password) {

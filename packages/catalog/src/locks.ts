@@ -1,0 +1,61 @@
+// Advisory locks on the catalog Postgres: the one place that names how they are taken. Keys are
+// strings hashed by Postgres (hashtext), so a lock's name says what it guards.
+import { sql } from 'kysely';
+import type { CatalogDb, CatalogTrx } from './db';
+
+/** What `trySessionLock` gives back: the work's value, or that another session holds the lock. */
+export type LockAttempt<T> = { acquired: true; value: T } | { acquired: false };
+
+/**
+ * Runs `fn` holding a session-level advisory lock, waiting for it if another session holds it.
+ * The lock lives on one catalog connection for as long as `fn` runs (`fn` gets that connection),
+ * not in a transaction, so it can span several statements and commits; it goes with the
+ * connection if the process dies.
+ */
+export async function withSessionLock<T>(
+  db: CatalogDb,
+  key: string,
+  fn: (conn: CatalogDb) => Promise<T>,
+): Promise<T> {
+  return db.connection().execute(async (conn) => {
+    await sql`SELECT pg_advisory_lock(hashtext(${key}))`.execute(conn);
+    try {
+      return await fn(conn);
+    } finally {
+      await sql`SELECT pg_advisory_unlock(hashtext(${key}))`.execute(conn);
+    }
+  });
+}
+
+/** As withSessionLock, but never waits: `{ acquired: false }` when another session holds it. */
+export async function trySessionLock<T>(
+  db: CatalogDb,
+  key: string,
+  fn: (conn: CatalogDb) => Promise<T>,
+): Promise<LockAttempt<T>> {
+  return db.connection().execute(async (conn) => {
+    const { rows } = await sql<{ locked: boolean }>`
+      SELECT pg_try_advisory_lock(hashtext(${key})) AS locked`.execute(conn);
+    if (!rows[0]?.locked) return { acquired: false };
+    try {
+      return { acquired: true, value: await fn(conn) };
+    } finally {
+      await sql`SELECT pg_advisory_unlock(hashtext(${key}))`.execute(conn);
+    }
+  });
+}
+
+/** Takes a transaction-level advisory lock, waiting for it; released at COMMIT or ROLLBACK. */
+export async function takeTransactionLock(trx: CatalogTrx, key: string): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock(hashtext(${key}))`.execute(trx);
+}
+
+/** The lock names in use, one place: who takes each is said beside it. */
+export const LOCK_KEYS = {
+  /** Every rotation of one allocation (try), and the start of its release (wait). */
+  rotation: (tenantDatabaseId: string) => `rotate:${tenantDatabaseId}`,
+  /** One warm refill per pool at a time, whichever replica or job runs it (try). */
+  warmRefill: (serverId: string) => `refill-warm:${serverId}`,
+  /** The capacity planner's decision (transaction lock). */
+  capacityPlanner: 'tenantdb:grow-shared-capacity',
+} as const;
