@@ -2,6 +2,12 @@
 //   v1.<keyId>.<iv b64url>.<tag b64url>.<ciphertext b64url>
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 
+/**
+ * GCM's full 128-bit tag, the only length written or accepted. Node verifies a shorter tag as
+ * given (down to 4 bytes), so without the pin a forger could cut the tag and guess 32 bits.
+ */
+const TAG_BYTES = 16;
+
 export interface EncryptionKey {
   id: string;
   key: Buffer;
@@ -29,7 +35,7 @@ export function createSecretBox(keys: readonly EncryptionKey[]): SecretBox {
   return {
     encrypt(plaintext) {
       const iv = randomBytes(12);
-      const cipher = createCipheriv('aes-256-gcm', current.key, iv);
+      const cipher = createCipheriv('aes-256-gcm', current.key, iv, { authTagLength: TAG_BYTES });
       const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
       const tag = cipher.getAuthTag();
       return [
@@ -46,9 +52,13 @@ export function createSecretBox(keys: readonly EncryptionKey[]): SecretBox {
       const [, keyId, iv, tag, body] = parts as [string, string, string, string, string];
       const key = byId.get(keyId);
       if (!key) throw new SecretDecryptError(`key ${keyId} is not configured`);
+      const tagBytes = Buffer.from(tag, 'base64url');
+      if (tagBytes.length !== TAG_BYTES) throw new SecretDecryptError('authentication failed');
       try {
-        const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
-        decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+        const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'), {
+          authTagLength: TAG_BYTES,
+        });
+        decipher.setAuthTag(tagBytes);
         return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString(
           'utf8',
         );

@@ -23,6 +23,18 @@ describe('secret box', () => {
     expect(() => box.decrypt(parts.join('.'))).toThrow(SecretDecryptError);
   });
 
+  it('accepts only the full 16-byte tag: a shortened one fails however it was cut', () => {
+    const box = createSecretBox([key('k1')]);
+    const parts = box.encrypt('secret').split('.');
+    const tag = Buffer.from(parts[3]!, 'base64url');
+    for (const length of [4, 8, 12, 15]) {
+      const cut = [...parts];
+      cut[3] = tag.subarray(0, length).toString('base64url');
+      expect(() => box.decrypt(cut.join('.'))).toThrow(SecretDecryptError);
+    }
+    expect(box.decrypt(parts.join('.'))).toBe('secret');
+  });
+
   it('rotates keys: the first key encrypts, older keys still decrypt', () => {
     const k1 = key('k1');
     const k2 = key('k2');
