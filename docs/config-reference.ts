@@ -76,7 +76,9 @@ export function renderConfigReference(): string {
     'In the Docker image every variable but `LOG_LEVEL` can also be given as `<NAME>_FILE=/path`: the',
     'entrypoint reads the file into `<NAME>` (Docker secrets). Variables shared by several processes (e.g.',
     '`TENANTDB_ALLOCATE_TOKEN`, `TENANTDB_ENCRYPTION_KEYS`, `TENANTDB_QUEUE_PREFIX`) must have the',
-    'same value in each.',
+    'same value in each. Tokens and secrets of one process must differ from each other (the admin and',
+    'allocate tokens; the portal token, the allocate token and the callback secret): a process given',
+    'one value for two of them refuses to boot, naming both variables.',
     '',
   ];
   for (const { name, what, properties, required } of json) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, encryptionKeys, env, parseConfig, z } from './index';
+import { ConfigError, distinctSecrets, encryptionKeys, env, parseConfig, z } from './index';
 
 const schema = z.object({
   PORT: env.port(8005),
@@ -32,5 +32,28 @@ describe('parseConfig', () => {
     expect(config.FLAG).toBe(true);
     expect(config.KEYS.map((k) => k.id)).toEqual(['new', 'old']);
     expect(Object.isFrozen(config)).toBe(true);
+  });
+});
+
+describe('distinctSecrets', () => {
+  const tokens = z
+    .object({ ADMIN: env.token(), ALLOCATE: env.token(), OTHER: env.token() })
+    .superRefine(distinctSecrets(['ADMIN', 'ALLOCATE', 'OTHER']), { when: () => true });
+
+  it('refuses one value for two tokens, naming both variables and never the value', () => {
+    const shared = 's'.repeat(32);
+    try {
+      parseConfig(tokens, { ADMIN: shared, ALLOCATE: 'a'.repeat(32), OTHER: shared });
+      expect.unreachable();
+    } catch (err) {
+      expect((err as ConfigError).problems).toEqual(['OTHER: must differ from ADMIN']);
+      expect((err as Error).message).not.toContain(shared);
+    }
+  });
+
+  it('accepts distinct tokens', () => {
+    expect(
+      parseConfig(tokens, { ADMIN: 'a'.repeat(24), ALLOCATE: 'b'.repeat(24), OTHER: 'c'.repeat(24) }).ADMIN,
+    ).toBe('a'.repeat(24));
   });
 });

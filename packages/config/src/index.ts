@@ -102,4 +102,22 @@ export const encryptionKeys = z
     return keys;
   });
 
+/**
+ * A check for a config schema's superRefine: the named secrets must all differ. One value serving
+ * as two tokens gives whoever holds the weaker one the stronger one's scope (an allocate token
+ * that is also the admin token is an admin token). Names the variables, never the value.
+ */
+export function distinctSecrets<K extends string>(names: readonly K[]) {
+  return (config: Partial<Record<K, unknown>>, ctx: z.RefinementCtx): void => {
+    names.forEach((name, i) => {
+      const twin = names
+        .slice(0, i)
+        .find((other) => config[other] !== undefined && config[other] === config[name]);
+      if (twin) {
+        ctx.addIssue({ code: 'custom', path: [name], message: `must differ from ${twin}` });
+      }
+    });
+  };
+}
+
 export { z };

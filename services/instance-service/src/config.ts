@@ -1,4 +1,4 @@
-import { env, parseConfig, z } from '@tenantdb/config';
+import { distinctSecrets, env, parseConfig, z } from '@tenantdb/config';
 
 const minutes = (n: number) => n * 60_000;
 
@@ -23,46 +23,52 @@ const allowedHosts = z
     return hosts;
   });
 
-export const InstanceServiceConfig = z.object({
-  DATABASE_URL: z.string().min(1).describe('catalog Postgres connection string (schema "instances")'),
-  REDIS_URL: z.string().min(1).describe('Redis for the BullMQ queues'),
-  INSTANCE_SERVICE_HOST: z.string().default('0.0.0.0'),
-  INSTANCE_SERVICE_PORT: env.port(8003),
-  TENANTDB_PORTAL_TOKEN: env.token().describe('bearer token of the signup portal'),
-  DATABASE_SERVICE_URL: env.url().default('http://127.0.0.1:8005'),
-  TENANTDB_ALLOCATE_TOKEN: env.token().describe('bearer token with the allocate scope of database-service'),
-  TENANTDB_DATABASE_WAIT_MS: env
-    .int(minutes(15), 1000, minutes(7 * 24 * 60))
-    .describe('how long an instance may wait for its database before it fails'),
-  TENANTDB_DATABASE_SERVICE_TIMEOUT_MS: env
-    .int(15_000, 100, 300_000)
-    .describe('deadline of one request to database-service'),
-  TENANTDB_DATABASE_SERVICE_RETRIES: env
-    .int(2, 0, 10)
-    .describe('retries of one request to database-service after a network error or a 5xx'),
-  TENANTDB_CALLBACK_SECRET: env.token().describe('HMAC-SHA256 key that signs callback bodies'),
-  TENANTDB_CALLBACK_MAX_ATTEMPTS: env.int(12, 1, 100).describe('deliveries of one callback, at most'),
-  TENANTDB_CALLBACK_TIMEOUT_MS: env.int(10_000, 100, 120_000),
-  TENANTDB_CALLBACK_ALLOWED_HOSTS: allowedHosts,
-  TENANTDB_INSTANCE_SWEEP_INTERVAL_MS: env
-    .int(60_000, 1000)
-    .describe('how often unsettled instances get their job re-enqueued (lost jobs)'),
-  TENANTDB_SCHEDULE_CHECK_MS: env
-    .int(60_000, 1000)
-    .describe('how often a replica re-installs the sweep schedule if Redis has lost it'),
-  TENANTDB_INSTANCE_JOB_CONCURRENCY: env.int(20, 1, 500),
-  TENANTDB_JOB_LOCK_MS: env.int(30_000, 1000),
-  TENANTDB_SHUTDOWN_DEADLINE_MS: env.int(25_000, 1000),
-  TENANTDB_RATE_LIMIT_PER_MINUTE: env.int(6000, 1).describe('requests per minute per token'),
-  TENANTDB_BODY_LIMIT_BYTES: env.int(16_384, 1024, 1_048_576),
-  TENANTDB_CATALOG_POOL_SIZE: env.int(20, 1, 500),
-  TENANTDB_CATALOG_ACQUIRE_TIMEOUT_MS: env.int(15_000, 100, 120_000),
-  TENANTDB_QUEUE_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]{1,64}$/)
-    .default('tenantdb'),
-  LOG_LEVEL: env.logLevel(),
-});
+export const InstanceServiceConfig = z
+  .object({
+    DATABASE_URL: z.string().min(1).describe('catalog Postgres connection string (schema "instances")'),
+    REDIS_URL: z.string().min(1).describe('Redis for the BullMQ queues'),
+    INSTANCE_SERVICE_HOST: z.string().default('0.0.0.0'),
+    INSTANCE_SERVICE_PORT: env.port(8003),
+    TENANTDB_PORTAL_TOKEN: env.token().describe('bearer token of the signup portal'),
+    DATABASE_SERVICE_URL: env.url().default('http://127.0.0.1:8005'),
+    TENANTDB_ALLOCATE_TOKEN: env.token().describe('bearer token with the allocate scope of database-service'),
+    TENANTDB_DATABASE_WAIT_MS: env
+      .int(minutes(15), 1000, minutes(7 * 24 * 60))
+      .describe('how long an instance may wait for its database before it fails'),
+    TENANTDB_DATABASE_SERVICE_TIMEOUT_MS: env
+      .int(15_000, 100, 300_000)
+      .describe('deadline of one request to database-service'),
+    TENANTDB_DATABASE_SERVICE_RETRIES: env
+      .int(2, 0, 10)
+      .describe('retries of one request to database-service after a network error or a 5xx'),
+    TENANTDB_CALLBACK_SECRET: env.token().describe('HMAC-SHA256 key that signs callback bodies'),
+    TENANTDB_CALLBACK_MAX_ATTEMPTS: env.int(12, 1, 100).describe('deliveries of one callback, at most'),
+    TENANTDB_CALLBACK_TIMEOUT_MS: env.int(10_000, 100, 120_000),
+    TENANTDB_CALLBACK_ALLOWED_HOSTS: allowedHosts,
+    TENANTDB_INSTANCE_SWEEP_INTERVAL_MS: env
+      .int(60_000, 1000)
+      .describe('how often unsettled instances get their job re-enqueued (lost jobs)'),
+    TENANTDB_SCHEDULE_CHECK_MS: env
+      .int(60_000, 1000)
+      .describe('how often a replica re-installs the sweep schedule if Redis has lost it'),
+    TENANTDB_INSTANCE_JOB_CONCURRENCY: env.int(20, 1, 500),
+    TENANTDB_JOB_LOCK_MS: env.int(30_000, 1000),
+    TENANTDB_SHUTDOWN_DEADLINE_MS: env.int(25_000, 1000),
+    TENANTDB_RATE_LIMIT_PER_MINUTE: env.int(6000, 1).describe('requests per minute per token'),
+    TENANTDB_BODY_LIMIT_BYTES: env.int(16_384, 1024, 1_048_576),
+    TENANTDB_CATALOG_POOL_SIZE: env.int(20, 1, 500),
+    TENANTDB_CATALOG_ACQUIRE_TIMEOUT_MS: env.int(15_000, 100, 120_000),
+    TENANTDB_QUEUE_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/)
+      .default('tenantdb'),
+    LOG_LEVEL: env.logLevel(),
+  })
+  // Checked even when other variables are wrong, so that every problem is reported at once.
+  .superRefine(
+    distinctSecrets(['TENANTDB_PORTAL_TOKEN', 'TENANTDB_ALLOCATE_TOKEN', 'TENANTDB_CALLBACK_SECRET']),
+    { when: () => true },
+  );
 export type InstanceServiceConfig = z.output<typeof InstanceServiceConfig>;
 
 export const loadConfig = (source?: Record<string, string | undefined>) =>
