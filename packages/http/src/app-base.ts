@@ -83,6 +83,19 @@ export async function createHttpApp(opts: HttpAppOptions): Promise<HttpApp> {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
     },
+    // Errors Fastify raises before routing (a malformed percent-encoding, a path parameter over the
+    // router's limit) get the one error shape with the request id too, and do not echo the URL.
+    frameworkErrors: (err, request, reply) => {
+      const status = err.statusCode ?? 400;
+      const message =
+        err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? 'a path parameter is too long'
+          : err.code === 'FST_ERR_BAD_URL'
+            ? 'the URL is not validly encoded'
+            : reasonPhrase(status);
+      // Typed for every route's replies; this one answers before any route is chosen.
+      (reply as FastifyReply).status(status).send(errorBody(status, message, request.id));
+    },
   }).withTypeProvider<ZodTypeProvider>() as unknown as HttpApp;
 
   // Bodies are JSON only: Fastify's default text/plain parser would hand a string to validation
