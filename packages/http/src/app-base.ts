@@ -28,7 +28,7 @@ import {
 } from 'fastify-type-provider-zod';
 import type { ZodType } from 'zod';
 import { registerAuth, type TokenGrant } from './auth';
-import { HttpError, isDependencyUnavailable, reasonPhrase } from './errors';
+import { HttpError, isDependencyUnavailable, isRefusedByDatabase, reasonPhrase } from './errors';
 
 export type HttpApp = FastifyInstance<
   RawServerDefault,
@@ -212,6 +212,20 @@ function errorHandler(err: FastifyError, request: FastifyRequest, reply: Fastify
     status = 503;
     message = 'a dependency (catalog database or job queue) is unavailable or overloaded; retry';
     reply.header('retry-after', '2');
+  } else if (isRefusedByDatabase(err)) {
+    status = 400;
+    message = 'a value in the request is out of range or not accepted';
+    // Which check it was, for whoever tightens validation; not the message, which holds the value.
+    const { code, constraint, table, column } = err as {
+      code?: string;
+      constraint?: string;
+      table?: string;
+      column?: string;
+    };
+    request.log.warn(
+      { code, constraint, table, column },
+      'the catalog refused a value validation let through',
+    );
   } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
     // Fastify's own client errors: malformed JSON, body too large, unsupported media type.
     status = err.statusCode;

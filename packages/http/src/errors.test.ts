@@ -50,6 +50,15 @@ describe('error handler', () => {
     app.get('/pool-timeout', async () => {
       throw pgError('timeout exceeded when trying to connect');
     });
+    app.get('/check-violation', async () => {
+      throw Object.assign(
+        pgError('new row violates check constraint "db_servers_cpu_limit_check"', '23514'),
+        {
+          constraint: 'db_servers_cpu_limit_check',
+          detail: 'Failing row contains (secret_stuff)',
+        },
+      );
+    });
     app.get('/query-bug', async () => {
       throw pgError('column "secret_stuff" does not exist', '42703');
     });
@@ -60,6 +69,16 @@ describe('error handler', () => {
     const body = unavailable.json();
     expect(body).toMatchObject({ statusCode: 503, error: 'Service Unavailable' });
     expect(body.requestId).toEqual(expect.any(String));
+
+    const refused = await app.inject({ method: 'GET', url: '/check-violation' });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json()).toMatchObject({
+      statusCode: 400,
+      message: 'a value in the request is out of range or not accepted',
+    });
+    expect(refused.body).not.toContain('secret_stuff');
+    expect(logs.text()).toContain('db_servers_cpu_limit_check');
+    expect(logs.text()).not.toContain('secret_stuff');
 
     const bug = await app.inject({ method: 'GET', url: '/query-bug' });
     expect(bug.statusCode).toBe(500);

@@ -62,6 +62,17 @@ export function isDependencyUnavailable(err: unknown): boolean {
   );
 }
 
+/**
+ * The database refused a value the request carried: a data exception (class 22: a NUL byte in
+ * text, a number out of a column's range) or an integrity constraint (class 23: a CHECK, NOT NULL,
+ * a unique index) that validation should have caught and did not. The caller sent it, so 400 —
+ * with a message of our own, never the database's (its detail repeats the value).
+ */
+export function isRefusedByDatabase(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  return /^2[23][0-9A-Z]{3}$/.test(String((err as { code?: unknown }).code ?? ''));
+}
+
 const REASONS: Record<number, string> = {
   400: 'Bad Request',
   401: 'Unauthorized',
