@@ -50,7 +50,14 @@ export interface HttpAppOptions {
   bodyLimitBytes: number;
   /** Named dependency checks for /readyz; each resolves true when the dependency answers. */
   readiness: Record<string, () => Promise<boolean>>;
+  /**
+   * How long a client may take to send a whole request, headers and body (default 30 s): a slow or
+   * stalled sender is answered 408 and its socket closed instead of holding it for ever.
+   */
+  requestTimeoutMs?: number;
 }
+
+const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 /**
  * Responses are checked against their schema (unknown keys stripped, every check run) and then
@@ -74,11 +81,19 @@ const responseSerializer: FastifySerializerCompiler<ZodType | { properties: ZodT
 };
 
 export async function createHttpApp(opts: HttpAppOptions): Promise<HttpApp> {
+  const requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const app = Fastify({
     loggerInstance: opts.logger,
     // One line per request is written by the onResponse hook below.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     bodyLimit: opts.bodyLimitBytes,
+    // Node's own defaults leave a request without a deadline in Fastify (requestTimeout 0) and
+    // look for expired ones only every 30 s; headers count against the same deadline.
+    requestTimeout: requestTimeoutMs,
+    http: {
+      headersTimeout: requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1_000, requestTimeoutMs),
+    },
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
