@@ -8,9 +8,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type RunningPostgres, type RunningRedis, startPostgres, startRedis } from '@tenantdb/local-servers';
 import { createLocalProvisioner } from '@tenantdb/provisioners';
 import { generatePassword } from '@tenantdb/secrets';
-import { type RunningPostgres, type RunningRedis, startPostgres, startRedis } from '@tenantdb/testkit';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
