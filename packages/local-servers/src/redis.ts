@@ -1,7 +1,6 @@
 // A private redis-server for tests and the dev stack (Debian's redis-server, from PATH).
 import { spawn } from 'node:child_process';
-import { Socket } from 'node:net';
-import { freePort } from './ports';
+import { freePort, READY_TIMEOUT_MS, waitForPort } from './ports';
 
 export interface RunningRedis {
   url: string;
@@ -18,7 +17,13 @@ export class RedisNotInstalledError extends Error {
   }
 }
 
-export async function startRedis(opts: { port?: number } = {}): Promise<RunningRedis> {
+export interface StartRedisOptions {
+  port?: number;
+  /** How long it may take to accept connections (default READY_TIMEOUT_MS, 60 s). */
+  readyTimeoutMs?: number;
+}
+
+export async function startRedis(opts: StartRedisOptions = {}): Promise<RunningRedis> {
   const port = opts.port ?? (await freePort());
   let child: ReturnType<typeof spawn> | undefined;
 
@@ -37,8 +42,14 @@ export async function startRedis(opts: { port?: number } = {}): Promise<RunningR
         '--maxmemory-policy',
         'noeviction',
       ],
-      { stdio: 'ignore' },
+      // stdout is read only for the error message of a server that exits while starting.
+      { stdio: ['ignore', 'pipe', 'ignore'] },
     );
+    let output = '';
+    const collect = (chunk: Buffer) => {
+      output = (output + chunk.toString('utf8')).slice(-2_000);
+    };
+    proc.stdout?.on('data', collect);
     child = proc;
     await new Promise<void>((resolve, reject) => {
       proc.once('error', (err: NodeJS.ErrnoException) =>
@@ -46,7 +57,24 @@ export async function startRedis(opts: { port?: number } = {}): Promise<RunningR
       );
       proc.once('spawn', () => resolve());
     });
-    await waitForPort(port, 10_000);
+    try {
+      await waitForPort(port, {
+        what: 'redis-server',
+        // Anything else holding the port (a lost race for it) must not pass for this server.
+        probe: { send: 'PING\r\n', expect: '+PONG' },
+        timeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS,
+        gaveUp: () =>
+          proc.exitCode !== null || proc.signalCode !== null
+            ? `exited while starting (${proc.exitCode ?? proc.signalCode}): ${lastLine(output)}`
+            : undefined,
+      });
+    } catch (err) {
+      proc.kill('SIGKILL');
+      throw err;
+    }
+    // Past start-up its output is not needed; keep reading so that the pipe never fills.
+    proc.stdout?.off('data', collect);
+    proc.stdout?.resume();
   };
 
   await start();
@@ -65,20 +93,13 @@ export async function startRedis(opts: { port?: number } = {}): Promise<RunningR
   };
 }
 
-async function waitForPort(port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = new Socket();
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-      socket.connect(port, '127.0.0.1');
-    });
-    if (open) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listening on 127.0.0.1:${port} after ${timeoutMs} ms`);
+function lastLine(output: string): string {
+  return (
+    output
+      .trim()
+      .split('\n')
+      .reverse()
+      .find((l) => l.trim())
+      ?.trim() ?? 'no output'
+  );
 }
