@@ -9,7 +9,7 @@ import {
   QUEUES,
   type QueueName,
   SINGLE_FLIGHT,
-} from './catalog';
+} from './job-definitions';
 
 export interface Queues {
   /** Adds a job through the catalog: payload validated, deterministic id, retry policy. */
