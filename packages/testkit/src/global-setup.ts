@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { startPostgres, startRedis } from '@tenantdb/local-servers';
 import type { TestProject } from 'vitest/node';
-import { prepareCatalogTemplate } from './catalog';
+import { prepareCatalogTemplate } from './catalog-db';
 
 declare module 'vitest' {
   export interface ProvidedContext {

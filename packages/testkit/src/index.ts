@@ -1,7 +1,7 @@
 // The dev stack's private servers (embedded Postgres, redis-server, free ports) are the tests' too.
 export * from '@tenantdb/local-servers';
 export * from './callback-receiver';
-export * from './catalog';
+export * from './catalog-db';
 export * from './logs';
 export * from './plans';
 export * from './swarm';
