@@ -5,7 +5,6 @@
 // reconciler, checks every invariant and records the result for docs/reliability.md.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCatalogDb } from '@tenantdb/catalog';
@@ -13,7 +12,7 @@ import { encryptionKeys } from '@tenantdb/config';
 import { type DevStack, startDevStack } from '@tenantdb/devstack';
 import { createQueues } from '@tenantdb/jobs';
 import { createSecretBox } from '@tenantdb/secrets';
-import { freePort } from '@tenantdb/testkit';
+import { freePort, waitForPort } from '@tenantdb/testkit';
 import { expect, inject } from 'vitest';
 import { type Acknowledged, checkInvariants, type InvariantReport } from './invariants';
 import { type Load, type LoadOptions, startLoad } from './load';
@@ -84,18 +83,13 @@ export async function startDurableRedis() {
       proc.once('error', reject);
       proc.once('spawn', () => resolve());
     });
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const open = await new Promise<boolean>((resolve) => {
-        const s = new Socket();
-        s.once('connect', () => resolve(s.destroy() !== undefined));
-        s.once('error', () => resolve(false));
-        s.connect(port, '127.0.0.1');
-      });
-      if (open) return;
-      if (Date.now() > deadline) throw new Error('redis-server did not start');
-      await sleep(50);
-    }
+    await waitForPort(port, {
+      what: "the fault suite's redis-server",
+      gaveUp: () =>
+        proc.exitCode !== null || proc.signalCode !== null
+          ? `exited while starting (${proc.exitCode ?? proc.signalCode})`
+          : undefined,
+    });
   };
   /** SIGKILL (nothing flushed at exit: the append-only file already has every write) or SIGTERM. */
   const stop = async (signal: NodeJS.Signals = 'SIGKILL') => {

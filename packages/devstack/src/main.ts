@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RedisNotInstalledError } from '@tenantdb/testkit';
+import { RedisNotInstalledError } from '@tenantdb/local-servers';
 import { type DevStack, REPO_ROOT, startDevStack } from './stack';
 
 const env = process.env;

@@ -8,9 +8,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type RunningPostgres, type RunningRedis, startPostgres, startRedis } from '@tenantdb/local-servers';
 import { createLocalProvisioner } from '@tenantdb/provisioners';
 import { generatePassword } from '@tenantdb/secrets';
-import { type RunningPostgres, type RunningRedis, startPostgres, startRedis } from '@tenantdb/testkit';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -99,27 +99,50 @@ function loadSecrets(stateDir: string): StackSecrets {
   return secrets;
 }
 
-export async function waitForHttp(url: string, timeoutMs: number, isAlive?: () => boolean): Promise<void> {
+/** Asks `url` until it answers 2xx; the error names the process, the URL and the last answer or error. */
+export async function waitForHttp(
+  url: string,
+  timeoutMs: number,
+  opts: { what?: string; isAlive?: () => boolean } = {},
+): Promise<void> {
+  const what = opts.what ? `${opts.what} (${url})` : url;
   const deadline = Date.now() + timeoutMs;
+  let last = 'no attempt made';
   while (Date.now() < deadline) {
-    if (isAlive && !isAlive()) throw new Error(`the process behind ${url} exited while starting`);
+    if (opts.isAlive && !opts.isAlive()) throw new Error(`${what}: the process exited while starting`);
     try {
-      if ((await fetch(url, { signal: AbortSignal.timeout(2_000) })).ok) return;
-    } catch {
-      // not up yet
+      const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+      if (res.ok) return;
+      last = `HTTP ${res.status}`;
+    } catch (err) {
+      last = errorText(err);
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+  throw new Error(`${what} did not answer within ${timeoutMs} ms; last: ${last}`);
 }
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let last = 'not yet';
   while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
+    try {
+      if (await check()) return;
+      last = 'not yet';
+    } catch (err) {
+      last = errorText(err);
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
-  throw new Error(`${what} did not come up within ${timeoutMs} ms`);
+  throw new Error(`${what} did not come up within ${timeoutMs} ms; last check: ${last}`);
+}
+
+/** fetch's own message is "fetch failed": the reason is in its cause (ECONNREFUSED, a timeout). */
+function errorText(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } } | null)?.cause;
+  if (cause?.code) return cause.code;
+  if (cause?.message) return cause.message;
+  return err instanceof Error ? err.message : String(err);
 }
 
 export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
@@ -241,7 +264,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
         async start() {
           if (alive()) return;
           spawnIt();
-          await waitForHttp(readyUrl, startTimeoutMs, alive);
+          await waitForHttp(readyUrl, startTimeoutMs, { what: name, isAlive: alive });
         },
       };
       processes.set(name, managed);
@@ -279,7 +302,11 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       ),
     ];
     const readyUrls = [urls.databaseService, urls.instanceService, ...urls.workers].map((u) => `${u}/readyz`);
-    await Promise.all(readyUrls.map((url, i) => waitForHttp(url, startTimeoutMs, () => started[i]!.running)));
+    await Promise.all(
+      readyUrls.map((url, i) =>
+        waitForHttp(url, startTimeoutMs, { what: started[i]!.name, isAlive: () => started[i]!.running }),
+      ),
+    );
 
     if (opts.waitForPool ?? true) {
       // The capacity planner provisions the first pool on start; wait for it so the first
@@ -289,10 +316,11 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
           const res = await fetch(`${urls.databaseService}/api/database/admin/stats`, {
             headers: { authorization: `Bearer ${adminToken}` },
           });
-          return res.ok && ((await res.json()) as { active_pools: number }).active_pools > 0;
+          if (!res.ok) throw new Error(`admin/stats answered HTTP ${res.status}`);
+          return ((await res.json()) as { active_pools: number }).active_pools > 0;
         },
         120_000,
-        'the first pool server',
+        'the first pool server (active_pools > 0 in database-service admin/stats)',
       );
     }
 

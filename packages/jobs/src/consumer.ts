@@ -1,10 +1,10 @@
 // BullMQ consumers, shared by database-worker and instance-service. Every payload is checked
-// against the job catalog before its handler runs; PermanentJobError stops a job at once
+// against the job definitions before its handler runs; PermanentJobError stops a job at once
 // (UnrecoverableError), RetryLater moves it to delayed without counting an attempt, anything else
 // retries with the job's backoff. Shutdown lets jobs in hand finish up to a deadline.
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { isJobOf, type JobsOf, parsePayload, type QueueName } from './catalog';
+import { isJobOf, type JobsOf, parsePayload, type QueueName } from './job-definitions';
 
 /** A failure that retrying cannot fix: the job stops at once and the reason is recorded. */
 export class PermanentJobError extends Error {
@@ -77,7 +77,7 @@ export function startConsumers<Q extends QueueName, L extends JobLog>(
         try {
           payload = parsePayload(job.name, job.data);
         } catch {
-          throw new UnrecoverableError(`payload of ${job.name} does not match the job catalog`);
+          throw new UnrecoverableError(`payload of ${job.name} does not match its job definition`);
         }
         try {
           const result = await opts.run(job.name, payload, job, log);

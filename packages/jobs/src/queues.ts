@@ -9,10 +9,10 @@ import {
   QUEUES,
   type QueueName,
   SINGLE_FLIGHT,
-} from './catalog';
+} from './job-definitions';
 
 export interface Queues {
-  /** Adds a job through the catalog: payload validated, deterministic id, retry policy. */
+  /** Adds a job through its definition: payload validated, deterministic id, retry policy. */
   enqueue<N extends JobName>(
     name: N,
     payload: JobPayload<N>,
@@ -102,7 +102,7 @@ export function createQueues(opts: { redisUrl: string; prefix?: string; failFast
   );
   for (const q of queues.values()) q.on('error', () => {});
 
-  /** What the catalog says about a job: its id, attempts and single-flight removal. */
+  /** What its definition says about a job: its id, attempts and single-flight removal. */
   const jobOptions = <N extends JobName>(
     name: N,
     data: JobPayload<N>,

@@ -3,8 +3,8 @@
 // a Redis that comes back empty (no persistence, a failover to a fresh node) has lost them, so
 // each replica checks every so often and installs the ones that are missing — only those, since
 // installing a schedule also runs its job once.
-import type { JobName, QueueName } from './catalog';
 import type { JobLog } from './consumer';
+import type { JobName, QueueName } from './job-definitions';
 import type { Queues } from './queues';
 
 export interface Schedule {

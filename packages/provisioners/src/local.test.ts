@@ -112,6 +112,9 @@ afterAll(async () => {
   );
 });
 
+/** Readiness after a create or start: generous for a loaded CI machine, inside the 60 s test timeout. */
+const READY_MS = 30_000;
+
 describe('local provisioner', () => {
   let port: number;
   let pid: number;
@@ -123,7 +126,7 @@ describe('local provisioner', () => {
 
     const ready = await waitUntilReady(
       { host: server.host, port, user: adminUser, password },
-      { timeoutMs: 10_000 },
+      { timeoutMs: READY_MS },
     );
     expect(ready.postgresVersion).toMatch(/^\d+\.\d+/);
     const [row] = await query<{ max_connections: string }>(port, 'SHOW max_connections');
@@ -179,7 +182,7 @@ describe('local provisioner', () => {
     expect(await accepts(port)).toBe(false);
 
     await local.start('alpha');
-    await waitUntilReady({ host: '127.0.0.1', port, user: adminUser, password }, { timeoutMs: 10_000 });
+    await waitUntilReady({ host: '127.0.0.1', port, user: adminUser, password }, { timeoutMs: READY_MS });
     expect((await local.inspect('alpha')).running).toBe(true);
 
     await local.stop('alpha');
@@ -217,7 +220,7 @@ describe('local provisioner', () => {
     expect(server.port).toBe(reserved);
     await waitUntilReady(
       { host: '127.0.0.1', port: reserved, user: adminUser, password },
-      { timeoutMs: 10_000 },
+      { timeoutMs: READY_MS },
     );
     const [row] = await query<{ max_connections: string }>(reserved, 'SHOW max_connections');
     expect(row!.max_connections).toBe('77');
@@ -299,7 +302,7 @@ describe('local provisioner', () => {
     expect((await local.inspect(s.name)).running).toBe(true);
     await waitUntilReady(
       { host: '127.0.0.1', port: result.port, user: adminUser, password },
-      { timeoutMs: 10_000 },
+      { timeoutMs: READY_MS },
     );
   });
 });

@@ -38,6 +38,7 @@ import {
   type Provisioner,
   type ServerSpec,
 } from './provisioner';
+import { RESERVED_SETTINGS } from './tuning';
 
 export interface LocalProvisionerOptions {
   /** Directory holding one subdirectory per server; created (0755) if missing. */
@@ -78,17 +79,6 @@ const INCLUDE_LINE = `include '${CONF}'`;
 const LOG = 'postgres.log';
 const NAME_RE = /^[a-z][a-z0-9-]{0,62}$/;
 const SETTING_RE = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$/i;
-/** Settings the driver owns: overriding them would put the server somewhere the marker does not say. */
-const RESERVED_SETTINGS = new Set([
-  'port',
-  'listen_addresses',
-  'unix_socket_directories',
-  'data_directory',
-  'config_file',
-  'hba_file',
-  'ident_file',
-  'external_pid_file',
-]);
 /** sun_path is 108 bytes including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
 
@@ -365,6 +355,7 @@ function validateSpec(spec: ServerSpec): void {
   for (const [key, value] of Object.entries(spec.settings ?? {})) {
     if (!SETTING_RE.test(key))
       throw new PermanentProvisionError(`invalid setting name ${JSON.stringify(key)}`);
+    // Overriding one would put the server somewhere its marker does not say.
     if (RESERVED_SETTINGS.has(key.toLowerCase())) {
       throw new PermanentProvisionError(`setting ${key} is managed by the local driver`);
     }

@@ -4,6 +4,7 @@ import { PermanentProvisionError, type ServerSpec } from './provisioner';
 import {
   buildSecretSpec,
   buildServiceSpec,
+  conflictOnCurrentPort,
   demuxDockerLog,
   hostPortOf,
   lastFatalLine,
@@ -243,6 +244,7 @@ describe('summarizeTasks', () => {
       3,
     );
     expect(clash.portConflict).toBe(true);
+    expect(clash.conflictPort).toBe(26500);
     const pending = summarizeTasks(
       [
         task({
@@ -300,5 +302,32 @@ describe('container logs', () => {
     );
     expect(lastFatalLine(log)).toBe('FATAL:  unrecognized configuration parameter "x"');
     expect(demuxDockerLog(Buffer.from('plain tty output'))).toBe('plain tty output');
+  });
+});
+
+describe('conflictOnCurrentPort', () => {
+  const failed = (error: string, createdAt = '2026-12-02T12:00:05.000000001Z') =>
+    summarizeTasks([task({ createdAt, state: 'failed', error })], 3);
+  const onPort = (port: number) => `Bind for 0.0.0.0:${port} failed: port is already allocated`;
+
+  it('is about the port the spec publishes now, not one an earlier spec published', () => {
+    expect(failed(onPort(30121)).conflictPort).toBe(30121);
+    expect(conflictOnCurrentPort(failed(onPort(30121)), { port: 30121 })).toBe(true);
+    expect(conflictOnCurrentPort(failed(onPort(30121)), { port: 30122 })).toBe(false);
+    expect(
+      conflictOnCurrentPort(failed('listen tcp6 [::]:30122: bind: address already in use'), { port: 30122 }),
+    ).toBe(true);
+    expect(conflictOnCurrentPort(failed('no such image'), { port: 30121 })).toBe(false);
+    expect(conflictOnCurrentPort(failed(onPort(30121)), { port: undefined })).toBe(false);
+  });
+
+  it('without a port in the message: only a task created since the spec last changed', () => {
+    const scheduler = 'no suitable node (host-mode port already in use on 1 node)';
+    const before = { port: 30121, specChangedAt: '2026-12-02T12:00:06.5Z' };
+    const after = { port: 30121, specChangedAt: '2026-12-02T12:00:04Z' };
+    expect(failed(scheduler).conflictPort).toBeUndefined();
+    expect(conflictOnCurrentPort(failed(scheduler), before)).toBe(false);
+    expect(conflictOnCurrentPort(failed(scheduler), after)).toBe(true);
+    expect(conflictOnCurrentPort(failed(scheduler), { port: 30121 })).toBe(true);
   });
 });

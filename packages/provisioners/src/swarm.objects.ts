@@ -314,6 +314,11 @@ export interface TaskSummary {
   terminal: boolean;
   /** The host-mode port is held by someone else on the node: another port would help. */
   portConflict: boolean;
+  /**
+   * The port that conflict is on, when the orchestrator says (its message, or the task's port):
+   * a task of an earlier spec stays in the list after the port is changed.
+   */
+  conflictPort?: number;
 }
 
 const FAILED_STATES = new Set(['failed', 'rejected']);
@@ -351,13 +356,43 @@ export function summarizeTasks(tasks: TaskView[], crashLoopAfter: number): TaskS
   if (failedInARow > 1) reason = `${failedInARow} tasks failed in a row; last: ${reason}`;
 
   const imageMissing = FAILED_STATES.has(told.state) && IMAGE_ERROR.test(told.error ?? '');
-  return {
+  const portConflict = PORT_CONFLICT.test(told.error ?? '');
+  const summary: TaskSummary = {
     latest,
     failed: told,
     reason,
     terminal: imageMissing || failedInARow >= crashLoopAfter,
-    portConflict: PORT_CONFLICT.test(told.error ?? ''),
+    portConflict,
   };
+  const conflictPort = portConflict ? (portInMessage(told.error ?? '') ?? told.publishedPort) : undefined;
+  if (conflictPort !== undefined) summary.conflictPort = conflictPort;
+  return summary;
+}
+
+/** "listen tcp4 0.0.0.0:26500: bind: …", "Bind for 0.0.0.0:26500 failed: …", "[::]:26500". */
+const ADDRESS_WITH_PORT = /(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:]*\]):(\d{1,5})\b/i;
+
+function portInMessage(message: string): number | undefined {
+  const port = Number(ADDRESS_WITH_PORT.exec(message)?.[1]);
+  return Number.isInteger(port) && port > 0 && port <= 65_535 ? port : undefined;
+}
+
+/**
+ * Whether a summary's port conflict is about the port the service publishes now, so that another
+ * port would help. The failed task of an earlier spec stays in the task list after the port is
+ * changed; its conflict was on the old port. When the orchestrator names no port (the scheduler's
+ * "host-mode port already in use on 1 node"), a task created before the spec last changed is
+ * taken for an earlier spec's.
+ */
+export function conflictOnCurrentPort(
+  summary: TaskSummary,
+  current: { port: number | undefined; specChangedAt?: string | undefined },
+): boolean {
+  if (!summary.portConflict || current.port === undefined) return false;
+  if (summary.conflictPort !== undefined) return summary.conflictPort === current.port;
+  const failedAt = Date.parse(summary.failed?.createdAt ?? '');
+  const changedAt = Date.parse(current.specChangedAt ?? '');
+  return Number.isNaN(failedAt) || Number.isNaN(changedAt) || failedAt >= changedAt;
 }
 
 /** Docker's multiplexed log stream (8-byte frame headers) as text. */

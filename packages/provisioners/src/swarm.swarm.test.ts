@@ -111,7 +111,7 @@ describe.skipIf(Boolean(skip))('swarm driver', () => {
     const started = Date.now();
     const server = await driver.create(s);
     expect(server).toMatchObject({ ref: s.name, host: '127.0.0.1', image: inject('swarmImage') });
-    await waitUntilReady({ ...server, user: s.adminUser, password: s.adminPassword }, { timeoutMs: 30_000 });
+    await waitUntilReady({ ...server, user: s.adminUser, password: s.adminPassword }, { timeoutMs: 60_000 });
     console.info(`swarm create → login: ${Date.now() - started} ms`);
 
     // Tuning arrived as -c arguments: what the driver computed is what the server runs with.
@@ -201,7 +201,7 @@ describe.skipIf(Boolean(skip))('swarm driver', () => {
     });
     expect(services).toHaveLength(1);
     expect((await secretsOf(s)).map((x) => x.ID)).toEqual([secretId]);
-    await waitUntilReady({ ...a, user: s.adminUser, password: s.adminPassword }, { timeoutMs: 30_000 });
+    await waitUntilReady({ ...a, user: s.adminUser, password: s.adminPassword }, { timeoutMs: 60_000 });
     await driver.remove(s.name);
   });
 
@@ -255,7 +255,7 @@ describe.skipIf(Boolean(skip))('swarm driver', () => {
       expect(server.port).toBe(port + 1);
       await waitUntilReady(
         { ...server, user: s.adminUser, password: s.adminPassword },
-        { timeoutMs: 30_000 },
+        { timeoutMs: 60_000 },
       );
       await narrow.remove(s.name);
     } finally {

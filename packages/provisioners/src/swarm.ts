@@ -21,6 +21,7 @@ import {
 import {
   buildSecretSpec,
   buildServiceSpec,
+  conflictOnCurrentPort,
   demuxDockerLog,
   hostPortOf,
   isManaged,
@@ -162,10 +163,15 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
     }
   }
 
-  /** A host port no service publishes (ours or anyone's), at random so concurrent workers rarely meet. */
-  async function pickPort(avoid: number[] = []): Promise<number> {
+  /**
+   * A host port no other service publishes (ours or anyone's), at random so concurrent workers
+   * rarely meet. The ports of `forService` itself (its spec's and what its endpoint still shows of
+   * an earlier spec) are not taken: it is the one moving; `avoid` says what it must leave.
+   */
+  async function pickPort(avoid: number[] = [], forService?: string): Promise<number> {
     const taken = new Set<number>([...portsInFlight, ...avoid]);
     for (const s of await docker.listServices()) {
+      if (forService !== undefined && s.ID === forService) continue;
       for (const p of [...(s.Spec?.EndpointSpec?.Ports ?? []), ...(s.Endpoint?.Ports ?? [])]) {
         if (p.PublishedPort) taken.add(p.PublishedPort);
       }
@@ -252,12 +258,18 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
       const running = summary.running;
       if (running && (opts.publishMode !== 'host' || running.publishedPort)) return running;
       if (summary.portConflict && opts.publishMode === 'host' && repicks < PORT_REPICKS) {
-        repicks++;
         const current = (await findService(service.ID)) ?? service;
         const held = hostPortOf(current.Spec);
-        const port = await pickPort(held === undefined ? [] : [held]);
-        await updateService(service, (spec) => withPublishedPort(spec, port));
-        continue;
+        // Only a conflict on the port published now: an earlier port's failed task is still listed.
+        if (
+          held !== undefined &&
+          conflictOnCurrentPort(summary, { port: held, specChangedAt: current.UpdatedAt })
+        ) {
+          repicks++;
+          const port = await pickPort([held], service.ID);
+          await updateService(service, (spec) => withPublishedPort(spec, port));
+          continue;
+        }
       }
       if (summary.terminal) {
         throw new PermanentProvisionError(`swarm service ${name} cannot start: ${await explain(summary)}`);

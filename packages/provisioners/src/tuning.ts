@@ -12,8 +12,11 @@ export const DEFAULT_TENANT_CONNECTIONS = 20;
 /** Postgres' own default; a server is never sized below it. */
 const MIN_MAX_CONNECTIONS = 100;
 
-/** Settings a container driver owns: changing them would move the server away from where it is looked for. */
-export const CONTAINER_RESERVED_SETTINGS = new Set([
+/**
+ * Settings every driver owns (local, swarm, kubernetes): changing them would move the server away
+ * from where it is looked for (its port, its addresses and sockets, its files).
+ */
+export const RESERVED_SETTINGS: ReadonlySet<string> = new Set([
   'port',
   'listen_addresses',
   'unix_socket_directories',
@@ -60,7 +63,7 @@ export function validateSettings(settings: Record<string, string>): void {
   for (const [key, value] of Object.entries(settings)) {
     if (!SETTING_RE.test(key))
       throw new PermanentProvisionError(`invalid setting name ${JSON.stringify(key)}`);
-    if (CONTAINER_RESERVED_SETTINGS.has(key.toLowerCase()))
+    if (RESERVED_SETTINGS.has(key.toLowerCase()))
       throw new PermanentProvisionError(`setting ${key} is managed by the driver`);
     if (/[\r\n\0]/.test(value)) throw new PermanentProvisionError(`setting ${key} must be a single line`);
   }

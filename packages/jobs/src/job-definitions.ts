@@ -1,4 +1,4 @@
-// The job catalog: every queue, every job name and its payload schema. Producers and the worker
+// The job definitions: every queue, every job name and its payload schema. Producers and the worker
 // both go through it, so a payload is checked when it is added and again before its handler runs.
 // Payloads outlive deploys: new fields are optional, a rename is a new job name. Payloads never
 // carry secrets — only ids, which the handler re-reads from the catalog.
