@@ -9,17 +9,12 @@ import {
   Released,
   Rotated,
 } from '@tenantdb/contracts';
-import type { HttpApp } from '@tenantdb/http';
+import { requestContext as ctx, type HttpApp } from '@tenantdb/http';
 import type { AllocationService } from './allocation.service';
 
 const allocate = { scope: 'allocate' } as const;
 
 export function allocationRoutes(app: HttpApp, service: AllocationService): void {
-  const ctx = (request: { principal?: { name: string }; id: string }) => ({
-    actor: request.principal?.name ?? 'unknown',
-    requestId: request.id,
-  });
-
   app.post(
     '/api/database/allocate',
     {

@@ -22,11 +22,16 @@ import type {
   RegisterPoolRequest,
   Stats,
 } from '@tenantdb/contracts';
-import { ConflictError, NotFoundError, UnavailableError, UnprocessableError } from '@tenantdb/http';
+import {
+  ConflictError,
+  NotFoundError,
+  type RequestContext,
+  UnavailableError,
+  UnprocessableError,
+} from '@tenantdb/http';
 import type { Queues } from '@tenantdb/jobs';
 import { checkServerHealth, hardenPool, inspectServer, type PoolConnections } from '@tenantdb/pool-server';
 import type { SecretBox } from '@tenantdb/secrets';
-import type { RequestContext } from '../allocation/allocation.service';
 import { singleFlight } from '../single-flight';
 
 export interface PoolsDeps {

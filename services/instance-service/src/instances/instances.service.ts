@@ -16,16 +16,12 @@ import {
   BadRequestError,
   ConflictError,
   NotFoundError,
+  type RequestContext,
   UnavailableError,
   UnprocessableError,
 } from '@tenantdb/http';
 import type { InstanceServiceDeps } from '../context';
 import type { InstanceRow } from '../db';
-
-export interface RequestContext {
-  actor: string;
-  requestId: string;
-}
 
 export type InstancesService = ReturnType<typeof createInstancesService>;
 
