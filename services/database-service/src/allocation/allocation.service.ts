@@ -1,7 +1,7 @@
 // Allocation: hand out a tenant database for an instance, exactly once, without over-committing
 // any server. The slot is reserved in one catalog statement; the SQL on the pool server runs
 // after it committed; a failure there is compensated (slot freed, row failed, leftovers dropped).
-// This file composes the parts: shared placement, dedicated placement, release and rotation.
+// This file composes the parts: shared placement, dedicated placement, release and rotation, reads.
 import type {
   AuditRepo,
   CatalogDb,
@@ -12,8 +12,8 @@ import type {
   ServersRepo,
   TenantDatabasesRepo,
 } from '@tenantdb/catalog';
-import type { Allocated, AllocateRequest, Allocation, Provisioned, Provisioning } from '@tenantdb/contracts';
-import { BadRequestError, NotFoundError, type RequestContext } from '@tenantdb/http';
+import type { Allocated, AllocateRequest, Provisioned, Provisioning } from '@tenantdb/contracts';
+import { BadRequestError, type RequestContext } from '@tenantdb/http';
 import type { Queues } from '@tenantdb/jobs';
 import type { Logger } from '@tenantdb/observability';
 import type { TenantOps } from '@tenantdb/pool-server';
@@ -22,6 +22,7 @@ import type { ServiceMetrics } from '../metrics';
 import { createAnswers } from './answers';
 import { createDedicatedPlacement } from './dedicated-placement';
 import { createMaterialize } from './materialize';
+import { createReads } from './reads';
 import { createReleaseRotate } from './release-rotate';
 import { createSharedPlacement } from './shared-placement';
 
@@ -52,12 +53,13 @@ function knownPlan(planTier: string, plan: Plan | undefined): Plan {
 }
 
 export function createAllocationService(deps: AllocationDeps) {
-  const { servers, tenants, plans, metrics } = deps;
+  const { tenants, plans, metrics } = deps;
   const answers = createAnswers(deps);
   const materialize = createMaterialize(deps);
   const allocateShared = createSharedPlacement({ ...deps, answers, materialize });
   const allocateDedicated = createDedicatedPlacement({ ...deps, answers, materialize });
   const { release, rotate } = createReleaseRotate({ ...deps, answers });
+  const reads = createReads({ ...deps, answers });
   // Concurrent repeats of one instance inside this process share one attempt; across processes
   // the unique index on live rows decides and the loser waits for the winner.
   const inFlight = new Map<string, Promise<Allocated | Provisioning>>();
@@ -118,28 +120,9 @@ export function createAllocationService(deps: AllocationDeps) {
       return 'answer' in result ? { status: 'provisioned', ...result.answer } : result;
     },
 
-    async get(instanceId: string): Promise<Allocation> {
-      const row = await tenants.findLatestByInstance(instanceId);
-      if (!row) throw new NotFoundError('no allocation for this instance_id');
-      const server = await servers.findById(row.db_server_id);
-      return {
-        instance_id: instanceId,
-        customer_id: row.customer_id,
-        tenant_database_id: row.id,
-        db_server_id: row.db_server_id,
-        db_host: server?.host ?? null,
-        db_port: server?.port ?? null,
-        db_name: row.db_name,
-        db_user: row.db_user,
-        plan_tier: row.plan_tier,
-        status: row.status as Allocation['status'],
-        connection_limit: row.connection_limit,
-        created_at: row.created_at.toISOString(),
-        ready_at: row.ready_at?.toISOString() ?? null,
-        released_at: row.released_at?.toISOString() ?? null,
-      };
-    },
-
+    get: reads.get,
+    /** The credentials of a ready allocation, read again (audited): what allocate answered. */
+    readCredentials: reads.credentials,
     release,
     rotate,
   };

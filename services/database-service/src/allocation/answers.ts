@@ -18,13 +18,17 @@ export interface AnswersDeps {
 
 export type Answers = ReturnType<typeof createAnswers>;
 
+/** What every answer with a password carries (allocate, provision-dedicated, rotate, the read). */
+export type Credentials = Required<Omit<Allocated, 'status'>>;
+
 export function createAnswers(deps: AnswersDeps) {
   const { servers, tenants, secrets, config } = deps;
 
-  function credentials(server: ServerAddress, row: TenantDatabase) {
+  function credentials(server: ServerAddress, row: TenantDatabase): Credentials {
     if (!server.host || !server.port)
       throw new UnavailableError('the server of this allocation has no address');
     return {
+      tenant_database_id: row.id,
       db_server_id: server.id,
       db_host: server.host,
       db_port: server.port,
@@ -57,7 +61,7 @@ export function createAnswers(deps: AnswersDeps) {
   async function answerExisting(
     row: TenantDatabase,
     req: { customer_id: string },
-  ): Promise<Allocated | Provisioning | undefined> {
+  ): Promise<(Credentials & { status: 'allocated' }) | Provisioning | undefined> {
     if (row.customer_id !== req.customer_id) {
       throw new ConflictError('this instance_id is already allocated to another customer');
     }
@@ -72,5 +76,3 @@ export function createAnswers(deps: AnswersDeps) {
 
   return { credentials, provisioning, answerExisting };
 }
-
-export type Credentials = ReturnType<Answers['credentials']>;
