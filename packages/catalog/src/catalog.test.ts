@@ -1,14 +1,17 @@
 // database-service's catalog: its migrations go down to nothing and up again, a cut connection
 // does not take the process down, and on a large fleet
 // the reservation reads pools from the placement index in order instead of sorting every
-// placeable pool (the plan is asserted, not a time).
+// placeable pool (the plan is asserted, not a time); a second live row for an instance is a typed
+// duplicate.
 
 import { cloneCatalog, planNodes, planOf } from '@tenantdb/testkit';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type CatalogDb, createCatalogDb } from './db';
 import { DATABASE_SERVICE_MIGRATIONS, migrateDown, migrateToLatest } from './migrate';
-import { reserveSharedStatement } from './repos/reservations.repo';
+import { createReservationsRepo, reserveSharedStatement } from './repos/reservations.repo';
+import { createServersRepo } from './repos/servers.repo';
+import { createTenantDatabasesRepo } from './repos/tenant-databases.repo';
 
 let catalog: Awaited<ReturnType<typeof cloneCatalog>>;
 let db: CatalogDb;
@@ -95,4 +98,83 @@ describe('database-service catalog', () => {
       await sql`DELETE FROM db_servers WHERE name LIKE 'scale-%'`.execute(db);
     },
   );
+});
+
+// The repositories answer a second live row for an instance as a typed `duplicate` (the unique
+// index tenant_databases_live_instance), writing nothing, instead of an error to match by name.
+describe('a second live row for an instance', () => {
+  const request = (instanceId: string, n: number) => ({
+    instance_id: instanceId,
+    customer_id: crypto.randomUUID(),
+    plan_tier: 'standard',
+    connection_limit: 20,
+    password_enc: 'v1.k1.never-stored',
+    db_name: `tdb_dup_${n}_${instanceId.slice(0, 8)}`,
+    db_user: `tdb_dup_${n}_${instanceId.slice(0, 8)}_u`,
+    actor: 'test',
+    request_id: `dup-${n}`,
+  });
+  const pool = async (name: string) =>
+    createServersRepo(db).insert({
+      name,
+      driver: 'external',
+      server_type: 'shared',
+      max_instances: 10,
+      status: 'active',
+      health_status: 'healthy',
+      host: '127.0.0.1',
+      port: 1,
+      priority: -100,
+    });
+  const slots = async (id: string) => (await createServersRepo(db).findById(id))!.current_instances;
+
+  it('reserveShared: duplicate, with no slot taken and no audit event', async () => {
+    const server = (await pool(`dup-shared-${crypto.randomUUID().slice(0, 8)}`))!;
+    const repo = createReservationsRepo(db);
+    const instanceId = crypto.randomUUID();
+    const first = await repo.reserveShared(request(instanceId, 1), { strategy: 'pack', skipLocked: false });
+    expect(first).toMatchObject({ kind: 'reserved', warm: false, server: { id: server.id } });
+    expect(await slots(server.id)).toBe(1);
+    const again = await repo.reserveShared(request(instanceId, 2), { strategy: 'pack', skipLocked: false });
+    expect(again).toEqual({ kind: 'duplicate' });
+    expect(await slots(server.id)).toBe(1);
+    const audited = await db
+      .selectFrom('audit_events')
+      .select('request_id')
+      .where('instance_id', '=', instanceId)
+      .execute();
+    expect(audited).toEqual([{ request_id: 'dup-1' }]);
+  });
+
+  it('insert: duplicate without aborting the transaction; other unique violations still throw', async () => {
+    const server = (await pool(`dup-insert-${crypto.randomUUID().slice(0, 8)}`))!;
+    const tenants = createTenantDatabasesRepo(db);
+    const instanceId = crypto.randomUUID();
+    const row = (n: number) => {
+      const { actor: _a, request_id: _r, ...fields } = request(instanceId, n);
+      return { ...fields, db_server_id: server.id, status: 'creating' as const };
+    };
+    const answers = await db.transaction().execute(async (trx) => {
+      const first = await tenants.insert(row(1), trx);
+      const second = await tenants.insert(row(2), trx);
+      // the transaction is still usable: this read runs and the commit keeps the first row
+      const live = await tenants.findLiveByInstance(instanceId, trx);
+      return { first, second, live };
+    });
+    expect(answers.first).toMatchObject({
+      kind: 'inserted',
+      row: { instance_id: instanceId, db_name: row(1).db_name },
+    });
+    expect(answers.second).toEqual({ kind: 'duplicate' });
+    expect(answers.live?.db_name).toBe(row(1).db_name);
+    expect((await tenants.findLiveByInstance(instanceId))?.db_name).toBe(row(1).db_name);
+
+    // A released row is not live: the instance may have a new one.
+    await tenants.transition(answers.live!.id, ['creating'], 'released');
+    expect(await tenants.insert(row(3))).toMatchObject({ kind: 'inserted' });
+    // The same db_name on the same server (another unique index) is an error, not a duplicate.
+    await expect(
+      tenants.insert({ ...row(3), instance_id: crypto.randomUUID(), db_user: 'other_u' }),
+    ).rejects.toMatchObject({ code: '23505', constraint: 'tenant_databases_server_name' });
+  });
 });

@@ -132,6 +132,53 @@ describe('database-service client', () => {
     ]);
   });
 
+  it('reads credentials with GET …/credentials, parsed by the contract; 404 and 409 are errors, never retried', async () => {
+    const credentials = {
+      instance_id: ids.instance_id,
+      tenant_database_id: '3c2b1a09-8f7e-4d6c-9b5a-4e3d2c1b0a99',
+      ...allocated,
+    };
+    const { status: _, ...body } = credentials;
+    const s = await scripted([
+      json(200, body),
+      error(404, 'no live allocation for this instance_id'),
+      error(409, 'the allocation is creating'),
+      json(200, { ...body, db_password: undefined }),
+    ]);
+    const attempts: string[] = [];
+    const c = client(s.url, { onAttempt: (a) => attempts.push(`${a.operation}:${a.outcome}`) });
+    expect(await c.credentials(ids.instance_id)).toEqual(body);
+    expect(s.seen[0]).toMatchObject({
+      method: 'GET',
+      url: `/api/database/allocations/${ids.instance_id}/credentials`,
+      authorization: 'Bearer tok',
+      body: '',
+    });
+    const missing = await c.credentials(ids.instance_id).catch((e) => e);
+    expect(missing).toBeInstanceOf(DatabaseServiceError);
+    expect(missing).toMatchObject({ operation: 'read_credentials', status: 404, transient: false });
+    const busy = await c.credentials(ids.instance_id).catch((e) => e);
+    expect(busy).toMatchObject({ status: 409, transient: false });
+    expect(busy.body.message).toMatch(/creating/);
+    await expect(c.credentials(ids.instance_id)).rejects.toBeInstanceOf(DatabaseServiceProtocolError);
+    await expect(c.credentials('not-a-uuid')).rejects.toThrow();
+    expect(s.seen).toHaveLength(4); // one attempt each; an invalid id is never sent
+    expect(attempts).toEqual([
+      'read_credentials:ok',
+      'read_credentials:client_error',
+      'read_credentials:client_error',
+      'read_credentials:ok',
+    ]);
+  });
+
+  it('parses tenant_database_id in the allocate answer, and an answer without it (an older service)', async () => {
+    const withId = { ...allocated, tenant_database_id: '3c2b1a09-8f7e-4d6c-9b5a-4e3d2c1b0a99' };
+    const s = await scripted([json(200, withId), json(200, allocated)]);
+    const c = client(s.url);
+    expect(await c.allocate(ids)).toEqual(withId);
+    expect(await c.allocate(ids)).toEqual(allocated);
+  });
+
   it('retries a refused connection and a timeout, then reports the service unreachable', async () => {
     // A port that was just free: nothing listens there.
     const probe = createServer();

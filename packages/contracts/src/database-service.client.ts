@@ -5,7 +5,14 @@
 // retried. It logs nothing: answers carry passwords.
 import type { z } from 'zod';
 import { ErrorResponse, uuid } from './common';
-import { Allocated, AllocateRequest, Allocation, Provisioning, Released } from './database-service';
+import {
+  Allocated,
+  AllocateRequest,
+  Allocation,
+  AllocationCredentials,
+  Provisioning,
+  Released,
+} from './database-service';
 
 export interface DatabaseServiceClientOptions {
   /** e.g. http://127.0.0.1:8005 */
@@ -23,7 +30,7 @@ export interface DatabaseServiceClientOptions {
   onAttempt?: (attempt: { operation: Operation; outcome: AttemptOutcome; seconds: number }) => void;
 }
 
-export type Operation = 'allocate' | 'get_allocation' | 'release';
+export type Operation = 'allocate' | 'get_allocation' | 'read_credentials' | 'release';
 export type AttemptOutcome = 'ok' | 'client_error' | 'server_error' | 'unreachable';
 
 /** database-service answered with an error status (after the retries, for a 5xx). */
@@ -175,6 +182,25 @@ export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) 
         { notFoundIsAnswer: true },
       );
       return answer === NotFound ? null : (answer as Allocation);
+    },
+
+    /**
+     * The credentials of the instance's ready allocation, read again (database-service audits the
+     * read). A DatabaseServiceError with status 404 when it has no live allocation, 409 while it
+     * is being created or released.
+     */
+    async credentials(instanceId: string): Promise<AllocationCredentials> {
+      const id = uuid.parse(instanceId);
+      const answer = await call<AllocationCredentials>(
+        'read_credentials',
+        'GET',
+        `/api/database/allocations/${id}/credentials`,
+        undefined,
+        {
+          200: AllocationCredentials,
+        },
+      );
+      return answer as AllocationCredentials;
     },
 
     /** Drops the database and role and frees the slot; "already gone" is success. */

@@ -69,7 +69,16 @@ const Credentials = {
   db_password: z.string(),
 };
 
-export const Allocated = z.object({ status: z.literal('allocated'), ...Credentials });
+/** Sent by every database-service that has it; optional so a client still reads an older one. */
+const tenantDatabaseId = uuid
+  .optional()
+  .describe('the tenant database (allocation) id, as in GET /api/database/allocations/{instance_id}');
+
+export const Allocated = z.object({
+  status: z.literal('allocated'),
+  ...Credentials,
+  tenant_database_id: tenantDatabaseId,
+});
 export type Allocated = z.infer<typeof Allocated>;
 
 export const Provisioning = z.object({
@@ -87,7 +96,11 @@ export const ProvisionDedicatedRequest = z.strictObject({
 });
 export type ProvisionDedicatedRequest = z.infer<typeof ProvisionDedicatedRequest>;
 
-export const Provisioned = z.object({ status: z.literal('provisioned'), ...Credentials });
+export const Provisioned = z.object({
+  status: z.literal('provisioned'),
+  ...Credentials,
+  tenant_database_id: tenantDatabaseId,
+});
 export type Provisioned = z.infer<typeof Provisioned>;
 
 export const InstanceParams = z.strictObject({ instance_id: uuid });
@@ -109,6 +122,14 @@ export const Allocation = z.object({
   released_at: z.iso.datetime().nullable(),
 });
 export type Allocation = z.infer<typeof Allocation>;
+
+/** The credentials of a ready allocation, read again (GET …/credentials): the same fields as allocate's. */
+export const AllocationCredentials = z.object({
+  instance_id: uuid,
+  tenant_database_id: uuid,
+  ...Credentials,
+});
+export type AllocationCredentials = z.infer<typeof AllocationCredentials>;
 
 export const Released = z.object({ status: z.literal('released'), instance_id: uuid });
 export const Rotated = z.object({ status: z.literal('rotated'), ...Credentials });

@@ -1,3 +1,4 @@
 export * from './app-base';
 export * from './auth';
 export * from './errors';
+export * from './request-context';

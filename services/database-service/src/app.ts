@@ -8,13 +8,13 @@ import {
   createReservationsRepo,
   createServersRepo,
   createTenantDatabasesRepo,
+  pingCatalog,
 } from '@tenantdb/catalog';
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
 import { createQueues, type Queues } from '@tenantdb/jobs';
 import { createRegistry, type Logger, type Registry, type ShutdownStep } from '@tenantdb/observability';
 import { createPoolConnections, createTenantOps, type PoolConnections } from '@tenantdb/pool-server';
 import { createSecretBox, type SecretBox } from '@tenantdb/secrets';
-import { sql } from 'kysely';
 import { allocationRoutes } from './allocation/allocation.routes';
 import { createAllocationService } from './allocation/allocation.service';
 import type { DatabaseServiceConfig } from './config';
@@ -47,10 +47,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     rateLimitPerMinute: config.TENANTDB_RATE_LIMIT_PER_MINUTE,
     bodyLimitBytes: config.TENANTDB_BODY_LIMIT_BYTES,
     readiness: {
-      catalog: async () => {
-        await sql`SELECT 1`.execute(db);
-        return true;
-      },
+      catalog: () => pingCatalog(db),
       redis: () => queues.ping(),
     },
   });
@@ -68,7 +65,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     secrets,
     tenantOps: createTenantOps(connections),
     queues,
-    metrics: createServiceMetrics(registry, db),
+    metrics: createServiceMetrics(registry, repos.servers),
     logger,
     config: {
       strategy: config.TENANTDB_PLACEMENT_STRATEGY,

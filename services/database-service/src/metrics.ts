@@ -1,20 +1,11 @@
 // database-service's domain metrics. Fleet gauges are read from the catalog when scraped.
-import type { CatalogDb } from '@tenantdb/catalog';
+import type { FleetServer, ServersRepo } from '@tenantdb/catalog';
 import { Counter, Gauge, Histogram, type Registry } from '@tenantdb/observability';
 import { singleFlight } from './single-flight';
 
-interface FleetRow {
-  name: string;
-  server_type: string;
-  status: string;
-  health_status: string;
-  max_instances: number;
-  current_instances: number;
-}
-
 export type AllocationResult = 'allocated' | 'repeat' | 'provisioning' | 'failed';
 
-export function createServiceMetrics(registry: Registry, db: CatalogDb) {
+export function createServiceMetrics(registry: Registry, servers: Pick<ServersRepo, 'fleet'>) {
   const allocations = new Counter({
     name: 'tenantdb_allocations_total',
     help: 'allocate requests by result',
@@ -31,15 +22,7 @@ export function createServiceMetrics(registry: Registry, db: CatalogDb) {
 
   // The three fleet gauges come from one catalog read per scrape. prom-client collects metrics
   // concurrently, so each gauge awaits the same read rather than one filling the others.
-  const readFleet = singleFlight(
-    (): Promise<FleetRow[]> =>
-      db
-        .selectFrom('db_servers')
-        .select(['name', 'server_type', 'status', 'health_status', 'max_instances', 'current_instances'])
-        .where('status', '<>', 'decommissioned')
-        .execute()
-        .catch(() => []),
-  );
+  const readFleet = singleFlight((): Promise<FleetServer[]> => servers.fleet().catch(() => []));
   new Gauge({
     name: 'tenantdb_server_capacity',
     help: 'max_instances per server',

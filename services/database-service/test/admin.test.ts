@@ -570,6 +570,7 @@ describe('probes, metrics and the API document', () => {
       '/api/database/provision-dedicated': ['post'],
       '/api/database/allocations/{instance_id}': ['get', 'delete'],
       '/api/database/allocations/{instance_id}/rotate-credentials': ['post'],
+      '/api/database/allocations/{instance_id}/credentials': ['get'],
       '/api/database/admin/pools': ['get', 'post'],
       '/api/database/admin/pools/{id}': ['get'],
       '/api/database/admin/pools/register': ['post'],

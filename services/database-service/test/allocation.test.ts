@@ -1,7 +1,11 @@
 // The shared allocation path end to end on real pool servers: credentials that work, tenant
-// isolation, idempotency, release and rotation.
+// isolation, idempotency, release, rotation and the credentials read.
+import { createHttpApp } from '@tenantdb/http';
+import { createLogger, Registry } from '@tenantdb/observability';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { allocationRoutes } from '../src/allocation/allocation.routes';
+import type { AllocationService } from '../src/allocation/allocation.service';
 import { canLogin, type Harness, newIds, onServer, startHarness, tenantClient } from './harness';
 
 let h: Harness;
@@ -197,6 +201,133 @@ describe('rotate-credentials', () => {
       expect(await canLogin(a)).toBe(false);
     } finally {
       await rotation.end();
+    }
+  });
+});
+
+describe('credentials read', () => {
+  const read = (instanceId: string, token?: string | null) =>
+    h.api('GET', `/api/database/allocations/${instanceId}/credentials`, undefined, token);
+  const setStatus = (instanceId: string, from: 'ready' | 'creating' | 'releasing', to: typeof from) =>
+    h.db
+      .updateTable('tenant_databases')
+      .set({ status: to })
+      .where('instance_id', '=', instanceId)
+      .where('status', '=', from)
+      .execute();
+
+  it("answers allocate's credentials with tenant_database_id, a password that logs in, and audits the read", async () => {
+    const ids = newIds();
+    const allocated = (await allocate(ids)).body;
+    const allocation = (await h.api('GET', `/api/database/allocations/${ids.instance_id}`)).body;
+    expect(allocated.tenant_database_id).toBe(allocation.tenant_database_id);
+
+    const res = await read(ids.instance_id);
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({
+      instance_id: ids.instance_id,
+      tenant_database_id: allocation.tenant_database_id,
+      db_server_id: allocated.db_server_id,
+      db_host: allocated.db_host,
+      db_port: allocated.db_port,
+      db_name: allocated.db_name,
+      db_user: allocated.db_user,
+      db_password: allocated.db_password,
+    });
+    expect(await canLogin(res.body)).toBe(true);
+
+    const audited = await h.db
+      .selectFrom('audit_events')
+      .select(['actor', 'request_id', 'db_server_id', 'tenant_database_id'])
+      .where('instance_id', '=', ids.instance_id)
+      .where('action', '=', 'allocation.read_credentials')
+      .execute();
+    expect(audited).toEqual([
+      {
+        actor: 'allocate',
+        request_id: res.headers['x-request-id'],
+        db_server_id: allocated.db_server_id,
+        tenant_database_id: allocation.tenant_database_id,
+      },
+    ]);
+    // A read after a rotation answers the new password.
+    const rotated = await h.api('POST', `/api/database/allocations/${ids.instance_id}/rotate-credentials`);
+    expect((await read(ids.instance_id)).body.db_password).toBe(rotated.body.db_password);
+  });
+
+  it('answers 404 without a live allocation and allocates nothing; 409 while creating or releasing', async () => {
+    const never = crypto.randomUUID();
+    const missing = await read(never);
+    expect(missing.status).toBe(404);
+    expect(missing.body.message).toMatch(/no live allocation/);
+    expect(
+      await h.db.selectFrom('tenant_databases').select('id').where('instance_id', '=', never).execute(),
+    ).toEqual([]);
+
+    const ids = newIds();
+    expect((await allocate(ids)).status).toBe(200);
+    for (const status of ['creating', 'releasing'] as const) {
+      await setStatus(ids.instance_id, 'ready', status);
+      try {
+        const res = await read(ids.instance_id);
+        expect(res.status).toBe(409);
+        expect(res.body.message).toContain(status);
+        expect(JSON.stringify(res.body)).not.toMatch(/password/);
+      } finally {
+        await setStatus(ids.instance_id, status, 'ready');
+      }
+    }
+
+    expect((await h.api('DELETE', `/api/database/allocations/${ids.instance_id}`)).status).toBe(200);
+    expect((await read(ids.instance_id)).status).toBe(404);
+    expect(
+      await h.db
+        .selectFrom('audit_events')
+        .select('id')
+        .where('action', '=', 'allocation.read_credentials')
+        .where('instance_id', 'in', [never, ids.instance_id])
+        .execute(),
+    ).toEqual([]);
+  });
+
+  it('needs a token with the allocate scope: 401 without one, 403 with another scope', async () => {
+    const ids = newIds();
+    expect((await allocate(ids)).status).toBe(200);
+    const anonymous = await read(ids.instance_id, null);
+    expect(anonymous.status).toBe(401);
+    expect(JSON.stringify(anonymous.body)).not.toMatch(/password/);
+
+    // database-service's own tokens all hold allocate: the same routes on an app whose only
+    // token holds another scope show the route asks for it before the service is reached.
+    let reached = false;
+    const other = await createHttpApp({
+      name: 'scope-test',
+      version: '0.0.0',
+      description: 'allocation routes behind a token without the allocate scope',
+      logger: createLogger({ name: 'scope-test', level: 'silent' }),
+      registry: new Registry(),
+      tokens: [{ name: 'portal', token: 'portal-token', scopes: ['portal'] }],
+      rateLimitPerMinute: 1_000,
+      bodyLimitBytes: 1_024,
+      readiness: {},
+    });
+    allocationRoutes(other, {
+      readCredentials: async () => {
+        reached = true;
+        throw new Error('not reached');
+      },
+    } as unknown as AllocationService);
+    try {
+      const res = await other.inject({
+        method: 'GET',
+        url: `/api/database/allocations/${ids.instance_id}/credentials`,
+        headers: { authorization: 'Bearer portal-token' },
+      });
+      expect(res.statusCode).toBe(403);
+      expect(res.json().message).toContain('allocate');
+      expect(reached).toBe(false);
+    } finally {
+      await other.close();
     }
   });
 });

@@ -476,6 +476,7 @@ describe('auth', () => {
       ['GET', `/api/database/allocations/${someId}`, undefined],
       ['DELETE', `/api/database/allocations/${someId}`, undefined],
       ['POST', `/api/database/allocations/${someId}/rotate-credentials`, undefined],
+      ['GET', `/api/database/allocations/${someId}/credentials`, undefined],
     ] as const;
   /** Admin routes with requests that WOULD change things if the token were good enough. */
   const adminRoutes = () =>

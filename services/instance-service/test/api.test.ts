@@ -33,6 +33,29 @@ async function auditActions(instanceId: string): Promise<string[]> {
   return rows.map((r) => r.action);
 }
 
+/** Attempts instance-service made to database-service so far, by operation (its request histogram). */
+async function databaseServiceCalls(): Promise<Record<string, number>> {
+  const metric = await h.deps.registry
+    .getSingleMetric('tenantdb_database_service_request_duration_seconds')
+    ?.get();
+  const calls: Record<string, number> = {};
+  for (const v of metric?.values ?? []) {
+    if (!(v as { metricName?: string }).metricName?.endsWith('_count')) continue;
+    const operation = String(v.labels.operation);
+    calls[operation] = (calls[operation] ?? 0) + v.value;
+  }
+  return calls;
+}
+
+/** The operations whose count changed between two readings, and by how much. */
+function delta(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(after)
+      .map(([op, n]) => [op, n - (before[op] ?? 0)] as const)
+      .filter(([, n]) => n !== 0),
+  );
+}
+
 describe('create, read, credentials', () => {
   it('202 pending, then ready with its database; the password only through credentials, and audited', async () => {
     const body = newInstance();
@@ -84,6 +107,40 @@ describe('create, read, credentials', () => {
     // instance-service stores no password: no column holds it.
     const stored = JSON.stringify(await h.deps.db.selectFrom('instances').selectAll().execute());
     expect(stored).not.toContain(creds.body.db_password);
+  });
+
+  it('a signup makes one call to database-service (allocate), a credentials read one read and no allocate', async () => {
+    const body = newInstance();
+    const before = await databaseServiceCalls();
+    const created = await h.api('POST', '/api/v1/instances', { body });
+    await h.waitForStatus(created.body.id, body.customer_id, ['ready']);
+    const signup = await databaseServiceCalls();
+    expect(delta(before, signup)).toEqual({ allocate: 1 });
+    // tenant_database_id came with the allocate answer: the one GET /allocations/{id} reports.
+    const allocation = await h.databaseService.inject({
+      method: 'GET',
+      url: `/api/database/allocations/${created.body.id}`,
+      headers: { authorization: `Bearer ${h.allocateToken}` },
+    });
+    expect((await h.deps.repo.findById(created.body.id))?.tenant_database_id).toBe(
+      allocation.json().tenant_database_id,
+    );
+
+    const creds = await h.api(
+      'POST',
+      `/api/v1/instances/${created.body.id}/credentials?customer_id=${body.customer_id}`,
+    );
+    expect(creds.status).toBe(200);
+    expect(await canLogin(creds.body)).toBe(true);
+    expect(delta(signup, await databaseServiceCalls())).toEqual({ read_credentials: 1 });
+    // database-service audited the read too, as the allocate token.
+    const audited = await h.catalogDb
+      .selectFrom('audit_events')
+      .select('actor')
+      .where('instance_id', '=', created.body.id)
+      .where('action', '=', 'allocation.read_credentials')
+      .execute();
+    expect(audited).toEqual([{ actor: 'allocate' }]);
   });
 
   it('credentials of an instance that is not ready yet: 409, nothing audited', async () => {

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { isLiveInstanceViolation } from '../constraints';
 import type { CatalogDb } from '../db';
 import type { DbServer, TenantDatabase } from '../types';
 
@@ -41,6 +42,16 @@ export interface SharedReservation {
   warm: boolean;
   server: ServerAddress;
 }
+
+/**
+ * What one reservation attempt did: took a slot; took none (no pool with room, or every one held
+ * and `skipLocked`); or found the instance already holding a live row (the unique index
+ * `tenant_databases_live_instance` refused it), in which case nothing was written.
+ */
+export type SharedReservationResult =
+  | ({ kind: 'reserved' } & SharedReservation)
+  | { kind: 'not-taken' }
+  | { kind: 'duplicate' };
 
 type ReservedRow = TenantDatabase & {
   warm: boolean;
@@ -127,18 +138,25 @@ export function createReservationsRepo(db: CatalogDb) {
      * Takes one slot on the best placeable shared pool (active, healthy or not yet checked, auto,
      * with room; by priority, then strategy), claims the pool's oldest ready warm database or
      * inserts a new row, and records the audit event — in one statement, so the pool's row lock is
-     * held only while it runs and commits, not across round trips to the service. Undefined when
-     * no pool could be taken (none with room, or all held and `skipLocked`). A unique violation
-     * on `tenant_databases_live_instance` means the instance already has a live row; nothing was
-     * written. The CHECK on current_instances is the last guard against over-commit.
+     * held only while it runs and commits, not across round trips to the service. `not-taken` when
+     * no pool could be taken (none with room, or all held and `skipLocked`). `duplicate` when the
+     * unique index `tenant_databases_live_instance` refused the row: the instance already has a
+     * live one, and nothing was written. The CHECK on current_instances is the last guard against
+     * over-commit.
      */
     async reserveShared(
       req: SharedReservationRequest,
       opts: ReserveOptions,
-    ): Promise<SharedReservation | undefined> {
-      const { rows } = await reserveSharedStatement(req, opts).execute(db);
+    ): Promise<SharedReservationResult> {
+      let rows: ReservedRow[];
+      try {
+        ({ rows } = await reserveSharedStatement(req, opts).execute(db));
+      } catch (err) {
+        if (isLiveInstanceViolation(err)) return { kind: 'duplicate' };
+        throw err;
+      }
       const [first] = rows;
-      if (!first) return undefined;
+      if (!first) return { kind: 'not-taken' };
       const {
         warm,
         server_host,
@@ -156,7 +174,7 @@ export function createReservationsRepo(db: CatalogDb) {
         admin_password_enc: server_admin_password_enc,
         admin_database: server_admin_database,
       };
-      return { row, warm, server };
+      return { kind: 'reserved', row, warm, server };
     },
   };
 }

@@ -38,6 +38,12 @@ export const LISTED_SERVER_COLUMNS = [
 ] as const satisfies readonly (keyof DbServer)[];
 export type ListedServer = Pick<DbServer, (typeof LISTED_SERVER_COLUMNS)[number]>;
 
+/** One server as the fleet gauges see it. */
+export type FleetServer = Pick<
+  DbServer,
+  'name' | 'server_type' | 'status' | 'health_status' | 'max_instances' | 'current_instances'
+>;
+
 export function createServersRepo(db: CatalogDb) {
   return {
     findById(id: string, trx: Executor = db): Promise<DbServer | undefined> {
@@ -213,6 +219,35 @@ export function createServersRepo(db: CatalogDb) {
         .groupBy(['status', 'server_type'])
         .execute();
       return rows.map((r) => ({ ...r, capacity: Number(r.capacity), used: Number(r.used) }));
+    },
+
+    /** Deletes a server row: only for undoing an insert nothing else has seen yet. */
+    async remove(id: string, trx: Executor = db): Promise<void> {
+      await trx.deleteFrom('db_servers').where('id', '=', id).execute();
+    },
+
+    /** A server still in the fleet (not decommissioned) at this address, if any. */
+    findByAddress(
+      host: string,
+      port: number,
+      trx: Executor = db,
+    ): Promise<Pick<DbServer, 'id' | 'name'> | undefined> {
+      return trx
+        .selectFrom('db_servers')
+        .select(['id', 'name'])
+        .where('host', '=', host)
+        .where('port', '=', port)
+        .where('status', '<>', 'decommissioned')
+        .executeTakeFirst();
+    },
+
+    /** What the fleet gauges show, per server still in the fleet (not decommissioned). */
+    fleet(trx: Executor = db): Promise<FleetServer[]> {
+      return trx
+        .selectFrom('db_servers')
+        .select(['name', 'server_type', 'status', 'health_status', 'max_instances', 'current_instances'])
+        .where('status', '<>', 'decommissioned')
+        .execute();
     },
   };
 }

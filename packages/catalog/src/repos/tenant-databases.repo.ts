@@ -7,12 +7,36 @@ import {
   type TenantDbStatus,
 } from '../types';
 
+/**
+ * `status IN ('creating', 'ready', 'releasing')` with the statuses as literals: the predicate of the
+ * live index, which ON CONFLICT must repeat to name it as the arbiter (parameters would not match).
+ */
+const IS_SLOT_HOLDING = sql<boolean>`status IN (${sql.join(SLOT_HOLDING_STATUSES.map((s) => sql.lit(s)))})`;
+
 export type TenantDatabasesRepo = ReturnType<typeof createTenantDatabasesRepo>;
+
+/**
+ * What an insert did: the new row, or `duplicate` when the instance already holds a live row (the
+ * partial unique index `tenant_databases_live_instance`); nothing was written then, and the
+ * caller's transaction is still usable.
+ */
+export type TenantInsert = { kind: 'inserted'; row: TenantDatabase } | { kind: 'duplicate' };
 
 export function createTenantDatabasesRepo(db: CatalogDb) {
   return {
-    insert(row: NewTenantDatabase, trx: Executor = db): Promise<TenantDatabase> {
-      return trx.insertInto('tenant_databases').values(row).returningAll().executeTakeFirstOrThrow();
+    /**
+     * Inserts a tenant row. A second live row for the instance is skipped (ON CONFLICT on the live
+     * index, so a transaction around it is not aborted) and answered as `duplicate`; any other
+     * unique violation is still an error.
+     */
+    async insert(row: NewTenantDatabase, trx: Executor = db): Promise<TenantInsert> {
+      const inserted = await trx
+        .insertInto('tenant_databases')
+        .values(row)
+        .onConflict((oc) => oc.column('instance_id').where(IS_SLOT_HOLDING).doNothing())
+        .returningAll()
+        .executeTakeFirst();
+      return inserted ? { kind: 'inserted', row: inserted } : { kind: 'duplicate' };
     },
 
     /** The live (slot-holding) allocation of an instance: at most one, by a unique index. */
@@ -31,7 +55,7 @@ export function createTenantDatabasesRepo(db: CatalogDb) {
         .selectFrom('tenant_databases')
         .selectAll()
         .where('instance_id', '=', instanceId)
-        .orderBy(sql`status IN ('creating', 'ready', 'releasing')`, 'desc')
+        .orderBy(IS_SLOT_HOLDING, 'desc')
         .orderBy('created_at', 'desc')
         .limit(1)
         .executeTakeFirst();

@@ -2,6 +2,8 @@ import {
   Allocated,
   AllocateRequest,
   Allocation,
+  AllocationCredentials,
+  ErrorResponse,
   InstanceParams,
   ProvisionDedicatedRequest,
   Provisioned,
@@ -9,17 +11,12 @@ import {
   Released,
   Rotated,
 } from '@tenantdb/contracts';
-import type { HttpApp } from '@tenantdb/http';
+import { requestContext as ctx, type HttpApp } from '@tenantdb/http';
 import type { AllocationService } from './allocation.service';
 
 const allocate = { scope: 'allocate' } as const;
 
 export function allocationRoutes(app: HttpApp, service: AllocationService): void {
-  const ctx = (request: { principal?: { name: string }; id: string }) => ({
-    actor: request.principal?.name ?? 'unknown',
-    requestId: request.id,
-  });
-
   app.post(
     '/api/database/allocate',
     {
@@ -70,6 +67,21 @@ export function allocationRoutes(app: HttpApp, service: AllocationService): void
       },
     },
     async (request) => service.get(request.params.instance_id),
+  );
+
+  app.get(
+    '/api/database/allocations/:instance_id/credentials',
+    {
+      config: allocate,
+      schema: {
+        summary:
+          'The credentials of a ready allocation, read again (audited; 404 without one, 409 while creating or releasing)',
+        tags: ['allocations'],
+        params: InstanceParams,
+        response: { 200: AllocationCredentials, 404: ErrorResponse, 409: ErrorResponse },
+      },
+    },
+    async (request) => service.readCredentials(request.params.instance_id, ctx(request)),
   );
 
   app.delete(

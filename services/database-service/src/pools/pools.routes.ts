@@ -14,7 +14,7 @@ import {
   RegisterPoolRequest,
   Stats,
 } from '@tenantdb/contracts';
-import type { HttpApp } from '@tenantdb/http';
+import { requestContext as ctx, type HttpApp } from '@tenantdb/http';
 import { z } from 'zod';
 import type { PoolsService } from './pools.service';
 
@@ -24,11 +24,6 @@ const tags = ['admin'];
 const refusals = { 404: ErrorResponse, 409: ErrorResponse };
 
 export function poolsRoutes(app: HttpApp, service: PoolsService): void {
-  const ctx = (request: { principal?: { name: string }; id: string }) => ({
-    actor: request.principal?.name ?? 'unknown',
-    requestId: request.id,
-  });
-
   app.get(
     '/api/database/admin/pools',
     {

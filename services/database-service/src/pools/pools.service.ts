@@ -1,33 +1,24 @@
 // Admin operations on the fleet: list and inspect servers, provision new pools (through the
 // worker), register existing Postgres servers, run a real health check, fleet statistics, and
-// take servers out of placement (cordon, drain) and out of the fleet (decommission).
+// take servers out of placement (cordon, drain) and out of the fleet (decommission; those status
+// changes are in status-changes.ts).
 import { randomBytes } from 'node:crypto';
-import {
-  type AuditRepo,
-  type CatalogDb,
-  type CatalogTrx,
-  type DbServer,
-  type ListedServer,
-  type ServerStatus,
-  type ServersRepo,
-  SLOT_HOLDING_STATUSES,
-  type TenantDatabasesRepo,
-} from '@tenantdb/catalog';
+import type { AuditRepo, CatalogDb, DbServer, ServersRepo, TenantDatabasesRepo } from '@tenantdb/catalog';
 import type {
   CreatePoolRequest,
-  DrainResult,
   HealthCheckResult,
   Pool,
   PoolDetail,
   RegisterPoolRequest,
   Stats,
 } from '@tenantdb/contracts';
-import { ConflictError, NotFoundError, UnavailableError, UnprocessableError } from '@tenantdb/http';
+import { ConflictError, NotFoundError, type RequestContext, UnprocessableError } from '@tenantdb/http';
 import type { Queues } from '@tenantdb/jobs';
 import { checkServerHealth, hardenPool, inspectServer, type PoolConnections } from '@tenantdb/pool-server';
 import type { SecretBox } from '@tenantdb/secrets';
-import type { RequestContext } from '../allocation/allocation.service';
 import { singleFlight } from '../single-flight';
+import { toPool } from './pool-view';
+import { createStatusChanges } from './status-changes';
 
 export interface PoolsDeps {
   db: CatalogDb;
@@ -41,45 +32,10 @@ export interface PoolsDeps {
 }
 
 const MIN_POSTGRES = 130_000; // DROP DATABASE … WITH (FORCE)
-/** Where a server can be decommissioned from; one still being created must finish or fail first. */
-const RETIRABLE = ['active', 'full', 'cordoned', 'draining', 'maintenance', 'error'] as const;
-
-/** An operator's status change: where it applies, where it is already done, and the update. */
-interface StatusChange {
-  verb: string;
-  action: string;
-  from: readonly ServerStatus[];
-  done: readonly ServerStatus[];
-  apply(trx: CatalogTrx): Promise<DbServer | undefined>;
-}
-
-export function toPool(s: ListedServer): Pool {
-  return {
-    id: s.id,
-    name: s.name,
-    driver: s.driver,
-    host: s.host,
-    port: s.port,
-    server_type: s.server_type,
-    allocation_strategy: s.allocation_strategy,
-    priority: s.priority,
-    status: s.status,
-    status_reason: s.status_reason,
-    health_status: s.health_status,
-    health_failures: s.health_failures,
-    last_health_check: s.last_health_check?.toISOString() ?? null,
-    last_health_latency_ms: s.last_health_latency_ms,
-    max_instances: s.max_instances,
-    current_instances: s.current_instances,
-    capacity_percentage: Math.round((s.current_instances / s.max_instances) * 1000) / 10,
-    postgres_version: s.postgres_version,
-    created_at: s.created_at.toISOString(),
-    provisioned_at: s.provisioned_at?.toISOString() ?? null,
-  };
-}
 
 export function createPoolsService(deps: PoolsDeps) {
   const { db, servers, tenants, audit, secrets, connections, queues, config } = deps;
+  const statusChanges = createStatusChanges(deps);
 
   async function mustFind(id: string): Promise<DbServer> {
     const server = await servers.findById(id);
@@ -87,59 +43,9 @@ export function createPoolsService(deps: PoolsDeps) {
     return server;
   }
 
-  /** Tenant databases the server still serves (the rows that hold its slots). */
-  async function liveTenants(id: string): Promise<number> {
-    const counts = await tenants.countByStatus(id);
-    return SLOT_HOLDING_STATUSES.reduce((n, s) => n + (counts[s] ?? 0), 0);
-  }
-
-  /**
-   * Applies a status change, idempotent where it is already done. The update is conditional on
-   * the status, so a change that lands between the read and the write (an allocation filling the
-   * server, a health check, another operator) is decided again on the new status, never undone.
-   */
-  async function changeStatus(id: string, change: StatusChange, ctx: RequestContext): Promise<DbServer> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const server = await mustFind(id);
-      if (change.done.includes(server.status)) return server;
-      if (!change.from.includes(server.status)) {
-        throw new ConflictError(
-          `cannot ${change.verb} a server that is ${server.status} (only from ${change.from.join(', ')})`,
-        );
-      }
-      const changed = await db.transaction().execute(async (trx) => {
-        const row = await change.apply(trx);
-        if (row) {
-          await audit.record(
-            {
-              actor: ctx.actor,
-              action: change.action,
-              request_id: ctx.requestId,
-              db_server_id: id,
-              details: { from: server.status, to: row.status },
-            },
-            trx,
-          );
-        }
-        return row;
-      });
-      if (changed) return changed;
-    }
-    throw new ConflictError('the server status keeps changing; retry');
-  }
-
-  /** Deterministic job id: a no-op while one is queued, so every retry may call it. */
-  async function enqueueDecommission(serverId: string): Promise<void> {
-    try {
-      await queues.enqueue('decommission-server', { server_id: serverId });
-    } catch {
-      throw new UnavailableError(
-        'the server is marked decommissioning but its removal could not be queued; retry to queue it',
-      );
-    }
-  }
-
   return {
+    ...statusChanges,
+
     async list(filter: Parameters<ServersRepo['list']>[0]) {
       const { rows, total } = await servers.list(filter);
       return { pools: rows.map(toPool), total_count: total };
@@ -183,7 +89,7 @@ export function createPoolsService(deps: PoolsDeps) {
       try {
         await queues.enqueue('provision-server', { server_id: server.id });
       } catch (err) {
-        await db.deleteFrom('db_servers').where('id', '=', server.id).execute();
+        await servers.remove(server.id);
         throw err;
       }
       await audit.record({
@@ -200,13 +106,7 @@ export function createPoolsService(deps: PoolsDeps) {
     async register(req: RegisterPoolRequest, ctx: RequestContext): Promise<Pool> {
       if (await servers.findByName(req.name))
         throw new ConflictError(`a server named "${req.name}" already exists`);
-      const same = await db
-        .selectFrom('db_servers')
-        .select('name')
-        .where('host', '=', req.host)
-        .where('port', '=', req.port)
-        .where('status', '<>', 'decommissioned')
-        .executeTakeFirst();
+      const same = await servers.findByAddress(req.host, req.port);
       if (same) throw new ConflictError(`${req.host}:${req.port} is already registered as "${same.name}"`);
 
       const target = {
@@ -304,123 +204,6 @@ export function createPoolsService(deps: PoolsDeps) {
         databases_in_catalog: databasesInCatalog,
         drift,
       };
-    },
-
-    /** No new placements; the tenants on the server stay and keep working. */
-    async cordon(id: string, ctx: RequestContext): Promise<Pool> {
-      const server = await changeStatus(
-        id,
-        {
-          verb: 'cordon',
-          action: 'server.cordon',
-          from: ['active', 'full'],
-          done: ['cordoned'],
-          apply: (trx) =>
-            servers.updateIfStatus(
-              id,
-              ['active', 'full'],
-              { status: 'cordoned', status_reason: `cordoned by ${ctx.actor}` },
-              trx,
-            ),
-        },
-        ctx,
-      );
-      return toPool(server);
-    },
-
-    async uncordon(id: string, ctx: RequestContext): Promise<Pool> {
-      const server = await changeStatus(
-        id,
-        {
-          verb: 'uncordon',
-          action: 'server.uncordon',
-          from: ['cordoned', 'draining'],
-          done: ['active', 'full'],
-          apply: (trx) => servers.reopen(id, ['cordoned', 'draining'], trx),
-        },
-        ctx,
-      );
-      return toPool(server);
-    },
-
-    /** Stops placement and reports what is left; moving tenants elsewhere is not built. */
-    async drain(id: string, ctx: RequestContext): Promise<DrainResult> {
-      const from = ['active', 'full', 'cordoned'] as const;
-      const server = await changeStatus(
-        id,
-        {
-          verb: 'drain',
-          action: 'server.drain',
-          from,
-          done: ['draining'],
-          apply: (trx) =>
-            servers.updateIfStatus(
-              id,
-              from,
-              { status: 'draining', status_reason: `draining, requested by ${ctx.actor}` },
-              trx,
-            ),
-        },
-        ctx,
-      );
-      return { ...toPool(server), remaining_tenants: await liveTenants(id) };
-    },
-
-    /**
-     * An empty server → decommissioning, then the worker removes it. The job is queued after
-     * commit; when Redis refuses, the row stays decommissioning and a repeat queues it again.
-     */
-    async decommission(
-      id: string,
-      ctx: RequestContext,
-    ): Promise<{ status: 'decommissioning' | 'decommissioned'; pool: Pool }> {
-      for (let attempt = 0; attempt < 3; attempt++) {
-        const server = await mustFind(id);
-        if (server.status === 'decommissioned') return { status: 'decommissioned', pool: toPool(server) };
-        if (server.status === 'decommissioning') {
-          await enqueueDecommission(id);
-          return { status: 'decommissioning', pool: toPool(server) };
-        }
-        if (!(RETIRABLE as readonly ServerStatus[]).includes(server.status)) {
-          throw new ConflictError(
-            `the server is ${server.status}: let provisioning finish or fail before decommissioning it`,
-          );
-        }
-        // current_instances too: it can run ahead of the rows (drift the reconciler repairs).
-        const held = Math.max(await liveTenants(id), server.current_instances);
-        if (held > 0) {
-          throw new ConflictError(
-            `the server still holds ${held} tenant database${held === 1 ? '' : 's'}; release or move ${held === 1 ? 'it' : 'them'} first`,
-          );
-        }
-        const marked = await db.transaction().execute(async (trx) => {
-          const row = await servers.markDecommissioning(
-            id,
-            RETIRABLE,
-            `decommissioning, requested by ${ctx.actor}`,
-            trx,
-          );
-          if (row) {
-            await audit.record(
-              {
-                actor: ctx.actor,
-                action: 'server.decommission',
-                request_id: ctx.requestId,
-                db_server_id: id,
-                details: { from: server.status, name: server.name, driver: server.driver },
-              },
-              trx,
-            );
-          }
-          return row;
-        });
-        if (marked) {
-          await enqueueDecommission(id);
-          return { status: 'decommissioning', pool: toPool(marked) };
-        }
-        // A tenant was placed or the status changed since the read: decide again.
-      }
-      throw new ConflictError('the server keeps changing; retry');
     },
 
     /**

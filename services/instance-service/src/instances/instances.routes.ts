@@ -9,17 +9,13 @@ import {
   InstanceList,
   ListInstancesQuery,
 } from '@tenantdb/contracts';
-import type { HttpApp } from '@tenantdb/http';
+import { requestContext as ctx, type HttpApp } from '@tenantdb/http';
 import type { InstancesService } from './instances.service';
 
 const portal = { scope: 'portal' } as const;
 const tags = ['instances'];
 
 export function instancesRoutes(app: HttpApp, service: InstancesService): void {
-  const ctx = (request: { principal?: { name: string }; id: string }) => ({
-    actor: request.principal?.name ?? 'unknown',
-    requestId: request.id,
-  });
   const location = (i: Instance) => `/api/v1/instances/${i.id}?customer_id=${i.customer_id}`;
 
   app.post(

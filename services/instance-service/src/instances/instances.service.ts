@@ -16,16 +16,12 @@ import {
   BadRequestError,
   ConflictError,
   NotFoundError,
+  type RequestContext,
   UnavailableError,
   UnprocessableError,
 } from '@tenantdb/http';
 import type { InstanceServiceDeps } from '../context';
 import type { InstanceRow } from '../db';
-
-export interface RequestContext {
-  actor: string;
-  requestId: string;
-}
 
 export type InstancesService = ReturnType<typeof createInstancesService>;
 
@@ -198,39 +194,31 @@ export function createInstancesService(deps: InstanceServiceDeps) {
     },
 
     /**
-     * The database password, fetched from database-service when asked (allocate is idempotent per
-     * instance: a repeat answers the same database and password), so instance-service stores no
-     * secret. Every read is audited before the password is returned.
+     * The database password, read from database-service when asked (its credentials read, which
+     * it audits; a read never allocates), so instance-service stores no secret. Every read is
+     * audited here too before the password is returned.
      */
     async credentials(id: string, customerId: string, ctx: RequestContext): Promise<InstanceCredentials> {
       const row = await repo.findForCustomer(id, customerId);
       if (!row) throw notFound();
       if (row.status !== 'ready')
         throw new ConflictError(`the instance is ${row.status}; credentials are available once it is ready`);
-      let answer: Awaited<ReturnType<typeof databaseService.allocate>>;
+      let answer: Awaited<ReturnType<typeof databaseService.credentials>> | undefined;
       try {
-        answer = await databaseService.allocate({
-          instance_id: row.id,
-          customer_id: row.customer_id,
-          plan_tier: row.plan_tier,
-        });
+        answer = await databaseService.credentials(row.id);
       } catch (err) {
-        throw upstreamError(err);
+        // 404: database-service holds no live database for the instance (released out of band).
+        if (!(err instanceof DatabaseServiceError && err.status === 404)) throw upstreamError(err);
       }
       const current = await repo.findById(row.id);
       if (current?.status !== 'ready') {
-        // Deleted while we asked: whatever allocate made is released by the job, never handed out.
+        // Deleted while we asked: its database is released by the job, never handed out.
         await queues.enqueue('release-database', { instance_id: row.id }).catch(() => {});
         throw notFound();
       }
-      if (
-        answer.status !== 'allocated' ||
-        answer.db_server_id !== row.db_server_id ||
-        answer.db_name !== row.db_name
-      ) {
-        // The instance's database is gone (released out of band) and allocate made or started a
-        // new, empty one: never hand that out as this instance's database.
-        if (answer.status === 'allocated') await databaseService.release(row.id).catch(() => {});
+      if (!answer || answer.db_server_id !== row.db_server_id || answer.db_name !== row.db_name) {
+        // The instance's database is gone (released out of band), and whatever live one
+        // database-service holds for it now is not it: never hand that out as this instance's.
         logger.warn({ instance_id: row.id }, 'the database of a ready instance no longer exists');
         throw new ConflictError('the database of this instance no longer exists');
       }

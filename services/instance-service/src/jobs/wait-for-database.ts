@@ -35,11 +35,14 @@ export function waitForDatabase(deps: InstanceServiceDeps) {
   }
 
   async function ready(row: InstanceRow, answer: Allocated, ctx: JobContext): Promise<void> {
-    // tenant_database_id is not in the allocate answer; the allocation read has it (best effort:
-    // the database is there either way).
-    const allocation = await databaseService.getAllocation(row.id).catch(() => null);
+    // tenant_database_id is in the allocate answer; only a database-service older than that field
+    // needs the allocation read for it (best effort: the database is there either way).
+    const tenantDatabaseId =
+      answer.tenant_database_id ??
+      (await databaseService.getAllocation(row.id).catch(() => null))?.tenant_database_id ??
+      null;
     const done = await repo.markReady(row.id, {
-      tenant_database_id: allocation?.tenant_database_id ?? null,
+      tenant_database_id: tenantDatabaseId,
       db_server_id: answer.db_server_id,
       db_host: answer.db_host,
       db_port: answer.db_port,

@@ -1,0 +1,68 @@
+// The SQL on the pool server after a reservation committed, for shared and dedicated placement
+// alike: the row becomes ready, or the failure is compensated (slot freed, row failed, leftovers
+// dropped).
+import type {
+  CatalogDb,
+  ServerAddress,
+  ServersRepo,
+  TenantDatabase,
+  TenantDatabasesRepo,
+} from '@tenantdb/catalog';
+import { UnavailableError } from '@tenantdb/http';
+import type { Logger } from '@tenantdb/observability';
+import { describePgError, type TenantOps } from '@tenantdb/pool-server';
+
+const CREATING = ['creating'] as const;
+
+export interface MaterializeDeps {
+  db: CatalogDb;
+  servers: Pick<ServersRepo, 'releaseSlot'>;
+  tenants: Pick<TenantDatabasesRepo, 'transition'>;
+  tenantOps: Pick<TenantOps, 'create' | 'claim' | 'drop'>;
+  logger: Logger;
+}
+
+export type Materialize = ReturnType<typeof createMaterialize>;
+
+export function createMaterialize(deps: MaterializeDeps) {
+  const { db, servers, tenants, tenantOps, logger } = deps;
+
+  /** After a failure on the pool server: drop leftovers, fail the row, free the slot. */
+  async function compensate(server: ServerAddress, row: TenantDatabase, err: unknown): Promise<void> {
+    const reason = describePgError(err);
+    logger.warn(
+      { db_server_id: server.id, tenant_database_id: row.id, reason },
+      'tenant database creation failed',
+    );
+    await tenantOps.drop(server, { dbName: row.db_name, dbUser: row.db_user }).catch(() => {
+      // The server is unreachable: the reconciler removes what may be left once it is back.
+    });
+    await db.transaction().execute(async (trx) => {
+      const failed = await tenants.transition(row.id, CREATING, 'failed', { status_reason: reason }, trx);
+      if (failed) await servers.releaseSlot(server.id, trx);
+    });
+  }
+
+  /** SQL on the server after the reservation committed; the row becomes ready or is compensated. */
+  return async function materialize(
+    server: ServerAddress,
+    row: TenantDatabase,
+    password: string,
+    warm = false,
+  ): Promise<void> {
+    const tenant = {
+      dbName: row.db_name,
+      dbUser: row.db_user,
+      password,
+      connectionLimit: row.connection_limit ?? 1,
+    };
+    try {
+      await (warm ? tenantOps.claim(server, tenant) : tenantOps.create(server, tenant));
+    } catch (err) {
+      await compensate(server, row, err);
+      throw err;
+    }
+    const ready = await tenants.transition(row.id, CREATING, 'ready', { ready_at: 'now' });
+    if (!ready) throw new UnavailableError('the allocation changed while it was being created; retry', 1);
+  };
+}

@@ -1,0 +1,141 @@
+// Shared placement: reserve a slot on a pool with room (one catalog statement), then create or
+// claim the database there; a pool that fails at the SQL step is left out and another one tried.
+import type {
+  Plan,
+  ReservationsRepo,
+  ServerAddress,
+  ServersRepo,
+  TenantDatabase,
+  TenantDatabasesRepo,
+} from '@tenantdb/catalog';
+import type { Allocated, AllocateRequest, Provisioning } from '@tenantdb/contracts';
+import { type RequestContext, UnavailableError } from '@tenantdb/http';
+import { type Queues, recordUnmetDemand } from '@tenantdb/jobs';
+import { generateTenantNames, PoolServerBusyError, PoolServerUnavailableError } from '@tenantdb/pool-server';
+import { generatePassword, type SecretBox } from '@tenantdb/secrets';
+import type { AllocationConfig } from './allocation.service';
+import type { Answers } from './answers';
+import type { Materialize } from './materialize';
+
+/** How often a request tries another pool when the chosen one fails at the SQL step. */
+const POOL_ATTEMPTS = 3;
+
+type Reservation =
+  | { kind: 'reserved'; server: ServerAddress; row: TenantDatabase; password: string; warm: boolean }
+  | { kind: 'no-room' }
+  | { kind: 'duplicate' };
+
+export interface SharedPlacementDeps {
+  servers: Pick<ServersRepo, 'hasPlaceableRoom'>;
+  reservations: Pick<ReservationsRepo, 'reserveShared'>;
+  tenants: Pick<TenantDatabasesRepo, 'findLiveByInstance'>;
+  secrets: Pick<SecretBox, 'encrypt'>;
+  queues: Queues;
+  config: Pick<AllocationConfig, 'strategy' | 'retryAfterSeconds'>;
+  answers: Answers;
+  materialize: Materialize;
+}
+
+export function createSharedPlacement(deps: SharedPlacementDeps) {
+  const { servers, reservations, tenants, secrets, queues, config, answers, materialize } = deps;
+
+  /** A slot on a pool with room, and the row that holds it (a warm database when the pool has one). */
+  async function reserveShared(
+    req: AllocateRequest,
+    plan: Plan,
+    ctx: RequestContext,
+    excludeIds: string[],
+  ): Promise<Reservation> {
+    // Postgres may pick the reservation as a deadlock victim under contention (its row locks on
+    // pools and warm rows meet other reservations, releases and refills): nothing was written,
+    // so it is simply run again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await reserveSharedOnce(req, plan, ctx, excludeIds);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if ((code === '40P01' || code === '40001') && attempt < 4) continue;
+        throw err;
+      }
+    }
+  }
+
+  async function reserveSharedOnce(
+    req: AllocateRequest,
+    plan: Plan,
+    ctx: RequestContext,
+    excludeIds: string[],
+  ): Promise<Reservation> {
+    const password = generatePassword();
+    const names = generateTenantNames();
+    const request = {
+      instance_id: req.instance_id,
+      customer_id: req.customer_id,
+      plan_tier: plan.plan_tier,
+      connection_limit: plan.connection_limit,
+      password_enc: secrets.encrypt(password),
+      db_name: names.dbName,
+      db_user: names.dbUser,
+      actor: ctx.actor,
+      request_id: ctx.requestId,
+    };
+    // Skip pools other requests hold first (no waiting); then wait for a held one; a pool that
+    // filled up while we waited sends us round again as long as any pool has room. Each try is
+    // one statement: a pool is held only while it runs.
+    for (let round = 0; round < 10; round++) {
+      const first = await reservations.reserveShared(request, {
+        strategy: config.strategy,
+        excludeIds,
+        skipLocked: true,
+      });
+      const result =
+        first.kind === 'not-taken'
+          ? await reservations.reserveShared(request, {
+              strategy: config.strategy,
+              excludeIds,
+              skipLocked: false,
+            })
+          : first;
+      if (result.kind === 'reserved') return { ...result, password };
+      if (result.kind === 'duplicate') return result;
+      if (!(await servers.hasPlaceableRoom(excludeIds))) return { kind: 'no-room' };
+    }
+    throw new UnavailableError('shared pools are contended; retry', 1);
+  }
+
+  return async function allocateShared(
+    req: AllocateRequest,
+    plan: Plan,
+    ctx: RequestContext,
+  ): Promise<Allocated | Provisioning> {
+    const excluded: string[] = [];
+    for (let attempt = 0; attempt < POOL_ATTEMPTS; attempt++) {
+      const reservation = await reserveShared(req, plan, ctx, excluded);
+      if (reservation.kind === 'duplicate') {
+        const live = await tenants.findLiveByInstance(req.instance_id);
+        const answer = live && (await answers.answerExisting(live, req));
+        if (answer) return answer;
+        continue;
+      }
+      if (reservation.kind === 'no-room') {
+        // Counted before the planner runs, so that it provisions for this instance too.
+        await recordUnmetDemand(queues, req.instance_id);
+        await queues.enqueue('grow-shared-capacity', { reason: 'allocation found no shared pool with room' });
+        return answers.provisioning('no shared pool has room; more capacity is being provisioned');
+      }
+      const { server, row, password, warm } = reservation;
+      try {
+        await materialize(server, row, password, warm);
+      } catch (err) {
+        if (err instanceof PoolServerUnavailableError) {
+          excluded.push(server.id);
+          continue;
+        }
+        if (err instanceof PoolServerBusyError) throw new UnavailableError('pool servers are busy; retry', 1);
+        throw err;
+      }
+      return { status: 'allocated', ...answers.credentials(server, row) };
+    }
+    throw new UnavailableError('pool servers are unavailable; retry later', config.retryAfterSeconds);
+  };
+}

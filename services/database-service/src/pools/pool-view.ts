@@ -1,0 +1,28 @@
+// The one view of a server the admin API answers with: never the whole row.
+import type { ListedServer } from '@tenantdb/catalog';
+import type { Pool } from '@tenantdb/contracts';
+
+export function toPool(s: ListedServer): Pool {
+  return {
+    id: s.id,
+    name: s.name,
+    driver: s.driver,
+    host: s.host,
+    port: s.port,
+    server_type: s.server_type,
+    allocation_strategy: s.allocation_strategy,
+    priority: s.priority,
+    status: s.status,
+    status_reason: s.status_reason,
+    health_status: s.health_status,
+    health_failures: s.health_failures,
+    last_health_check: s.last_health_check?.toISOString() ?? null,
+    last_health_latency_ms: s.last_health_latency_ms,
+    max_instances: s.max_instances,
+    current_instances: s.current_instances,
+    capacity_percentage: Math.round((s.current_instances / s.max_instances) * 1000) / 10,
+    postgres_version: s.postgres_version,
+    created_at: s.created_at.toISOString(),
+    provisioned_at: s.provisioned_at?.toISOString() ?? null,
+  };
+}
