@@ -92,6 +92,12 @@ describe('dedicated servers', () => {
     });
     expect(await canLogin(done.body)).toBe(true);
 
+    // A repeat is the same answer, not a second database (it was a 500: the existing allocation's
+    // "allocated" overwrote "provisioned").
+    const again = await h.api('POST', '/api/database/provision-dedicated', ids);
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ status: 'provisioned', db_password: done.body.db_password });
+
     const viaAllocate = await h.api('POST', '/api/database/allocate', ids);
     expect(viaAllocate.status).toBe(200);
     expect(viaAllocate.body).toMatchObject({ status: 'allocated', db_password: done.body.db_password });

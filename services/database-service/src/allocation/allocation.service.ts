@@ -78,7 +78,7 @@ export function createAllocationService(deps: AllocationDeps) {
     const plan = knownPlan(req.plan_tier, found);
     if (req.require_dedicated || plan.placement === 'dedicated') {
       const result = await allocateDedicated(req, plan, ctx);
-      return 'answer' in result ? { status: 'allocated', ...result.answer } : result;
+      return 'answer' in result ? { ...result.answer, status: 'allocated' } : result;
     }
     return allocateShared(req, plan, ctx);
   }
@@ -117,7 +117,7 @@ export function createAllocationService(deps: AllocationDeps) {
         );
       }
       const result = await allocateDedicated(req, plan, ctx);
-      return 'answer' in result ? { status: 'provisioned', ...result.answer } : result;
+      return 'answer' in result ? { ...result.answer, status: 'provisioned' } : result;
     },
 
     get: reads.get,
