@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { CatalogDatabase } from './types';
 
@@ -50,4 +50,9 @@ export function createDb<DB>(opts: DbOptions & { schema: string }): Kysely<DB> {
   pool.on('error', () => {});
   pool.on('connect', (client) => client.on('error', () => {}));
   return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/** A round trip to the catalog (readiness): throws when it cannot be reached. */
+export async function ping(db: CatalogDb): Promise<void> {
+  await sql`SELECT 1`.execute(db);
 }

@@ -6,46 +6,16 @@
 //   - warm rows whose database was never made (a refill died mid-way);
 //   - servers still provisioning with no job (a lost enqueue).
 // Unlabelled objects and databases without the tenantdb prefix are never touched.
-// It also measures slot drift on every server and stores it for tenantdb_catalog_drift.
-import type { CatalogDb, DbServer } from '@tenantdb/catalog';
+// It also measures slot drift on every server and stores it for tenantdb_catalog_drift
+// (FleetRepo.recordSlotDrift).
+import { type DbServer, SERVING_STATUSES, STARTING_STATUSES } from '@tenantdb/catalog';
 import {
   dropTenantStatements,
   PoolServerUnavailableError,
   quoteIdent,
-  ROWS_ON_SERVER,
   TENANT_PREFIX,
 } from '@tenantdb/pool-server';
-import { sql } from 'kysely';
 import type { JobContext, WorkerDeps } from '../context';
-
-const LIVE_ON_SERVER = ['active', 'full', 'cordoned', 'draining', 'maintenance'] as const;
-
-/**
- * Slots: current_instances must equal the rows holding one. Measures every server in one
- * set-based statement and stores the difference in db_servers.slot_drift, where
- * tenantdb_catalog_drift reads it (so a scrape never counts tenant rows). Only changed values are
- * written: on a healthy catalog no row is touched or locked. Each drift is computed within one
- * snapshot, where a reservation's slot and its row are both there or both not; the value is
- * right to store even on a row updated since. Returns how many servers have drift.
- */
-async function recordSlotDrift(db: CatalogDb): Promise<number> {
-  const { rows } = await sql<{ drifted: number }>`
-    WITH measured AS (
-      SELECT s.id, s.current_instances - count(t.id)::int AS drift
-        FROM db_servers s
-        LEFT JOIN tenant_databases t
-          ON t.db_server_id = s.id AND t.status IN ('creating', 'ready', 'releasing')
-       WHERE s.status <> 'decommissioned'
-       GROUP BY s.id
-    ), stored AS (
-      UPDATE db_servers s
-         SET slot_drift = m.drift
-        FROM measured m
-       WHERE s.id = m.id AND s.slot_drift <> m.drift
-    )
-    SELECT count(*)::int AS drifted FROM measured WHERE drift <> 0`.execute(db);
-  return rows[0]!.drifted;
-}
 
 /**
  * Runs `fn` on every item, `limit` at a time. After a failure no further item is started; the ones
@@ -73,7 +43,7 @@ async function eachAtMost<T>(
 }
 
 export function reconcile(deps: WorkerDeps) {
-  const { db, servers, connections, queues, drivers, audit, config } = deps;
+  const { db, servers, fleet, tenants, connections, queues, drivers, audit, config } = deps;
   const staleBefore = () => new Date(Date.now() - config.TENANTDB_STALE_ALLOCATION_MS);
 
   async function orphanObjects(log: JobContext['log']): Promise<number> {
@@ -81,15 +51,8 @@ export function reconcile(deps: WorkerDeps) {
     for (const driver of drivers.values()) {
       const objects = await driver.list();
       if (objects.length === 0) continue;
-      const known = await db
-        .selectFrom('db_servers')
-        .select(['id', 'status'])
-        .where(
-          'id',
-          'in',
-          objects.map((o) => o.serverId).filter((id) => /^[0-9a-f-]{36}$/.test(id)),
-        )
-        .execute()
+      const known = await fleet
+        .statusesOf(objects.map((o) => o.serverId).filter((id) => /^[0-9a-f-]{36}$/.test(id)))
         .catch(() => []);
       const live = new Set(known.filter((k) => k.status !== 'decommissioned').map((k) => k.id));
       for (const object of objects) {
@@ -134,12 +97,7 @@ export function reconcile(deps: WorkerDeps) {
           [TENANT_PREFIX],
         )
       ).rows.map((r) => r.name);
-      const rows = await db
-        .selectFrom('tenant_databases')
-        .select(['db_name', 'db_user'])
-        .where('db_server_id', '=', server.id)
-        .where('status', 'in', ROWS_ON_SERVER)
-        .execute();
+      const rows = await tenants.listNamesOnServer(server.id);
       const knownDbs = new Set(rows.map((r) => r.db_name));
       const knownRoles = new Set(rows.map((r) => r.db_user));
 
@@ -173,12 +131,7 @@ export function reconcile(deps: WorkerDeps) {
 
   /** Allocations a crashed process left in creating/releasing: finish or undo them. */
   async function stuckAllocations(log: JobContext['log']): Promise<number> {
-    const stuck = await db
-      .selectFrom('tenant_databases')
-      .selectAll()
-      .where('status', 'in', ['creating', 'releasing'])
-      .where('updated_at', '<', staleBefore())
-      .execute();
+    const stuck = await tenants.findStuck(staleBefore());
     let repaired = 0;
     for (const row of stuck) {
       const server = await servers.findById(row.db_server_id);
@@ -196,19 +149,17 @@ export function reconcile(deps: WorkerDeps) {
       }
       await db.transaction().execute(async (trx) => {
         const to = row.status === 'creating' ? 'failed' : 'released';
-        const moved = await trx
-          .updateTable('tenant_databases')
-          .set({
-            status: to,
+        const moved = await tenants.transition(
+          row.id,
+          [row.status],
+          to,
+          {
             status_reason:
               row.status === 'creating' ? 'interrupted while being created; removed by reconcile' : null,
-            ...(to === 'released' ? { released_at: sql`now()` } : {}),
-            updated_at: sql`now()`,
-          })
-          .where('id', '=', row.id)
-          .where('status', '=', row.status)
-          .returning('id')
-          .executeTakeFirst();
+            ...(to === 'released' ? { released_at: 'now' as const } : {}),
+          },
+          trx,
+        );
         if (moved) await servers.releaseSlot(row.db_server_id, trx);
       });
       log.warn({ tenant_database_id: row.id, was: row.status }, 'repaired a stuck allocation');
@@ -216,27 +167,17 @@ export function reconcile(deps: WorkerDeps) {
     }
     // A refill that died between its row and its database: the row goes (its database, if any,
     // is then an orphan and dropped by the next pass).
-    const half = await db
-      .deleteFrom('tenant_databases')
-      .where('status', '=', 'warm')
-      .where('ready_at', 'is', null)
-      .where('created_at', '<', staleBefore())
-      .returning('id')
-      .execute();
-    return repaired + half.length;
+    const half = await tenants.deleteUnmadeWarm(staleBefore());
+    return repaired + half;
   }
 
   return async (_payload: unknown, { log }: JobContext) => {
     const objects = await orphanObjects(log);
     const allocations = await stuckAllocations(log);
     // Before the pass over every server, which is long on a large fleet and may stop half way.
-    const slotDrift = await recordSlotDrift(db);
+    const slotDrift = await fleet.recordSlotDrift();
     let databases = 0;
-    const live = await db
-      .selectFrom('db_servers')
-      .selectAll()
-      .where('status', 'in', LIVE_ON_SERVER)
-      .execute();
+    const live = await fleet.listInStatuses(SERVING_STATUSES);
     await eachAtMost(config.TENANTDB_RECONCILE_CONCURRENCY, live, async (server) => {
       try {
         // Awaited apart: `databases += await …` would read the total before the await and lose what
@@ -248,12 +189,8 @@ export function reconcile(deps: WorkerDeps) {
       }
     });
     // Lost enqueues: provisioning rows get their (idempotent) job again.
-    const starting = await db
-      .selectFrom('db_servers')
-      .select('id')
-      .where('status', 'in', ['provisioning', 'initializing'])
-      .execute();
-    for (const { id } of starting) await queues.enqueue('provision-server', { server_id: id });
+    const starting = await fleet.idsInStatuses(STARTING_STATUSES);
+    for (const id of starting) await queues.enqueue('provision-server', { server_id: id });
 
     const summary = {
       objects,
