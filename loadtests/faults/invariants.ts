@@ -3,9 +3,9 @@
 // and postmasters, Redis (schedules and every job hash), and the captured logs of every process.
 // Run after the fault is over, the load has stopped and the reconciler has run.
 import { readdir, readFile } from 'node:fs/promises';
-import { type CatalogDb, type DbServer, SLOT_HOLDING_STATUSES } from '@tenantdb/catalog';
+import { type CatalogDb, type DbServer, ON_SERVER_STATUSES, SLOT_HOLDING_STATUSES } from '@tenantdb/catalog';
 import type { Queues } from '@tenantdb/jobs';
-import { ROWS_ON_SERVER, TENANT_PREFIX } from '@tenantdb/pool-server';
+import { TENANT_PREFIX } from '@tenantdb/pool-server';
 import { createLocalProvisioner } from '@tenantdb/provisioners';
 import type { SecretBox } from '@tenantdb/secrets';
 import { canLogin, type TenantCredentials } from '@tenantdb/testkit';
@@ -124,7 +124,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
       .select('db_name')
       .where('db_server_id', '=', s.id)
       .where((eb) => eb.or([eb('status', '=', 'ready'), eb('ready_at', 'is not', null)]))
-      .where('status', 'in', ROWS_ON_SERVER)
+      .where('status', 'in', ON_SERVER_STATUSES)
       .execute();
     let onServer: { dbs: string[]; roles: string[] };
     try {
@@ -137,7 +137,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
       .selectFrom('tenant_databases')
       .select(['db_name', 'db_user'])
       .where('db_server_id', '=', s.id)
-      .where('status', 'in', ROWS_ON_SERVER)
+      .where('status', 'in', ON_SERVER_STATUSES)
       .execute();
     const dbs = new Set(rows.map((r) => r.db_name));
     const roles = new Set(rows.map((r) => r.db_user));

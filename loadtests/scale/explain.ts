@@ -9,8 +9,9 @@ import {
   createReservationsRepo,
   createServersRepo,
   createTenantDatabasesRepo,
+  driftedServers,
+  warmReady,
 } from '@tenantdb/catalog';
-import { driftedServers, warmReady } from '@tenantdb/database-worker/metrics';
 import { generateTenantNames } from '@tenantdb/pool-server';
 import {
   type CompiledQuery,

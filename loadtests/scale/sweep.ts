@@ -14,7 +14,7 @@ import { closedLoop, fail, type LoadResult, OK, Tally } from '../bench/load';
 import type { Stack, WorkerProcess } from '../bench/stack';
 import { type FleetSize, seedFleet } from './seed';
 
-/** Statuses health-check-all checks (services/database-worker/src/jobs/health.ts). */
+/** Statuses health-check-all checks (services/database-worker/src/jobs/health-check.ts). */
 const CHECKED = ['active', 'full', 'error', 'cordoned', 'draining', 'maintenance'];
 /** Statuses reconcile compares with the catalog (services/database-worker/src/jobs/reconcile.ts). */
 const RECONCILED = ['active', 'full', 'cordoned', 'draining', 'maintenance'];
@@ -25,7 +25,7 @@ const CHECK_QUERIES = [
   'SELECT 1',
   "SELECT count(*)::int FROM pg_database WHERE starts_with(datname, 'tdb_')",
 ];
-/** What reconcile reads on each server (services/database-worker/src/jobs/reconcile.ts). */
+/** What reconcile reads on each server (listTenantObjects, packages/pool-server/src/tenants.ts). */
 const RECONCILE_QUERIES = [
   "SELECT datname AS name FROM pg_database WHERE starts_with(datname, 'tdb_')",
   "SELECT rolname AS name FROM pg_roles WHERE starts_with(rolname, 'tdb_')",

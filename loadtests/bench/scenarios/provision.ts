@@ -13,7 +13,7 @@ import type { WorkerProcess } from '../stack';
 
 /** max_instances of each S5 pool: the worker's default pool size (TENANTDB_POOL_MAX_INSTANCES). */
 export const MAX_INSTANCES = 50;
-/** The worker's admin user on the servers it provisions (services/database-worker/src/jobs/provision.ts). */
+/** The worker's admin user on the servers it provisions (services/database-worker/src/jobs/provision-server.ts). */
 export const ADMIN_USER = 'tenantdb_admin';
 const HOUR = String(3_600_000);
 

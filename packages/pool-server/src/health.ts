@@ -1,6 +1,6 @@
 // The health check of one pool server — a real login, SELECT 1, and the count of tenant
-// databases on it — and the pure rule that turns results into health and status.
-import type { CatalogDb, DbServer, HealthStatus, ServerStatus } from '@tenantdb/catalog';
+// databases on it — and the pure rule that turns results into health and status. The catalog is
+// reached through a HealthRecorder (the catalog's ServersRepo is one), so this package needs none.
 import { describePgError, type PoolConnections, type PoolServerTarget } from './connections';
 import { TENANT_PREFIX } from './tenant.sql';
 
@@ -53,8 +53,14 @@ export async function probeServer(
 export const UNHEALTHY_AFTER = 3;
 const HEALTH_REASON = 'health check failed';
 
-export interface HealthState {
-  status: ServerStatus;
+/** A server's health as the catalog records it (its HEALTH_STATUSES). */
+export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy' | 'unknown';
+/** The statuses the transition rule sets; any other it finds it keeps. */
+export type HealthSetStatus = 'active' | 'full' | 'error';
+
+/** What the rule reads of a server; `S` is the catalog's status type (any string here). */
+export interface HealthState<S extends string = string> {
+  status: S;
   status_reason: string | null;
   health_status: HealthStatus;
   health_failures: number;
@@ -66,10 +72,10 @@ export interface HealthState {
  * 1–2 failures: degraded; 3: unhealthy, and an active/full server goes to error. A server that
  * errored because of health checks recovers on its first good check.
  */
-export function nextHealthState(
-  current: HealthState,
+export function nextHealthState<S extends string>(
+  current: HealthState<S>,
   probe: Pick<HealthProbe, 'ok' | 'error'>,
-): Pick<HealthState, 'status' | 'status_reason' | 'health_status' | 'health_failures'> {
+): NextHealthState<S> {
   if (probe.ok) {
     const recovering = current.status === 'error' && current.status_reason?.startsWith(HEALTH_REASON);
     return {
@@ -103,55 +109,68 @@ export function nextHealthState(
   };
 }
 
-/** Catalog rows that stand for a database on the server (warm ones included). */
-export const ROWS_ON_SERVER = ['warm', 'creating', 'ready', 'releasing'] as const;
+/** What one check decides: the server's health, and its status (changed only as the rule says). */
+export interface NextHealthState<S extends string = string> {
+  status: S | HealthSetStatus;
+  status_reason: string | null;
+  health_status: HealthStatus;
+  health_failures: number;
+}
 
-export interface HealthCheckOutcome {
+/** What a check writes on the server's row. */
+export interface HealthRecord<S extends string = string> extends NextHealthState<S> {
+  last_health_check: Date;
+  last_health_latency_ms: number | null;
+  /** Only when the server was reached. */
+  postgres_version?: string;
+  /** Tenant databases on the server minus catalog rows for them; only when the server was reached. */
+  database_drift?: number;
+}
+
+/**
+ * The catalog side of a check, as narrow as it uses (the catalog's ServersRepo is one; `R` is
+ * its server row).
+ */
+export interface HealthRecorder<S extends string, R> {
+  /** Catalog rows that stand for a database on the server (warm ones included). */
+  countRowsOnServer(serverId: string): Promise<number>;
+  /** Writes the check's result only while the server's status is still `expected`; undefined if not. */
+  recordHealth(serverId: string, expected: S, result: HealthRecord<S>): Promise<R | undefined>;
+}
+
+export interface HealthCheckOutcome<S extends string, R> {
   probe: HealthProbe;
-  next: ReturnType<typeof nextHealthState>;
+  next: NextHealthState<S>;
   checkedAt: Date;
   databasesInCatalog: number;
   /** Tenant databases on the server minus catalog rows for them; null when the server was not reached. */
   drift: number | null;
   /** The row after the check; undefined when its status changed meanwhile (nothing was written). */
-  updated: DbServer | undefined;
+  updated: R | undefined;
 }
 
 /**
  * One health check, end to end: probe, apply the transition rule, record it. The update only
  * lands if nobody changed the server's status meanwhile (an operator cordoning it, say).
  */
-export async function checkServerHealth(
-  db: CatalogDb,
+export async function checkServerHealth<S extends string, R>(
+  recorder: HealthRecorder<S, R>,
   connections: PoolConnections,
-  server: DbServer,
-): Promise<HealthCheckOutcome> {
+  server: PoolServerTarget & HealthState<S>,
+): Promise<HealthCheckOutcome<S, R>> {
   const probe = await probeServer(connections, server);
   const next = nextHealthState(server, probe);
   const checkedAt = new Date();
   // Counted after the probe: a row is written before its database is made, so a database the
   // probe saw always has its row by now (a drift > 0 is real, not a race with allocation).
-  const counted = await db
-    .selectFrom('tenant_databases')
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('db_server_id', '=', server.id)
-    .where('status', 'in', ROWS_ON_SERVER)
-    .executeTakeFirstOrThrow();
-  const databasesInCatalog = Number(counted.n);
+  const databasesInCatalog = await recorder.countRowsOnServer(server.id);
   const drift = probe.tenantDatabases === null ? null : probe.tenantDatabases - databasesInCatalog;
-  const updated = await db
-    .updateTable('db_servers')
-    .set({
-      ...next,
-      last_health_check: checkedAt,
-      last_health_latency_ms: probe.latencyMs,
-      ...(probe.postgresVersion ? { postgres_version: probe.postgresVersion } : {}),
-      ...(drift !== null ? { database_drift: drift } : {}),
-      updated_at: checkedAt,
-    })
-    .where('id', '=', server.id)
-    .where('status', '=', server.status)
-    .returningAll()
-    .executeTakeFirst();
+  const updated = await recorder.recordHealth(server.id, server.status, {
+    ...next,
+    last_health_check: checkedAt,
+    last_health_latency_ms: probe.latencyMs,
+    ...(probe.postgresVersion ? { postgres_version: probe.postgresVersion } : {}),
+    ...(drift !== null ? { database_drift: drift } : {}),
+  });
   return { probe, next, checkedAt, databasesInCatalog, drift, updated };
 }

@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import {
   createTenantStatements,
+  dropLeftoverStatements,
   dropTenantStatements,
   generateTenantNames,
   quoteIdent,
   quoteLiteral,
   setPasswordStatement,
+  tenantOf,
   UnsafeIdentifierError,
 } from './tenant.sql';
 
@@ -68,5 +70,37 @@ describe('tenant DDL', () => {
     expect(setPasswordStatement('tdb_x_u', 'SCRAM-SHA-256$v')).toBe(
       `ALTER ROLE "tdb_x_u" WITH LOGIN PASSWORD 'SCRAM-SHA-256$v'`,
     );
+  });
+});
+
+describe('leftovers of a tenant', () => {
+  it('maps a generated database or role name to its tenant, and nothing else', () => {
+    const names = generateTenantNames();
+    expect(tenantOf(names.dbName)).toEqual({ names, kind: 'database' });
+    expect(tenantOf(names.dbUser)).toEqual({ names, kind: 'role' });
+    const suffix = 'a'.repeat(26);
+    for (const other of [
+      'tdb_orphandb',
+      'tdb_orphanrole_u',
+      `tdb_${suffix}_x`,
+      `tdb_${suffix}a`,
+      `tdb_${'a'.repeat(25)}1`,
+      `tdb_${suffix}_u_u`,
+      `xtdb_${suffix}`,
+      'postgres',
+    ]) {
+      expect(tenantOf(other), other).toBeUndefined();
+    }
+  });
+
+  it('drops only the half that is left, or both as a release does', () => {
+    const names = { dbName: 'tdb_x', dbUser: 'tdb_x_u' };
+    const [noLogin, dropDatabase, dropRole] = dropTenantStatements(names);
+    expect(dropLeftoverStatements(names, { database: true, role: true })).toEqual(
+      dropTenantStatements(names),
+    );
+    expect(dropLeftoverStatements(names, { database: true, role: false })).toEqual([dropDatabase]);
+    expect(dropLeftoverStatements(names, { database: false, role: true })).toEqual([noLogin, dropRole]);
+    expect(dropLeftoverStatements(names, { database: false, role: false })).toEqual([]);
   });
 });

@@ -29,14 +29,35 @@ export interface TenantNames {
   dbUser: string;
 }
 
+const NAME_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
+const GENERATED_NAME = new RegExp(`^(${TENANT_PREFIX}[${NAME_ALPHABET}]{26})(_u)?$`);
+
 /** Fresh, collision-free names: tdb_<26 random base32 chars> for the database, same + _u for its role. */
 export function generateTenantNames(): TenantNames {
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+  const alphabet = NAME_ALPHABET;
   const bytes = randomBytes(26);
   let suffix = '';
   for (const b of bytes) suffix += alphabet[b & 31];
   const dbName = `${TENANT_PREFIX}${suffix}`;
   return { dbName, dbUser: `${dbName}_u` };
+}
+
+/** Which half of a tenant a name on a pool server is, and the tenant's names. */
+export interface TenantObject {
+  names: TenantNames;
+  kind: 'database' | 'role';
+}
+
+/**
+ * The tenant a database or role name belongs to, when it is one generateTenantNames makes
+ * (`tdb_<26>` a database, `tdb_<26>_u` its role); undefined for anything else, even with the
+ * tenant prefix: tenantdb did not make it, so it is not tenantdb's to drop.
+ */
+export function tenantOf(name: string): TenantObject | undefined {
+  const match = GENERATED_NAME.exec(name);
+  if (!match) return undefined;
+  const dbName = match[1]!;
+  return { names: { dbName, dbUser: `${dbName}_u` }, kind: match[2] ? 'role' : 'database' };
 }
 
 export interface TenantSpec extends TenantNames {
@@ -97,6 +118,22 @@ export function dropTenantStatements(names: TenantNames): string[] {
     `DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = ${quoteLiteral(names.dbUser)}) THEN ALTER ROLE ${role} NOLOGIN; END IF; END $$`,
     `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`,
     `DROP ROLE IF EXISTS ${role}`,
+  ];
+}
+
+/**
+ * What is left of a tenant: its database, its role, or both (then as dropTenantStatements). A
+ * role goes as in a release (no login first); every statement tolerates "already gone".
+ */
+export function dropLeftoverStatements(
+  names: TenantNames,
+  left: { database: boolean; role: boolean },
+): string[] {
+  const [noLogin, dropDatabase, dropRole] = dropTenantStatements(names);
+  return [
+    ...(left.role ? [noLogin!] : []),
+    ...(left.database ? [dropDatabase!] : []),
+    ...(left.role ? [dropRole!] : []),
   ];
 }
 

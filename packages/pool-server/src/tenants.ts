@@ -7,9 +7,11 @@ import {
   claimWarmBatch,
   createTenantStatements,
   createWarmStatements,
+  dropLeftoverStatements,
   dropTenantStatements,
   HARDEN_POOL_STATEMENTS,
   setPasswordStatement,
+  TENANT_PREFIX,
   type TenantNames,
 } from './tenant.sql';
 
@@ -22,6 +24,16 @@ export interface TenantOps {
   /** Turns a warm database into the tenant's: password, login, connection limit. */
   claim(server: PoolServerTarget, t: NewTenant): Promise<void>;
   drop(server: PoolServerTarget, t: TenantNames): Promise<void>;
+  /**
+   * Drops what is left of a tenant no catalog row accounts for (reconcile): its database, its
+   * role, or both, under the same lock as drop, so a release of it running meanwhile is waited
+   * for rather than met half way.
+   */
+  dropLeftovers(
+    server: PoolServerTarget,
+    t: TenantNames,
+    left: { database: boolean; role: boolean },
+  ): Promise<void>;
   setPassword(server: PoolServerTarget, dbUser: string, password: string): Promise<void>;
 }
 
@@ -53,16 +65,17 @@ export function createTenantOps(connections: PoolConnections): TenantOps {
         client.query(claimWarmBatch({ ...t, passwordVerifier })),
       );
     },
-    async drop(server, t) {
+    drop: (server, t) => ops.dropLeftovers(server, t, { database: true, role: true }),
+    async dropLeftovers(server, t, left) {
       await connections.withClient(server, async (client) => {
-        // Two releases of one tenant at once (a client's retry racing the first) must not run the
-        // drop side by side: Postgres fails the loser with "tuple concurrently updated" (ALTER
-        // ROLE … NOLOGIN) or "could not find tuple for role" (DROP ROLE) instead of IF EXISTS doing
-        // nothing (test/drop-race.test.ts). A session lock on the role's name serializes them
-        // (DROP DATABASE cannot run in a transaction, so not a transaction lock); the second
-        // then finds nothing left to drop.
+        // Two drops of one tenant at once (a client's retry racing the first release, or reconcile
+        // repairing a release that looks stuck) must not run side by side: Postgres fails the
+        // loser with "tuple concurrently updated" (ALTER ROLE … NOLOGIN) or "could not find tuple
+        // for role" (DROP ROLE) instead of IF EXISTS doing nothing (test/drop-race.test.ts). A
+        // session lock on the role's name serializes them (DROP DATABASE cannot run in a
+        // transaction, so not a transaction lock); the second then finds nothing left to drop.
         await withServerLock(client, dropLockKey(t.dbUser), async () => {
-          for (const statement of dropTenantStatements(t)) await client.query(statement);
+          for (const statement of dropLeftoverStatements(t, left)) await client.query(statement);
         });
       });
     },
@@ -94,6 +107,24 @@ export async function inspectServer(
     );
     const row = rows[0]!;
     return { postgresVersion: row.version, versionNum: Number(row.num), canManageTenants: row.can };
+  });
+}
+
+/** The databases and roles with the tenant prefix on a server, read on a connection of its own. */
+export async function listTenantObjects(
+  connections: PoolConnections,
+  server: PoolServerTarget,
+): Promise<{ databases: string[]; roles: string[] }> {
+  return connections.withOwnClient(server, async (client) => {
+    const databases = await client.query<{ name: string }>(
+      'SELECT datname AS name FROM pg_database WHERE starts_with(datname, $1)',
+      [TENANT_PREFIX],
+    );
+    const roles = await client.query<{ name: string }>(
+      'SELECT rolname AS name FROM pg_roles WHERE starts_with(rolname, $1)',
+      [TENANT_PREFIX],
+    );
+    return { databases: databases.rows.map((r) => r.name), roles: roles.rows.map((r) => r.name) };
   });
 }
 

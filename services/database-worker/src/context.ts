@@ -1,5 +1,15 @@
-// What job handlers are given: the catalog, pool-server access, the queues and the drivers.
-import type { AuditRepo, CatalogDb, DbServer, ServersRepo, TenantDatabasesRepo } from '@tenantdb/catalog';
+// What job handlers are given: the catalog (its repositories; `db` only for transactions and
+// locks), pool-server access, the queues and the drivers.
+import type {
+  AuditRepo,
+  CatalogDb,
+  DbServer,
+  FleetRepo,
+  PlansRepo,
+  RetirementRepo,
+  ServersRepo,
+  TenantDatabasesRepo,
+} from '@tenantdb/catalog';
 import { PermanentJobError, type Queues } from '@tenantdb/jobs';
 import type { Logger } from '@tenantdb/observability';
 import type { PoolConnections, TenantOps } from '@tenantdb/pool-server';
@@ -13,7 +23,10 @@ export interface WorkerDeps {
   config: WorkerConfig;
   db: CatalogDb;
   servers: ServersRepo;
+  fleet: FleetRepo;
   tenants: TenantDatabasesRepo;
+  plans: PlansRepo;
+  retirement: RetirementRepo;
   audit: AuditRepo;
   secrets: SecretBox;
   connections: PoolConnections;

@@ -1,26 +1,12 @@
-import type { CatalogDb } from '@tenantdb/catalog';
+import type { FleetRepo } from '@tenantdb/catalog';
 import { QUEUES, type Queues } from '@tenantdb/jobs';
 import { Counter, Gauge, Histogram, type Registry } from '@tenantdb/observability';
-import { sql } from 'kysely';
 
-/**
- * The servers tenantdb_catalog_drift has series for: drift of either kind, as the health checks
- * and reconcile stored it. Read through the partial index db_servers_drifted, which holds those
- * servers alone, so a scrape costs the same at 10 servers or 10,000 and counts no tenant row.
- */
-export const driftedServers = sql<{ name: string; databases: number | null; slots: number }>`
-  SELECT name, database_drift AS databases, slot_drift AS slots
-    FROM db_servers
-   WHERE (database_drift <> 0 OR slot_drift <> 0) AND status <> 'decommissioned'`;
-
-/**
- * The count behind tenantdb_warm_databases: the warm rows ready to hand out, read from their partial
- * index (tenant_databases_warm_ready), not from a table that keeps every tenant row ever made.
- */
-export const warmReady = sql<{ n: number }>`
-  SELECT count(*)::int AS n FROM tenant_databases WHERE status = 'warm' AND ready_at IS NOT NULL`;
-
-export function createWorkerMetrics(registry: Registry, db: CatalogDb, queues: Queues) {
+export function createWorkerMetrics(
+  registry: Registry,
+  fleet: Pick<FleetRepo, 'readDrift' | 'countWarmReady'>,
+  queues: Queues,
+) {
   const jobs = new Counter({
     name: 'tenantdb_jobs_total',
     help: 'jobs handled by this worker, by queue, job and result',
@@ -44,7 +30,7 @@ export function createWorkerMetrics(registry: Registry, db: CatalogDb, queues: Q
     labelNames: ['server', 'kind'],
     registers: [registry],
     async collect() {
-      const { rows } = await driftedServers.execute(db).catch(() => ({ rows: [] }));
+      const rows = await fleet.readDrift().catch(() => []);
       this.reset();
       for (const r of rows) {
         if (r.slots !== 0) this.set({ server: r.name, kind: 'slots' }, r.slots);
@@ -73,8 +59,8 @@ export function createWorkerMetrics(registry: Registry, db: CatalogDb, queues: Q
     help: 'warm (pre-created, unclaimed) databases ready to hand out',
     registers: [registry],
     async collect() {
-      const { rows } = await warmReady.execute(db).catch(() => ({ rows: [] }));
-      if (rows[0]) this.set(rows[0].n);
+      const n = await fleet.countWarmReady().catch(() => undefined);
+      if (n !== undefined) this.set(n);
     },
   });
 

@@ -20,7 +20,7 @@ export type Handlers = {
 
 /**
  * Jobs at once per replica. Health checks may use the whole fleet-wide budget on one replica (the
- * monitoring queue's global concurrency holds the total: jobs/health.ts).
+ * monitoring queue's global concurrency holds the total: jobs/health-check.ts).
  */
 const concurrency = (config: WorkerDeps['config']): Record<WorkerQueueName, number> => ({
   provisioning: 4,

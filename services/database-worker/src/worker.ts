@@ -4,8 +4,12 @@ import {
   type CatalogDb,
   createAuditRepo,
   createCatalogDb,
+  createFleetRepo,
+  createPlansRepo,
+  createRetirementRepo,
   createServersRepo,
   createTenantDatabasesRepo,
+  pingCatalog,
 } from '@tenantdb/catalog';
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
 import { type Consumers, createQueues, type KeptSchedules } from '@tenantdb/jobs';
@@ -20,15 +24,15 @@ import {
   type ProvisionerDriver,
 } from '@tenantdb/provisioners';
 import { createSecretBox } from '@tenantdb/secrets';
-import { sql } from 'kysely';
 import type { WorkerConfig } from './config';
 import type { WorkerDeps } from './context';
-import { growSharedCapacity } from './jobs/capacity';
-import { createRetirement } from './jobs/cleanup';
-import { boundHealthChecks, healthCheckAll, healthCheckServer } from './jobs/health';
-import { provisionServer } from './jobs/provision';
+import { cleanupFailedServers } from './jobs/cleanup-failed-servers';
+import { decommissionServer } from './jobs/decommission-server';
+import { growSharedCapacity } from './jobs/grow-shared-capacity';
+import { boundHealthChecks, healthCheckAll, healthCheckServer } from './jobs/health-check';
+import { provisionServer } from './jobs/provision-server';
 import { reconcile } from './jobs/reconcile';
-import { refillWarmDatabases } from './jobs/warm';
+import { refillWarmDatabases } from './jobs/refill-warm-databases';
 import { createWorkerMetrics } from './metrics';
 import { type Handlers, keepWorkerSchedules, startWorkers } from './runtime';
 
@@ -119,25 +123,27 @@ export async function createWorker(
     config,
     db,
     servers: createServersRepo(db),
+    fleet: createFleetRepo(db),
     tenants: createTenantDatabasesRepo(db),
+    plans: createPlansRepo(db),
+    retirement: createRetirementRepo(db),
     audit: createAuditRepo(db),
     secrets,
     connections,
     tenantOps: createTenantOps(connections),
     queues,
     drivers: opts.drivers ?? createDrivers(config),
-    metrics: createWorkerMetrics(registry, db, queues),
+    metrics: createWorkerMetrics(registry, createFleetRepo(db), queues),
     logger,
   };
-  const retirement = createRetirement(deps);
   const handlers: Handlers = {
     'provision-server': provisionServer(deps),
     'grow-shared-capacity': growSharedCapacity(deps),
     'refill-warm-databases': refillWarmDatabases(deps),
-    'decommission-server': retirement.decommissionServer,
+    'decommission-server': decommissionServer(deps),
     'health-check-all': healthCheckAll(deps),
     'health-check-server': healthCheckServer(deps),
-    'cleanup-failed-servers': retirement.cleanupFailedServers,
+    'cleanup-failed-servers': cleanupFailedServers(deps),
     reconcile: reconcile(deps),
   };
   const app = await createHttpApp({
@@ -150,10 +156,7 @@ export async function createWorker(
     rateLimitPerMinute: 6000,
     bodyLimitBytes: 1024,
     readiness: {
-      catalog: async () => {
-        await sql`SELECT 1`.execute(db);
-        return true;
-      },
+      catalog: () => pingCatalog(db),
       redis: () => queues.ping(),
     },
   });

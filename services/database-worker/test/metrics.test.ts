@@ -2,11 +2,10 @@
 // their partial index and counts no tenant row, and tenantdb_warm_databases counts the warm rows
 // from theirs, so neither cost follows the fleet or the tenant history (plans are asserted, not
 // times). The drift series themselves are in health.test.ts.
-import { type CatalogDb, createCatalogDb } from '@tenantdb/catalog';
+import { type CatalogDb, createCatalogDb, driftedServers, warmReady } from '@tenantdb/catalog';
 import { cloneCatalog, planOf } from '@tenantdb/testkit';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { driftedServers, warmReady } from '../src/metrics';
 
 let catalog: Awaited<ReturnType<typeof cloneCatalog>>;
 let db: CatalogDb;

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { generateTenantNames } from '@tenantdb/pool-server';
 import { startRedis } from '@tenantdb/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { activePool, asAdmin, canLogin, type Fleet, newIds, startFleet, waitFor } from './harness';
@@ -183,10 +184,15 @@ describe('reconcile', () => {
     // Something under the root that is not ours.
     await mkdir(join(f.root, 'not-ours'));
     await writeFile(join(f.root, 'not-ours', 'keep.txt'), 'keep');
-    // On the pool: an orphaned tenant database and role, and a database that is not tenantdb's.
-    await asAdmin(f, pool, 'CREATE ROLE tdb_orphanrole_u');
-    await asAdmin(f, pool, 'CREATE DATABASE tdb_orphandb');
+    // On the pool: an orphaned tenant database and role (names as tenantdb generates them; each
+    // the half left of a tenant), a database that is not tenantdb's, and a role with the tenant
+    // prefix whose name tenantdb never generates.
+    const orphanRole = generateTenantNames().dbUser;
+    const orphanDb = generateTenantNames().dbName;
+    await asAdmin(f, pool, `CREATE ROLE ${orphanRole}`);
+    await asAdmin(f, pool, `CREATE DATABASE ${orphanDb}`);
     await asAdmin(f, pool, 'CREATE DATABASE customer_keep');
+    await asAdmin(f, pool, 'CREATE ROLE tdb_not_generated_u');
 
     await f.queues.enqueue('reconcile', {});
     await waitFor(
@@ -201,13 +207,14 @@ describe('reconcile', () => {
     const dbs = (await asAdmin<{ datname: string }>(f, pool, 'SELECT datname FROM pg_database')).map(
       (r) => r.datname,
     );
-    expect(dbs).not.toContain('tdb_orphandb');
+    expect(dbs).not.toContain(orphanDb);
     expect(dbs).toContain('customer_keep');
     expect(dbs).toContain(tenant.body.db_name);
     const roles = (await asAdmin<{ rolname: string }>(f, pool, 'SELECT rolname FROM pg_roles')).map(
       (r) => r.rolname,
     );
-    expect(roles).not.toContain('tdb_orphanrole_u');
+    expect(roles).not.toContain(orphanRole);
+    expect(roles).toContain('tdb_not_generated_u');
     expect(roles).toContain(tenant.body.db_user);
     expect(await canLogin(tenant.body)).toBe(true);
     const row = (await f.servers()).find((s) => s.id === pool.id)!;

@@ -8,5 +8,18 @@ export function createPlansRepo(db: CatalogDb) {
     find(planTier: string, trx: Executor = db): Promise<Plan | undefined> {
       return trx.selectFrom('plans').selectAll().where('plan_tier', '=', planTier).executeTakeFirst();
     },
+
+    /**
+     * The largest connection limit of the plans placed on `placement`: what a server of that kind
+     * is sized for (a shared pool takes tenants of every shared plan). Undefined without plans.
+     */
+    async maxConnectionLimit(placement: Plan['placement'], trx: Executor = db): Promise<number | undefined> {
+      const row = await trx
+        .selectFrom('plans')
+        .select((eb) => eb.fn.max('connection_limit').as('limit'))
+        .where('placement', '=', placement)
+        .executeTakeFirst();
+      return row?.limit ?? undefined;
+    },
   };
 }

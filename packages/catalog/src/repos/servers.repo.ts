@@ -3,11 +3,14 @@ import type { CatalogDb, Executor } from '../db';
 import {
   type DbServer,
   type DbServerUpdate,
+  type HealthStatus,
   type NewDbServer,
+  ON_SERVER_STATUSES,
+  PLACEABLE_HEALTH,
   type ServerStatus,
   type ServerType,
-  SLOT_HOLDING_STATUSES,
 } from '../types';
+import { holdsNoTenant } from './retirement.repo';
 
 export type ServersRepo = ReturnType<typeof createServersRepo>;
 
@@ -43,6 +46,18 @@ export type FleetServer = Pick<
   DbServer,
   'name' | 'server_type' | 'status' | 'health_status' | 'max_instances' | 'current_instances'
 >;
+
+/** What a health check writes on its server's row (@tenantdb/pool-server's checkServerHealth). */
+export interface HealthRecord {
+  status: ServerStatus;
+  status_reason: string | null;
+  health_status: HealthStatus;
+  health_failures: number;
+  last_health_check: Date;
+  last_health_latency_ms: number | null;
+  postgres_version?: string;
+  database_drift?: number;
+}
 
 export function createServersRepo(db: CatalogDb) {
   return {
@@ -129,17 +144,56 @@ export function createServersRepo(db: CatalogDb) {
         .set({ status: 'decommissioning', status_reason: reason, updated_at: sql<Date>`now()` })
         .where('id', '=', id)
         .where('status', 'in', from)
-        .where('current_instances', '=', 0)
-        .where(({ not, exists, selectFrom }) =>
-          not(
-            exists(
-              selectFrom('tenant_databases as t')
-                .select(sql`1`.as('one'))
-                .whereRef('t.db_server_id', '=', 'db_servers.id')
-                .where('t.status', 'in', SLOT_HOLDING_STATUSES),
-            ),
-          ),
-        )
+        .where(holdsNoTenant)
+        .returningAll()
+        .executeTakeFirst();
+    },
+
+    /**
+     * The admin login a server is provisioned with, set once: a retried provision-server finds
+     * it there and builds (or adopts) the server with the same one. Nothing when one is set.
+     */
+    async setAdminLoginIfUnset(
+      id: string,
+      adminUser: string,
+      adminPasswordEnc: string,
+      trx: Executor = db,
+    ): Promise<void> {
+      await trx
+        .updateTable('db_servers')
+        .set({ admin_user: adminUser, admin_password_enc: adminPasswordEnc, updated_at: sql<Date>`now()` })
+        .where('id', '=', id)
+        .where('admin_password_enc', 'is', null)
+        .execute();
+    },
+
+    /** Catalog rows that stand for a database on the server (warm ones included): a health check's count. */
+    async countRowsOnServer(serverId: string, trx: Executor = db): Promise<number> {
+      const row = await trx
+        .selectFrom('tenant_databases')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('db_server_id', '=', serverId)
+        .where('status', 'in', ON_SERVER_STATUSES)
+        .executeTakeFirstOrThrow();
+      return Number(row.n);
+    },
+
+    /**
+     * A health check's result, written only while the server is still in the status the check
+     * read (`expected`): an operator's cordon or drain that lands while the probe runs is not
+     * overwritten. Undefined when the status changed meanwhile (nothing was written).
+     */
+    recordHealth(
+      id: string,
+      expected: ServerStatus,
+      result: HealthRecord,
+      trx: Executor = db,
+    ): Promise<DbServer | undefined> {
+      return trx
+        .updateTable('db_servers')
+        .set({ ...result, updated_at: result.last_health_check })
+        .where('id', '=', id)
+        .where('status', '=', expected)
         .returningAll()
         .executeTakeFirst();
     },
@@ -152,7 +206,7 @@ export function createServersRepo(db: CatalogDb) {
         .where('status', '=', 'active')
         .where('server_type', '=', 'shared')
         .where('allocation_strategy', '=', 'auto')
-        .where('health_status', 'in', ['healthy', 'unknown'])
+        .where('health_status', 'in', PLACEABLE_HEALTH)
         .whereRef('current_instances', '<', 'max_instances')
         .$if(excludeIds.length > 0, (q) => q.where('id', 'not in', excludeIds))
         .limit(1)

@@ -1,7 +1,10 @@
 import { sql } from 'kysely';
 import type { CatalogDb, Executor } from '../db';
 import {
+  HELD_STATUSES,
+  IN_FLIGHT_STATUSES,
   type NewTenantDatabase,
+  ON_SERVER_STATUSES,
   SLOT_HOLDING_STATUSES,
   type TenantDatabase,
   type TenantDbStatus,
@@ -37,6 +40,21 @@ export function createTenantDatabasesRepo(db: CatalogDb) {
         .returningAll()
         .executeTakeFirst();
       return inserted ? { kind: 'inserted', row: inserted } : { kind: 'duplicate' };
+    },
+
+    /**
+     * A warm row (no instance, not claimable until markWarmReady): written before its database is
+     * made, so reconcile never takes a database being warmed for an orphan.
+     */
+    insertWarm(
+      row: Pick<NewTenantDatabase, 'db_server_id' | 'db_name' | 'db_user' | 'password_enc'>,
+      trx: Executor = db,
+    ): Promise<TenantDatabase> {
+      return trx
+        .insertInto('tenant_databases')
+        .values({ ...row, status: 'warm' })
+        .returningAll()
+        .executeTakeFirstOrThrow();
     },
 
     /** The live (slot-holding) allocation of an instance: at most one, by a unique index. */
@@ -101,6 +119,85 @@ export function createTenantDatabasesRepo(db: CatalogDb) {
         .groupBy('status')
         .execute();
       return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+    },
+
+    /** The names of the rows that stand for a database on the server: what reconcile compares pg_database with. */
+    listNamesOnServer(
+      serverId: string,
+      trx: Executor = db,
+    ): Promise<Pick<TenantDatabase, 'db_name' | 'db_user'>[]> {
+      return trx
+        .selectFrom('tenant_databases')
+        .select(['db_name', 'db_user'])
+        .where('db_server_id', '=', serverId)
+        .where('status', 'in', ON_SERVER_STATUSES)
+        .execute();
+    },
+
+    /** Rows in flight (creating, releasing) not touched since `before`: a process died moving them. */
+    findStuck(before: Date, trx: Executor = db): Promise<TenantDatabase[]> {
+      return trx
+        .selectFrom('tenant_databases')
+        .selectAll()
+        .where('status', 'in', IN_FLIGHT_STATUSES)
+        .where('updated_at', '<', before)
+        .execute();
+    },
+
+    /**
+     * Warm rows created before `before` whose database was never made (ready_at still null): a
+     * refill died between the row and its database. Deletes them and says how many went.
+     */
+    async deleteUnmadeWarm(before: Date, trx: Executor = db): Promise<number> {
+      const rows = await trx
+        .deleteFrom('tenant_databases')
+        .where('status', '=', 'warm')
+        .where('ready_at', 'is', null)
+        .where('created_at', '<', before)
+        .returning('id')
+        .execute();
+      return rows.length;
+    },
+
+    /** Warm rows on a server, made or being made. */
+    async countWarm(serverId: string, trx: Executor = db): Promise<number> {
+      const row = await trx
+        .selectFrom('tenant_databases')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('db_server_id', '=', serverId)
+        .where('status', '=', 'warm')
+        .executeTakeFirstOrThrow();
+      return Number(row.n);
+    },
+
+    /** A warm row whose database is made: claimable from now on (ready_at set). */
+    async markWarmReady(id: string, trx: Executor = db): Promise<void> {
+      await trx
+        .updateTable('tenant_databases')
+        .set({ ready_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
+        .where('id', '=', id)
+        .where('status', '=', 'warm')
+        .execute();
+    },
+
+    /** Deletes a row (a warm row whose database could not be made). */
+    async delete(id: string, trx: Executor = db): Promise<void> {
+      await trx.deleteFrom('tenant_databases').where('id', '=', id).execute();
+    },
+
+    /**
+     * Of these instances, how many have no database and are not getting one (no row creating or
+     * ready): the capacity planner's unmet demand.
+     */
+    async countWithoutHeld(instanceIds: readonly string[], trx: Executor = db): Promise<number> {
+      if (instanceIds.length === 0) return 0;
+      const { rows } = await sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM unnest(${instanceIds}::uuid[]) AS w(instance_id)
+         WHERE NOT EXISTS (SELECT 1 FROM tenant_databases t
+                            WHERE t.instance_id = w.instance_id AND t.status = ANY(${HELD_STATUSES}::text[]))`.execute(
+        trx,
+      );
+      return Number(rows[0]!.n);
     },
   };
 }

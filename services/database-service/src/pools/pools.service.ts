@@ -179,7 +179,7 @@ export function createPoolsService(deps: PoolsDeps) {
       // The same check, transition rule and conditional write as the worker's sweep: an
       // operator's cordon or drain that lands while the probe runs is not overwritten.
       const { probe, next, checkedAt, databasesInCatalog, drift, updated } = await checkServerHealth(
-        db,
+        servers,
         connections,
         server,
       );

@@ -1,50 +1,40 @@
 // reconcile: compare the catalog with what the orchestrators run and with pg_database on each
 // server; report drift, then repair what tenantdb itself made and lost track of:
 //   - orchestrator objects labelled by tenantdb whose server row is gone or decommissioned;
-//   - tenant databases / roles (tdb_ prefix) on a server with no catalog row;
+//   - tenant databases / roles on a server with no catalog row (names tenantdb generates only);
 //   - allocations stuck in creating or releasing past a deadline (a process died mid-way);
 //   - warm rows whose database was never made (a refill died mid-way);
 //   - servers still provisioning with no job (a lost enqueue).
-// Unlabelled objects and databases without the tenantdb prefix are never touched.
-// It also measures slot drift on every server and stores it for tenantdb_catalog_drift.
-import type { CatalogDb, DbServer } from '@tenantdb/catalog';
+// Unlabelled objects, and databases or roles whose names tenantdb does not generate (with the
+// tenant prefix or not), are never touched. One row's or one server's failure is logged and
+// counted (the summary's errors) and the pass goes on; the next run tries again.
+// It also measures slot drift on every server and stores it for tenantdb_catalog_drift
+// (FleetRepo.recordSlotDrift).
+import { type DbServer, SERVING_STATUSES, STARTING_STATUSES } from '@tenantdb/catalog';
 import {
-  dropTenantStatements,
+  listTenantObjects,
   PoolServerUnavailableError,
-  quoteIdent,
-  ROWS_ON_SERVER,
-  TENANT_PREFIX,
+  type TenantNames,
+  tenantOf,
 } from '@tenantdb/pool-server';
-import { sql } from 'kysely';
 import type { JobContext, WorkerDeps } from '../context';
 
-const LIVE_ON_SERVER = ['active', 'full', 'cordoned', 'draining', 'maintenance'] as const;
+/** One pass: its log, and what it could not do (logged where it happened; the next run tries again). */
+interface Pass {
+  log: JobContext['log'];
+  errors: number;
+}
 
-/**
- * Slots: current_instances must equal the rows holding one. Measures every server in one
- * set-based statement and stores the difference in db_servers.slot_drift, where
- * tenantdb_catalog_drift reads it (so a scrape never counts tenant rows). Only changed values are
- * written: on a healthy catalog no row is touched or locked. Each drift is computed within one
- * snapshot, where a reservation's slot and its row are both there or both not; the value is
- * right to store even on a row updated since. Returns how many servers have drift.
- */
-async function recordSlotDrift(db: CatalogDb): Promise<number> {
-  const { rows } = await sql<{ drifted: number }>`
-    WITH measured AS (
-      SELECT s.id, s.current_instances - count(t.id)::int AS drift
-        FROM db_servers s
-        LEFT JOIN tenant_databases t
-          ON t.db_server_id = s.id AND t.status IN ('creating', 'ready', 'releasing')
-       WHERE s.status <> 'decommissioned'
-       GROUP BY s.id
-    ), stored AS (
-      UPDATE db_servers s
-         SET slot_drift = m.drift
-        FROM measured m
-       WHERE s.id = m.id AND s.slot_drift <> m.drift
-    )
-    SELECT count(*)::int AS drifted FROM measured WHERE drift <> 0`.execute(db);
-  return rows[0]!.drifted;
+function failed(pass: Pass, fields: Record<string, unknown>, err: unknown, what: string): void {
+  pass.errors++;
+  pass.log.warn({ ...fields, reason: err instanceof Error ? err.message : String(err) }, what);
+}
+
+/** What is left on a server of one tenant the catalog does not account for. */
+interface Leftover {
+  names: TenantNames;
+  database: boolean;
+  role: boolean;
 }
 
 /**
@@ -73,23 +63,23 @@ async function eachAtMost<T>(
 }
 
 export function reconcile(deps: WorkerDeps) {
-  const { db, servers, connections, queues, drivers, audit, config } = deps;
+  const { db, servers, fleet, tenants, connections, tenantOps, queues, drivers, audit, config } = deps;
   const staleBefore = () => new Date(Date.now() - config.TENANTDB_STALE_ALLOCATION_MS);
 
-  async function orphanObjects(log: JobContext['log']): Promise<number> {
+  async function orphanObjects(pass: Pass): Promise<number> {
+    const { log } = pass;
     let removed = 0;
     for (const driver of drivers.values()) {
-      const objects = await driver.list();
+      let objects: Awaited<ReturnType<typeof driver.list>>;
+      try {
+        objects = await driver.list();
+      } catch (err) {
+        failed(pass, { driver: driver.driver }, err, 'could not list the orchestrator objects');
+        continue;
+      }
       if (objects.length === 0) continue;
-      const known = await db
-        .selectFrom('db_servers')
-        .select(['id', 'status'])
-        .where(
-          'id',
-          'in',
-          objects.map((o) => o.serverId).filter((id) => /^[0-9a-f-]{36}$/.test(id)),
-        )
-        .execute()
+      const known = await fleet
+        .statusesOf(objects.map((o) => o.serverId).filter((id) => /^[0-9a-f-]{36}$/.test(id)))
         .catch(() => []);
       const live = new Set(known.filter((k) => k.status !== 'decommissioned').map((k) => k.id));
       for (const object of objects) {
@@ -115,152 +105,131 @@ export function reconcile(deps: WorkerDeps) {
   }
 
   /**
-   * Databases and roles with the tenant prefix that no catalog row accounts for. One connection of
-   * its own, closed at the end: a pass over the fleet leaves no idle connection to every server.
+   * Databases and roles with the tenant prefix that no catalog row accounts for. Listed on a
+   * connection of its own, closed at once: a pass over the fleet leaves no idle connection to
+   * every server. Only names tenantdb generates are dropped, each tenant's through tenantOps
+   * (the drop lock: a release of it running meanwhile is waited for); anything else with the
+   * prefix is reported and left in place.
    */
-  async function orphanDatabases(server: DbServer, log: JobContext['log']): Promise<number> {
-    return connections.withOwnClient(server, async (client) => {
-      // The server is listed before the catalog is read: every row is written before the SQL
-      // that makes its database, so whatever is on the server by now has its row in the catalog.
-      const dbsOnServer = (
-        await client.query<{ name: string }>(
-          'SELECT datname AS name FROM pg_database WHERE starts_with(datname, $1)',
-          [TENANT_PREFIX],
-        )
-      ).rows.map((r) => r.name);
-      const rolesOnServer = (
-        await client.query<{ name: string }>(
-          'SELECT rolname AS name FROM pg_roles WHERE starts_with(rolname, $1)',
-          [TENANT_PREFIX],
-        )
-      ).rows.map((r) => r.name);
-      const rows = await db
-        .selectFrom('tenant_databases')
-        .select(['db_name', 'db_user'])
-        .where('db_server_id', '=', server.id)
-        .where('status', 'in', ROWS_ON_SERVER)
-        .execute();
-      const knownDbs = new Set(rows.map((r) => r.db_name));
-      const knownRoles = new Set(rows.map((r) => r.db_user));
+  async function orphanDatabases(server: DbServer, pass: Pass): Promise<number> {
+    const { log } = pass;
+    // The server is listed before the catalog is read: every row is written before the SQL
+    // that makes its database, so whatever is on the server by now has its row in the catalog.
+    const onServer = await listTenantObjects(connections, server);
+    const rows = await tenants.listNamesOnServer(server.id);
+    const knownDbs = new Set(rows.map((r) => r.db_name));
+    const knownRoles = new Set(rows.map((r) => r.db_user));
 
-      let dropped = 0;
-      const drop = async (kind: 'DATABASE' | 'ROLE', name: string) => {
-        try {
-          const statement =
-            kind === 'DATABASE'
-              ? `DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`
-              : `DROP ROLE IF EXISTS ${quoteIdent(name)}`;
-          await client.query(statement);
-          log.warn({ db_server_id: server.id, kind, name }, 'dropped an orphaned tenant object');
-          dropped++;
-        } catch (err) {
-          // Not a name tenantdb generates, or still in use elsewhere: report, leave it.
-          log.warn(
-            { db_server_id: server.id, kind, name, reason: (err as Error).message },
-            'orphan left in place',
-          );
-        }
+    const leftovers = new Map<string, Leftover>();
+    const unknown = [
+      ...onServer.databases.filter((name) => !knownDbs.has(name)),
+      ...onServer.roles.filter((name) => !knownRoles.has(name)),
+    ];
+    for (const name of unknown) {
+      const object = tenantOf(name);
+      if (!object) {
+        log.warn({ db_server_id: server.id, name }, 'not a name tenantdb generates; left in place');
+        continue;
+      }
+      const leftover = leftovers.get(object.names.dbName) ?? {
+        names: object.names,
+        database: false,
+        role: false,
       };
-      for (const name of dbsOnServer) if (!knownDbs.has(name)) await drop('DATABASE', name);
-      const databasesLeft = dbsOnServer.length - dropped;
-      for (const name of rolesOnServer) if (!knownRoles.has(name)) await drop('ROLE', name);
-      // What is still off after the repair: orphans that could not be dropped, or catalog rows
-      // whose database is missing (negative).
-      await servers.update(server.id, { database_drift: databasesLeft - knownDbs.size });
-      return dropped;
-    });
+      leftover[object.kind] = true;
+      leftovers.set(object.names.dbName, leftover);
+    }
+
+    let databasesDropped = 0;
+    let rolesDropped = 0;
+    for (const { names, database, role } of leftovers.values()) {
+      try {
+        await tenantOps.dropLeftovers(server, names, { database, role });
+        log.warn({ db_server_id: server.id, ...names, database, role }, 'dropped an orphaned tenant');
+        if (database) databasesDropped++;
+        if (role) rolesDropped++;
+      } catch (err) {
+        failed(pass, { db_server_id: server.id, ...names, database, role }, err, 'orphan left in place');
+      }
+    }
+    // What is still off after the repair: orphans that could not be dropped or are not ours, or
+    // catalog rows whose database is missing (negative).
+    const databasesLeft = onServer.databases.length - databasesDropped;
+    await servers.update(server.id, { database_drift: databasesLeft - knownDbs.size });
+    return databasesDropped + rolesDropped;
   }
 
-  /** Allocations a crashed process left in creating/releasing: finish or undo them. */
-  async function stuckAllocations(log: JobContext['log']): Promise<number> {
-    const stuck = await db
-      .selectFrom('tenant_databases')
-      .selectAll()
-      .where('status', 'in', ['creating', 'releasing'])
-      .where('updated_at', '<', staleBefore())
-      .execute();
+  /**
+   * Allocations a crashed process left in creating/releasing: finish or undo them, through the
+   * same drop (tenantOps, under its lock) and the same transition as a release, so a release of
+   * the row that is only slow, not dead, ends cleanly beside this (one of them moves the row).
+   */
+  async function stuckAllocations(pass: Pass): Promise<number> {
+    const { log } = pass;
+    const stuck = await tenants.findStuck(staleBefore());
     let repaired = 0;
     for (const row of stuck) {
-      const server = await servers.findById(row.db_server_id);
       try {
-        if (server?.host) {
-          await connections.withClient(server, async (client) => {
-            for (const statement of dropTenantStatements({ dbName: row.db_name, dbUser: row.db_user })) {
-              await client.query(statement);
-            }
-          });
-        }
+        const server = await servers.findById(row.db_server_id);
+        if (server?.host) await tenantOps.drop(server, { dbName: row.db_name, dbUser: row.db_user });
+        await db.transaction().execute(async (trx) => {
+          const to = row.status === 'creating' ? 'failed' : 'released';
+          const moved = await tenants.transition(
+            row.id,
+            [row.status],
+            to,
+            {
+              status_reason:
+                row.status === 'creating' ? 'interrupted while being created; removed by reconcile' : null,
+              ...(to === 'released' ? { released_at: 'now' as const } : {}),
+            },
+            trx,
+          );
+          if (moved) await servers.releaseSlot(row.db_server_id, trx);
+        });
+        log.warn({ tenant_database_id: row.id, was: row.status }, 'repaired a stuck allocation');
+        repaired++;
       } catch (err) {
         if (err instanceof PoolServerUnavailableError) continue; // next run
-        throw err;
+        failed(
+          pass,
+          { tenant_database_id: row.id, was: row.status },
+          err,
+          'a stuck allocation was not repaired',
+        );
       }
-      await db.transaction().execute(async (trx) => {
-        const to = row.status === 'creating' ? 'failed' : 'released';
-        const moved = await trx
-          .updateTable('tenant_databases')
-          .set({
-            status: to,
-            status_reason:
-              row.status === 'creating' ? 'interrupted while being created; removed by reconcile' : null,
-            ...(to === 'released' ? { released_at: sql`now()` } : {}),
-            updated_at: sql`now()`,
-          })
-          .where('id', '=', row.id)
-          .where('status', '=', row.status)
-          .returning('id')
-          .executeTakeFirst();
-        if (moved) await servers.releaseSlot(row.db_server_id, trx);
-      });
-      log.warn({ tenant_database_id: row.id, was: row.status }, 'repaired a stuck allocation');
-      repaired++;
     }
     // A refill that died between its row and its database: the row goes (its database, if any,
     // is then an orphan and dropped by the next pass).
-    const half = await db
-      .deleteFrom('tenant_databases')
-      .where('status', '=', 'warm')
-      .where('ready_at', 'is', null)
-      .where('created_at', '<', staleBefore())
-      .returning('id')
-      .execute();
-    return repaired + half.length;
+    const half = await tenants.deleteUnmadeWarm(staleBefore());
+    return repaired + half;
   }
 
   return async (_payload: unknown, { log }: JobContext) => {
-    const objects = await orphanObjects(log);
-    const allocations = await stuckAllocations(log);
-    // Before the pass over every server, which is long on a large fleet and may stop half way.
-    const slotDrift = await recordSlotDrift(db);
+    const pass: Pass = { log, errors: 0 };
+    const objects = await orphanObjects(pass);
+    const allocations = await stuckAllocations(pass);
+    // Before the pass over every server, which is long on a large fleet.
+    const slotDrift = await fleet.recordSlotDrift();
     let databases = 0;
-    const live = await db
-      .selectFrom('db_servers')
-      .selectAll()
-      .where('status', 'in', LIVE_ON_SERVER)
-      .execute();
+    const live = await fleet.listInStatuses(SERVING_STATUSES);
     await eachAtMost(config.TENANTDB_RECONCILE_CONCURRENCY, live, async (server) => {
       try {
         // Awaited apart: `databases += await …` would read the total before the await and lose what
         // the passes running beside this one added meanwhile.
-        const dropped = await orphanDatabases(server, log);
+        const dropped = await orphanDatabases(server, pass);
         databases += dropped;
       } catch (err) {
-        if (!(err instanceof PoolServerUnavailableError)) throw err;
+        if (err instanceof PoolServerUnavailableError) return; // next run
+        // One server that cannot be compared does not stop the pass over the others.
+        failed(pass, { db_server_id: server.id }, err, 'a server was not reconciled');
       }
     });
     // Lost enqueues: provisioning rows get their (idempotent) job again.
-    const starting = await db
-      .selectFrom('db_servers')
-      .select('id')
-      .where('status', 'in', ['provisioning', 'initializing'])
-      .execute();
-    for (const { id } of starting) await queues.enqueue('provision-server', { server_id: id });
+    const starting = await fleet.idsInStatuses(STARTING_STATUSES);
+    for (const id of starting) await queues.enqueue('provision-server', { server_id: id });
 
-    const summary = {
-      objects,
-      databases,
-      allocations,
-      slot_drift: slotDrift,
-    };
+    const summary = { objects, databases, allocations, slot_drift: slotDrift, errors: pass.errors };
     if (objects + databases + allocations > 0) {
       await audit.record({ actor: 'database-worker', action: 'fleet.reconcile', details: summary });
     }

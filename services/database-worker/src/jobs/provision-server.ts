@@ -4,7 +4,7 @@
 // While it waits for the login it asks the driver whether the server can still start, so an
 // image that cannot be pulled or a container that keeps exiting fails the job at once, with the
 // orchestrator's reason, instead of at the ready timeout.
-import type { ServerType } from '@tenantdb/catalog';
+import { type ServerType, STARTING_STATUSES } from '@tenantdb/catalog';
 import { PermanentJobError } from '@tenantdb/jobs';
 import { describePgError, hardenPool } from '@tenantdb/pool-server';
 import {
@@ -14,7 +14,6 @@ import {
   waitUntilReady,
 } from '@tenantdb/provisioners';
 import { generatePassword } from '@tenantdb/secrets';
-import { sql } from 'kysely';
 import type { JobContext, WorkerDeps } from '../context';
 
 export const ADMIN_USER = 'tenantdb_admin';
@@ -22,12 +21,12 @@ export const ADMIN_USER = 'tenantdb_admin';
 const WATCH_INTERVAL_MS = 2_000;
 
 export function provisionServer(deps: WorkerDeps) {
-  const { db, servers, secrets, connections, queues, metrics, config } = deps;
+  const { servers, secrets, connections, queues, metrics, config } = deps;
 
   return async ({ server_id }: { server_id: string }, { job, log }: JobContext) => {
     let server = await servers.findById(server_id);
     if (!server) return 'server row is gone';
-    if (server.status !== 'provisioning' && server.status !== 'initializing')
+    if (!(STARTING_STATUSES as readonly string[]).includes(server.status))
       return `server is ${server.status}`;
     const started = performance.now();
     const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
@@ -40,7 +39,7 @@ export function provisionServer(deps: WorkerDeps) {
       // (this job's id stays taken while it sits in the failed set, so reconcile cannot requeue it).
       const reason = `driver "${server.driver}" is not enabled on the worker (TENANTDB_DRIVERS)`;
       if (!lastAttempt) throw new Error(reason);
-      await servers.updateIfStatus(server_id, ['provisioning', 'initializing'], {
+      await servers.updateIfStatus(server_id, STARTING_STATUSES, {
         status: 'error',
         status_reason: `provisioning failed: ${reason}`,
       });
@@ -50,16 +49,7 @@ export function provisionServer(deps: WorkerDeps) {
 
     // Credentials exist before the object does, so a retry builds (or adopts) with the same ones.
     if (!server.admin_password_enc) {
-      await db
-        .updateTable('db_servers')
-        .set({
-          admin_user: ADMIN_USER,
-          admin_password_enc: secrets.encrypt(generatePassword()),
-          updated_at: sql`now()`,
-        })
-        .where('id', '=', server_id)
-        .where('admin_password_enc', 'is', null)
-        .execute();
+      await servers.setAdminLoginIfUnset(server_id, ADMIN_USER, secrets.encrypt(generatePassword()));
       server = (await servers.findById(server_id))!;
     }
     const adminPassword = secrets.decrypt(server.admin_password_enc!);
@@ -146,13 +136,8 @@ export function provisionServer(deps: WorkerDeps) {
  * The connection limit a server is sized for: the largest of the plans that can be placed on it.
  * A shared pool takes tenants of every shared plan; a dedicated row does not record its plan.
  */
-async function connectionLimitFor(deps: WorkerDeps, serverType: ServerType): Promise<number | undefined> {
-  const row = await deps.db
-    .selectFrom('plans')
-    .select((eb) => eb.fn.max('connection_limit').as('limit'))
-    .where('placement', '=', serverType === 'dedicated' ? 'dedicated' : 'shared')
-    .executeTakeFirst();
-  return row?.limit ?? undefined;
+function connectionLimitFor(deps: WorkerDeps, serverType: ServerType): Promise<number | undefined> {
+  return deps.plans.maxConnectionLimit(serverType === 'dedicated' ? 'dedicated' : 'shared');
 }
 
 /**

@@ -9,10 +9,10 @@
 //   the last one's check still waiting does not add another);
 // - TENANTDB_HEALTH_CONCURRENCY checks at once in all: the monitoring queue's global concurrency
 //   (kept in Redis, set again by every sweep so that a Redis that lost it gets it back).
+import { CHECKABLE_STATUSES } from '@tenantdb/catalog';
 import { checkServerHealth } from '@tenantdb/pool-server';
 import type { JobContext, WorkerDeps } from '../context';
 
-const CHECKED = ['active', 'full', 'error', 'cordoned', 'draining', 'maintenance'] as const;
 /** Servers read from the catalog and queued per round trip. */
 export const SWEEP_BATCH = 500;
 
@@ -22,22 +22,14 @@ export async function boundHealthChecks(deps: Pick<WorkerDeps, 'queues' | 'confi
 }
 
 export function healthCheckAll(deps: WorkerDeps) {
-  const { db, queues, audit, config } = deps;
+  const { fleet, queues, audit, config } = deps;
   return async (_payload: unknown, { log }: JobContext) => {
     await boundHealthChecks(deps);
     let servers = 0;
     let batches = 0;
     let after: string | undefined;
     for (;;) {
-      let page = db
-        .selectFrom('db_servers')
-        .select('id')
-        .where('status', 'in', CHECKED)
-        .where('host', 'is not', null)
-        .orderBy('id')
-        .limit(SWEEP_BATCH);
-      if (after) page = page.where('id', '>', after);
-      const ids = (await page.execute()).map((r) => r.id);
+      const ids = await fleet.pageWithAddress(CHECKABLE_STATUSES, after, SWEEP_BATCH);
       if (ids.length === 0) break;
       await queues.enqueueMany(
         'health-check-server',
@@ -60,17 +52,17 @@ export function healthCheckAll(deps: WorkerDeps) {
 }
 
 export function healthCheckServer(deps: WorkerDeps) {
-  const { db, servers, connections } = deps;
+  const { servers, connections } = deps;
   return async ({ server_id }: { server_id: string }, { log }: JobContext) => {
     const server = await servers.findById(server_id);
     if (
       !server?.host ||
       !server.admin_password_enc ||
-      !(CHECKED as readonly string[]).includes(server.status)
+      !(CHECKABLE_STATUSES as readonly string[]).includes(server.status)
     ) {
       return 'not checkable';
     }
-    const { probe, next } = await checkServerHealth(db, connections, server);
+    const { probe, next } = await checkServerHealth(servers, connections, server);
     if (next.health_status !== server.health_status || next.status !== server.status) {
       log.info(
         {

@@ -2,14 +2,13 @@
 // only has to claim one (ALTER ROLE … PASSWORD, ~2 ms) instead of creating it (~55 ms).
 // The catalog row is written first (ready_at NULL: not claimable), then the database, then
 // ready_at: reconcile therefore never mistakes a database being warmed for an orphan.
-import type { DbServer } from '@tenantdb/catalog';
+import { type DbServer, LOCK_KEYS, trySessionLock } from '@tenantdb/catalog';
 import { generateTenantNames, PoolServerUnavailableError } from '@tenantdb/pool-server';
 import { generatePassword } from '@tenantdb/secrets';
-import { sql } from 'kysely';
 import type { JobContext, WorkerDeps } from '../context';
 
 export function refillWarmDatabases(deps: WorkerDeps) {
-  const { db, servers, secrets, tenantOps, config } = deps;
+  const { db, servers, fleet, tenants, secrets, tenantOps, config } = deps;
 
   /**
    * One refill per pool at a time, whichever replica and job runs it: the sweep and a per-pool
@@ -19,58 +18,36 @@ export function refillWarmDatabases(deps: WorkerDeps) {
    * skips the pool, since the one holding it is making what is missing.
    */
   async function refillAlone(server: DbServer, log: JobContext['log']): Promise<number> {
-    return db.connection().execute(async (conn) => {
-      const key = `refill-warm:${server.id}`;
-      const { rows } = await sql<{ locked: boolean }>`
-        SELECT pg_try_advisory_lock(hashtext(${key})) AS locked`.execute(conn);
-      if (!rows[0]?.locked) return 0;
-      try {
-        return await refill(server, log);
-      } finally {
-        await sql`SELECT pg_advisory_unlock(hashtext(${key}))`.execute(conn);
-      }
-    });
+    const attempt = await trySessionLock(db, LOCK_KEYS.warmRefill(server.id), () => refill(server, log));
+    return attempt.acquired ? attempt.value : 0;
   }
 
   async function refill(server: DbServer, log: JobContext['log']): Promise<number> {
-    const { rows } = await sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM tenant_databases WHERE db_server_id = ${server.id} AND status = 'warm'`.execute(
-      db,
-    );
+    const warm = await tenants.countWarm(server.id);
     // Warm databases live beside the tenants; they do not take slots, but a full pool needs none.
     const room = server.max_instances - server.current_instances;
-    const missing = Math.min(config.TENANTDB_WARM_DATABASES - rows[0]!.n, room);
+    const missing = Math.min(config.TENANTDB_WARM_DATABASES - warm, room);
     let made = 0;
     for (let i = 0; i < missing; i++) {
       const names = generateTenantNames();
       const password = generatePassword();
-      const row = await db
-        .insertInto('tenant_databases')
-        .values({
-          db_server_id: server.id,
-          db_name: names.dbName,
-          db_user: names.dbUser,
-          password_enc: secrets.encrypt(password),
-          status: 'warm',
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
+      const row = await tenants.insertWarm({
+        db_server_id: server.id,
+        db_name: names.dbName,
+        db_user: names.dbUser,
+        password_enc: secrets.encrypt(password),
+      });
       try {
         await tenantOps.createWarm(server, { ...names, password });
       } catch (err) {
-        await db.deleteFrom('tenant_databases').where('id', '=', row.id).execute();
+        await tenants.delete(row.id);
         if (err instanceof PoolServerUnavailableError) {
           log.warn({ db_server_id: server.id }, 'pool unreachable; warm refill skipped');
           return made;
         }
         throw err;
       }
-      await db
-        .updateTable('tenant_databases')
-        .set({ ready_at: sql`now()`, updated_at: sql`now()` })
-        .where('id', '=', row.id)
-        .where('status', '=', 'warm')
-        .execute();
+      await tenants.markWarmReady(row.id);
       made++;
     }
     return made;
@@ -79,12 +56,7 @@ export function refillWarmDatabases(deps: WorkerDeps) {
   return async ({ server_id }: { server_id?: string }, { log }: JobContext) => {
     const targets = server_id
       ? [await servers.findById(server_id)].filter((s): s is DbServer => s !== undefined)
-      : await db
-          .selectFrom('db_servers')
-          .selectAll()
-          .where('status', '=', 'active')
-          .where('server_type', '=', 'shared')
-          .execute();
+      : await fleet.listActiveShared();
     let made = 0;
     for (const server of targets) {
       if (

@@ -6,41 +6,21 @@
 // allocation miss; single flight by job id, and the decision is taken under a
 // transaction-scoped advisory lock in case two ever overlap.
 import { randomBytes } from 'node:crypto';
+import { LOCK_KEYS, takeTransactionLock } from '@tenantdb/catalog';
 import { recentUnmetDemand } from '@tenantdb/jobs';
-import { sql } from 'kysely';
 import type { JobContext, WorkerDeps } from '../context';
 
-const PLANNER_LOCK = 'tenantdb:grow-shared-capacity';
-
 export function growSharedCapacity(deps: WorkerDeps) {
-  const { db, queues, audit, config } = deps;
+  const { db, servers, fleet, tenants, queues, audit, config } = deps;
 
   return async (payload: { reason?: string }, { log }: JobContext) => {
     // Redis away: plan on the headroom alone.
     const askers = await recentUnmetDemand(queues).catch(() => [] as string[]);
     const created = await db.transaction().execute(async (trx) => {
-      await sql`SELECT pg_advisory_xact_lock(hashtext(${PLANNER_LOCK}))`.execute(trx);
+      await takeTransactionLock(trx, LOCK_KEYS.capacityPlanner);
       // Turned away, and still without a database (a live row is one they got since).
-      const unmet = askers.length
-        ? Number(
-            (
-              await sql<{ n: number }>`
-                SELECT count(*)::int AS n FROM unnest(${askers}::uuid[]) AS w(instance_id)
-                 WHERE NOT EXISTS (SELECT 1 FROM tenant_databases t
-                                    WHERE t.instance_id = w.instance_id AND t.status IN ('creating', 'ready'))`.execute(
-                trx,
-              )
-            ).rows[0]!.n,
-          )
-        : 0;
-      const { rows } = await sql<{ free: number; pending: number; pending_pools: number }>`
-        SELECT coalesce(sum(max_instances - current_instances) FILTER (
-                 WHERE status = 'active' AND health_status IN ('healthy', 'unknown')), 0)::int AS free,
-               coalesce(sum(max_instances) FILTER (WHERE status IN ('provisioning', 'initializing')), 0)::int AS pending,
-               count(*) FILTER (WHERE status IN ('provisioning', 'initializing'))::int AS pending_pools
-          FROM db_servers
-         WHERE server_type = 'shared' AND allocation_strategy = 'auto'`.execute(trx);
-      const { free, pending, pending_pools } = rows[0]!;
+      const unmet = await tenants.countWithoutHeld(askers, trx);
+      const { free, pending, pending_pools } = await fleet.sharedCapacity(trx);
       const target = Math.max(config.TENANTDB_SHARED_HEADROOM, 1) + unmet;
       const deficit = target - (free + pending);
       if (deficit <= 0) return [];
@@ -49,17 +29,18 @@ export function growSharedCapacity(deps: WorkerDeps) {
       const ids: string[] = [];
       for (let i = 0; i < count; i++) {
         // Random names: a re-run or a second planner can never produce the same one.
-        const row = await trx
-          .insertInto('db_servers')
-          .values({
-            name: `pool-${randomBytes(5).toString('hex')}`,
+        const name = `pool-${randomBytes(5).toString('hex')}`;
+        const row = await servers.insert(
+          {
+            name,
             driver: defaultDriver(deps),
             server_type: 'shared',
             max_instances: config.TENANTDB_POOL_MAX_INSTANCES,
             status: 'provisioning',
-          })
-          .returning('id')
-          .executeTakeFirstOrThrow();
+          },
+          trx,
+        );
+        if (!row) throw new Error(`a server named ${name} exists already`);
         ids.push(row.id);
         await audit.record(
           {

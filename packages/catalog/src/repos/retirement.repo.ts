@@ -1,0 +1,85 @@
+// Servers leaving the fleet: which ones are empty enough to go, and the writes that forget them
+// (decommission-server and cleanup-failed-servers in database-worker).
+import { type ExpressionBuilder, sql } from 'kysely';
+import type { CatalogDb, Executor } from '../db';
+import {
+  type CatalogDatabase,
+  type DbServer,
+  type ServerStatus,
+  SLOT_HOLDING_STATUSES,
+  type TenantDatabase,
+} from '../types';
+
+/**
+ * A db_servers condition: the server holds no tenant — no slot used and no row holding one,
+ * checked together in the statement that uses it, so a reservation committing meanwhile is seen.
+ */
+export function holdsNoTenant(eb: ExpressionBuilder<CatalogDatabase, 'db_servers'>) {
+  return eb.and([
+    eb('current_instances', '=', 0),
+    eb.not(
+      eb.exists(
+        eb
+          .selectFrom('tenant_databases as t')
+          .select(sql`1`.as('one'))
+          .whereRef('t.db_server_id', '=', 'db_servers.id')
+          .where('t.status', 'in', SLOT_HOLDING_STATUSES),
+      ),
+    ),
+  ]);
+}
+
+export type RetirementRepo = ReturnType<typeof createRetirementRepo>;
+
+export function createRetirementRepo(db: CatalogDb) {
+  return {
+    /** Servers in `status` that hold no tenant (see holdsNoTenant). */
+    listEmptyIn(status: ServerStatus, trx: Executor = db): Promise<DbServer[]> {
+      return trx
+        .selectFrom('db_servers')
+        .selectAll()
+        .where('status', '=', status)
+        .where(holdsNoTenant)
+        .execute();
+    },
+
+    /** The server, when it is in `status` and holds no tenant; undefined otherwise. */
+    findEmptyIn(id: string, status: ServerStatus, trx: Executor = db): Promise<DbServer | undefined> {
+      return trx
+        .selectFrom('db_servers')
+        .selectAll()
+        .where('id', '=', id)
+        .where('status', '=', status)
+        .where(holdsNoTenant)
+        .executeTakeFirst();
+    },
+
+    /** The names of the warm databases on a server: what must be dropped where the server stays. */
+    listWarmOn(serverId: string, trx: Executor = db): Promise<Pick<TenantDatabase, 'db_name' | 'db_user'>[]> {
+      return trx
+        .selectFrom('tenant_databases')
+        .select(['db_name', 'db_user'])
+        .where('db_server_id', '=', serverId)
+        .where('status', '=', 'warm')
+        .execute();
+    },
+
+    /** Forgets a server's warm rows: nobody owned them, and their databases went with it. */
+    async deleteWarmOn(serverId: string, trx: Executor = db): Promise<void> {
+      await trx
+        .deleteFrom('tenant_databases')
+        .where('db_server_id', '=', serverId)
+        .where('status', '=', 'warm')
+        .execute();
+    },
+
+    /** The last step of a server: decommissioned, with the time it went. */
+    async markDecommissioned(id: string, trx: Executor = db): Promise<void> {
+      await trx
+        .updateTable('db_servers')
+        .set({ status: 'decommissioned', deleted_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
+        .where('id', '=', id)
+        .execute();
+    },
+  };
+}
