@@ -1,7 +1,7 @@
 // buildApp wires instance-service's HTTP API from what it is given and does not listen; main.ts
 // starts it (and the job consumer).
+import { pingCatalog } from '@tenantdb/catalog';
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
-import { sql } from 'kysely';
 import type { InstanceServiceDeps } from './context';
 import { instancesRoutes } from './instances/instances.routes';
 import { createInstancesService } from './instances/instances.service';
@@ -22,10 +22,7 @@ export async function buildApp(deps: InstanceServiceDeps): Promise<HttpApp> {
     rateLimitPerMinute: config.TENANTDB_RATE_LIMIT_PER_MINUTE,
     bodyLimitBytes: config.TENANTDB_BODY_LIMIT_BYTES,
     readiness: {
-      catalog: async () => {
-        await sql`SELECT 1`.execute(db);
-        return true;
-      },
+      catalog: () => pingCatalog(db),
       redis: () => queues.ping(),
     },
   });
