@@ -3,9 +3,12 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createCatalogDb, createFleetRepo } from '@tenantdb/catalog';
+import { createLogger } from '@tenantdb/observability';
 import { generateTenantNames } from '@tenantdb/pool-server';
-import { startRedis } from '@tenantdb/testkit';
+import { freePort, startRedis } from '@tenantdb/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
+import { orphanObjects } from '../src/jobs/reconcile';
 import { activePool, asAdmin, canLogin, type Fleet, newIds, startFleet, waitFor } from './harness';
 
 let fleet: Fleet | undefined;
@@ -219,6 +222,43 @@ describe('reconcile', () => {
     expect(await canLogin(tenant.body)).toBe(true);
     const row = (await f.servers()).find((s) => s.id === pool.id)!;
     expect(row.database_drift).toBe(0);
+  });
+});
+
+describe('reconcile without the catalog', () => {
+  it('removes no orchestrator object when the catalog cannot say which servers exist, and the orphan once it can', async () => {
+    fleet = await startFleet({ replicas: 0 });
+    const f = fleet;
+    const orphan = await f.local.create({
+      serverId: randomUUID(),
+      name: 'orphan-while-blind',
+      serverType: 'shared',
+      adminUser: 'tenantdb_admin',
+      adminPassword: 'orphan-password-not-a-secret-of-any-tenant',
+      maxInstances: 5,
+      cpuLimit: null,
+      memoryLimitMb: null,
+      storageSizeGb: null,
+      settings: { fsync: 'off' },
+    });
+    const log = createLogger({ name: 'reconcile-test', level: 'silent' });
+    const drivers = new Map([['local' as const, f.local]]);
+    // A catalog that cannot be reached (nothing listens on its port), as one that went away in
+    // the middle of the pass.
+    const gone = createCatalogDb({
+      url: `postgres://nobody@127.0.0.1:${await freePort()}/gone`,
+      poolSize: 1,
+    });
+    const blind = { log, errors: 0 };
+    expect(await orphanObjects({ drivers, fleet: createFleetRepo(gone) }, blind)).toBe(0);
+    expect(blind.errors).toBe(1);
+    expect((await f.local.list()).map((o) => o.ref)).toContain(orphan.ref);
+    await gone.destroy();
+
+    const seeing = { log, errors: 0 };
+    expect(await orphanObjects({ drivers, fleet: createFleetRepo(f.db) }, seeing)).toBe(1);
+    expect(seeing.errors).toBe(0);
+    expect((await f.local.list()).map((o) => o.ref)).not.toContain(orphan.ref);
   });
 });
 

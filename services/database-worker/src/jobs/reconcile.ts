@@ -20,7 +20,7 @@ import {
 import type { JobContext, WorkerDeps } from '../context';
 
 /** One pass: its log, and what it could not do (logged where it happened; the next run tries again). */
-interface Pass {
+export interface Pass {
   log: JobContext['log'];
   errors: number;
 }
@@ -62,47 +62,62 @@ async function eachAtMost<T>(
   if (failure) throw failure.error;
 }
 
-export function reconcile(deps: WorkerDeps) {
-  const { db, servers, fleet, tenants, connections, tenantOps, queues, drivers, audit, config } = deps;
-  const staleBefore = () => new Date(Date.now() - config.TENANTDB_STALE_ALLOCATION_MS);
-
-  async function orphanObjects(pass: Pass): Promise<number> {
-    const { log } = pass;
-    let removed = 0;
-    for (const driver of drivers.values()) {
-      let objects: Awaited<ReturnType<typeof driver.list>>;
+/**
+ * Orchestrator objects labelled by tenantdb whose server row is gone or decommissioned: removed.
+ * When the catalog cannot say which servers exist, nothing is removed (every object would look
+ * orphaned): the driver's objects are left for the next run and the failure is counted.
+ */
+export async function orphanObjects(
+  deps: Pick<WorkerDeps, 'drivers' | 'fleet'>,
+  pass: Pass,
+): Promise<number> {
+  const { drivers, fleet } = deps;
+  const { log } = pass;
+  let removed = 0;
+  for (const driver of drivers.values()) {
+    let objects: Awaited<ReturnType<typeof driver.list>>;
+    try {
+      objects = await driver.list();
+    } catch (err) {
+      failed(pass, { driver: driver.driver }, err, 'could not list the orchestrator objects');
+      continue;
+    }
+    if (objects.length === 0) continue;
+    let known: Awaited<ReturnType<typeof fleet.statusesOf>>;
+    try {
+      known = await fleet.statusesOf(
+        objects.map((o) => o.serverId).filter((id) => /^[0-9a-f-]{36}$/.test(id)),
+      );
+    } catch (err) {
+      failed(pass, { driver: driver.driver }, err, 'could not read which servers exist; no object removed');
+      continue;
+    }
+    const live = new Set(known.filter((k) => k.status !== 'decommissioned').map((k) => k.id));
+    for (const object of objects) {
+      if (live.has(object.serverId)) continue;
+      log.warn(
+        { driver: driver.driver, ref: object.ref, server_id: object.serverId },
+        'removing orphaned server object',
+      );
       try {
-        objects = await driver.list();
+        await driver.remove(object.ref);
+        removed++;
       } catch (err) {
-        failed(pass, { driver: driver.driver }, err, 'could not list the orchestrator objects');
-        continue;
-      }
-      if (objects.length === 0) continue;
-      const known = await fleet
-        .statusesOf(objects.map((o) => o.serverId).filter((id) => /^[0-9a-f-]{36}$/.test(id)))
-        .catch(() => []);
-      const live = new Set(known.filter((k) => k.status !== 'decommissioned').map((k) => k.id));
-      for (const object of objects) {
-        if (live.has(object.serverId)) continue;
+        // One object that cannot go (a namesake that is not ours, an orchestrator hiccup) must
+        // not stop the rest of the pass; the next run tries again.
         log.warn(
-          { driver: driver.driver, ref: object.ref, server_id: object.serverId },
-          'removing orphaned server object',
+          { driver: driver.driver, ref: object.ref, reason: (err as Error).message },
+          'orphan left in place',
         );
-        try {
-          await driver.remove(object.ref);
-          removed++;
-        } catch (err) {
-          // One object that cannot go (a namesake that is not ours, an orchestrator hiccup) must
-          // not stop the rest of the pass; the next run tries again.
-          log.warn(
-            { driver: driver.driver, ref: object.ref, reason: (err as Error).message },
-            'orphan left in place',
-          );
-        }
       }
     }
-    return removed;
   }
+  return removed;
+}
+
+export function reconcile(deps: WorkerDeps) {
+  const { db, servers, fleet, tenants, connections, tenantOps, queues, audit, config } = deps;
+  const staleBefore = () => new Date(Date.now() - config.TENANTDB_STALE_ALLOCATION_MS);
 
   /**
    * Databases and roles with the tenant prefix that no catalog row accounts for. Listed on a
@@ -207,7 +222,7 @@ export function reconcile(deps: WorkerDeps) {
 
   return async (_payload: unknown, { log }: JobContext) => {
     const pass: Pass = { log, errors: 0 };
-    const objects = await orphanObjects(pass);
+    const objects = await orphanObjects(deps, pass);
     const allocations = await stuckAllocations(pass);
     // Before the pass over every server, which is long on a large fleet.
     const slotDrift = await fleet.recordSlotDrift();
