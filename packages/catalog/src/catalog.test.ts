@@ -9,6 +9,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type CatalogDb, createCatalogDb } from './db';
 import { DATABASE_SERVICE_MIGRATIONS, migrateDown, migrateToLatest } from './migrate';
+import { createAuditRepo } from './repos/audit.repo';
 import { createReservationsRepo, reserveSharedStatement } from './repos/reservations.repo';
 import { createServersRepo } from './repos/servers.repo';
 import { createTenantDatabasesRepo } from './repos/tenant-databases.repo';
@@ -176,5 +177,39 @@ describe('a second live row for an instance', () => {
     await expect(
       tenants.insert({ ...row(3), instance_id: crypto.randomUUID(), db_user: 'other_u' }),
     ).rejects.toMatchObject({ code: '23505', constraint: 'tenant_databases_server_name' });
+  });
+});
+
+describe('audited writes', () => {
+  const named = (name: string) => db.selectFrom('db_servers').select('id').where('name', '=', name).execute();
+  const events = (action: string) =>
+    db.selectFrom('audit_events').select('db_server_id').where('action', '=', action).execute();
+  const newServer = (name: string) =>
+    ({ name, driver: 'external', server_type: 'shared', max_instances: 1, status: 'cordoned' }) as const;
+
+  it('records the event with the write, nothing when the write matched nothing, and neither when the event fails', async () => {
+    const audit = createAuditRepo(db);
+    const servers = createServersRepo(db);
+    const row = await audit.audited(
+      (trx) => servers.insert(newServer('audited-1'), trx),
+      (inserted) => ({ actor: 'test', action: 'test.audited', db_server_id: inserted.id }),
+    );
+    expect(await events('test.audited')).toEqual([{ db_server_id: row!.id }]);
+
+    const none = await audit.audited(
+      (trx) => servers.updateIfStatus(row!.id, ['active'], { priority: 7 }, trx),
+      () => ({ actor: 'test', action: 'test.audited', db_server_id: row!.id }),
+    );
+    expect(none).toBeUndefined();
+    expect(await events('test.audited')).toHaveLength(1);
+
+    await expect(
+      audit.audited(
+        (trx) => servers.insert(newServer('audited-2'), trx),
+        // actor is NOT NULL: the event fails, and the write goes with it.
+        () => ({ actor: null as unknown as string, action: 'test.audited' }),
+      ),
+    ).rejects.toThrow();
+    expect(await named('audited-2')).toEqual([]);
   });
 });

@@ -22,7 +22,7 @@ export interface DedicatedPlacementDeps {
   db: CatalogDb;
   servers: Pick<ServersRepo, 'findDedicatedFor' | 'insert' | 'reserveSlotOn'>;
   tenants: Pick<TenantDatabasesRepo, 'findLiveByInstance' | 'insert'>;
-  audit: Pick<AuditRepo, 'record'>;
+  audit: Pick<AuditRepo, 'record' | 'audited'>;
   secrets: Pick<SecretBox, 'encrypt'>;
   queues: Pick<Queues, 'enqueue'>;
   config: Pick<AllocationConfig, 'retryAfterSeconds' | 'defaultDriver'>;
@@ -43,37 +43,32 @@ export function createDedicatedPlacement(deps: DedicatedPlacementDeps) {
     const existing = await servers.findDedicatedFor(req.instance_id);
     if (existing) return existing;
     const suffix = req.instance_id.replaceAll('-', '').slice(0, 20);
-    const created = await db.transaction().execute(async (trx) => {
-      const inserted = await servers.insert(
-        {
-          name: `ded-${suffix}`,
-          driver: config.defaultDriver,
-          server_type: 'dedicated',
-          dedicated_to_customer_id: req.customer_id,
-          dedicated_to_instance_id: req.instance_id,
-          max_instances: 1,
-          status: 'provisioning',
-          cpu_limit: plan.cpu_limit === null ? null : Number(plan.cpu_limit),
-          memory_limit_mb: plan.memory_limit_mb,
-          storage_size_gb: plan.storage_size_gb,
-        },
-        trx,
-      );
-      if (inserted) {
-        await audit.record(
+    const created = await audit.audited(
+      (trx) =>
+        servers.insert(
           {
-            actor: ctx.actor,
-            action: 'server.provision_dedicated',
-            request_id: ctx.requestId,
-            instance_id: req.instance_id,
-            db_server_id: inserted.id,
-            details: { plan_tier: plan.plan_tier },
+            name: `ded-${suffix}`,
+            driver: config.defaultDriver,
+            server_type: 'dedicated',
+            dedicated_to_customer_id: req.customer_id,
+            dedicated_to_instance_id: req.instance_id,
+            max_instances: 1,
+            status: 'provisioning',
+            cpu_limit: plan.cpu_limit === null ? null : Number(plan.cpu_limit),
+            memory_limit_mb: plan.memory_limit_mb,
+            storage_size_gb: plan.storage_size_gb,
           },
           trx,
-        );
-      }
-      return inserted;
-    });
+        ),
+      (inserted) => ({
+        actor: ctx.actor,
+        action: 'server.provision_dedicated',
+        request_id: ctx.requestId,
+        instance_id: req.instance_id,
+        db_server_id: inserted.id,
+        details: { plan_tier: plan.plan_tier },
+      }),
+    );
     const server = created ?? (await servers.findDedicatedFor(req.instance_id));
     if (!server) throw new ConflictError('a server with this name already exists');
     return server;

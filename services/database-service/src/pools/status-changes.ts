@@ -2,7 +2,6 @@
 // out of the fleet (decommission: marked here, removed by the worker).
 import {
   type AuditRepo,
-  type CatalogDb,
   type CatalogTrx,
   type DbServer,
   RETIRABLE_STATUSES,
@@ -17,10 +16,9 @@ import type { Queues } from '@tenantdb/jobs';
 import { toPool } from './pool-view';
 
 export interface StatusChangesDeps {
-  db: CatalogDb;
   servers: Pick<ServersRepo, 'findById' | 'updateIfStatus' | 'reopen' | 'markDecommissioning'>;
   tenants: Pick<TenantDatabasesRepo, 'countByStatus'>;
-  audit: Pick<AuditRepo, 'record'>;
+  audit: Pick<AuditRepo, 'audited'>;
   queues: Pick<Queues, 'enqueue'>;
 }
 
@@ -34,7 +32,7 @@ interface StatusChange {
 }
 
 export function createStatusChanges(deps: StatusChangesDeps) {
-  const { db, servers, tenants, audit, queues } = deps;
+  const { servers, tenants, audit, queues } = deps;
 
   async function mustFind(id: string): Promise<DbServer> {
     const server = await servers.findById(id);
@@ -62,22 +60,13 @@ export function createStatusChanges(deps: StatusChangesDeps) {
           `cannot ${change.verb} a server that is ${server.status} (only from ${change.from.join(', ')})`,
         );
       }
-      const changed = await db.transaction().execute(async (trx) => {
-        const row = await change.apply(trx);
-        if (row) {
-          await audit.record(
-            {
-              actor: ctx.actor,
-              action: change.action,
-              request_id: ctx.requestId,
-              db_server_id: id,
-              details: { from: server.status, to: row.status },
-            },
-            trx,
-          );
-        }
-        return row;
-      });
+      const changed = await audit.audited(change.apply, (row) => ({
+        actor: ctx.actor,
+        action: change.action,
+        request_id: ctx.requestId,
+        db_server_id: id,
+        details: { from: server.status, to: row.status },
+      }));
       if (changed) return changed;
     }
     throw new ConflictError('the server status keeps changing; retry');
@@ -183,27 +172,22 @@ export function createStatusChanges(deps: StatusChangesDeps) {
             `the server still holds ${held} tenant database${held === 1 ? '' : 's'}; release or move ${held === 1 ? 'it' : 'them'} first`,
           );
         }
-        const marked = await db.transaction().execute(async (trx) => {
-          const row = await servers.markDecommissioning(
-            id,
-            RETIRABLE_STATUSES,
-            `decommissioning, requested by ${ctx.actor}`,
-            trx,
-          );
-          if (row) {
-            await audit.record(
-              {
-                actor: ctx.actor,
-                action: 'server.decommission',
-                request_id: ctx.requestId,
-                db_server_id: id,
-                details: { from: server.status, name: server.name, driver: server.driver },
-              },
+        const marked = await audit.audited(
+          (trx) =>
+            servers.markDecommissioning(
+              id,
+              RETIRABLE_STATUSES,
+              `decommissioning, requested by ${ctx.actor}`,
               trx,
-            );
-          }
-          return row;
-        });
+            ),
+          () => ({
+            actor: ctx.actor,
+            action: 'server.decommission',
+            request_id: ctx.requestId,
+            db_server_id: id,
+            details: { from: server.status, name: server.name, driver: server.driver },
+          }),
+        );
         if (marked) {
           await enqueueDecommission(id);
           return { status: 'decommissioning', pool: toPool(marked) };
