@@ -1,24 +1,14 @@
 // Errors Fastify raises before a route runs (a malformed URL, a path parameter over the router's
 // limit) answer in the one error shape, with the request id, without repeating the URL.
-import { createLogger, Registry } from '@tenantdb/observability';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { z } from 'zod';
-import { createHttpApp, type HttpApp } from '../src';
+import type { HttpApp } from '../src';
+import { createTestApp } from './test-app';
 
 let app: HttpApp;
 
 beforeAll(async () => {
-  app = await createHttpApp({
-    name: 'test',
-    version: '0.0.0',
-    description: 'framework errors test',
-    logger: createLogger({ name: 'test', level: 'silent' }),
-    registry: new Registry(),
-    tokens: [],
-    rateLimitPerMinute: 1_000,
-    bodyLimitBytes: 1_024,
-    readiness: {},
-  });
+  app = await createTestApp();
   app.get('/things/:id', { schema: { params: z.object({ id: z.string() }) } }, async () => ({ ok: true }));
   await app.ready();
 });

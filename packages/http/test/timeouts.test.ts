@@ -1,26 +1,15 @@
 // A client that never finishes its request (a slow or stalled body, headers that never end) is
 // cut off at the request deadline instead of holding a socket for ever; a normal request is not.
 import { connect } from 'node:net';
-import { createLogger, Registry } from '@tenantdb/observability';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createHttpApp, type HttpApp } from '../src';
+import type { HttpApp } from '../src';
+import { createTestApp } from './test-app';
 
 let app: HttpApp;
 let port: number;
 
 beforeAll(async () => {
-  app = await createHttpApp({
-    name: 'test',
-    version: '0.0.0',
-    description: 'timeouts test',
-    logger: createLogger({ name: 'test', level: 'silent' }),
-    registry: new Registry(),
-    tokens: [],
-    rateLimitPerMinute: 1_000,
-    bodyLimitBytes: 1_024,
-    readiness: {},
-    requestTimeoutMs: 500,
-  });
+  app = await createTestApp({ requestTimeoutMs: 500 });
   app.post('/echo', async (request) => ({ got: request.body }));
   await app.listen({ host: '127.0.0.1', port: 0 });
   port = (app.server.address() as { port: number }).port;

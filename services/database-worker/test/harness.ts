@@ -13,7 +13,7 @@ import type { CatalogDb, DbServer, ServerStatus } from '@tenantdb/catalog';
 import { createDatabaseService } from '@tenantdb/database-service';
 import { loadConfig as loadServiceConfig } from '@tenantdb/database-service/config';
 import { createLogger } from '@tenantdb/observability';
-import { createLocalProvisioner, type Provisioner } from '@tenantdb/provisioners';
+import { createLocalProvisioner, type Provisioner, type ServerSpec } from '@tenantdb/provisioners';
 import {
   type ConnectionCount,
   captureLogs,
@@ -320,4 +320,22 @@ export async function asAdmin<T extends pg.QueryResultRow>(
   } finally {
     await client.end();
   }
+}
+
+/**
+ * What a driver is asked to make for a server whose catalog row never existed: an orphan, labelled
+ * as tenantdb's, for the reconciler to find. Its password is no tenant's secret.
+ */
+export function orphanServerRequest(serverId: string, name: string): ServerSpec {
+  return {
+    serverId,
+    name,
+    serverType: 'shared',
+    adminUser: 'tenantdb_admin',
+    adminPassword: 'orphan-password-not-a-secret-of-any-tenant',
+    maxInstances: 5,
+    cpuLimit: null,
+    memoryLimitMb: null,
+    storageSizeGb: null,
+  };
 }

@@ -9,7 +9,16 @@ import { generateTenantNames } from '@tenantdb/pool-server';
 import { freePort, startRedis } from '@tenantdb/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { orphanObjects } from '../src/jobs/reconcile';
-import { activePool, asAdmin, canLogin, type Fleet, newIds, startFleet, waitFor } from './harness';
+import {
+  activePool,
+  asAdmin,
+  canLogin,
+  type Fleet,
+  newIds,
+  orphanServerRequest,
+  startFleet,
+  waitFor,
+} from './harness';
 
 let fleet: Fleet | undefined;
 afterEach(async () => {
@@ -172,15 +181,7 @@ describe('reconcile', () => {
 
     // A server the local driver made (labelled) whose catalog row never existed.
     const orphan = await f.local.create({
-      serverId: randomUUID(),
-      name: 'orphan-server',
-      serverType: 'shared',
-      adminUser: 'tenantdb_admin',
-      adminPassword: 'orphan-password-not-a-secret-of-any-tenant',
-      maxInstances: 5,
-      cpuLimit: null,
-      memoryLimitMb: null,
-      storageSizeGb: null,
+      ...orphanServerRequest(randomUUID(), 'orphan-server'),
       settings: { fsync: 'off' },
     });
     expect(orphan.ref).toBe('orphan-server');
@@ -230,15 +231,7 @@ describe('reconcile without the catalog', () => {
     fleet = await startFleet({ replicas: 0 });
     const f = fleet;
     const orphan = await f.local.create({
-      serverId: randomUUID(),
-      name: 'orphan-while-blind',
-      serverType: 'shared',
-      adminUser: 'tenantdb_admin',
-      adminPassword: 'orphan-password-not-a-secret-of-any-tenant',
-      maxInstances: 5,
-      cpuLimit: null,
-      memoryLimitMb: null,
-      storageSizeGb: null,
+      ...orphanServerRequest(randomUUID(), 'orphan-while-blind'),
       settings: { fsync: 'off' },
     });
     const log = createLogger({ name: 'reconcile-test', level: 'silent' });

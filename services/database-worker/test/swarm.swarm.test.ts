@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { DbServer } from '@tenantdb/catalog';
 import { maxConnectionsFor, type SwarmProvisioner } from '@tenantdb/provisioners';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { asAdmin, canLogin, type Fleet, newIds, startFleet, waitFor } from './harness';
+import { asAdmin, canLogin, type Fleet, newIds, orphanServerRequest, startFleet, waitFor } from './harness';
 
 const skip = inject('swarmSkipReason');
 if (skip && inject('swarmRequired')) {
@@ -199,17 +199,7 @@ describe.skipIf(Boolean(skip))('the swarm driver in the fleet', () => {
     );
     // A server the driver made (labelled) whose catalog row never existed.
     const orphanId = randomUUID();
-    const orphan = await driver.create({
-      serverId: orphanId,
-      name: `orphan-${orphanId.slice(0, 8)}`,
-      serverType: 'shared',
-      adminUser: 'tenantdb_admin',
-      adminPassword: 'orphan-password-not-a-secret-of-any-tenant',
-      maxInstances: 5,
-      cpuLimit: null,
-      memoryLimitMb: null,
-      storageSizeGb: null,
-    });
+    const orphan = await driver.create(orphanServerRequest(orphanId, `orphan-${orphanId.slice(0, 8)}`));
     // Someone else's service, with a name like ours and one of our labels, but not managed-by.
     const foreign = `pool-foreign-${randomUUID().slice(0, 8)}`;
     await docker.createService({
