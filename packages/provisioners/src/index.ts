@@ -14,4 +14,5 @@ export * from './provisioner';
 export * from './ready';
 export * from './swarm';
 export * from './swarm.objects';
+export * from './swarm.tasks';
 export * from './tuning';

@@ -21,26 +21,28 @@ import {
 import {
   buildSecretSpec,
   buildServiceSpec,
-  conflictOnCurrentPort,
-  demuxDockerLog,
   hostPortOf,
   isManaged,
   labelFilter,
-  lastFatalLine,
   POSTGRES_PORT,
   pinnedNode,
   SWARM_LABELS,
   type SwarmObjectOptions,
   secretNameFor,
-  summarizeTasks,
-  type TaskSummary,
-  type TaskView,
-  toTaskView,
   validateRef,
   validateSwarmSpec,
   withNodePin,
   withPublishedPort,
 } from './swarm.objects';
+import {
+  conflictOnCurrentPort,
+  demuxDockerLog,
+  lastFatalLine,
+  summarizeTasks,
+  type TaskSummary,
+  type TaskView,
+  toTaskView,
+} from './swarm.tasks';
 
 export interface SwarmProvisionerOptions extends SwarmObjectOptions {
   /** A dockerode client, or where the Docker API of a swarm manager is. */
