@@ -13,6 +13,7 @@ export * from './local';
 export * from './provisioner';
 export * from './ready';
 export * from './swarm';
+export { type DockerEndpoint, dockerClient } from './swarm.docker';
 export * from './swarm.objects';
 export * from './swarm.tasks';
 export * from './tuning';
