@@ -10,6 +10,7 @@ export {
   summarizePods,
 } from './kubernetes.objects';
 export * from './local';
+export { localMaxConnections } from './local.postgres';
 export * from './provisioner';
 export * from './ready';
 export * from './swarm';
