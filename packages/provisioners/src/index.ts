@@ -1,14 +1,13 @@
 export * from './kubernetes';
+export { buildCnpgCluster } from './kubernetes.cnpg';
 export {
   buildAdminSecret,
-  buildCnpgCluster,
-  buildHeadlessService,
-  buildStatefulSet,
   K8S_LABELS,
   type KubernetesMode,
   type KubernetesObjectOptions,
-  summarizePods,
 } from './kubernetes.objects';
+export { summarizePods } from './kubernetes.pods';
+export { buildHeadlessService, buildStatefulSet } from './kubernetes.statefulset';
 export * from './local';
 export { localMaxConnections } from './local.postgres';
 export * from './provisioner';

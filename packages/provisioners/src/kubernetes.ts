@@ -1,7 +1,7 @@
 // The `kubernetes` driver (@kubernetes/client-node): in one namespace, per server a Secret with
 // the admin credentials and either a StatefulSet with its headless Service (the PVC comes from
 // the volumeClaimTemplate) or a CloudNativePG Cluster. What the objects look like is
-// kubernetes.objects.ts; this file talks to the API server.
+// kubernetes.objects.ts (and the files it names); this file talks to the API server.
 //
 // As the other drivers: a create that finds its objects already there (409) adopts them when
 // they carry this server's labels and refuses otherwise; a delete that finds nothing (404) is
@@ -15,12 +15,9 @@ import {
   KubeConfig,
   type V1DeleteOptions,
 } from '@kubernetes/client-node';
+import { buildCnpgCluster } from './kubernetes.cnpg';
 import {
   buildAdminSecret,
-  buildCnpgCluster,
-  buildHeadlessService,
-  buildStatefulSet,
-  claimNameFor,
   hostFor,
   isManaged,
   K8S_LABELS,
@@ -28,10 +25,11 @@ import {
   managedSelector,
   POSTGRES_PORT,
   secretNameFor,
-  summarizePods,
   validateKubernetesSpec,
   validateRef,
 } from './kubernetes.objects';
+import { summarizePods } from './kubernetes.pods';
+import { buildHeadlessService, buildStatefulSet, claimNameFor } from './kubernetes.statefulset';
 import { KeyedMutex } from './mutex';
 import {
   type ManagedObject,
