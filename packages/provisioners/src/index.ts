@@ -1,4 +1,5 @@
 export * from './kubernetes';
+export { KUBERNETES_API_ACCESS, loadKubeConfig } from './kubernetes.api';
 export { buildCnpgCluster } from './kubernetes.cnpg';
 export {
   buildAdminSecret,
