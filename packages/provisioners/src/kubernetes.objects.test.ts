@@ -1,16 +1,15 @@
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { describe, expect, it } from 'vitest';
+import { buildCnpgCluster } from './kubernetes.cnpg';
 import {
   buildAdminSecret,
-  buildCnpgCluster,
-  buildHeadlessService,
-  buildStatefulSet,
   hostFor,
   type KubernetesObjectOptions,
   managedSelector,
-  summarizePods,
   validateKubernetesSpec,
 } from './kubernetes.objects';
+import { summarizePods } from './kubernetes.pods';
+import { buildHeadlessService, buildStatefulSet } from './kubernetes.statefulset';
 import { PermanentProvisionError, type ServerSpec } from './provisioner';
 
 const options: KubernetesObjectOptions = {

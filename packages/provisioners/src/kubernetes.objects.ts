@@ -1,16 +1,11 @@
 // What the kubernetes driver asks the API server for, as pure functions of a server spec and the
 // driver's options, built with kubernetes-models so each object validates against the
-// Kubernetes (and CloudNativePG) schema before it is sent. Also: how pods read (running, starting,
-// or failed for good). No I/O here; kubernetes.ts does the calls.
-import { Cluster } from '@kubernetes-models/cloudnative-pg/postgresql.cnpg.io/v1/Cluster';
-import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
-import type { IContainer } from 'kubernetes-models/v1/Container';
-import type { IProbe } from 'kubernetes-models/v1/Probe';
+// Kubernetes (and CloudNativePG) schema before it is sent. Here: what both modes share; each mode's
+// own objects are kubernetes.statefulset.ts and kubernetes.cnpg.ts. No I/O; kubernetes.ts does the calls.
 import type { IResourceRequirements } from 'kubernetes-models/v1/ResourceRequirements';
 import { Secret } from 'kubernetes-models/v1/Secret';
-import { Service } from 'kubernetes-models/v1/Service';
 import { MANAGED_BY, PermanentProvisionError, type ServerSpec } from './provisioner';
-import { postgresArgs, tunedSettings, validateSettings } from './tuning';
+import { tunedSettings, validateSettings } from './tuning';
 
 export const K8S_LABELS = {
   managedBy: 'app.kubernetes.io/managed-by',
@@ -42,9 +37,6 @@ export interface KubernetesObjectOptions {
 }
 
 export const POSTGRES_PORT = 5432;
-const PGDATA_MOUNT = '/var/lib/postgresql/data';
-const PGDATA = `${PGDATA_MOUNT}/pgdata`;
-const SECRET_MOUNT = '/etc/tenantdb/admin';
 /**
  * Pods are `<name>-0` and carry a `<name>-<10 char hash>` revision label of at most 63
  * characters; CNPG adds `-rw`, `-1`, … Fifty leaves room for all of them.
@@ -54,8 +46,6 @@ const SERVER_ID_RE = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
 const USER_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 
 export const secretNameFor = (name: string) => `${name}-admin`;
-/** The claim the StatefulSet's volumeClaimTemplate `data` makes for its only pod. */
-export const claimNameFor = (name: string) => `data-${name}-0`;
 
 /** Where the control plane reaches the server: the Service DNS name (CNPG: its read-write Service). */
 export function hostFor(name: string, options: Pick<KubernetesObjectOptions, 'namespace' | 'mode'>): string {
@@ -120,9 +110,9 @@ export function kubernetesSettings(
 }
 
 const cpu = (cores: number) => `${Math.max(1, Math.round(cores * 1000))}m`;
-const mebibytes = (mb: number) => `${mb}Mi`;
+export const mebibytes = (mb: number) => `${mb}Mi`;
 
-function resources(spec: ServerSpec, options: KubernetesObjectOptions): IResourceRequirements {
+export function resources(spec: ServerSpec, options: KubernetesObjectOptions): IResourceRequirements {
   const limits = effectiveLimits(spec, options);
   const request = (wanted: number | undefined, limit: number | undefined) =>
     wanted === undefined ? undefined : limit === undefined ? wanted : Math.min(wanted, limit);
@@ -153,232 +143,4 @@ export function buildAdminSecret(spec: ServerSpec, options: KubernetesObjectOpti
       password: Buffer.from(spec.adminPassword).toString('base64'),
     },
   });
-}
-
-/** The StatefulSet's governing Service; headless, so `<name>.<namespace>.svc` is the pod. */
-export function buildHeadlessService(spec: ServerSpec, options: KubernetesObjectOptions): Service {
-  return new Service({
-    metadata: { name: spec.name, namespace: options.namespace, labels: labelsFor(spec) },
-    spec: {
-      clusterIP: 'None',
-      selector: selectorFor(spec),
-      ports: [{ name: 'postgres', port: POSTGRES_PORT, targetPort: 'postgres', protocol: 'TCP' }],
-    },
-  });
-}
-
-function selectorFor(spec: ServerSpec): Record<string, string> {
-  return { [K8S_LABELS.instance]: spec.name, [K8S_LABELS.serverId]: spec.serverId };
-}
-
-function pgIsReady(spec: ServerSpec, over: Partial<IProbe>): IProbe {
-  return {
-    // Accepting connections, without a password: the platform's own readiness is a real login.
-    exec: { command: ['pg_isready', '-U', spec.adminUser, '-d', 'postgres', '-h', '127.0.0.1'] },
-    periodSeconds: 10,
-    timeoutSeconds: 5,
-    ...over,
-  };
-}
-
-export function buildStatefulSet(spec: ServerSpec, options: KubernetesObjectOptions): StatefulSet {
-  const labels = labelsFor(spec);
-  const limits = effectiveLimits(spec, options);
-  const uid = options.runAsUser;
-  const container: IContainer = {
-    name: 'postgres',
-    image: options.image,
-    args: postgresArgs(kubernetesSettings(spec, options)),
-    env: [
-      { name: 'POSTGRES_USER', value: spec.adminUser },
-      // The password is a mounted file; the object names the secret, never the value.
-      { name: 'POSTGRES_PASSWORD_FILE', value: `${SECRET_MOUNT}/password` },
-      { name: 'POSTGRES_DB', value: 'postgres' },
-      { name: 'PGDATA', value: PGDATA },
-    ],
-    ports: [{ name: 'postgres', containerPort: POSTGRES_PORT, protocol: 'TCP' }],
-    resources: resources(spec, options),
-    securityContext: {
-      runAsNonRoot: true,
-      runAsUser: uid,
-      runAsGroup: uid,
-      allowPrivilegeEscalation: false,
-      capabilities: { drop: ['ALL'] },
-    },
-    // initdb and crash recovery may take a while: the startup probe holds the others off.
-    startupProbe: pgIsReady(spec, { periodSeconds: 5, failureThreshold: 120 }),
-    readinessProbe: pgIsReady(spec, { failureThreshold: 3 }),
-    livenessProbe: pgIsReady(spec, { failureThreshold: 6 }),
-    volumeMounts: [
-      { name: 'data', mountPath: PGDATA_MOUNT },
-      { name: 'admin', mountPath: SECRET_MOUNT, readOnly: true },
-      { name: 'dshm', mountPath: '/dev/shm' },
-    ],
-  };
-  return new StatefulSet({
-    metadata: { name: spec.name, namespace: options.namespace, labels },
-    spec: {
-      replicas: 1,
-      serviceName: spec.name,
-      selector: { matchLabels: selectorFor(spec) },
-      podManagementPolicy: 'OrderedReady',
-      updateStrategy: { type: 'RollingUpdate' },
-      persistentVolumeClaimRetentionPolicy: {
-        whenDeleted: options.volumeRemoval === 'delete' ? 'Delete' : 'Retain',
-        whenScaled: 'Retain',
-      },
-      template: {
-        metadata: { labels },
-        spec: {
-          securityContext: {
-            runAsNonRoot: true,
-            runAsUser: uid,
-            runAsGroup: uid,
-            fsGroup: uid,
-            fsGroupChangePolicy: 'OnRootMismatch',
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-          terminationGracePeriodSeconds: 60,
-          ...(Object.keys(options.nodeSelector).length ? { nodeSelector: { ...options.nodeSelector } } : {}),
-          containers: [container],
-          volumes: [
-            {
-              name: 'admin',
-              secret: {
-                secretName: secretNameFor(spec.name),
-                items: [{ key: 'password', path: 'password' }],
-                defaultMode: 0o440,
-              },
-            },
-            // The container runtime's default /dev/shm (64 MB) is too small for parallel queries.
-            {
-              name: 'dshm',
-              emptyDir: {
-                medium: 'Memory',
-                sizeLimit: mebibytes(Math.max(64, Math.floor((limits.memoryMb ?? 1024) / 4))),
-              },
-            },
-          ],
-        },
-      },
-      volumeClaimTemplates: [
-        {
-          metadata: { name: 'data', labels },
-          spec: {
-            accessModes: ['ReadWriteOnce'],
-            ...(options.storageClass ? { storageClassName: options.storageClass } : {}),
-            resources: { requests: { storage: `${limits.storageGb}Gi` } },
-          },
-        },
-      ],
-    },
-  });
-}
-
-/** cnpg mode: one CloudNativePG Cluster (one instance); the operator makes pods, PVCs, Services. */
-export function buildCnpgCluster(spec: ServerSpec, options: KubernetesObjectOptions): Cluster {
-  const labels = labelsFor(spec);
-  const limits = effectiveLimits(spec, options);
-  return new Cluster({
-    metadata: { name: spec.name, namespace: options.namespace, labels },
-    spec: {
-      instances: 1,
-      imageName: options.image,
-      inheritedMetadata: { labels },
-      postgresql: { parameters: kubernetesSettings(spec, options) },
-      // The platform's admin is a managed role of its own, not the operator's `postgres` superuser.
-      enableSuperuserAccess: false,
-      managed: {
-        roles: [
-          {
-            name: spec.adminUser,
-            ensure: 'present',
-            login: true,
-            superuser: true,
-            passwordSecret: { name: secretNameFor(spec.name) },
-          },
-        ],
-      },
-      storage: {
-        size: `${limits.storageGb}Gi`,
-        ...(options.storageClass ? { storageClass: options.storageClass } : {}),
-      },
-      resources: resources(spec, options),
-      ...(Object.keys(options.nodeSelector).length
-        ? { affinity: { nodeSelector: { ...options.nodeSelector } } }
-        : {}),
-      primaryUpdateStrategy: 'unsupervised',
-    },
-  });
-}
-
-// --- Reading pods ------------------------------------------------------------------------------
-
-interface PodLike {
-  metadata?: { name?: string };
-  status?: {
-    phase?: string;
-    conditions?: { type?: string; status?: string; reason?: string; message?: string }[];
-    containerStatuses?: {
-      name?: string;
-      ready?: boolean;
-      restartCount?: number;
-      state?: {
-        waiting?: { reason?: string; message?: string };
-        terminated?: { exitCode?: number; reason?: string };
-      };
-      lastState?: { terminated?: { exitCode?: number; reason?: string; message?: string } };
-    }[];
-  };
-}
-
-export interface PodSummary {
-  ready: boolean;
-  reason?: string;
-  terminal: boolean;
-}
-
-const NEVER_PULLS = new Set(['InvalidImageName', 'ErrImageNeverPull']);
-const PULL_FAILS = new Set(['ErrImagePull', 'ImagePullBackOff']);
-/** A pull that failed because the image is not there (a registry being down is not among these). */
-const IMAGE_MISSING =
-  /not found|manifest unknown|pull access denied|repository does not exist|no such image/i;
-
-/**
- * Why the server's pod is not ready. Terminal: its image cannot be had, or its container keeps
- * exiting (at least `crashLoopAfter` restarts while in CrashLoopBackOff).
- */
-export function summarizePods(pods: unknown[], crashLoopAfter: number): PodSummary {
-  const list = pods as PodLike[];
-  if (list.length === 0) return { ready: false, reason: 'no pod yet', terminal: false };
-  let reason: string | undefined;
-  let terminal = false;
-  for (const pod of list) {
-    const name = pod.metadata?.name ?? 'pod';
-    const statuses = pod.status?.containerStatuses ?? [];
-    if (statuses.length > 0 && statuses.every((c) => c.ready)) return { ready: true, terminal: false };
-    for (const c of statuses) {
-      const waiting = c.state?.waiting;
-      const last = c.lastState?.terminated;
-      if (waiting?.reason) {
-        const restarts = c.restartCount ?? 0;
-        const exit = last ? `; last exit code ${last.exitCode ?? '?'} (${last.reason ?? 'terminated'})` : '';
-        reason = `pod ${name}: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}${restarts ? `; restarted ${restarts} times` : ''}${exit}`;
-        if (NEVER_PULLS.has(waiting.reason)) terminal = true;
-        if (PULL_FAILS.has(waiting.reason) && IMAGE_MISSING.test(waiting.message ?? '')) terminal = true;
-        if (waiting.reason === 'CrashLoopBackOff' && restarts >= crashLoopAfter) terminal = true;
-      }
-    }
-    const unschedulable = pod.status?.conditions?.find(
-      (c) => c.type === 'PodScheduled' && c.status === 'False',
-    );
-    if (!reason && unschedulable) {
-      reason =
-        `pod ${name}: not scheduled: ${unschedulable.reason ?? ''} ${unschedulable.message ?? ''}`.trim();
-    }
-    if (!reason) reason = `pod ${name}: ${pod.status?.phase ?? 'Pending'}, not ready`;
-  }
-  return { ready: false, reason, terminal };
 }

@@ -1,26 +1,18 @@
 // The `kubernetes` driver (@kubernetes/client-node): in one namespace, per server a Secret with
 // the admin credentials and either a StatefulSet with its headless Service (the PVC comes from
 // the volumeClaimTemplate) or a CloudNativePG Cluster. What the objects look like is
-// kubernetes.objects.ts; this file talks to the API server.
+// kubernetes.objects.ts (and the files it names); this file talks to the API server.
 //
 // As the other drivers: a create that finds its objects already there (409) adopts them when
 // they carry this server's labels and refuses otherwise; a delete that finds nothing (404) is
 // done; objects without the tenantdb labels are never deleted. The only verbs used are create,
-// get, list and delete (k8s/base/worker-rbac.yaml grants exactly those).
-import {
-  ApiException,
-  AppsV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-  type V1DeleteOptions,
-} from '@kubernetes/client-node';
+// get, list and delete (k8s/base/worker-rbac.yaml grants exactly those); each kind's calls are
+// kubernetes.api.ts.
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { apiError, codeOf, type K8sObject, type Kind, kindsIn, statusOf } from './kubernetes.api';
+import { buildCnpgCluster } from './kubernetes.cnpg';
 import {
   buildAdminSecret,
-  buildCnpgCluster,
-  buildHeadlessService,
-  buildStatefulSet,
-  claimNameFor,
   hostFor,
   isManaged,
   K8S_LABELS,
@@ -28,10 +20,11 @@ import {
   managedSelector,
   POSTGRES_PORT,
   secretNameFor,
-  summarizePods,
   validateKubernetesSpec,
   validateRef,
 } from './kubernetes.objects';
+import { summarizePods } from './kubernetes.pods';
+import { buildHeadlessService, buildStatefulSet, claimNameFor } from './kubernetes.statefulset';
 import { KeyedMutex } from './mutex';
 import {
   type ManagedObject,
@@ -41,19 +34,6 @@ import {
   type Provisioner,
   type ServerSpec,
 } from './provisioner';
-
-/**
- * Every API call the driver makes, by API group and resource: exactly what its Role grants
- * (k8s/base/worker-rbac.yaml; a test keeps the two equal, and the test API server refuses anything else).
- */
-export const KUBERNETES_API_ACCESS = [
-  { apiGroup: '', resource: 'secrets', verbs: ['create', 'delete', 'get', 'list'] },
-  { apiGroup: '', resource: 'services', verbs: ['create', 'delete', 'get', 'list'] },
-  { apiGroup: '', resource: 'persistentvolumeclaims', verbs: ['delete', 'get', 'list'] },
-  { apiGroup: '', resource: 'pods', verbs: ['list'] },
-  { apiGroup: 'apps', resource: 'statefulsets', verbs: ['create', 'delete', 'get', 'list'] },
-  { apiGroup: 'postgresql.cnpg.io', resource: 'clusters', verbs: ['create', 'delete', 'get', 'list'] },
-] as const;
 
 export interface KubernetesProvisionerOptions extends KubernetesObjectOptions {
   kubeConfig: KubeConfig;
@@ -65,41 +45,6 @@ export interface KubernetesProvisioner extends Provisioner {
   readonly driver: 'kubernetes';
 }
 
-/** `in-cluster`: the pod's service account; otherwise the path of a kubeconfig file. */
-export function loadKubeConfig(source: { kubeconfig: string; context?: string }): KubeConfig {
-  const kc = new KubeConfig();
-  if (source.kubeconfig === 'in-cluster') kc.loadFromCluster();
-  else kc.loadFromFile(source.kubeconfig);
-  if (source.context) kc.setCurrentContext(source.context);
-  return kc;
-}
-
-interface K8sObject {
-  metadata?: { name?: string; uid?: string; labels?: Record<string, string> };
-  /** Differs per kind; read through statusOf. */
-  status?: unknown;
-}
-
-function statusOf(object: K8sObject): {
-  readyReplicas?: number;
-  readyInstances?: number;
-  phase?: string;
-  phaseReason?: string;
-} {
-  return (object.status ?? {}) as ReturnType<typeof statusOf>;
-}
-
-/** One kind of object the driver handles, through the client's typed calls. */
-interface Kind {
-  name: string;
-  create(body: object): Promise<unknown>;
-  read(name: string): Promise<K8sObject>;
-  remove(name: string, body: V1DeleteOptions): Promise<unknown>;
-  list(labelSelector: string): Promise<K8sObject[]>;
-}
-
-const CNPG = { group: 'postgresql.cnpg.io', version: 'v1', plural: 'clusters' } as const;
-
 export function createKubernetesProvisioner(opts: KubernetesProvisionerOptions): KubernetesProvisioner {
   const core = opts.kubeConfig.makeApiClient(CoreV1Api);
   const apps = opts.kubeConfig.makeApiClient(AppsV1Api);
@@ -107,59 +52,7 @@ export function createKubernetesProvisioner(opts: KubernetesProvisionerOptions):
   const namespace = opts.namespace;
   const crashLoopAfter = opts.crashLoopAfter ?? 3;
   const perServer = new KeyedMutex();
-
-  const kinds = {
-    secret: {
-      name: 'Secret',
-      create: (body) => core.createNamespacedSecret({ namespace, body }),
-      read: (name) => core.readNamespacedSecret({ namespace, name }),
-      remove: (name, body) => core.deleteNamespacedSecret({ namespace, name, body }),
-      list: async (labelSelector) => (await core.listNamespacedSecret({ namespace, labelSelector })).items,
-    },
-    service: {
-      name: 'Service',
-      create: (body) => core.createNamespacedService({ namespace, body }),
-      read: (name) => core.readNamespacedService({ namespace, name }),
-      remove: (name, body) => core.deleteNamespacedService({ namespace, name, body }),
-      list: async (labelSelector) => (await core.listNamespacedService({ namespace, labelSelector })).items,
-    },
-    claim: {
-      name: 'PersistentVolumeClaim',
-      create: () => Promise.reject(new Error('claims come from the volumeClaimTemplate')),
-      read: (name) => core.readNamespacedPersistentVolumeClaim({ namespace, name }),
-      remove: (name, body) => core.deleteNamespacedPersistentVolumeClaim({ namespace, name, body }),
-      list: async (labelSelector) =>
-        (await core.listNamespacedPersistentVolumeClaim({ namespace, labelSelector })).items,
-    },
-    statefulSet: {
-      name: 'StatefulSet',
-      create: (body) => apps.createNamespacedStatefulSet({ namespace, body }),
-      read: (name) => apps.readNamespacedStatefulSet({ namespace, name }),
-      remove: (name, body) =>
-        apps.deleteNamespacedStatefulSet({ namespace, name, body, propagationPolicy: 'Background' }),
-      list: async (labelSelector) =>
-        (await apps.listNamespacedStatefulSet({ namespace, labelSelector })).items,
-    },
-    cluster: {
-      name: 'Cluster',
-      create: (body) => custom.createNamespacedCustomObject({ ...CNPG, namespace, body }),
-      read: (name) => custom.getNamespacedCustomObject({ ...CNPG, namespace, name }),
-      remove: (name, body) =>
-        custom.deleteNamespacedCustomObject({
-          ...CNPG,
-          namespace,
-          name,
-          body,
-          propagationPolicy: 'Background',
-        }),
-      list: async (labelSelector) =>
-        (
-          (await custom.listNamespacedCustomObject({ ...CNPG, namespace, labelSelector })) as {
-            items?: K8sObject[];
-          }
-        ).items ?? [],
-    },
-  } satisfies Record<string, Kind>;
+  const kinds = kindsIn(namespace, { core, apps, custom });
 
   const main: Kind = opts.mode === 'cnpg' ? kinds.cluster : kinds.statefulSet;
   const isReady = (object: K8sObject) =>
@@ -316,23 +209,4 @@ export function createKubernetesProvisioner(opts: KubernetesProvisionerOptions):
       return [...byServer.values()];
     },
   };
-}
-
-function codeOf(err: unknown): number | undefined {
-  return err instanceof ApiException ? err.code : undefined;
-}
-
-/** The API server's own message; an invalid object (400, 422) is not worth retrying. */
-function apiError(err: unknown, what: string): Error {
-  if (!(err instanceof ApiException))
-    return err instanceof Error ? err : new Error(`${what}: ${String(err)}`);
-  let message = '';
-  try {
-    const body = typeof err.body === 'string' ? JSON.parse(err.body) : err.body;
-    message = typeof body?.message === 'string' ? body.message : '';
-  } catch {
-    // not JSON
-  }
-  const text = `${what}: HTTP ${err.code}${message ? `: ${message}` : ''}`;
-  return err.code === 400 || err.code === 422 ? new PermanentProvisionError(text) : new Error(text);
 }

@@ -9,7 +9,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLocalProvisioner, type LocalProvisioner, localMaxConnections } from './local';
+import { createLocalProvisioner, type LocalProvisioner } from './local';
+import { localMaxConnections } from './local.postgres';
 import { PermanentProvisionError, type ServerSpec } from './provisioner';
 import { waitUntilReady } from './ready';
 

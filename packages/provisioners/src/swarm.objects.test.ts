@@ -4,19 +4,21 @@ import { PermanentProvisionError, type ServerSpec } from './provisioner';
 import {
   buildSecretSpec,
   buildServiceSpec,
-  conflictOnCurrentPort,
-  demuxDockerLog,
   hostPortOf,
-  lastFatalLine,
   pinnedNode,
   type SwarmObjectOptions,
-  summarizeTasks,
-  type TaskView,
-  toTaskView,
   validateSwarmSpec,
   withNodePin,
   withPublishedPort,
 } from './swarm.objects';
+import {
+  conflictOnCurrentPort,
+  demuxDockerLog,
+  lastFatalLine,
+  summarizeTasks,
+  type TaskView,
+  toTaskView,
+} from './swarm.tasks';
 
 const options: SwarmObjectOptions = {
   image: 'postgres:16-alpine',

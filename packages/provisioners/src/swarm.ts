@@ -1,13 +1,11 @@
 // The `swarm` driver: one replicated Docker Swarm service per server (dockerode), labelled
 // `tenantdb.*`, with its admin password in a Docker secret, its data in a volume of its own and a
-// restart policy without an attempt limit. What the service looks like is swarm.objects.ts; this
-// file talks to Docker.
+// restart policy without an attempt limit. What the service looks like is swarm.objects.ts, the
+// Docker plumbing swarm.docker.ts and the way a new service gets to running swarm.start.ts.
 //
 // Like the local driver it adopts what an earlier attempt made (a worker killed mid-create: the
 // retry finds the secret and the service by name and carries on) and never touches an object
 // that does not carry this fleet's labels.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import Docker from 'dockerode';
 import { KeyedMutex } from './mutex';
 import {
@@ -19,28 +17,34 @@ import {
   type ServerSpec,
 } from './provisioner';
 import {
+  type DockerEndpoint,
+  dockerClient,
+  dockerError,
+  findSecret,
+  findService,
+  nodeAddress,
+  removeVolume,
+  statusOf,
+  tasksOf,
+  updateService,
+} from './swarm.docker';
+import {
   buildSecretSpec,
   buildServiceSpec,
-  conflictOnCurrentPort,
-  demuxDockerLog,
   hostPortOf,
   isManaged,
   labelFilter,
-  lastFatalLine,
   POSTGRES_PORT,
   pinnedNode,
   SWARM_LABELS,
   type SwarmObjectOptions,
   secretNameFor,
-  summarizeTasks,
-  type TaskSummary,
-  type TaskView,
-  toTaskView,
   validateRef,
   validateSwarmSpec,
   withNodePin,
-  withPublishedPort,
 } from './swarm.objects';
+import { explain, pickHostPort, waitForStart } from './swarm.start';
+import { summarizeTasks, type TaskView } from './swarm.tasks';
 
 export interface SwarmProvisionerOptions extends SwarmObjectOptions {
   /** A dockerode client, or where the Docker API of a swarm manager is. */
@@ -65,41 +69,9 @@ export interface SwarmProvisionerOptions extends SwarmObjectOptions {
   crashLoopAfter?: number;
 }
 
-export interface DockerEndpoint {
-  /** unix:///var/run/docker.sock, tcp://manager:2376 (TLS when tlsDir is set). */
-  url: string;
-  /** Directory with ca.pem, cert.pem and key.pem (as DOCKER_CERT_PATH). */
-  tlsDir?: string;
-}
-
 export interface SwarmProvisioner extends Provisioner {
   readonly driver: 'swarm';
   readonly docker: Docker;
-}
-
-const POLL_MS = 500;
-const VOLUME_RELEASE_MS = 60_000;
-const PORT_REPICKS = 3;
-
-export function dockerClient(endpoint: DockerEndpoint): Docker {
-  const url = new URL(endpoint.url);
-  if (url.protocol === 'unix:') return new Docker({ socketPath: url.pathname });
-  if (url.protocol !== 'tcp:' && url.protocol !== 'http:' && url.protocol !== 'https:')
-    throw new Error(`unsupported Docker endpoint ${endpoint.url}: use unix:// or tcp://`);
-  const tls = endpoint.tlsDir
-    ? {
-        ca: readFileSync(join(endpoint.tlsDir, 'ca.pem')),
-        cert: readFileSync(join(endpoint.tlsDir, 'cert.pem')),
-        key: readFileSync(join(endpoint.tlsDir, 'key.pem')),
-      }
-    : {};
-  const secure = url.protocol === 'https:' || Boolean(endpoint.tlsDir);
-  return new Docker({
-    host: url.hostname,
-    port: Number(url.port || (secure ? 2376 : 2375)),
-    protocol: secure ? 'https' : 'http',
-    ...tls,
-  });
 }
 
 export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProvisioner {
@@ -108,15 +80,8 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
   const perServer = new KeyedMutex();
   /** Host ports picked by creates in flight in this process (not yet visible in any service). */
   const portsInFlight = new Set<number>();
-
-  async function findService(name: string): Promise<Docker.Service | undefined> {
-    try {
-      return (await docker.getService(name).inspect()) as Docker.Service;
-    } catch (err) {
-      if (statusOf(err) === 404) return undefined;
-      throw err;
-    }
-  }
+  const pickPort = (avoid: number[] = [], forService?: string) =>
+    pickHostPort(docker, opts.portRange, [...portsInFlight, ...avoid], forService);
 
   function assertOurs(service: Docker.Service, spec: ServerSpec): void {
     const labels = service.Spec?.Labels;
@@ -132,12 +97,6 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
     }
   }
 
-  async function findSecret(name: string): Promise<Docker.Secret | undefined> {
-    // The name filter matches prefixes too: compare exactly.
-    const secrets = await docker.listSecrets({ filters: { name: [name] } });
-    return secrets.find((s) => s.Spec?.Name === name);
-  }
-
   /** The admin-password secret: created once; secrets are immutable, so a retry reuses it. */
   async function ensureSecret(spec: ServerSpec): Promise<{ id: string; name: string }> {
     const name = secretNameFor(spec.serverId);
@@ -150,41 +109,17 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
       }
       return { id: secret.ID, name };
     };
-    const existing = await findSecret(name);
+    const existing = await findSecret(docker, name);
     if (existing) return check(existing);
     try {
       const created = (await docker.createSecret(buildSecretSpec(spec, opts.fleet))) as { id: string };
       return { id: created.id, name };
     } catch (err) {
       if (statusOf(err) !== 409) throw dockerError(err, `creating secret ${name}`);
-      const raced = await findSecret(name);
+      const raced = await findSecret(docker, name);
       if (!raced) throw dockerError(err, `creating secret ${name}`);
       return check(raced);
     }
-  }
-
-  /**
-   * A host port no other service publishes (ours or anyone's), at random so concurrent workers
-   * rarely meet. The ports of `forService` itself (its spec's and what its endpoint still shows of
-   * an earlier spec) are not taken: it is the one moving; `avoid` says what it must leave.
-   */
-  async function pickPort(avoid: number[] = [], forService?: string): Promise<number> {
-    const taken = new Set<number>([...portsInFlight, ...avoid]);
-    for (const s of await docker.listServices()) {
-      if (forService !== undefined && s.ID === forService) continue;
-      for (const p of [...(s.Spec?.EndpointSpec?.Ports ?? []), ...(s.Endpoint?.Ports ?? [])]) {
-        if (p.PublishedPort) taken.add(p.PublishedPort);
-      }
-    }
-    const free: number[] = [];
-    for (let p = opts.portRange.from; p <= opts.portRange.to; p++) if (!taken.has(p)) free.push(p);
-    const port = free[Math.floor(Math.random() * free.length)];
-    if (port === undefined) {
-      throw new PermanentProvisionError(
-        `no free host port in ${opts.portRange.from}-${opts.portRange.to} for another swarm server`,
-      );
-    }
-    return port;
   }
 
   async function createService(spec: ServerSpec): Promise<Docker.Service> {
@@ -199,129 +134,27 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
     } finally {
       if (port !== undefined) portsInFlight.delete(port);
     }
-    const service = await findService(spec.name);
+    const service = await findService(docker, spec.name);
     if (!service) throw new Error(`swarm service ${spec.name} vanished right after it was created`);
     assertOurs(service, spec);
     return service;
-  }
-
-  async function tasksOf(serviceId: string): Promise<TaskView[]> {
-    const tasks = await docker.listTasks({ filters: { service: [serviceId] } });
-    return tasks.map(toTaskView);
-  }
-
-  async function updateService(
-    service: Docker.Service,
-    change: (spec: Docker.ServiceSpec) => Docker.ServiceSpec,
-  ): Promise<void> {
-    // Updates carry the version they were made from; one that lost a race is made again.
-    for (let attempt = 0; ; attempt++) {
-      const current = (await findService(service.ID)) ?? service;
-      try {
-        await docker.getService(service.ID).update({
-          _query: { version: current.Version?.Index },
-          _body: change(current.Spec ?? {}),
-        } as unknown as Docker.ServiceSpec);
-        return;
-      } catch (err) {
-        if (attempt >= 2 || !/update out of sequence/i.test(messageOf(err))) throw err;
-      }
-    }
-  }
-
-  /** Why nothing runs, with the last FATAL line of the failed container when this engine has it. */
-  async function explain(summary: TaskSummary): Promise<string> {
-    const reason = summary.reason ?? 'not running';
-    const containerId = summary.failed?.containerId;
-    if (!containerId) return reason;
-    try {
-      const raw = (await docker.getContainer(containerId).logs({
-        stdout: true,
-        stderr: true,
-        tail: 50,
-        follow: false,
-      })) as unknown as Buffer;
-      const fatal = lastFatalLine(demuxDockerLog(Buffer.from(raw)));
-      return fatal ? `${reason}; last log error: ${fatal}` : reason;
-    } catch {
-      return reason; // the container ran on another node, or is gone already
-    }
-  }
-
-  /** Waits for a task to run (with its port); fails at once when it cannot start. */
-  async function waitForStart(service: Docker.Service): Promise<TaskView> {
-    const name = service.Spec?.Name ?? service.ID;
-    const deadline = Date.now() + opts.startTimeoutMs;
-    let repicks = 0;
-    for (;;) {
-      const summary = summarizeTasks(await tasksOf(service.ID), crashLoopAfter);
-      const running = summary.running;
-      if (running && (opts.publishMode !== 'host' || running.publishedPort)) return running;
-      if (summary.portConflict && opts.publishMode === 'host' && repicks < PORT_REPICKS) {
-        const current = (await findService(service.ID)) ?? service;
-        const held = hostPortOf(current.Spec);
-        // Only a conflict on the port published now: an earlier port's failed task is still listed.
-        if (
-          held !== undefined &&
-          conflictOnCurrentPort(summary, { port: held, specChangedAt: current.UpdatedAt })
-        ) {
-          repicks++;
-          const port = await pickPort([held], service.ID);
-          await updateService(service, (spec) => withPublishedPort(spec, port));
-          continue;
-        }
-      }
-      if (summary.terminal) {
-        throw new PermanentProvisionError(`swarm service ${name} cannot start: ${await explain(summary)}`);
-      }
-      if (Date.now() > deadline) {
-        throw new Error(
-          `swarm service ${name} did not start within ${opts.startTimeoutMs} ms: ${await explain(summary)}`,
-        );
-      }
-      await sleep(POLL_MS);
-    }
-  }
-
-  async function nodeAddress(nodeId: string | undefined): Promise<string> {
-    if (!nodeId) throw new Error('the task has no node yet');
-    const node = (await docker.getNode(nodeId).inspect()) as { Status?: { Addr?: string } };
-    const addr = node.Status?.Addr;
-    if (!addr || addr === '0.0.0.0') throw new Error(`node ${nodeId} reports no address`);
-    return addr;
   }
 
   /** Where the control plane reaches the server, given the task that serves it. */
   async function addressOf(service: Docker.Service, task: TaskView): Promise<{ host: string; port: number }> {
     const name = service.Spec?.Name ?? service.ID;
     if (opts.publishMode === 'none') return { host: name, port: POSTGRES_PORT };
-    const host = opts.connectHost ?? (await nodeAddress(task.nodeId));
+    const host = opts.connectHost ?? (await nodeAddress(docker, task.nodeId));
     if (opts.publishMode === 'host') {
       const port = task.publishedPort ?? hostPortOf(service.Spec);
       if (!port) throw new Error(`swarm service ${name} publishes no host port`);
       return { host, port };
     }
-    const ingress = (await findService(service.ID))?.Endpoint?.Ports?.find(
+    const ingress = (await findService(docker, service.ID))?.Endpoint?.Ports?.find(
       (p) => p.TargetPort === POSTGRES_PORT && p.PublishedPort,
     );
     if (!ingress?.PublishedPort) throw new Error(`swarm service ${name} has no ingress port yet`);
     return { host, port: ingress.PublishedPort };
-  }
-
-  async function removeVolume(name: string): Promise<void> {
-    // The volume is in use until the removed service's container is gone, which takes a moment.
-    const deadline = Date.now() + VOLUME_RELEASE_MS;
-    for (;;) {
-      try {
-        await docker.getVolume(name).remove();
-        return;
-      } catch (err) {
-        const status = statusOf(err);
-        if (status === 404) return;
-        if (status !== 409 || Date.now() > deadline) throw dockerError(err, `removing volume ${name}`);
-      }
-      await sleep(POLL_MS);
-    }
   }
 
   return {
@@ -331,14 +164,19 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
     async create(spec): Promise<ProvisionedServer> {
       validateSwarmSpec(spec);
       return perServer.run(spec.name, async () => {
-        let service = await findService(spec.name);
+        let service = await findService(docker, spec.name);
         if (service) assertOurs(service, spec);
         else service = await createService(spec);
 
-        const task = await waitForStart(service);
+        const task = await waitForStart(docker, service, {
+          publishMode: opts.publishMode,
+          startTimeoutMs: opts.startTimeoutMs,
+          crashLoopAfter,
+          pickPort,
+        });
         if (opts.pinToNode && task.nodeId && !pinnedNode(service.Spec)) {
           // Only the constraint changes and the running task satisfies it: swarm leaves it running.
-          await updateService(service, (s) => withNodePin(s, task.nodeId!));
+          await updateService(docker, service, (s) => withNodePin(s, task.nodeId!));
         }
         const { host, port } = await addressOf(service, task);
         const image =
@@ -350,16 +188,16 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
 
     async inspect(ref): Promise<ObjectState> {
       validateRef(ref);
-      const service = await findService(ref);
+      const service = await findService(docker, ref);
       if (!service || !isManaged(service.Spec?.Labels, opts.fleet)) return { exists: false, running: false };
-      const summary = summarizeTasks(await tasksOf(service.ID), crashLoopAfter);
+      const summary = summarizeTasks(await tasksOf(docker, service.ID), crashLoopAfter);
       const state: ObjectState = { exists: true, running: Boolean(summary.running) };
       const address = summary.running
         ? await addressOf(service, summary.running).catch(() => undefined)
         : undefined;
       if (address) Object.assign(state, address);
       if (!summary.running) {
-        state.reason = await explain(summary);
+        state.reason = await explain(docker, summary);
         state.terminal = summary.terminal;
       }
       return state;
@@ -368,7 +206,7 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
     async remove(ref): Promise<void> {
       validateRef(ref);
       await perServer.run(ref, async () => {
-        const service = await findService(ref);
+        const service = await findService(docker, ref);
         // A namesake that is not ours stays, and is reported once what is ours is gone.
         let refused: PermanentProvisionError | undefined;
         if (service && !isManaged(service.Spec?.Labels, opts.fleet)) {
@@ -395,7 +233,7 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
         }
         if (opts.volumeRemoval === 'delete') {
           const { Volumes } = await docker.listVolumes({ filters });
-          for (const volume of Volumes ?? []) await removeVolume(volume.Name);
+          for (const volume of Volumes ?? []) await removeVolume(docker, volume.Name);
         }
         if (refused) throw refused;
       });
@@ -427,22 +265,3 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
     },
   };
 }
-
-function statusOf(err: unknown): number | undefined {
-  const code = (err as { statusCode?: unknown } | null)?.statusCode;
-  return typeof code === 'number' ? code : undefined;
-}
-
-function messageOf(err: unknown): string {
-  const json = (err as { json?: { message?: unknown } } | null)?.json;
-  if (json && typeof json.message === 'string') return json.message;
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** Docker's own message; a 400 (invalid spec, bad image reference) is not worth retrying. */
-function dockerError(err: unknown, what: string): Error {
-  const message = `${what}: ${messageOf(err)}`;
-  return statusOf(err) === 400 ? new PermanentProvisionError(message) : new Error(message);
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

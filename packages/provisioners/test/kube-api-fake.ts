@@ -21,7 +21,7 @@ import { PersistentVolumeClaim } from 'kubernetes-models/v1/PersistentVolumeClai
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
-import { KUBERNETES_API_ACCESS } from '../src/kubernetes';
+import { KUBERNETES_API_ACCESS } from '../src/kubernetes.api';
 
 export type Resource =
   | 'secrets'
