@@ -54,7 +54,7 @@ export const provisionLocal: Scenario = {
       let started = false;
       try {
         const t0 = performance.now();
-        // The local driver's initdb arguments and settings (see packages/provisioners/src/local.ts).
+        // The local driver's initdb arguments and settings (see packages/provisioners/src/local.postgres.ts).
         await run(
           initdb,
           [
