@@ -34,10 +34,9 @@ const GENERATED_NAME = new RegExp(`^(${TENANT_PREFIX}[${NAME_ALPHABET}]{26})(_u)
 
 /** Fresh, collision-free names: tdb_<26 random base32 chars> for the database, same + _u for its role. */
 export function generateTenantNames(): TenantNames {
-  const alphabet = NAME_ALPHABET;
   const bytes = randomBytes(26);
   let suffix = '';
-  for (const b of bytes) suffix += alphabet[b & 31];
+  for (const b of bytes) suffix += NAME_ALPHABET[b & 31];
   const dbName = `${TENANT_PREFIX}${suffix}`;
   return { dbName, dbUser: `${dbName}_u` };
 }

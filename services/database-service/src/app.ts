@@ -4,6 +4,8 @@ import {
   type CatalogDb,
   createAuditRepo,
   createCatalogDb,
+  createFleetRepo,
+  createHealthRepo,
   createPlansRepo,
   createReservationsRepo,
   createServersRepo,
@@ -54,6 +56,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
 
   const repos = {
     servers: createServersRepo(db),
+    health: createHealthRepo(db),
     reservations: createReservationsRepo(db),
     tenants: createTenantDatabasesRepo(db),
     plans: createPlansRepo(db),
@@ -65,7 +68,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     secrets,
     tenantOps: createTenantOps(connections),
     queues,
-    metrics: createServiceMetrics(registry, repos.servers),
+    metrics: createServiceMetrics(registry, createFleetRepo(db)),
     logger,
     config: {
       strategy: config.TENANTDB_PLACEMENT_STRATEGY,

@@ -1,11 +1,11 @@
 // database-service's domain metrics. Fleet gauges are read from the catalog when scraped.
-import type { FleetServer, ServersRepo } from '@tenantdb/catalog';
+import type { FleetRepo, FleetServer } from '@tenantdb/catalog';
 import { Counter, Gauge, Histogram, type Registry } from '@tenantdb/observability';
 import { singleFlight } from './single-flight';
 
 export type AllocationResult = 'allocated' | 'repeat' | 'provisioning' | 'failed';
 
-export function createServiceMetrics(registry: Registry, servers: Pick<ServersRepo, 'fleet'>) {
+export function createServiceMetrics(registry: Registry, fleet: Pick<FleetRepo, 'gaugeServers'>) {
   const allocations = new Counter({
     name: 'tenantdb_allocations_total',
     help: 'allocate requests by result',
@@ -22,7 +22,7 @@ export function createServiceMetrics(registry: Registry, servers: Pick<ServersRe
 
   // The three fleet gauges come from one catalog read per scrape. prom-client collects metrics
   // concurrently, so each gauge awaits the same read rather than one filling the others.
-  const readFleet = singleFlight((): Promise<FleetServer[]> => servers.fleet().catch(() => []));
+  const readFleet = singleFlight((): Promise<FleetServer[]> => fleet.gaugeServers().catch(() => []));
   new Gauge({
     name: 'tenantdb_server_capacity',
     help: 'max_instances per server',

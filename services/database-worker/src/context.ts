@@ -5,6 +5,7 @@ import type {
   CatalogDb,
   DbServer,
   FleetRepo,
+  HealthRepo,
   PlansRepo,
   RetirementRepo,
   ServersRepo,
@@ -24,6 +25,7 @@ export interface WorkerDeps {
   db: CatalogDb;
   servers: ServersRepo;
   fleet: FleetRepo;
+  health: HealthRepo;
   tenants: TenantDatabasesRepo;
   plans: PlansRepo;
   retirement: RetirementRepo;

@@ -5,6 +5,7 @@ import {
   createAuditRepo,
   createCatalogDb,
   createFleetRepo,
+  createHealthRepo,
   createPlansRepo,
   createRetirementRepo,
   createServersRepo,
@@ -119,11 +120,13 @@ export async function createWorker(
   });
   const connections = createPoolConnections(secrets);
   const registry = createRegistry('database-worker');
+  const fleet = createFleetRepo(db);
   const deps: WorkerDeps = {
     config,
     db,
     servers: createServersRepo(db),
-    fleet: createFleetRepo(db),
+    fleet,
+    health: createHealthRepo(db),
     tenants: createTenantDatabasesRepo(db),
     plans: createPlansRepo(db),
     retirement: createRetirementRepo(db),
@@ -133,7 +136,7 @@ export async function createWorker(
     tenantOps: createTenantOps(connections),
     queues,
     drivers: opts.drivers ?? createDrivers(config),
-    metrics: createWorkerMetrics(registry, createFleetRepo(db), queues),
+    metrics: createWorkerMetrics(registry, fleet, queues),
     logger,
   };
   const handlers: Handlers = {

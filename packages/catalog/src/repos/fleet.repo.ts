@@ -60,6 +60,12 @@ export const driftedServers = sql<{ name: string; databases: number | null; slot
 export const warmReady = sql<{ n: number }>`
   SELECT count(*)::int AS n FROM tenant_databases WHERE status = 'warm' AND ready_at IS NOT NULL`;
 
+/** One server as the fleet gauges see it. */
+export type FleetServer = Pick<
+  DbServer,
+  'name' | 'server_type' | 'status' | 'health_status' | 'max_instances' | 'current_instances'
+>;
+
 export type FleetRepo = ReturnType<typeof createFleetRepo>;
 
 export function createFleetRepo(db: CatalogDb) {
@@ -136,6 +142,15 @@ export function createFleetRepo(db: CatalogDb) {
     ): Promise<{ free: number; pending: number; pending_pools: number }> {
       const { rows } = await sharedCapacityStatement().execute(trx);
       return rows[0]!;
+    },
+
+    /** What the fleet gauges show, per server still in the fleet (not decommissioned). */
+    gaugeServers(trx: Executor = db): Promise<FleetServer[]> {
+      return trx
+        .selectFrom('db_servers')
+        .select(['name', 'server_type', 'status', 'health_status', 'max_instances', 'current_instances'])
+        .where('status', '<>', 'decommissioned')
+        .execute();
     },
 
     /** What tenantdb_catalog_drift reports (see driftedServers). */

@@ -3,9 +3,7 @@ import type { CatalogDb, Executor } from '../db';
 import {
   type DbServer,
   type DbServerUpdate,
-  type HealthStatus,
   type NewDbServer,
-  ON_SERVER_STATUSES,
   PLACEABLE_HEALTH,
   type ServerStatus,
   type ServerType,
@@ -40,24 +38,6 @@ export const LISTED_SERVER_COLUMNS = [
   'provisioned_at',
 ] as const satisfies readonly (keyof DbServer)[];
 export type ListedServer = Pick<DbServer, (typeof LISTED_SERVER_COLUMNS)[number]>;
-
-/** One server as the fleet gauges see it. */
-export type FleetServer = Pick<
-  DbServer,
-  'name' | 'server_type' | 'status' | 'health_status' | 'max_instances' | 'current_instances'
->;
-
-/** What a health check writes on its server's row (@tenantdb/pool-server's checkServerHealth). */
-export interface HealthRecord {
-  status: ServerStatus;
-  status_reason: string | null;
-  health_status: HealthStatus;
-  health_failures: number;
-  last_health_check: Date;
-  last_health_latency_ms: number | null;
-  postgres_version?: string;
-  database_drift?: number;
-}
 
 export function createServersRepo(db: CatalogDb) {
   return {
@@ -167,37 +147,6 @@ export function createServersRepo(db: CatalogDb) {
         .execute();
     },
 
-    /** Catalog rows that stand for a database on the server (warm ones included): a health check's count. */
-    async countRowsOnServer(serverId: string, trx: Executor = db): Promise<number> {
-      const row = await trx
-        .selectFrom('tenant_databases')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('db_server_id', '=', serverId)
-        .where('status', 'in', ON_SERVER_STATUSES)
-        .executeTakeFirstOrThrow();
-      return Number(row.n);
-    },
-
-    /**
-     * A health check's result, written only while the server is still in the status the check
-     * read (`expected`): an operator's cordon or drain that lands while the probe runs is not
-     * overwritten. Undefined when the status changed meanwhile (nothing was written).
-     */
-    recordHealth(
-      id: string,
-      expected: ServerStatus,
-      result: HealthRecord,
-      trx: Executor = db,
-    ): Promise<DbServer | undefined> {
-      return trx
-        .updateTable('db_servers')
-        .set({ ...result, updated_at: result.last_health_check })
-        .where('id', '=', id)
-        .where('status', '=', expected)
-        .returningAll()
-        .executeTakeFirst();
-    },
-
     /** Is any shared pool placeable right now? (Decides between retrying and answering 202.) */
     async hasPlaceableRoom(excludeIds: string[] = [], trx: Executor = db): Promise<boolean> {
       const row = await trx
@@ -293,15 +242,6 @@ export function createServersRepo(db: CatalogDb) {
         .where('port', '=', port)
         .where('status', '<>', 'decommissioned')
         .executeTakeFirst();
-    },
-
-    /** What the fleet gauges show, per server still in the fleet (not decommissioned). */
-    fleet(trx: Executor = db): Promise<FleetServer[]> {
-      return trx
-        .selectFrom('db_servers')
-        .select(['name', 'server_type', 'status', 'health_status', 'max_instances', 'current_instances'])
-        .where('status', '<>', 'decommissioned')
-        .execute();
     },
   };
 }

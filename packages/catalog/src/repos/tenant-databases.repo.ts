@@ -159,13 +159,17 @@ export function createTenantDatabasesRepo(db: CatalogDb) {
       return rows.length;
     },
 
-    /** Warm rows on a server, made or being made. */
-    async countWarm(serverId: string, trx: Executor = db): Promise<number> {
+    /** A server's rows in one of `statuses` (warm ones, made or being made; those on the server). */
+    async countOnServer(
+      serverId: string,
+      statuses: readonly TenantDbStatus[],
+      trx: Executor = db,
+    ): Promise<number> {
       const row = await trx
         .selectFrom('tenant_databases')
         .select((eb) => eb.fn.countAll<number>().as('n'))
         .where('db_server_id', '=', serverId)
-        .where('status', '=', 'warm')
+        .where('status', 'in', statuses)
         .executeTakeFirstOrThrow();
       return Number(row.n);
     },

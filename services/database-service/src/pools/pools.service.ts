@@ -3,7 +3,14 @@
 // take servers out of placement (cordon, drain) and out of the fleet (decommission; those status
 // changes are in status-changes.ts).
 import { randomBytes } from 'node:crypto';
-import type { AuditRepo, CatalogDb, DbServer, ServersRepo, TenantDatabasesRepo } from '@tenantdb/catalog';
+import type {
+  AuditRepo,
+  CatalogDb,
+  DbServer,
+  HealthRepo,
+  ServersRepo,
+  TenantDatabasesRepo,
+} from '@tenantdb/catalog';
 import type {
   CreatePoolRequest,
   HealthCheckResult,
@@ -23,6 +30,7 @@ import { createStatusChanges } from './status-changes';
 export interface PoolsDeps {
   db: CatalogDb;
   servers: ServersRepo;
+  health: HealthRepo;
   tenants: TenantDatabasesRepo;
   audit: AuditRepo;
   secrets: SecretBox;
@@ -34,7 +42,7 @@ export interface PoolsDeps {
 const MIN_POSTGRES = 130_000; // DROP DATABASE … WITH (FORCE)
 
 export function createPoolsService(deps: PoolsDeps) {
-  const { db, servers, tenants, audit, secrets, connections, queues, config } = deps;
+  const { db, servers, health, tenants, audit, secrets, connections, queues, config } = deps;
   const statusChanges = createStatusChanges(deps);
 
   async function mustFind(id: string): Promise<DbServer> {
@@ -179,7 +187,7 @@ export function createPoolsService(deps: PoolsDeps) {
       // The same check, transition rule and conditional write as the worker's sweep: an
       // operator's cordon or drain that lands while the probe runs is not overwritten.
       const { probe, next, checkedAt, databasesInCatalog, drift, updated } = await checkServerHealth(
-        servers,
+        health,
         connections,
         server,
       );

@@ -52,7 +52,7 @@ export function healthCheckAll(deps: WorkerDeps) {
 }
 
 export function healthCheckServer(deps: WorkerDeps) {
-  const { servers, connections } = deps;
+  const { servers, health, connections } = deps;
   return async ({ server_id }: { server_id: string }, { log }: JobContext) => {
     const server = await servers.findById(server_id);
     if (
@@ -62,7 +62,7 @@ export function healthCheckServer(deps: WorkerDeps) {
     ) {
       return 'not checkable';
     }
-    const { probe, next } = await checkServerHealth(servers, connections, server);
+    const { probe, next } = await checkServerHealth(health, connections, server);
     if (next.health_status !== server.health_status || next.status !== server.status) {
       log.info(
         {

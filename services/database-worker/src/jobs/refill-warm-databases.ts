@@ -23,7 +23,7 @@ export function refillWarmDatabases(deps: WorkerDeps) {
   }
 
   async function refill(server: DbServer, log: JobContext['log']): Promise<number> {
-    const warm = await tenants.countWarm(server.id);
+    const warm = await tenants.countOnServer(server.id, ['warm']);
     // Warm databases live beside the tenants; they do not take slots, but a full pool needs none.
     const room = server.max_instances - server.current_instances;
     const missing = Math.min(config.TENANTDB_WARM_DATABASES - warm, room);
