@@ -29,6 +29,7 @@ export const TENANT_DB_STATUSES = ['warm', 'creating', 'ready', 'releasing', 're
 export type TenantDbStatus = (typeof TENANT_DB_STATUSES)[number];
 /** Rows that hold a slot: for every server, current_instances equals the count of these. */
 export const SLOT_HOLDING_STATUSES = ['creating', 'ready', 'releasing'] as const satisfies TenantDbStatus[];
+export type SlotHoldingStatus = (typeof SLOT_HOLDING_STATUSES)[number];
 /** Rows that stand for a database on their server (warm ones included): what pg_database is checked against. */
 export const ON_SERVER_STATUSES = ['warm', ...SLOT_HOLDING_STATUSES] as const satisfies TenantDbStatus[];
 /** Rows a process is moving on the server (creating or dropping): stuck when a crash left them so. */

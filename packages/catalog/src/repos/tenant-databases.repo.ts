@@ -6,9 +6,11 @@ import {
   type NewTenantDatabase,
   ON_SERVER_STATUSES,
   SLOT_HOLDING_STATUSES,
+  type SlotHoldingStatus,
   type TenantDatabase,
   type TenantDbStatus,
 } from '../types';
+import { createServersRepo } from './servers.repo';
 
 /**
  * `status IN ('creating', 'ready', 'releasing')` with the statuses as literals: the predicate of the
@@ -26,6 +28,31 @@ export type TenantDatabasesRepo = ReturnType<typeof createTenantDatabasesRepo>;
 export type TenantInsert = { kind: 'inserted'; row: TenantDatabase } | { kind: 'duplicate' };
 
 export function createTenantDatabasesRepo(db: CatalogDb) {
+  const servers = createServersRepo(db);
+
+  /** Moves a row from one of `from` to `to`; undefined when it was not in any of them. */
+  function transition(
+    id: string,
+    from: readonly TenantDbStatus[],
+    to: TenantDbStatus,
+    extra: { status_reason?: string | null; ready_at?: 'now'; released_at?: 'now' } = {},
+    trx: Executor = db,
+  ): Promise<TenantDatabase | undefined> {
+    return trx
+      .updateTable('tenant_databases')
+      .set({
+        status: to,
+        updated_at: sql<Date>`now()`,
+        ...(extra.status_reason !== undefined ? { status_reason: extra.status_reason } : {}),
+        ...(extra.ready_at ? { ready_at: sql<Date>`now()` } : {}),
+        ...(extra.released_at ? { released_at: sql<Date>`now()` } : {}),
+      })
+      .where('id', '=', id)
+      .where('status', 'in', from)
+      .returningAll()
+      .executeTakeFirst();
+  }
+
   return {
     /**
      * Inserts a tenant row. A second live row for the instance is skipped (ON CONFLICT on the live
@@ -79,27 +106,32 @@ export function createTenantDatabasesRepo(db: CatalogDb) {
         .executeTakeFirst();
     },
 
-    /** Moves a row from one of `from` to `to`; undefined when it was not in any of them. */
-    transition(
+    transition,
+
+    /**
+     * A slot-holding row leaves the slots (to failed or released) and its server gets the slot back,
+     * in one transaction (the caller's, or one of its own): current_instances stays equal to the
+     * rows holding a slot. Undefined, and nothing written, when the row was not in one of `from`.
+     */
+    async leaveSlot(
       id: string,
-      from: readonly TenantDbStatus[],
-      to: TenantDbStatus,
-      extra: { status_reason?: string | null; ready_at?: 'now'; released_at?: 'now' } = {},
+      from: readonly SlotHoldingStatus[],
+      to: 'failed' | 'released',
+      extra: { status_reason?: string | null } = {},
       trx: Executor = db,
     ): Promise<TenantDatabase | undefined> {
-      return trx
-        .updateTable('tenant_databases')
-        .set({
-          status: to,
-          updated_at: sql<Date>`now()`,
-          ...(extra.status_reason !== undefined ? { status_reason: extra.status_reason } : {}),
-          ...(extra.ready_at ? { ready_at: sql<Date>`now()` } : {}),
-          ...(extra.released_at ? { released_at: sql<Date>`now()` } : {}),
-        })
-        .where('id', '=', id)
-        .where('status', 'in', from)
-        .returningAll()
-        .executeTakeFirst();
+      const leave = async (t: Executor) => {
+        const moved = await transition(
+          id,
+          from,
+          to,
+          { ...extra, ...(to === 'released' ? { released_at: 'now' } : {}) },
+          t,
+        );
+        if (moved) await servers.releaseSlot(moved.db_server_id, t);
+        return moved;
+      };
+      return trx.isTransaction ? leave(trx) : db.transaction().execute(leave);
     },
 
     async updatePassword(id: string, passwordEnc: string, trx: Executor = db): Promise<void> {
@@ -135,12 +167,16 @@ export function createTenantDatabasesRepo(db: CatalogDb) {
     },
 
     /** Rows in flight (creating, releasing) not touched since `before`: a process died moving them. */
-    findStuck(before: Date, trx: Executor = db): Promise<TenantDatabase[]> {
+    findStuck(
+      before: Date,
+      trx: Executor = db,
+    ): Promise<(TenantDatabase & { status: (typeof IN_FLIGHT_STATUSES)[number] })[]> {
       return trx
         .selectFrom('tenant_databases')
         .selectAll()
         .where('status', 'in', IN_FLIGHT_STATUSES)
         .where('updated_at', '<', before)
+        .$narrowType<{ status: (typeof IN_FLIGHT_STATUSES)[number] }>()
         .execute();
     },
 

@@ -1,13 +1,7 @@
 // The SQL on the pool server after a reservation committed, for shared and dedicated placement
 // alike: the row becomes ready, or the failure is compensated (slot freed, row failed, leftovers
 // dropped).
-import type {
-  CatalogDb,
-  ServerAddress,
-  ServersRepo,
-  TenantDatabase,
-  TenantDatabasesRepo,
-} from '@tenantdb/catalog';
+import type { ServerAddress, TenantDatabase, TenantDatabasesRepo } from '@tenantdb/catalog';
 import { UnavailableError } from '@tenantdb/http';
 import type { Logger } from '@tenantdb/observability';
 import { describePgError, type TenantOps } from '@tenantdb/pool-server';
@@ -15,9 +9,7 @@ import { describePgError, type TenantOps } from '@tenantdb/pool-server';
 const CREATING = ['creating'] as const;
 
 export interface MaterializeDeps {
-  db: CatalogDb;
-  servers: Pick<ServersRepo, 'releaseSlot'>;
-  tenants: Pick<TenantDatabasesRepo, 'transition'>;
+  tenants: Pick<TenantDatabasesRepo, 'transition' | 'leaveSlot'>;
   tenantOps: Pick<TenantOps, 'create' | 'claim' | 'drop'>;
   logger: Logger;
 }
@@ -25,7 +17,7 @@ export interface MaterializeDeps {
 export type Materialize = ReturnType<typeof createMaterialize>;
 
 export function createMaterialize(deps: MaterializeDeps) {
-  const { db, servers, tenants, tenantOps, logger } = deps;
+  const { tenants, tenantOps, logger } = deps;
 
   /** After a failure on the pool server: drop leftovers, fail the row, free the slot. */
   async function compensate(server: ServerAddress, row: TenantDatabase, err: unknown): Promise<void> {
@@ -37,10 +29,7 @@ export function createMaterialize(deps: MaterializeDeps) {
     await tenantOps.drop(server, { dbName: row.db_name, dbUser: row.db_user }).catch(() => {
       // The server is unreachable: the reconciler removes what may be left once it is back.
     });
-    await db.transaction().execute(async (trx) => {
-      const failed = await tenants.transition(row.id, CREATING, 'failed', { status_reason: reason }, trx);
-      if (failed) await servers.releaseSlot(server.id, trx);
-    });
+    await tenants.leaveSlot(row.id, CREATING, 'failed', { status_reason: reason });
   }
 
   /** SQL on the server after the reservation committed; the row becomes ready or is compensated. */

@@ -17,9 +17,9 @@ import type { Answers } from './answers';
 
 export interface ReleaseRotateDeps {
   db: CatalogDb;
-  servers: Pick<ServersRepo, 'findById' | 'releaseSlot'>;
-  tenants: Pick<TenantDatabasesRepo, 'findLiveByInstance' | 'transition' | 'updatePassword'>;
-  audit: Pick<AuditRepo, 'record'>;
+  servers: Pick<ServersRepo, 'findById'>;
+  tenants: Pick<TenantDatabasesRepo, 'findLiveByInstance' | 'transition' | 'leaveSlot' | 'updatePassword'>;
+  audit: Pick<AuditRepo, 'record' | 'audited'>;
   secrets: Pick<SecretBox, 'encrypt' | 'decrypt'>;
   tenantOps: Pick<TenantOps, 'drop' | 'setPassword'>;
   answers: Pick<Answers, 'credentials'>;
@@ -74,28 +74,17 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
           throw err;
         }
       }
-      await db.transaction().execute(async (trx) => {
-        const released = await tenants.transition(
-          row.id,
-          ['releasing'],
-          'released',
-          { released_at: 'now' },
-          trx,
-        );
-        if (!released) return;
-        await servers.releaseSlot(row.db_server_id, trx);
-        await audit.record(
-          {
-            actor: ctx.actor,
-            action: 'allocation.release',
-            request_id: ctx.requestId,
-            instance_id: instanceId,
-            db_server_id: row.db_server_id,
-            tenant_database_id: row.id,
-          },
-          trx,
-        );
-      });
+      await audit.audited(
+        (trx) => tenants.leaveSlot(row.id, ['releasing'], 'released', {}, trx),
+        () => ({
+          actor: ctx.actor,
+          action: 'allocation.release',
+          request_id: ctx.requestId,
+          instance_id: instanceId,
+          db_server_id: row.db_server_id,
+          tenant_database_id: row.id,
+        }),
+      );
     },
 
     /**

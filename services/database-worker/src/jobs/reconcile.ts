@@ -116,7 +116,7 @@ export async function orphanObjects(
 }
 
 export function reconcile(deps: WorkerDeps) {
-  const { db, servers, fleet, tenants, connections, tenantOps, queues, audit, config } = deps;
+  const { servers, fleet, tenants, connections, tenantOps, queues, audit, config } = deps;
   const staleBefore = () => new Date(Date.now() - config.TENANTDB_STALE_ALLOCATION_MS);
 
   /**
@@ -187,20 +187,9 @@ export function reconcile(deps: WorkerDeps) {
       try {
         const server = await servers.findById(row.db_server_id);
         if (server?.host) await tenantOps.drop(server, { dbName: row.db_name, dbUser: row.db_user });
-        await db.transaction().execute(async (trx) => {
-          const to = row.status === 'creating' ? 'failed' : 'released';
-          const moved = await tenants.transition(
-            row.id,
-            [row.status],
-            to,
-            {
-              status_reason:
-                row.status === 'creating' ? 'interrupted while being created; removed by reconcile' : null,
-              ...(to === 'released' ? { released_at: 'now' as const } : {}),
-            },
-            trx,
-          );
-          if (moved) await servers.releaseSlot(row.db_server_id, trx);
+        await tenants.leaveSlot(row.id, [row.status], row.status === 'creating' ? 'failed' : 'released', {
+          status_reason:
+            row.status === 'creating' ? 'interrupted while being created; removed by reconcile' : null,
         });
         log.warn({ tenant_database_id: row.id, was: row.status }, 'repaired a stuck allocation');
         repaired++;
