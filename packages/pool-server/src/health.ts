@@ -128,7 +128,7 @@ export interface HealthRecord<S extends string = string> extends NextHealthState
 }
 
 /**
- * The catalog side of a check, as narrow as it uses (the catalog's ServersRepo is one; `R` is
+ * The catalog side of a check, as narrow as it uses (the catalog's HealthRepo is one; `R` is
  * its server row).
  */
 export interface HealthRecorder<S extends string, R> {
