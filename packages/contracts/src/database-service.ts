@@ -1,7 +1,7 @@
 // The API of database-service: request and response bodies, shared by the routes (validation,
 // OpenAPI) and by the typed client. Responses list their fields explicitly: never a whole row.
 import { z } from 'zod';
-import { planTier, uuid } from './common';
+import { decimal, freeText, planTier, uuid } from './common';
 
 export const SERVER_STATUS = z.enum([
   'provisioning',
@@ -46,7 +46,7 @@ const placement = z
       .string()
       .max(64)
       .regex(/^[A-Za-z0-9_./-]+$/),
-    z.string().max(256),
+    freeText(256),
   )
   .refine((p) => Object.keys(p).length <= 32, 'at most 32 placement entries');
 
@@ -195,7 +195,9 @@ export const CreatePoolRequest = z.strictObject({
   priority: priority.default(100),
   allocation_strategy: z.enum(['auto', 'manual']).default('auto'),
   placement: placement.default({}),
-  cpu_limit: z.number().positive().max(256).optional(),
+  cpu_limit: decimal({ scale: 2, min: 0.01, max: 256 })
+    .optional()
+    .describe('CPUs, in hundredths (the column is numeric(6,2))'),
   memory_limit_mb: z.number().int().min(128).max(1_048_576).optional(),
   storage_size_gb: z.number().int().min(1).max(65_536).optional(),
 });
@@ -208,7 +210,7 @@ export const RegisterPoolRequest = z.strictObject({
   host: hostname,
   port: z.number().int().min(1).max(65535).default(5432),
   admin_user: loginName,
-  admin_password: z.string().min(1).max(1024),
+  admin_password: freeText(1024).min(1),
   admin_database: loginName.default('postgres'),
   server_type: z.enum(['shared', 'platform']).default('shared'),
   max_instances: maxInstances,

@@ -1,7 +1,7 @@
 // The API of instance-service (what the signup portal calls): request and response bodies shared
 // by the routes (validation, OpenAPI) and by clients. Responses list their fields explicitly.
 import { z } from 'zod';
-import { planTier, uuid } from './common';
+import { displayName, freeText, planTier, uuid } from './common';
 
 export const INSTANCE_STATUS = z.enum([
   'pending',
@@ -13,25 +13,18 @@ export const INSTANCE_STATUS = z.enum([
 ]);
 export type InstanceStatus = z.infer<typeof INSTANCE_STATUS>;
 
-/** Printable text without control characters, trimmed by the caller's own choice (not here). */
-const instanceName = z
-  .string()
-  .min(1)
-  .max(100)
-  .regex(/^[^\p{Cc}]+$/u, 'no control characters');
+/** A name a person reads: no control, bidi-control or zero-width characters; not trimmed here. */
+const instanceName = displayName(100);
 
 /** Where the final state is POSTed: http(s) only, no credentials in the URL, bounded length. */
-export const callbackUrl = z
-  .string()
-  .max(2048)
-  .refine((raw) => {
-    try {
-      const url = new URL(raw);
-      return (url.protocol === 'http:' || url.protocol === 'https:') && !url.username && !url.password;
-    } catch {
-      return false;
-    }
-  }, 'an http or https URL without user or password');
+export const callbackUrl = freeText(2048).refine((raw) => {
+  try {
+    const url = new URL(raw);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && !url.username && !url.password;
+  } catch {
+    return false;
+  }
+}, 'an http or https URL without user or password');
 
 export const CreateInstanceRequest = z.strictObject({
   customer_id: uuid,

@@ -1,6 +1,8 @@
-// Values that pass the request schema but that the catalog refuses (a CHECK, a character jsonb
-// does not store) are the caller's error: 400 in the one error shape, nothing created or queued,
-// and the database's own message (which repeats the value) never reaches the caller.
+// Values the catalog would refuse (a CHECK, a character jsonb does not store) are the caller's
+// error: 400 in the one error shape, nothing created or queued, no error logged, and the
+// database's own message (which repeats the value) never reaches the caller. Validation refuses
+// these two now (validation.test.ts has the full table); the catalog's refusal of anything that
+// still slips through is a 400 too (packages/http/src/errors.test.ts).
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type Harness, startHarness } from './harness';
 

@@ -23,6 +23,7 @@ const HOSTILE = [
   '%s%n',
 ];
 const ECHO = /DROP (DATABASE|TABLE)/i;
+const CONTROL_CHARACTER = /\p{Cc}/u;
 /** Traces of a stack or of the source tree in a response. */
 const STACK = /\n\s*at |\bat [\w.<>]+ \(|\.[cm]?[jt]s:\d+|node_modules|\/work\/|\/src\//;
 const REASONS: Record<number, string> = {
@@ -365,8 +366,9 @@ describe('bad input → 4xx and nothing changed', () => {
           for (const field of names) {
             const res = await req('POST', url, { body: { ...body(), [field]: value } });
             const label = `${route}.${field}=${JSON.stringify(value)}`;
-            // only the password is free text: it reaches the login, which fails
-            expectError(res, field === 'admin_password' ? late : 400, label);
+            // only the password is free text: it reaches the login, which fails (NUL is refused)
+            const freeText = field === 'admin_password' && !CONTROL_CHARACTER.test(value);
+            expectError(res, freeText ? late : 400, label);
             if (res.status === 400) expect(res.body.message, label).toContain(`body/${field}`);
           }
           // placement keys are label names (and allocate has no placement at all)
@@ -382,6 +384,62 @@ describe('bad input → 4xx and nothing changed', () => {
         }
       }
     });
+  });
+
+  it('refuses control characters in every free-text field and numbers finer than their column', async () => {
+    // Each would otherwise reach the catalog (text and jsonb cannot store NUL) or be rounded by it
+    // (cpu_limit is numeric(6,2): 0.001 became 0 and failed a CHECK, 0.015 became another value).
+    const hostile = [
+      '\u0000',
+      'eu\u0000west',
+      'a\u0001b',
+      'line\nbreak',
+      'esc\u001b[31m',
+      'del\u007f',
+      'c1\u0085next',
+      'csi\u009b',
+      'lone\ud800surrogate',
+    ];
+    const cases: [route: RouteName, patch: Record<string, unknown>, message: RegExp][] = [];
+    for (const value of hostile) {
+      cases.push(
+        ['create', { placement: { zone: value } }, /control characters|well-formed/],
+        ['register', { placement: { zone: value } }, /control characters|well-formed/],
+        ['register', { admin_password: `pw${value}` }, /control characters|well-formed/],
+      );
+    }
+    for (const cpu of [0.001, 0.015, 1.005, 0.009]) {
+      cases.push(['create', { cpu_limit: cpu }, /decimal places|>=0\.01|too small/i]);
+    }
+    await expectNothingChanged(async () => {
+      for (const [route, patch, message] of cases) {
+        const { url, body } = BODY_ROUTES[route];
+        const res = await req('POST', url, { body: { ...body(), ...patch } });
+        const label = `${route} ${JSON.stringify(patch)}`;
+        expectError(res, 400, label);
+        expect(res.body.message, label).toContain(`body/${Object.keys(patch)[0]}`);
+        expect(res.body.message, label).toMatch(message);
+        expect(res.raw, label).not.toContain('\\u0000');
+      }
+    });
+    // what the column holds is still accepted: hundredths of a CPU, and any printable text
+    const accepted = await req('POST', BODY_ROUTES.create.url, {
+      body: {
+        ...createBody(),
+        name: 'cpu-hundredths',
+        cpu_limit: 0.25,
+        placement: { zone: 'zürich · 東京' },
+      },
+    });
+    expect(accepted.status, accepted.raw).toBe(202);
+    const row = await h.db
+      .selectFrom('db_servers')
+      .select(['cpu_limit', 'placement'])
+      .where('name', '=', 'cpu-hundredths')
+      .executeTakeFirstOrThrow();
+    expect(Number(row.cpu_limit)).toBe(0.25);
+    expect(row.placement).toEqual({ zone: 'zürich · 東京' });
+    await h.db.deleteFrom('db_servers').where('name', '=', 'cpu-hundredths').execute();
   });
 
   it('answers 400 for a well-formed plan_tier that is not a plan, and for a shared plan on provision-dedicated', async () => {

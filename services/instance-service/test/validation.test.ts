@@ -114,6 +114,50 @@ const cases: Case[] = [
     status: 400,
     message: /name/,
   },
+  // Every free-text field refuses control characters; a name also refuses characters that
+  // reorder or hide text (a bidi override makes "evil‮gpj.exe" read as "evilexe.jpg").
+  ...(
+    [
+      ['DEL', 'a\u007fb'],
+      ['a C1 control (NEL)', 'a\u0085b'],
+      ['a C1 control (CSI)', 'a\u009b31m'],
+      ['a newline', 'first\nsecond'],
+      ['an escape sequence', 'a\u001b[2Jb'],
+      ['a lone surrogate', 'a\ud800b'],
+      ['a right-to-left override', 'evil\u202egpj.exe'],
+      ['a bidi isolate', 'a\u2066b\u2069'],
+      ['a zero-width space', 'ad\u200bmin'],
+      ['a zero-width joiner alone', 'a\u200db'],
+      ['a byte-order mark', '\ufeffname'],
+    ] as const
+  ).map(
+    ([what, name]): Case => ({
+      name: `create: name with ${what}`,
+      method: 'POST',
+      url: () => '/api/v1/instances',
+      body: { ...valid(), name },
+      status: 400,
+      message: /body\/name: must not contain|body\/name: must be well-formed/,
+    }),
+  ),
+  ...(
+    [
+      ['NUL', 'https://example.com/hook\u0000'],
+      ['a tab', 'https://example.com/ho\tok'],
+      ['a newline', 'https://example.com/hook\nX-Injected: 1'],
+      ['DEL', 'https://example.com/\u007f'],
+      ['a C1 control', 'https://example.com/\u0085'],
+    ] as const
+  ).map(
+    ([what, callback_url]): Case => ({
+      name: `create: callback_url with ${what}`,
+      method: 'POST',
+      url: () => '/api/v1/instances',
+      body: { ...valid(), callback_url },
+      status: 400,
+      message: /body\/callback_url: must not contain control characters/,
+    }),
+  ),
   {
     name: 'create: plan_tier not a plan name',
     method: 'POST',
@@ -380,6 +424,21 @@ describe('bad input changes nothing', () => {
     expect(response.body).not.toMatch(STACK);
     expect(response.body).not.toMatch(/DROP TABLE/);
     expect(await snapshot()).toBe(before);
+  });
+
+  it('accepts names in any script, with emoji and the joiners they are written with', async () => {
+    for (const name of [
+      'Café Zürich',
+      '東京の店',
+      'متجر',
+      'می\u200cخواهم',
+      'dev 👩\u200d💻 team',
+      'ölçü—“x”',
+    ]) {
+      const res = await h.api('POST', '/api/v1/instances', { body: { ...valid(), name } });
+      expect(res.status, `${JSON.stringify(name)}: ${JSON.stringify(res.body)}`).toBe(202);
+      expect(res.body.name).toBe(name);
+    }
   });
 
   it("the instance is untouched and still the customer's own afterwards", async () => {
