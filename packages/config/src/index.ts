@@ -1,5 +1,6 @@
 // One way to read configuration: a zod schema per process, parsed once at boot, every problem
 // reported together, the result frozen. Nothing else in the tree reads process.env.
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 export class ConfigError extends Error {
@@ -45,6 +46,64 @@ export const env = {
   /** A bearer token: long enough to resist guessing. */
   token: () => z.string().min(24, 'must be at least 24 characters').max(512),
   logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+};
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * Which proxies' X-Forwarded-For is believed when deciding a caller's address (for the limits on
+ * failed authentication): empty (the default) believes none, so the address is the TCP peer;
+ * otherwise a comma-separated list of the proxies' addresses, CIDRs or the names loopback /
+ * linklocal / uniquelocal (as Fastify's trustProxy takes them). The client address is then the
+ * last X-Forwarded-For entry that is not a trusted proxy.
+ */
+export const trustProxy = z
+  .string()
+  .default('')
+  .transform((raw, ctx): false | string[] => {
+    const value = raw.trim();
+    if (value === '') return false;
+    const entries = value
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean);
+    for (const entry of entries) {
+      const [address, bits, extra] = entry.split('/');
+      const family = isIP(address ?? '');
+      const okBits =
+        bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
+      if (!PROXY_NAMES.has(entry) && (family === 0 || !okBits || extra !== undefined)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'addresses or CIDRs (or loopback, linklocal, uniquelocal), comma-separated',
+        });
+        return z.NEVER;
+      }
+    }
+    return entries;
+  });
+
+/**
+ * The settings every HTTP API process reads the same way: how many requests a token may make, how
+ * many failed authentications a client address may make, where those counters live, and which
+ * proxies to believe about a client's address.
+ */
+export const httpEdgeSettings = {
+  TENANTDB_RATE_LIMIT_PER_MINUTE: env.int(6000, 1).describe('requests per minute per token'),
+  TENANTDB_AUTH_FAILURES_PER_MINUTE: env
+    .int(30, 1)
+    .describe(
+      'failed authentications (401/403) per minute per client address; then 429 until the minute ends',
+    ),
+  TENANTDB_RATE_LIMIT_STORE: z
+    .enum(['redis', 'memory'])
+    .default('redis')
+    .describe(
+      'where rate-limit counters live: redis (REDIS_URL, shared by every replica) or memory (per replica)',
+    ),
+  TENANTDB_TRUST_PROXY: trustProxy.describe(
+    'proxies whose X-Forwarded-For is believed (addresses/CIDRs); empty believes none',
+  ),
 };
 
 /**

@@ -26,6 +26,7 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
+import type { Redis } from 'ioredis';
 import type { ZodType } from 'zod';
 import { registerAuth, type TokenGrant } from './auth';
 import { HttpError, isDependencyUnavailable, isRefusedByDatabase, reasonPhrase } from './errors';
@@ -47,6 +48,17 @@ export interface HttpAppOptions {
   tokens: readonly TokenGrant[];
   /** Requests per minute per token (per client address for unauthenticated routes). */
   rateLimitPerMinute: number;
+  /** Failed authentications (401/403) per minute per client address before 429 (default 30). */
+  authFailuresPerMinute?: number;
+  /**
+   * Where the counters live: Redis shares them between replicas (keys under `namespace`); without
+   * it each replica counts on its own. While Redis cannot answer, requests are not limited (the
+   * limits fail open; /readyz reports Redis down) rather than refused. The app owns the
+   * connection: it is closed with the app.
+   */
+  rateLimitStore?: { redis: Redis; namespace: string };
+  /** Proxies whose X-Forwarded-For is believed for the client address (default: none). */
+  trustProxy?: false | string[];
   bodyLimitBytes: number;
   /** Named dependency checks for /readyz; each resolves true when the dependency answers. */
   readiness: Record<string, () => Promise<boolean>>;
@@ -58,6 +70,8 @@ export interface HttpAppOptions {
 }
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+const DEFAULT_AUTH_FAILURES_PER_MINUTE = 30;
+const MINUTE_MS = 60_000;
 
 /**
  * Responses are checked against their schema (unknown keys stripped, every check run) and then
@@ -87,6 +101,7 @@ export async function createHttpApp(opts: HttpAppOptions): Promise<HttpApp> {
     // One line per request is written by the onResponse hook below.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     bodyLimit: opts.bodyLimitBytes,
+    trustProxy: opts.trustProxy ?? false,
     // Node's own defaults leave a request without a deadline in Fastify (requestTimeout 0) and
     // look for expired ones only every 30 s; headers count against the same deadline.
     requestTimeout: requestTimeoutMs,
@@ -144,14 +159,40 @@ export async function createHttpApp(opts: HttpAppOptions): Promise<HttpApp> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  registerAuth(app, opts.tokens);
+  // Per route, after authentication (a route hook runs after the app's onRequest hooks), so the
+  // key is the token's name once it is known.
   await app.register(rateLimit, {
     global: true,
     max: opts.rateLimitPerMinute,
-    timeWindow: 60_000,
+    timeWindow: MINUTE_MS,
     keyGenerator: (request) => (request.principal ? `token:${request.principal.name}` : `ip:${request.ip}`),
     errorResponseBuilder: (_request, ctx) =>
       new HttpError(429, `rate limit of ${ctx.max} requests per minute exceeded; retry in ${ctx.after}`),
+    ...(opts.rateLimitStore
+      ? { redis: opts.rateLimitStore.redis, nameSpace: opts.rateLimitStore.namespace, skipOnError: true }
+      : {}),
+  });
+  if (opts.rateLimitStore) {
+    const { redis } = opts.rateLimitStore;
+    redis.on('error', () => {}); // Redis down is reported by /readyz; the limits fail open
+    app.addHook('onClose', async () => redis.disconnect());
+  }
+  const authFailures = app.createRateLimit({
+    max: opts.authFailuresPerMinute ?? DEFAULT_AUTH_FAILURES_PER_MINUTE,
+    timeWindow: MINUTE_MS,
+    keyGenerator: (request) => `auth-failures:${request.ip}`,
+  });
+  registerAuth(app, opts.tokens, {
+    async blockedFor(request) {
+      const state = await authFailures(request, { increment: false });
+      return !state.isAllowed && state.remaining === 0 ? Math.max(1, state.ttlInSeconds) : 0;
+    },
+    async count(request) {
+      const state = await authFailures(request);
+      if (!state.isAllowed && state.remaining === 0 && state.ttlInSeconds * 1000 >= MINUTE_MS - 1_000) {
+        request.log.warn({ client: request.ip }, 'failed authentications over the limit: 429 for a minute');
+      }
+    },
   });
 
   const duration = new Histogram({

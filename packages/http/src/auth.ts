@@ -1,8 +1,9 @@
 // Bearer tokens from configuration, each with a name (for audit and rate limiting) and scopes.
-// Routes declare the scope they need in `config.scope`; routes without one are public.
+// Routes declare the scope they need in `config.scope`; routes without one are public. Failed
+// authentications are counted per client address (AuthFailureLimiter).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ForbiddenError, UnauthorizedError } from './errors';
+import { ForbiddenError, HttpError, UnauthorizedError } from './errors';
 
 export interface TokenGrant {
   name: string;
@@ -42,17 +43,44 @@ export function createTokenMatcher(
   };
 }
 
-export function registerAuth(app: FastifyInstance, grants: readonly TokenGrant[]): void {
+/**
+ * Failed authentications (401 and 403) counted per client address. A client over its budget is
+ * answered 429 before its token is even looked at, until its window ends: guessing tokens, or a
+ * client stuck on a revoked one, costs one counter read per request and nothing else.
+ */
+export interface AuthFailureLimiter {
+  /** Seconds until the address may try again, or 0 when it may try now. */
+  blockedFor(request: FastifyRequest): Promise<number>;
+  count(request: FastifyRequest): Promise<void>;
+}
+
+export function registerAuth(
+  app: FastifyInstance,
+  grants: readonly TokenGrant[],
+  failures?: AuthFailureLimiter,
+): void {
   const match = createTokenMatcher(grants);
+  const refuse = async (request: FastifyRequest, error: HttpError): Promise<never> => {
+    await failures?.count(request);
+    throw error;
+  };
   app.addHook('onRequest', async (request: FastifyRequest) => {
     const scope = request.routeOptions.config?.scope;
     if (!scope) return;
+    const wait = (await failures?.blockedFor(request)) ?? 0;
+    if (wait > 0) {
+      throw new HttpError(429, `too many failed authentications from this address; retry in ${wait} s`, {
+        'retry-after': String(wait),
+      });
+    }
     const header = request.headers.authorization;
     // The scheme is case-insensitive (RFC 7235); the token is not.
     const token = header && /^bearer /i.test(header) ? header.slice(7).trim() : undefined;
     const principal = token ? match(token) : undefined;
-    if (!principal) throw new UnauthorizedError();
+    if (!principal) return refuse(request, new UnauthorizedError());
     request.principal = principal;
-    if (!principal.scopes.includes(scope)) throw new ForbiddenError(`this route needs the "${scope}" scope`);
+    if (!principal.scopes.includes(scope)) {
+      return refuse(request, new ForbiddenError(`this route needs the "${scope}" scope`));
+    }
   });
 }

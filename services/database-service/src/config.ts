@@ -1,4 +1,4 @@
-import { distinctSecrets, encryptionKeys, env, parseConfig, z } from '@tenantdb/config';
+import { distinctSecrets, encryptionKeys, env, httpEdgeSettings, parseConfig, z } from '@tenantdb/config';
 
 export const DatabaseServiceConfig = z
   .object({
@@ -22,7 +22,7 @@ export const DatabaseServiceConfig = z
         'driver of dedicated servers and admin-created pools; database-worker must enable it (TENANTDB_DRIVERS)',
       ),
     TENANTDB_RETRY_AFTER_SECONDS: env.int(5, 1, 3600).describe('retry_after answered with 202 provisioning'),
-    TENANTDB_RATE_LIMIT_PER_MINUTE: env.int(6000, 1).describe('requests per minute per token'),
+    ...httpEdgeSettings,
     TENANTDB_BODY_LIMIT_BYTES: env.int(16_384, 1024, 1_048_576),
     TENANTDB_CATALOG_POOL_SIZE: env.int(20, 1, 500),
     TENANTDB_CATALOG_ACQUIRE_TIMEOUT_MS: env

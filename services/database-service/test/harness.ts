@@ -32,6 +32,8 @@ export async function startHarness(opts: HarnessOptions = {}) {
     TENANTDB_ENCRYPTION_KEYS: `k1:${encryptionKey}`,
     TENANTDB_QUEUE_PREFIX: queuePrefix,
     TENANTDB_RATE_LIMIT_PER_MINUTE: '100000',
+    // the auth tests send hundreds of wrong tokens from one address on purpose
+    TENANTDB_AUTH_FAILURES_PER_MINUTE: '100000',
     LOG_LEVEL: 'trace', // log everything, so the secret check at close() sees everything
     ...opts.env,
   });

@@ -715,7 +715,9 @@ describe('free text is stored as data', () => {
 describe('rate limit', () => {
   let limited: Harness;
   beforeAll(async () => {
-    limited = await startHarness({ env: { TENANTDB_RATE_LIMIT_PER_MINUTE: '5' } });
+    limited = await startHarness({
+      env: { TENANTDB_RATE_LIMIT_PER_MINUTE: '5', TENANTDB_AUTH_FAILURES_PER_MINUTE: '4' },
+    });
   });
   afterAll(async () => {
     await limited?.close();
@@ -750,5 +752,26 @@ describe('rate limit', () => {
     for (let i = 0; i < 10; i++)
       expect((await send(limited, 'GET', '/healthz', { token: null })).status).toBe(200);
     expect((await send(limited, 'GET', '/readyz', { token: null })).status).toBe(200);
+    // the counters are in Redis (every replica sees them), under the queue prefix
+    const keys = await limited.queues.connection.keys(`${limited.config.TENANTDB_QUEUE_PREFIX}:rate-limit:*`);
+    expect(keys.length).toBeGreaterThan(0);
+  });
+
+  it('answers 429 to a wrong-token flood from one address after TENANTDB_AUTH_FAILURES_PER_MINUTE, and only to that address', async () => {
+    const from = (remoteAddress: string, token: string) =>
+      limited.app.inject({
+        method: 'GET',
+        url: '/api/database/admin/stats',
+        remoteAddress,
+        headers: { authorization: `Bearer ${token}` },
+      });
+    for (let i = 0; i < 4; i++) expect((await from('192.0.2.10', `guess-${i}`)).statusCode).toBe(401);
+    const flooded = await from('192.0.2.10', 'guess-5');
+    expect(flooded.statusCode).toBe(429);
+    expect(flooded.json()).toMatchObject({ statusCode: 429, error: 'Too Many Requests' });
+    expect(Number(flooded.headers['retry-after'])).toBeGreaterThan(0);
+    // the address is refused before its token is looked at, even a right one
+    expect((await from('192.0.2.10', limited.adminToken)).statusCode).toBe(429);
+    expect((await from('192.0.2.11', limited.adminToken)).statusCode).toBe(200);
   });
 });

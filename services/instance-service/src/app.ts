@@ -20,6 +20,17 @@ export async function buildApp(deps: InstanceServiceDeps): Promise<HttpApp> {
     registry,
     tokens: [{ name: 'portal', token: config.TENANTDB_PORTAL_TOKEN, scopes: ['portal'] }],
     rateLimitPerMinute: config.TENANTDB_RATE_LIMIT_PER_MINUTE,
+    authFailuresPerMinute: config.TENANTDB_AUTH_FAILURES_PER_MINUTE,
+    trustProxy: config.TENANTDB_TRUST_PROXY,
+    // Its own connection with a short command deadline: a slow Redis cannot hold every request.
+    ...(config.TENANTDB_RATE_LIMIT_STORE === 'redis'
+      ? {
+          rateLimitStore: {
+            redis: queues.connection.duplicate({ commandTimeout: 500 }),
+            namespace: `${queues.prefix}:rate-limit:`,
+          },
+        }
+      : {}),
     bodyLimitBytes: config.TENANTDB_BODY_LIMIT_BYTES,
     readiness: {
       catalog: () => pingCatalog(db),

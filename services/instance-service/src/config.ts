@@ -1,4 +1,4 @@
-import { distinctSecrets, env, parseConfig, z } from '@tenantdb/config';
+import { distinctSecrets, env, httpEdgeSettings, parseConfig, z } from '@tenantdb/config';
 
 const minutes = (n: number) => n * 60_000;
 
@@ -54,7 +54,7 @@ export const InstanceServiceConfig = z
     TENANTDB_INSTANCE_JOB_CONCURRENCY: env.int(20, 1, 500),
     TENANTDB_JOB_LOCK_MS: env.int(30_000, 1000),
     TENANTDB_SHUTDOWN_DEADLINE_MS: env.int(25_000, 1000),
-    TENANTDB_RATE_LIMIT_PER_MINUTE: env.int(6000, 1).describe('requests per minute per token'),
+    ...httpEdgeSettings,
     TENANTDB_BODY_LIMIT_BYTES: env.int(16_384, 1024, 1_048_576),
     TENANTDB_CATALOG_POOL_SIZE: env.int(20, 1, 500),
     TENANTDB_CATALOG_ACQUIRE_TIMEOUT_MS: env.int(15_000, 100, 120_000),

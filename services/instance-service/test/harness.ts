@@ -49,6 +49,8 @@ export async function startHarness(opts: HarnessOptions = {}) {
     TENANTDB_ENCRYPTION_KEYS: `k1:${encryptionKey}`,
     TENANTDB_QUEUE_PREFIX: queuePrefix,
     TENANTDB_RATE_LIMIT_PER_MINUTE: '1000000',
+    // the auth tests send hundreds of wrong tokens from one address on purpose
+    TENANTDB_AUTH_FAILURES_PER_MINUTE: '100000',
     TENANTDB_RETRY_AFTER_SECONDS: '1',
   });
   const dbs = await createDatabaseService(dbsConfig, logger.child({ process: 'database-service' }));
@@ -89,6 +91,8 @@ export async function startHarness(opts: HarnessOptions = {}) {
     TENANTDB_CALLBACK_SECRET: callbackSecret,
     DATABASE_SERVICE_URL: databaseServiceUrl,
     TENANTDB_RATE_LIMIT_PER_MINUTE: '1000000',
+    // the auth tests send hundreds of wrong tokens from one address on purpose
+    TENANTDB_AUTH_FAILURES_PER_MINUTE: '100000',
     TENANTDB_DATABASE_SERVICE_TIMEOUT_MS: '5000',
     TENANTDB_DATABASE_SERVICE_RETRIES: '1',
     TENANTDB_JOB_LOCK_MS: '5000',
