@@ -1,6 +1,7 @@
 export * from './db';
 export * from './locks';
 export * from './migrate';
+export * from './repos/api-keys.repo';
 export * from './repos/audit.repo';
 export * from './repos/fleet.repo';
 export * from './repos/health.repo';

@@ -135,11 +135,29 @@ export interface AuditEventsTable {
   details: Generated<Record<string, unknown>>;
 }
 
+export const API_KEY_SCOPES = ['allocate', 'admin', 'admin:read', 'portal'] as const;
+export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
+
+export interface ApiKeysTable {
+  id: Generated<string>;
+  name: string;
+  lookup_id: string;
+  secret_digest: Buffer;
+  scopes: ApiKeyScope[];
+  created_by: string;
+  created_at: Timestamp;
+  expires_at: NullableTimestamp;
+  last_used_at: NullableTimestamp;
+  revoked_at: NullableTimestamp;
+  revoked_by: string | null;
+}
+
 export interface CatalogDatabase {
   db_servers: DbServersTable;
   plans: PlansTable;
   tenant_databases: TenantDatabasesTable;
   audit_events: AuditEventsTable;
+  api_keys: ApiKeysTable;
 }
 
 export type DbServer = Selectable<DbServersTable>;
@@ -149,3 +167,4 @@ export type Plan = Selectable<PlansTable>;
 export type TenantDatabase = Selectable<TenantDatabasesTable>;
 export type NewTenantDatabase = Insertable<TenantDatabasesTable>;
 export type AuditEvent = Insertable<AuditEventsTable>;
+export type ApiKey = Selectable<ApiKeysTable>;

@@ -1,3 +1,4 @@
+export * from './api-keys';
 export * from './common';
 export * from './database-service';
 export * from './database-service.client';

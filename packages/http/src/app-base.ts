@@ -28,7 +28,7 @@ import {
 } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
 import type { ZodType } from 'zod';
-import { registerAuth, type TokenGrant } from './auth';
+import { registerAuth, type TokenGrant, type TokenLookup } from './auth';
 import { HttpError, isDependencyUnavailable, isRefusedByDatabase, reasonPhrase } from './errors';
 
 export type HttpApp = FastifyInstance<
@@ -46,6 +46,8 @@ export interface HttpAppOptions {
   logger: Logger;
   registry: Registry;
   tokens: readonly TokenGrant[];
+  /** Where tokens the configured ones do not match are looked up (API keys, OIDC), in order. */
+  tokenLookups?: readonly TokenLookup[];
   /** Requests per minute per token (per client address for unauthenticated routes). */
   rateLimitPerMinute: number;
   /** Failed authentications (401/403) per minute per client address before 429 (default 30). */
@@ -182,18 +184,23 @@ export async function createHttpApp(opts: HttpAppOptions): Promise<HttpApp> {
     timeWindow: MINUTE_MS,
     keyGenerator: (request) => `auth-failures:${request.ip}`,
   });
-  registerAuth(app, opts.tokens, {
-    async blockedFor(request) {
-      const state = await authFailures(request, { increment: false });
-      return !state.isAllowed && state.remaining === 0 ? Math.max(1, state.ttlInSeconds) : 0;
+  registerAuth(
+    app,
+    opts.tokens,
+    {
+      async blockedFor(request) {
+        const state = await authFailures(request, { increment: false });
+        return !state.isAllowed && state.remaining === 0 ? Math.max(1, state.ttlInSeconds) : 0;
+      },
+      async count(request) {
+        const state = await authFailures(request);
+        if (!state.isAllowed && state.remaining === 0 && state.ttlInSeconds * 1000 >= MINUTE_MS - 1_000) {
+          request.log.warn({ client: request.ip }, 'failed authentications over the limit: 429 for a minute');
+        }
+      },
     },
-    async count(request) {
-      const state = await authFailures(request);
-      if (!state.isAllowed && state.remaining === 0 && state.ttlInSeconds * 1000 >= MINUTE_MS - 1_000) {
-        request.log.warn({ client: request.ip }, 'failed authentications over the limit: 429 for a minute');
-      }
-    },
-  });
+    opts.tokenLookups,
+  );
 
   const duration = new Histogram({
     name: 'http_request_duration_seconds',

@@ -1,6 +1,7 @@
-// Bearer tokens from configuration, each with a name (for audit and rate limiting) and scopes.
-// Routes declare the scope they need in `config.scope`; routes without one are public. Failed
-// authentications are counted per client address (AuthFailureLimiter).
+// Bearer tokens: from configuration (bootstrap grants, each with a name for audit and rate
+// limiting, and scopes), then from lookups (named API keys in the catalog, OIDC). Routes declare
+// the scope they need in `config.scope`; routes without one are public; `admin` implies
+// `admin:read`. Failed authentications are counted per client address (AuthFailureLimiter).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ForbiddenError, HttpError, UnauthorizedError } from './errors';
@@ -54,12 +55,36 @@ export interface AuthFailureLimiter {
   count(request: FastifyRequest): Promise<void>;
 }
 
+/**
+ * Finds the principal of a token that is not one of the configured grants (a named API key, an
+ * OIDC token), or undefined. Called only for tokens the configured grants do not match.
+ */
+export type TokenLookup = (token: string) => Promise<Principal | undefined>;
+
+/** Scopes that come with another: whoever may change the fleet may read it. */
+const IMPLIED_BY: Record<string, string> = { 'admin:read': 'admin' };
+
+export function hasScope(principal: Principal, scope: string): boolean {
+  const implying = IMPLIED_BY[scope];
+  return principal.scopes.includes(scope) || (implying !== undefined && principal.scopes.includes(implying));
+}
+
 export function registerAuth(
   app: FastifyInstance,
   grants: readonly TokenGrant[],
   failures?: AuthFailureLimiter,
+  lookups: readonly TokenLookup[] = [],
 ): void {
-  const match = createTokenMatcher(grants);
+  const matchGrant = createTokenMatcher(grants);
+  const match = async (token: string): Promise<Principal | undefined> => {
+    const granted = matchGrant(token);
+    if (granted) return granted;
+    for (const lookup of lookups) {
+      const found = await lookup(token);
+      if (found) return found;
+    }
+    return undefined;
+  };
   const refuse = async (request: FastifyRequest, error: HttpError): Promise<never> => {
     await failures?.count(request);
     throw error;
@@ -76,10 +101,10 @@ export function registerAuth(
     const header = request.headers.authorization;
     // The scheme is case-insensitive (RFC 7235); the token is not.
     const token = header && /^bearer /i.test(header) ? header.slice(7).trim() : undefined;
-    const principal = token ? match(token) : undefined;
+    const principal = token ? await match(token) : undefined;
     if (!principal) return refuse(request, new UnauthorizedError());
     request.principal = principal;
-    if (!principal.scopes.includes(scope)) {
+    if (!hasScope(principal, scope)) {
       return refuse(request, new ForbiddenError(`this route needs the "${scope}" scope`));
     }
   });

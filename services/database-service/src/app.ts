@@ -2,6 +2,7 @@
 // builds what it runs on from its config (main.ts, the bench's service process and the tests).
 import {
   type CatalogDb,
+  createApiKeysRepo,
   createAuditRepo,
   createCatalogDb,
   createFleetRepo,
@@ -19,6 +20,8 @@ import { createPoolConnections, createTenantOps, type PoolConnections } from '@t
 import { createSecretBox, type SecretBox } from '@tenantdb/secrets';
 import { allocationRoutes } from './allocation/allocation.routes';
 import { createAllocationService } from './allocation/allocation.service';
+import { apiKeysRoutes } from './api-keys/api-keys.routes';
+import { createApiKeysService } from './api-keys/api-keys.service';
 import type { DatabaseServiceConfig } from './config';
 import { createServiceMetrics } from './metrics';
 import { poolsRoutes } from './pools/pools.routes';
@@ -36,6 +39,11 @@ export interface DatabaseServiceDeps {
 
 export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
   const { config, db, queues, logger, registry, secrets, connections } = deps;
+  const apiKeys = createApiKeysService({
+    apiKeys: createApiKeysRepo(db),
+    logger,
+    config: { cacheMs: config.TENANTDB_API_KEY_CACHE_MS },
+  });
   const app = await createHttpApp({
     name: 'database-service',
     version: '0.1.0',
@@ -46,6 +54,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
       { name: 'admin', token: config.TENANTDB_ADMIN_TOKEN, scopes: ['admin', 'allocate'] },
       { name: 'allocate', token: config.TENANTDB_ALLOCATE_TOKEN, scopes: ['allocate'] },
     ],
+    tokenLookups: [apiKeys.lookup],
     rateLimitPerMinute: config.TENANTDB_RATE_LIMIT_PER_MINUTE,
     authFailuresPerMinute: config.TENANTDB_AUTH_FAILURES_PER_MINUTE,
     trustProxy: config.TENANTDB_TRUST_PROXY,
@@ -98,6 +107,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
 
   allocationRoutes(app, allocation);
   poolsRoutes(app, pools);
+  apiKeysRoutes(app, apiKeys);
   return app;
 }
 

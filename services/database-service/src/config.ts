@@ -24,6 +24,9 @@ export const DatabaseServiceConfig = z
     TENANTDB_RETRY_AFTER_SECONDS: env.int(5, 1, 3600).describe('retry_after answered with 202 provisioning'),
     ...httpEdgeSettings,
     TENANTDB_BODY_LIMIT_BYTES: env.int(16_384, 1024, 1_048_576),
+    TENANTDB_API_KEY_CACHE_MS: env
+      .int(5_000, 0, 300_000)
+      .describe('how long a replica trusts a checked API key; a revoke reaches other replicas within it'),
     TENANTDB_CATALOG_POOL_SIZE: env.int(20, 1, 500),
     TENANTDB_CATALOG_ACQUIRE_TIMEOUT_MS: env
       .int(15_000, 100, 120_000)

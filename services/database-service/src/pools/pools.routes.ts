@@ -19,6 +19,8 @@ import { z } from 'zod';
 import type { PoolsService } from './pools.service';
 
 const admin = { scope: 'admin' } as const;
+/** Reads: `admin:read` (which `admin` implies) sees everything and can change nothing. */
+const adminRead = { scope: 'admin:read' } as const;
 const tags = ['admin'];
 /** Answers of the operator routes besides the ones every scoped route documents. */
 const refusals = { 404: ErrorResponse, 409: ErrorResponse };
@@ -27,7 +29,7 @@ export function poolsRoutes(app: HttpApp, service: PoolsService): void {
   app.get(
     '/api/database/admin/pools',
     {
-      config: admin,
+      config: adminRead,
       schema: { summary: 'List servers', tags, querystring: PoolsQuery, response: { 200: PoolList } },
     },
     async (request) => service.list(request.query),
@@ -36,7 +38,7 @@ export function poolsRoutes(app: HttpApp, service: PoolsService): void {
   app.get(
     '/api/database/admin/pools/:id',
     {
-      config: admin,
+      config: adminRead,
       schema: {
         summary: 'One server with orchestrator details',
         tags,
@@ -176,7 +178,7 @@ export function poolsRoutes(app: HttpApp, service: PoolsService): void {
 
   app.get(
     '/api/database/admin/stats',
-    { config: admin, schema: { summary: 'Fleet statistics', tags, response: { 200: Stats } } },
+    { config: adminRead, schema: { summary: 'Fleet statistics', tags, response: { 200: Stats } } },
     async () => service.stats(),
   );
 }
