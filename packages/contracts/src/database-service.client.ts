@@ -4,6 +4,7 @@
 // reads), so it retries network errors, timeouts and 5xx with backoff; a 4xx is an answer, never
 // retried. It logs nothing: answers carry passwords.
 import type { z } from 'zod';
+import { IntrospectKeyAnswer } from './api-keys';
 import { ErrorResponse, uuid } from './common';
 import {
   Allocated,
@@ -30,7 +31,7 @@ export interface DatabaseServiceClientOptions {
   onAttempt?: (attempt: { operation: Operation; outcome: AttemptOutcome; seconds: number }) => void;
 }
 
-export type Operation = 'allocate' | 'get_allocation' | 'read_credentials' | 'release';
+export type Operation = 'allocate' | 'get_allocation' | 'read_credentials' | 'release' | 'introspect_key';
 export type AttemptOutcome = 'ok' | 'client_error' | 'server_error' | 'unreachable';
 
 /** database-service answered with an error status (after the retries, for a 5xx). */
@@ -201,6 +202,21 @@ export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) 
         },
       );
       return answer as AllocationCredentials;
+    },
+
+    /**
+     * Whether a named API key presented to instance-service is usable, and its scopes. The key is
+     * sent in the body (never in a URL), over the same connection as every other call.
+     */
+    async introspectKey(key: string): Promise<IntrospectKeyAnswer> {
+      const answer = await call<IntrospectKeyAnswer>(
+        'introspect_key',
+        'POST',
+        '/api/database/api-keys/introspect',
+        { key },
+        { 200: IntrospectKeyAnswer },
+      );
+      return answer as IntrospectKeyAnswer;
     },
 
     /** Drops the database and role and frees the slot; "already gone" is success. */

@@ -1,4 +1,5 @@
 export * from './app-base';
 export * from './auth';
+export * from './checked-tokens';
 export * from './errors';
 export * from './request-context';

@@ -5,6 +5,7 @@ import { createHttpApp, type HttpApp } from '@tenantdb/http';
 import type { InstanceServiceDeps } from './context';
 import { instancesRoutes } from './instances/instances.routes';
 import { createInstancesService } from './instances/instances.service';
+import { createPortalKeyLookup } from './portal-keys';
 
 export { createDeps, type InstanceServiceDeps } from './context';
 export { startConsumer } from './jobs/consumer';
@@ -19,6 +20,12 @@ export async function buildApp(deps: InstanceServiceDeps): Promise<HttpApp> {
     logger,
     registry,
     tokens: [{ name: 'portal', token: config.TENANTDB_PORTAL_TOKEN, scopes: ['portal'] }],
+    tokenLookups: [
+      createPortalKeyLookup({
+        databaseService: deps.databaseService,
+        cacheMs: config.TENANTDB_API_KEY_CACHE_MS,
+      }),
+    ],
     rateLimitPerMinute: config.TENANTDB_RATE_LIMIT_PER_MINUTE,
     authFailuresPerMinute: config.TENANTDB_AUTH_FAILURES_PER_MINUTE,
     trustProxy: config.TENANTDB_TRUST_PROXY,

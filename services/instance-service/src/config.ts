@@ -55,6 +55,11 @@ export const InstanceServiceConfig = z
     TENANTDB_JOB_LOCK_MS: env.int(30_000, 1000),
     TENANTDB_SHUTDOWN_DEADLINE_MS: env.int(25_000, 1000),
     ...httpEdgeSettings,
+    TENANTDB_API_KEY_CACHE_MS: env
+      .int(5_000, 0, 300_000)
+      .describe(
+        'how long a checked portal key is trusted; a revoke in database-service reaches here within it',
+      ),
     TENANTDB_BODY_LIMIT_BYTES: env.int(16_384, 1024, 1_048_576),
     TENANTDB_CATALOG_POOL_SIZE: env.int(20, 1, 500),
     TENANTDB_CATALOG_ACQUIRE_TIMEOUT_MS: env.int(15_000, 100, 120_000),

@@ -4,7 +4,7 @@
 // is at once on the replica that answered it and within that time on the others.
 import type { ApiKeysRepo, ApiKeyView } from '@tenantdb/catalog';
 import type { ApiKey, CreateApiKeyRequest, IntrospectKeyAnswer } from '@tenantdb/contracts';
-import { NotFoundError, type Principal, type RequestContext } from '@tenantdb/http';
+import { createCheckedTokens, NotFoundError, type Principal, type RequestContext } from '@tenantdb/http';
 import type { Logger } from '@tenantdb/observability';
 import { apiKeyMatches, newApiKey, parseApiKey } from '@tenantdb/secrets';
 
@@ -19,18 +19,13 @@ export interface ApiKeysDeps {
 /** How a key is named where a token's name is used (audit actor, rate-limit key, request log). */
 export const keyPrincipalName = (name: string) => `key:${name}`;
 
-interface Checked {
-  principal: Principal & { expiresAt: Date | null };
-  keyId: string;
-  until: number;
-}
+type KeyPrincipal = Principal & { expiresAt: Date | null };
 
-const CACHE_LIMIT = 10_000;
 const TOUCH_EVERY_MS = 60_000;
 
 export function createApiKeysService(deps: ApiKeysDeps) {
   const { apiKeys, logger, config } = deps;
-  const checked = new Map<string, Checked>();
+  const checked = createCheckedTokens<KeyPrincipal, string>({ ttlMs: config.cacheMs });
   const touched = new Map<string, number>();
 
   function view(row: ApiKeyView): ApiKey {
@@ -56,30 +51,26 @@ export function createApiKeysService(deps: ApiKeysDeps) {
   }
 
   /** The principal of a presented key, or undefined (not a key, unknown, revoked or expired). */
-  async function verify(token: string): Promise<Checked['principal'] | undefined> {
+  async function verify(token: string): Promise<KeyPrincipal | undefined> {
     const parsed = parseApiKey(token);
     if (!parsed) return undefined;
-    const cacheKey = parsed.digest.toString('base64');
-    const now = Date.now();
-    const hit = checked.get(cacheKey);
-    if (hit && hit.until > now) {
-      noteUse(hit.keyId);
+    const digest = parsed.digest.toString('base64');
+    const hit = checked.get(digest);
+    if (hit) {
+      noteUse(hit.meta);
       return hit.principal;
     }
-    checked.delete(cacheKey);
     const row = await apiKeys.findUsable(parsed.lookupId);
     if (!row || !apiKeyMatches(parsed, row.secret_digest)) return undefined;
     const principal = { name: keyPrincipalName(row.name), scopes: row.scopes, expiresAt: row.expires_at };
-    if (checked.size >= CACHE_LIMIT) checked.clear();
-    const until = Math.min(now + config.cacheMs, row.expires_at?.getTime() ?? Number.POSITIVE_INFINITY);
-    checked.set(cacheKey, { principal, keyId: row.id, until });
+    checked.set(digest, principal, row.id, row.expires_at);
     noteUse(row.id);
     return principal;
   }
 
   return {
     /** For the HTTP app's token lookups. */
-    lookup: async (token: string): Promise<Principal | undefined> => verify(token),
+    lookup: (token: string): Promise<Principal | undefined> => verify(token),
 
     async create(
       request: CreateApiKeyRequest,
@@ -122,7 +113,7 @@ export function createApiKeysService(deps: ApiKeysDeps) {
         details: { api_key_id: revoked.id, name: revoked.name, lookup_id: revoked.lookup_id },
       }));
       if (!row) throw new NotFoundError('no live API key with this id');
-      for (const [cacheKey, entry] of checked) if (entry.keyId === id) checked.delete(cacheKey);
+      checked.forget((keyId) => keyId === id);
       return view(row);
     },
 
