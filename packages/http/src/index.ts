@@ -2,4 +2,5 @@ export * from './app-base';
 export * from './auth';
 export * from './checked-tokens';
 export * from './errors';
+export * from './oidc';
 export * from './request-context';

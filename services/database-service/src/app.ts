@@ -13,7 +13,7 @@ import {
   createTenantDatabasesRepo,
   pingCatalog,
 } from '@tenantdb/catalog';
-import { createHttpApp, type HttpApp } from '@tenantdb/http';
+import { createHttpApp, createOidcLookup, type HttpApp, type TokenLookup } from '@tenantdb/http';
 import { createQueues, type Queues } from '@tenantdb/jobs';
 import { createRegistry, type Logger, type Registry, type ShutdownStep } from '@tenantdb/observability';
 import { createPoolConnections, createTenantOps, type PoolConnections } from '@tenantdb/pool-server';
@@ -54,7 +54,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
       { name: 'admin', token: config.TENANTDB_ADMIN_TOKEN, scopes: ['admin', 'allocate'] },
       { name: 'allocate', token: config.TENANTDB_ALLOCATE_TOKEN, scopes: ['allocate'] },
     ],
-    tokenLookups: [apiKeys.lookup],
+    tokenLookups: [apiKeys.lookup, ...oidcLookup(config)],
     rateLimitPerMinute: config.TENANTDB_RATE_LIMIT_PER_MINUTE,
     authFailuresPerMinute: config.TENANTDB_AUTH_FAILURES_PER_MINUTE,
     trustProxy: config.TENANTDB_TRUST_PROXY,
@@ -109,6 +109,20 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
   poolsRoutes(app, pools);
   apiKeysRoutes(app, apiKeys);
   return app;
+}
+
+function oidcLookup(config: DatabaseServiceConfig): TokenLookup[] {
+  if (!config.TENANTDB_OIDC_ISSUER) return [];
+  return [
+    createOidcLookup({
+      issuer: config.TENANTDB_OIDC_ISSUER,
+      audience: config.TENANTDB_OIDC_AUDIENCE,
+      scopeClaim: config.TENANTDB_OIDC_SCOPE_CLAIM,
+      scopeMap: config.TENANTDB_OIDC_SCOPE_MAP,
+      clockSkewSeconds: config.TENANTDB_OIDC_CLOCK_SKEW_SECONDS,
+      jwksCacheSeconds: config.TENANTDB_OIDC_JWKS_CACHE_SECONDS,
+    }),
+  ];
 }
 
 export interface DatabaseService extends Omit<DatabaseServiceDeps, 'config' | 'logger'> {

@@ -1,5 +1,27 @@
 import { distinctSecrets, encryptionKeys, env, httpEdgeSettings, parseConfig, z } from '@tenantdb/config';
 
+const SCOPES = ['allocate', 'admin', 'admin:read', 'portal'];
+/** `value=scope,…`: which claim values grant which scope. */
+const oidcScopeMap = z
+  .string()
+  .default('admin=admin,admin:read=admin:read')
+  .transform((raw, ctx) => {
+    const map: Record<string, string> = {};
+    for (const part of raw
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
+      const eq = part.lastIndexOf('=');
+      const [value, scope] = [part.slice(0, eq), part.slice(eq + 1)];
+      if (eq <= 0 || !SCOPES.includes(scope)) {
+        ctx.addIssue({ code: 'custom', message: `each entry must be <claim value>=<${SCOPES.join('|')}>` });
+        return z.NEVER;
+      }
+      map[value] = scope;
+    }
+    return map;
+  });
+
 export const DatabaseServiceConfig = z
   .object({
     DATABASE_URL: z.string().min(1).describe('catalog Postgres connection string'),
@@ -31,6 +53,29 @@ export const DatabaseServiceConfig = z
     TENANTDB_CATALOG_ACQUIRE_TIMEOUT_MS: env
       .int(15_000, 100, 120_000)
       .describe('how long a request waits for a catalog connection before answering 503'),
+    TENANTDB_OIDC_ISSUER: z
+      .union([z.literal(''), z.url({ protocol: /^https?$/ })])
+      .default('')
+      .describe('OpenID issuer whose bearer JWTs are accepted (operators); empty: OIDC off'),
+    TENANTDB_OIDC_AUDIENCE: z
+      .string()
+      .max(512)
+      .default('')
+      .describe('the aud a token must carry (required with an issuer)'),
+    TENANTDB_OIDC_SCOPE_CLAIM: z
+      .string()
+      .regex(/^[A-Za-z0-9_:./-]{1,64}$/)
+      .default('scope')
+      .describe('claim holding the scopes or roles: a space-separated string or an array'),
+    TENANTDB_OIDC_SCOPE_MAP: oidcScopeMap.describe(
+      'claim value=tenantdb scope, comma-separated; values not listed grant nothing',
+    ),
+    TENANTDB_OIDC_CLOCK_SKEW_SECONDS: env
+      .int(30, 0, 300)
+      .describe('clock difference tolerated on exp/nbf/iat'),
+    TENANTDB_OIDC_JWKS_CACHE_SECONDS: env
+      .int(600, 1, 86_400)
+      .describe("how long the issuer's keys are kept; an unknown key id refetches them sooner"),
     TENANTDB_QUEUE_PREFIX: z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,64}$/)
@@ -38,7 +83,15 @@ export const DatabaseServiceConfig = z
     LOG_LEVEL: env.logLevel(),
   })
   // Checked even when other variables are wrong, so that every problem is reported at once.
-  .superRefine(distinctSecrets(['TENANTDB_ADMIN_TOKEN', 'TENANTDB_ALLOCATE_TOKEN']), { when: () => true });
+  .superRefine(distinctSecrets(['TENANTDB_ADMIN_TOKEN', 'TENANTDB_ALLOCATE_TOKEN']), { when: () => true })
+  .superRefine((config, ctx) => {
+    if (config.TENANTDB_OIDC_ISSUER && !config.TENANTDB_OIDC_AUDIENCE)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['TENANTDB_OIDC_AUDIENCE'],
+        message: 'is required with TENANTDB_OIDC_ISSUER',
+      });
+  });
 export type DatabaseServiceConfig = z.output<typeof DatabaseServiceConfig>;
 
 export const loadConfig = (source?: Record<string, string | undefined>) =>
