@@ -4,6 +4,7 @@ export * from './migrate';
 export * from './repos/audit.repo';
 export * from './repos/fleet.repo';
 export * from './repos/health.repo';
+export * from './repos/limits.repo';
 export * from './repos/plans.repo';
 export * from './repos/reservations.repo';
 export * from './repos/retirement.repo';

@@ -6,6 +6,7 @@ import {
   createCatalogDb,
   createFleetRepo,
   createHealthRepo,
+  createLimitsRepo,
   createPlansRepo,
   createReservationsRepo,
   createServersRepo,
@@ -20,6 +21,7 @@ import { createSecretBox, type SecretBox } from '@tenantdb/secrets';
 import { allocationRoutes } from './allocation/allocation.routes';
 import { createAllocationService } from './allocation/allocation.service';
 import type { DatabaseServiceConfig } from './config';
+import { createLimits, limitsConfig } from './limits';
 import { createServiceMetrics } from './metrics';
 import { poolsRoutes } from './pools/pools.routes';
 import { createPoolsService } from './pools/pools.service';
@@ -62,6 +64,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     plans: createPlansRepo(db),
     audit: createAuditRepo(db),
   };
+  const limits = createLimits({ limits: createLimitsRepo(), config: limitsConfig(config) });
   const allocation = createAllocationService({
     db,
     ...repos,
@@ -75,6 +78,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
       retryAfterSeconds: config.TENANTDB_RETRY_AFTER_SECONDS,
       defaultDriver: config.TENANTDB_DEFAULT_DRIVER,
     },
+    limits,
   });
   const pools = createPoolsService({
     db,
@@ -82,6 +86,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     secrets,
     connections,
     queues,
+    limits,
     config: { defaultDriver: config.TENANTDB_DEFAULT_DRIVER },
   });
 
