@@ -2,10 +2,12 @@
 // per customer (instances, dedicated servers; a plan's columns override the configured defaults)
 // and over the fleet (a ceiling, and a bound on servers starting at once). Checked under the
 // catalog's advisory locks (LimitsRepo) in the transaction that inserts, so nothing is created
-// over a limit. A customer over its limit gets 403; a fleet at its ceiling or bound gets 429.
+// over a limit. A customer over its limit gets 409 (an answer: instance-service fails the signup
+// at once with the message, where it would retry a 403 as a token problem); a fleet at its
+// ceiling or bound gets 429 + Retry-After (transient: callers retry).
 import type { CatalogTrx, FleetLimits, LimitsRepo, Plan } from '@tenantdb/catalog';
 import { fleetLimitReached } from '@tenantdb/catalog';
-import { ForbiddenError, HttpError } from '@tenantdb/http';
+import { ConflictError, HttpError } from '@tenantdb/http';
 import type { DatabaseServiceConfig } from './config';
 
 export interface LimitsConfig {
@@ -64,8 +66,9 @@ export function createLimits(deps: { limits: LimitsRepo; config: LimitsConfig })
 
     /**
      * Before a new live instance of `customerId`, in its transaction: the customer's lock and
-     * counts; throws (403) at the instance limit. `dedicated`: the instance brings a new
-     * dedicated server, also counted against the dedicated limit.
+     * counts; throws (409) at the instance limit. A dedicated server that has not got its tenant
+     * yet counts as an instance on its way. `dedicated`: the instance brings a new dedicated
+     * server, also counted against the dedicated limit.
      */
     async admitInstance(
       trx: CatalogTrx,
@@ -77,13 +80,13 @@ export function createLimits(deps: { limits: LimitsRepo; config: LimitsConfig })
       const maxInstances = plan.max_instances_per_customer ?? config.maxInstancesPerCustomer;
       const instances = held.instances + held.pendingDedicated;
       if (instances >= maxInstances) {
-        throw new ForbiddenError(
+        throw new ConflictError(
           `this customer holds ${instances} live instances, its limit (${maxInstances}); release one first`,
         );
       }
       const maxDedicated = plan.max_dedicated_servers_per_customer ?? config.maxDedicatedPerCustomer;
       if (opts.dedicated && held.dedicatedServers >= maxDedicated) {
-        throw new ForbiddenError(
+        throw new ConflictError(
           `this customer has ${held.dedicatedServers} dedicated servers, its limit (${maxDedicated}); release one first`,
         );
       }

@@ -1,5 +1,5 @@
 // Limits on what a caller can make (issue 14): per customer (live instances, dedicated servers;
-// from the plan's columns or the configured defaults) → 403, and over the fleet (a ceiling, a
+// from the plan's columns or the configured defaults) → 409, and over the fleet (a ceiling, a
 // bound on servers provisioning at once) → 429 + Retry-After; over a limit nothing is created,
 // however many requests arrive at once. And provision-dedicated checks the instance's live
 // allocation and its owner before it makes anything (409).
@@ -26,16 +26,16 @@ describe('per-customer limits', () => {
     await h?.close();
   });
 
-  it('10 allocates at once for one customer: exactly the configured 4 get a database, the rest 403', async () => {
+  it('10 allocates at once for one customer: exactly the configured 4 get a database, the rest 409', async () => {
     const customer = crypto.randomUUID();
     const answers = await Promise.all(
       Array.from({ length: 10 }, () =>
         h.api('POST', '/api/database/allocate', { ...newIds('standard'), customer_id: customer }),
       ),
     );
-    expect(statuses(answers)).toEqual([...Array(4).fill(200), ...Array(6).fill(403)]);
-    const refused = answers.find((a) => a.status === 403)!;
-    expect(refused.body).toMatchObject({ statusCode: 403, message: expect.stringMatching(/limit \(4\)/) });
+    expect(statuses(answers)).toEqual([...Array(4).fill(200), ...Array(6).fill(409)]);
+    const refused = answers.find((a) => a.status === 409)!;
+    expect(refused.body).toMatchObject({ statusCode: 409, message: expect.stringMatching(/limit \(4\)/) });
     const rows = await h.db
       .selectFrom('tenant_databases')
       .select('status')
@@ -72,10 +72,10 @@ describe('per-customer limits', () => {
         h.api('POST', '/api/database/allocate', { ...newIds('starter'), customer_id: customer }),
       ),
     );
-    expect(statuses(answers)).toEqual([200, 403, 403, 403]);
+    expect(statuses(answers)).toEqual([200, 409, 409, 409]);
   });
 
-  it('8 provision-dedicated at once for one customer: exactly 3 servers and 3 jobs, the rest 403', async () => {
+  it('8 provision-dedicated at once for one customer: exactly 3 servers and 3 jobs, the rest 409', async () => {
     const customer = crypto.randomUUID();
     const jobsBefore = (await provisionJobs(h)).length;
     const answers = await Promise.all(
@@ -83,8 +83,8 @@ describe('per-customer limits', () => {
         h.api('POST', '/api/database/provision-dedicated', { ...newIds('premium'), customer_id: customer }),
       ),
     );
-    expect(statuses(answers)).toEqual([...Array(3).fill(202), ...Array(5).fill(403)]);
-    expect(answers.find((a) => a.status === 403)!.body.message).toMatch(/dedicated servers, its limit \(3\)/);
+    expect(statuses(answers)).toEqual([...Array(3).fill(202), ...Array(5).fill(409)]);
+    expect(answers.find((a) => a.status === 409)!.body.message).toMatch(/dedicated servers, its limit \(3\)/);
     expect(await serversOf(h, customer)).toHaveLength(3);
     expect((await provisionJobs(h)).length - jobsBefore).toBe(3);
     // A repeat of an admitted instance still answers 202 (its server exists): not a new one.

@@ -44,7 +44,7 @@ export function createDedicatedPlacement(deps: DedicatedPlacementDeps) {
   /**
    * The instance's dedicated server, inserted (and audited) by the first request that asks, when
    * the customer's limits and the fleet's allow one more (checked under their locks in the
-   * inserting transaction: 403 or 429, and nothing inserted, otherwise).
+   * inserting transaction: 409 or 429, and nothing inserted, otherwise).
    */
   async function dedicatedServer(req: AllocateRequest, plan: Plan, ctx: RequestContext): Promise<DbServer> {
     const existing = await servers.findDedicatedFor(req.instance_id);

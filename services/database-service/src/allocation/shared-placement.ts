@@ -83,7 +83,7 @@ export function createSharedPlacement(deps: SharedPlacementDeps) {
       actor: ctx.actor,
       request_id: ctx.requestId,
     };
-    // One try: the customer's instances counted under its lock (403 at its limit), then the
+    // One try: the customer's instances counted under its lock (409 at its limit), then the
     // reservation statement, in one transaction, so concurrent requests cannot overshoot.
     const reserve = (skipLocked: boolean) =>
       db.transaction().execute(async (trx) => {
@@ -96,7 +96,7 @@ export function createSharedPlacement(deps: SharedPlacementDeps) {
       });
     // Skip pools other requests hold first (no waiting); then wait for a held one; a pool that
     // filled up while we waited sends us round again as long as any pool has room. Each try is
-    // one statement: a pool is held only while it runs.
+    // one reservation statement: a pool is held only while it runs and commits.
     for (let round = 0; round < 10; round++) {
       const first = await reserve(true);
       const result = first.kind === 'not-taken' ? await reserve(false) : first;
