@@ -100,7 +100,7 @@ export async function hotStatements(passwordEnc: string): Promise<HotStatement[]
     ...(await one(
       "a customer's instances and dedicated servers",
       'LimitsRepo.lockCustomer — POST /allocate, every reservation try, under the customer lock',
-      (db) => customerCountStatement(randomUUID()).execute(db),
+      (db) => customerCountStatement(randomUUID(), randomUUID()).execute(db),
     )),
     ...(await one(
       'findLiveByInstance',

@@ -65,18 +65,20 @@ export function createLimits(deps: { limits: LimitsRepo; config: LimitsConfig })
     },
 
     /**
-     * Before a new live instance of `customerId`, in its transaction: the customer's lock and
+     * Before a new live instance of a customer, in its transaction: the customer's lock and
      * counts; throws (409) at the instance limit. A dedicated server that has not got its tenant
      * yet counts as an instance on its way. `dedicated`: the instance brings a new dedicated
      * server, also counted against the dedicated limit.
      */
     async admitInstance(
       trx: CatalogTrx,
-      customerId: string,
+      ask: { customer_id: string; instance_id: string },
       plan: PlanLimits,
       opts: { dedicated: boolean },
     ): Promise<void> {
-      const held = await limits.lockCustomer(customerId, trx);
+      // The instance asking is not counted: a repeat of it (another process creating it) is
+      // answered as a repeat, never refused as one more.
+      const held = await limits.lockCustomer(ask.customer_id, ask.instance_id, trx);
       const maxInstances = plan.max_instances_per_customer ?? config.maxInstancesPerCustomer;
       const instances = held.instances + held.pendingDedicated;
       if (instances >= maxInstances) {

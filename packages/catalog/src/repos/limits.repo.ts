@@ -57,16 +57,19 @@ export function fleetCountStatement() {
      WHERE status <> 'decommissioned'`;
 }
 
-export function customerCountStatement(customerId: string) {
+/** What `customerId` holds besides `instanceId` (the one asking: a repeat of it is not one more). */
+export function customerCountStatement(customerId: string, instanceId: string) {
   return sql<CustomerCount>`
     SELECT (SELECT count(*) FROM tenant_databases
-             WHERE customer_id = ${customerId} AND status = ANY(${HELD_STATUSES}::text[]))::int AS instances,
+             WHERE customer_id = ${customerId} AND status = ANY(${HELD_STATUSES}::text[])
+               AND instance_id IS DISTINCT FROM ${instanceId}::uuid)::int AS instances,
            count(*)::int AS "dedicatedServers",
            count(*) FILTER (WHERE status <> 'error' AND NOT EXISTS (
              SELECT 1 FROM tenant_databases t WHERE t.db_server_id = s.id AND t.status <> 'failed'
            ))::int AS "pendingDedicated"
       FROM db_servers s
-     WHERE dedicated_to_customer_id = ${customerId} AND status <> 'decommissioned'`;
+     WHERE dedicated_to_customer_id = ${customerId} AND status <> 'decommissioned'
+       AND dedicated_to_instance_id IS DISTINCT FROM ${instanceId}::uuid`;
 }
 
 export type LimitsRepo = ReturnType<typeof createLimitsRepo>;
@@ -83,12 +86,13 @@ export function createLimitsRepo() {
     },
 
     /**
-     * Takes one customer's lock (LOCK_KEYS.customerLimits) and counts what it holds. Every path
-     * that gives a customer an instance or a dedicated server calls this first in its transaction.
+     * Takes one customer's lock (LOCK_KEYS.customerLimits) and counts what it holds besides the
+     * instance asking. Every path that gives a customer an instance or a dedicated server calls
+     * this first in its transaction.
      */
-    async lockCustomer(customerId: string, trx: CatalogTrx): Promise<CustomerCount> {
+    async lockCustomer(customerId: string, instanceId: string, trx: CatalogTrx): Promise<CustomerCount> {
       await takeTransactionLock(trx, LOCK_KEYS.customerLimits(customerId));
-      return (await customerCountStatement(customerId).execute(trx)).rows[0]!;
+      return (await customerCountStatement(customerId, instanceId).execute(trx)).rows[0]!;
     },
   };
 }

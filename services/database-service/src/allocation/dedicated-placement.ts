@@ -63,7 +63,7 @@ export function createDedicatedPlacement(deps: DedicatedPlacementDeps) {
     };
     const created = await audit.audited(
       async (trx) => {
-        await limits.admitInstance(trx, req.customer_id, plan, { dedicated: true });
+        await limits.admitInstance(trx, req, plan, { dedicated: true });
         // Under the customer's lock: a request of the same customer made it meanwhile.
         if (await servers.findDedicatedFor(req.instance_id, trx)) return undefined;
         await limits.admitServer(trx);

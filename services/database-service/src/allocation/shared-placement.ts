@@ -87,7 +87,7 @@ export function createSharedPlacement(deps: SharedPlacementDeps) {
     // reservation statement, in one transaction, so concurrent requests cannot overshoot.
     const reserve = (skipLocked: boolean) =>
       db.transaction().execute(async (trx) => {
-        await limits.admitInstance(trx, req.customer_id, plan, { dedicated: false });
+        await limits.admitInstance(trx, req, plan, { dedicated: false });
         return reservations.reserveShared(
           request,
           { strategy: config.strategy, excludeIds, skipLocked },
