@@ -9,6 +9,7 @@ import {
   createReservationsRepo,
   createServersRepo,
   createTenantDatabasesRepo,
+  customerCountStatement,
   driftedServers,
   warmReady,
 } from '@tenantdb/catalog';
@@ -95,6 +96,11 @@ export async function hotStatements(passwordEnc: string): Promise<HotStatement[]
       'reserveShared, skip locked (pack)',
       'ReservationsRepo.reserveShared — POST /allocate, first try of every new allocation',
       (db) => createReservationsRepo(db).reserveShared(request, { strategy: 'pack', skipLocked: true }),
+    )),
+    ...(await one(
+      "a customer's instances and dedicated servers",
+      'LimitsRepo.lockCustomer — POST /allocate, every reservation try, under the customer lock',
+      (db) => customerCountStatement(randomUUID(), randomUUID()).execute(db),
     )),
     ...(await one(
       'findLiveByInstance',

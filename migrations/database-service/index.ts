@@ -9,6 +9,7 @@ import * as m0005 from './0005_server_database_drift';
 import * as m0006 from './0006_placement_indexes';
 import * as m0007 from './0007_server_slot_drift';
 import * as m0008 from './0008_warm_ready_index';
+import * as m0009 from './0009_customer_limits';
 import * as m0012 from './0012_api_keys';
 
 export const migrations: Record<string, Migration> = {
@@ -20,5 +21,6 @@ export const migrations: Record<string, Migration> = {
   '0006_placement_indexes': m0006,
   '0007_server_slot_drift': m0007,
   '0008_warm_ready_index': m0008,
+  '0009_customer_limits': m0009,
   '0012_api_keys': m0012,
 };

@@ -5,6 +5,7 @@ export * from './repos/api-keys.repo';
 export * from './repos/audit.repo';
 export * from './repos/fleet.repo';
 export * from './repos/health.repo';
+export * from './repos/limits.repo';
 export * from './repos/plans.repo';
 export * from './repos/reservations.repo';
 export * from './repos/retirement.repo';

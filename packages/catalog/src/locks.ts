@@ -58,4 +58,12 @@ export const LOCK_KEYS = {
   warmRefill: (serverId: string) => `refill-warm:${serverId}`,
   /** The capacity planner's decision (transaction lock). */
   capacityPlanner: 'tenantdb:grow-shared-capacity',
+  /**
+   * Every insert of a server tenantdb provisions (transaction lock; LimitsRepo.lockFleet): the
+   * fleet ceiling and the provisioning bound are counted under it. Taken after the planner's or a
+   * customer's lock, never before.
+   */
+  serverCreation: 'tenantdb:server-creation',
+  /** One customer's new instances and dedicated servers, counted against its limits (transaction lock). */
+  customerLimits: (customerId: string) => `customer-limits:${customerId}`,
 } as const;

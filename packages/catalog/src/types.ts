@@ -101,6 +101,10 @@ export interface PlansTable {
   cpu_limit: Numeric;
   memory_limit_mb: number | null;
   storage_size_gb: number | null;
+  /** Live instances one customer may hold; null: the configured default. */
+  max_instances_per_customer: ColumnType<number | null, number | null | undefined, number | null>;
+  /** Dedicated servers one customer may have; null: the configured default. */
+  max_dedicated_servers_per_customer: ColumnType<number | null, number | null | undefined, number | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

@@ -7,6 +7,7 @@ import {
   createCatalogDb,
   createFleetRepo,
   createHealthRepo,
+  createLimitsRepo,
   createPlansRepo,
   createReservationsRepo,
   createServersRepo,
@@ -23,6 +24,7 @@ import { createAllocationService } from './allocation/allocation.service';
 import { apiKeysRoutes } from './api-keys/api-keys.routes';
 import { createApiKeysService } from './api-keys/api-keys.service';
 import type { DatabaseServiceConfig } from './config';
+import { createLimits, limitsConfig } from './limits';
 import { createServiceMetrics } from './metrics';
 import { poolsRoutes } from './pools/pools.routes';
 import { createPoolsService } from './pools/pools.service';
@@ -82,6 +84,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     plans: createPlansRepo(db),
     audit: createAuditRepo(db),
   };
+  const limits = createLimits({ limits: createLimitsRepo(), config: limitsConfig(config) });
   const allocation = createAllocationService({
     db,
     ...repos,
@@ -95,6 +98,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
       retryAfterSeconds: config.TENANTDB_RETRY_AFTER_SECONDS,
       defaultDriver: config.TENANTDB_DEFAULT_DRIVER,
     },
+    limits,
   });
   const pools = createPoolsService({
     db,
@@ -102,6 +106,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     secrets,
     connections,
     queues,
+    limits,
     config: { defaultDriver: config.TENANTDB_DEFAULT_DRIVER },
   });
 

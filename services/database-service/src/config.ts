@@ -45,6 +45,26 @@ export const DatabaseServiceConfig = z
       ),
     TENANTDB_RETRY_AFTER_SECONDS: env.int(5, 1, 3600).describe('retry_after answered with 202 provisioning'),
     ...httpEdgeSettings,
+    TENANTDB_MAX_INSTANCES_PER_CUSTOMER: env
+      .int(100, 0, 1_000_000)
+      .describe(
+        "live instances (allocations) one customer may hold; a plan's max_instances_per_customer overrides it",
+      ),
+    TENANTDB_MAX_DEDICATED_PER_CUSTOMER: env
+      .int(5, 0, 100_000)
+      .describe(
+        "dedicated servers one customer may have; a plan's max_dedicated_servers_per_customer overrides it",
+      ),
+    TENANTDB_MAX_SERVERS: env
+      .int(500, 1, 1_000_000)
+      .describe(
+        'fleet ceiling: servers tenantdb runs (not decommissioned; registered external ones not counted); set the same on database-worker',
+      ),
+    TENANTDB_MAX_STARTING_SERVERS: env
+      .int(10, 1, 10_000)
+      .describe(
+        'servers (shared and dedicated) provisioning at once, at most; set the same on database-worker',
+      ),
     TENANTDB_BODY_LIMIT_BYTES: env.int(16_384, 1024, 1_048_576),
     TENANTDB_API_KEY_CACHE_MS: env
       .int(5_000, 0, 300_000)

@@ -103,6 +103,12 @@ export const WorkerConfig = z
       .int(10, 0, 100_000)
       .describe('free shared slots the planner keeps (at least 1)'),
     TENANTDB_MAX_PENDING_POOLS: env.int(3, 1, 100).describe('shared pools starting at once, at most'),
+    TENANTDB_MAX_SERVERS: env
+      .int(500, 1, 1_000_000)
+      .describe('the capacity planner provisions no pool beyond this fleet ceiling'),
+    TENANTDB_MAX_STARTING_SERVERS: env
+      .int(10, 1, 10_000)
+      .describe('the capacity planner starts no pool while this many servers are starting'),
     TENANTDB_WARM_DATABASES: env
       .int(5, 0, 1000)
       .describe('pre-created databases kept per active shared pool'),

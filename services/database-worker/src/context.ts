@@ -6,6 +6,7 @@ import type {
   DbServer,
   FleetRepo,
   HealthRepo,
+  LimitsRepo,
   PlansRepo,
   RetirementRepo,
   ServersRepo,
@@ -26,6 +27,7 @@ export interface WorkerDeps {
   servers: ServersRepo;
   fleet: FleetRepo;
   health: HealthRepo;
+  limits: LimitsRepo;
   tenants: TenantDatabasesRepo;
   plans: PlansRepo;
   retirement: RetirementRepo;

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { isLiveInstanceViolation } from '../constraints';
-import type { CatalogDb } from '../db';
+import type { CatalogDb, Executor } from '../db';
 import type { DbServer, TenantDatabase } from '../types';
 
 export type PlacementStrategy = 'pack' | 'spread';
@@ -142,15 +142,17 @@ export function createReservationsRepo(db: CatalogDb) {
      * no pool could be taken (none with room, or all held and `skipLocked`). `duplicate` when the
      * unique index `tenant_databases_live_instance` refused the row: the instance already has a
      * live one, and nothing was written. The CHECK on current_instances is the last guard against
-     * over-commit.
+     * over-commit. In `trx` when given (database-service counts the customer's instances under
+     * its lock there first); a duplicate then leaves that transaction aborted, to be rolled back.
      */
     async reserveShared(
       req: SharedReservationRequest,
       opts: ReserveOptions,
+      trx: Executor = db,
     ): Promise<SharedReservationResult> {
       let rows: ReservedRow[];
       try {
-        ({ rows } = await reserveSharedStatement(req, opts).execute(db));
+        ({ rows } = await reserveSharedStatement(req, opts).execute(trx));
       } catch (err) {
         if (isLiveInstanceViolation(err)) return { kind: 'duplicate' };
         throw err;

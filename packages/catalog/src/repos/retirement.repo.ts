@@ -5,6 +5,7 @@ import type { CatalogDb, Executor } from '../db';
 import {
   type CatalogDatabase,
   type DbServer,
+  SERVING_STATUSES,
   type ServerStatus,
   SLOT_HOLDING_STATUSES,
   type TenantDatabase,
@@ -40,6 +41,39 @@ export function createRetirementRepo(db: CatalogDb) {
         .selectAll()
         .where('status', '=', status)
         .where(holdsNoTenant)
+        .execute();
+    },
+
+    /**
+     * Dedicated servers whose tenant was released before `releasedBefore` and that hold no tenant
+     * now (nor any row released since): what the cleanup sweep retires. A server that never had
+     * a tenant (still waiting for its first allocation) is not among them.
+     */
+    listReleasedDedicated(releasedBefore: Date, trx: Executor = db): Promise<DbServer[]> {
+      return trx
+        .selectFrom('db_servers')
+        .selectAll()
+        .where('server_type', '=', 'dedicated')
+        .where('status', 'in', SERVING_STATUSES)
+        .where(holdsNoTenant)
+        .where(({ exists, not, selectFrom }) =>
+          exists(
+            selectFrom('tenant_databases as t')
+              .select(sql`1`.as('one'))
+              .whereRef('t.db_server_id', '=', 'db_servers.id')
+              .where('t.status', '=', 'released'),
+          ).and(
+            not(
+              exists(
+                selectFrom('tenant_databases as t')
+                  .select(sql`1`.as('one'))
+                  .whereRef('t.db_server_id', '=', 'db_servers.id')
+                  .where('t.status', '=', 'released')
+                  .where('t.released_at', '>=', releasedBefore),
+              ),
+            ),
+          ),
+        )
         .execute();
     },
 

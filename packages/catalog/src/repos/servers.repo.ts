@@ -49,11 +49,16 @@ export function createServersRepo(db: CatalogDb) {
       return trx.selectFrom('db_servers').selectAll().where('name', '=', name).executeTakeFirst();
     },
 
+    /**
+     * The instance's dedicated server still in the fleet (one at most: the partial unique index
+     * db_servers_dedicated_instance); a decommissioned one is history, and a retry gets a new one.
+     */
     findDedicatedFor(instanceId: string, trx: Executor = db): Promise<DbServer | undefined> {
       return trx
         .selectFrom('db_servers')
         .selectAll()
         .where('dedicated_to_instance_id', '=', instanceId)
+        .where('status', '<>', 'decommissioned')
         .executeTakeFirst();
     },
 

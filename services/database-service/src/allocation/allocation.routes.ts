@@ -25,7 +25,8 @@ export function allocationRoutes(app: HttpApp, service: AllocationService): void
         summary: 'Allocate a tenant database for an instance (idempotent per instance_id)',
         tags: ['allocations'],
         body: AllocateRequest,
-        response: { 200: Allocated, 202: Provisioning },
+        // 409: another customer's instance, or the customer at its limit; 429: the fleet's limits.
+        response: { 200: Allocated, 202: Provisioning, 409: ErrorResponse, 429: ErrorResponse },
       },
     },
     async (request, reply) => {
@@ -44,7 +45,7 @@ export function allocationRoutes(app: HttpApp, service: AllocationService): void
         summary: 'Provision a dedicated server for an instance; 202 until it is active, then 200',
         tags: ['allocations'],
         body: ProvisionDedicatedRequest,
-        response: { 200: Provisioned, 202: Provisioning },
+        response: { 200: Provisioned, 202: Provisioning, 409: ErrorResponse, 429: ErrorResponse },
       },
     },
     async (request, reply) => {

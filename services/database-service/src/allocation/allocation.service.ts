@@ -18,6 +18,7 @@ import type { Queues } from '@tenantdb/jobs';
 import type { Logger } from '@tenantdb/observability';
 import type { TenantOps } from '@tenantdb/pool-server';
 import type { SecretBox } from '@tenantdb/secrets';
+import type { Limits } from '../limits';
 import type { ServiceMetrics } from '../metrics';
 import { createAnswers } from './answers';
 import { createDedicatedPlacement } from './dedicated-placement';
@@ -45,6 +46,7 @@ export interface AllocationDeps {
   metrics: ServiceMetrics;
   logger: Logger;
   config: AllocationConfig;
+  limits: Limits;
 }
 
 function knownPlan(planTier: string, plan: Plan | undefined): Plan {

@@ -1,5 +1,6 @@
 // Dedicated placement: one server per instance, created once; 202 until the worker has made it
 // active, then the tenant database is created there.
+import { randomBytes } from 'node:crypto';
 import type {
   AuditRepo,
   CatalogDb,
@@ -14,6 +15,7 @@ import { ConflictError, type RequestContext, UnavailableError } from '@tenantdb/
 import type { Queues } from '@tenantdb/jobs';
 import { generateTenantNames, PoolServerUnavailableError } from '@tenantdb/pool-server';
 import { generatePassword, type SecretBox } from '@tenantdb/secrets';
+import type { Limits } from '../limits';
 import type { AllocationConfig } from './allocation.service';
 import type { Answers, Credentials } from './answers';
 import type { Materialize } from './materialize';
@@ -26,6 +28,7 @@ export interface DedicatedPlacementDeps {
   secrets: Pick<SecretBox, 'encrypt'>;
   queues: Pick<Queues, 'enqueue'>;
   config: Pick<AllocationConfig, 'retryAfterSeconds' | 'defaultDriver'>;
+  limits: Pick<Limits, 'admitInstance' | 'admitServer'>;
   answers: Answers;
   materialize: Materialize;
 }
@@ -36,30 +39,41 @@ class AlreadyLive extends Error {}
 export type DedicatedResult = { server: DbServer; answer: Credentials } | Provisioning;
 
 export function createDedicatedPlacement(deps: DedicatedPlacementDeps) {
-  const { db, servers, tenants, audit, secrets, queues, config, answers, materialize } = deps;
+  const { db, servers, tenants, audit, secrets, queues, config, limits, answers, materialize } = deps;
 
-  /** The instance's dedicated server, inserted (and audited) by the first request that asks. */
+  /**
+   * The instance's dedicated server, inserted (and audited) by the first request that asks, when
+   * the customer's limits and the fleet's allow one more (checked under their locks in the
+   * inserting transaction: 409 or 429, and nothing inserted, otherwise).
+   */
   async function dedicatedServer(req: AllocateRequest, plan: Plan, ctx: RequestContext): Promise<DbServer> {
     const existing = await servers.findDedicatedFor(req.instance_id);
     if (existing) return existing;
-    const suffix = req.instance_id.replaceAll('-', '').slice(0, 20);
+    const base = `ded-${req.instance_id.replaceAll('-', '').slice(0, 20)}`;
+    const row = {
+      driver: config.defaultDriver,
+      server_type: 'dedicated' as const,
+      dedicated_to_customer_id: req.customer_id,
+      dedicated_to_instance_id: req.instance_id,
+      max_instances: 1,
+      status: 'provisioning' as const,
+      cpu_limit: plan.cpu_limit === null ? null : Number(plan.cpu_limit),
+      memory_limit_mb: plan.memory_limit_mb,
+      storage_size_gb: plan.storage_size_gb,
+    };
     const created = await audit.audited(
-      (trx) =>
-        servers.insert(
-          {
-            name: `ded-${suffix}`,
-            driver: config.defaultDriver,
-            server_type: 'dedicated',
-            dedicated_to_customer_id: req.customer_id,
-            dedicated_to_instance_id: req.instance_id,
-            max_instances: 1,
-            status: 'provisioning',
-            cpu_limit: plan.cpu_limit === null ? null : Number(plan.cpu_limit),
-            memory_limit_mb: plan.memory_limit_mb,
-            storage_size_gb: plan.storage_size_gb,
-          },
-          trx,
-        ),
+      async (trx) => {
+        await limits.admitInstance(trx, req, plan, { dedicated: true });
+        // Under the customer's lock: a request of the same customer made it meanwhile.
+        if (await servers.findDedicatedFor(req.instance_id, trx)) return undefined;
+        await limits.admitServer(trx);
+        // The name of an earlier server of the instance (failed and cleaned up, or retired) stays
+        // taken by its decommissioned row: a retry's server gets a suffix.
+        return (
+          (await servers.insert({ ...row, name: base }, trx)) ??
+          (await servers.insert({ ...row, name: `${base}-${randomBytes(4).toString('hex')}` }, trx))
+        );
+      },
       (inserted) => ({
         actor: ctx.actor,
         action: 'server.provision_dedicated',
@@ -72,6 +86,22 @@ export function createDedicatedPlacement(deps: DedicatedPlacementDeps) {
     const server = created ?? (await servers.findDedicatedFor(req.instance_id));
     if (!server) throw new ConflictError('a server with this name already exists');
     return server;
+  }
+
+  /**
+   * An instance that already has a live allocation gets no dedicated server of its own: not for
+   * another customer (its owner), nor beside a database it already has on a shared pool.
+   */
+  async function refuseIfHeldElsewhere(req: AllocateRequest): Promise<void> {
+    const live = await tenants.findLiveByInstance(req.instance_id);
+    if (!live) return;
+    if (live.customer_id !== req.customer_id) {
+      throw new ConflictError('this instance_id is already allocated to another customer');
+    }
+    const own = await servers.findDedicatedFor(req.instance_id);
+    if (own?.id !== live.db_server_id) {
+      throw new ConflictError('this instance_id already has a database on a shared pool');
+    }
   }
 
   /** A slot on the server and the row holding it, in one transaction; undefined when none was taken. */
@@ -128,6 +158,7 @@ export function createDedicatedPlacement(deps: DedicatedPlacementDeps) {
     plan: Plan,
     ctx: RequestContext,
   ): Promise<DedicatedResult> {
+    await refuseIfHeldElsewhere(req);
     const server = await dedicatedServer(req, plan, ctx);
     if (server.dedicated_to_customer_id !== req.customer_id) {
       throw new ConflictError('this instance_id belongs to another customer');

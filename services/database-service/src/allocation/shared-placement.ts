@@ -1,6 +1,7 @@
 // Shared placement: reserve a slot on a pool with room (one catalog statement), then create or
 // claim the database there; a pool that fails at the SQL step is left out and another one tried.
 import type {
+  CatalogDb,
   Plan,
   ReservationsRepo,
   ServerAddress,
@@ -13,6 +14,7 @@ import { type RequestContext, UnavailableError } from '@tenantdb/http';
 import { type Queues, recordUnmetDemand } from '@tenantdb/jobs';
 import { generateTenantNames, PoolServerBusyError, PoolServerUnavailableError } from '@tenantdb/pool-server';
 import { generatePassword, type SecretBox } from '@tenantdb/secrets';
+import type { Limits } from '../limits';
 import type { AllocationConfig } from './allocation.service';
 import type { Answers } from './answers';
 import type { Materialize } from './materialize';
@@ -26,18 +28,20 @@ type Reservation =
   | { kind: 'duplicate' };
 
 export interface SharedPlacementDeps {
+  db: CatalogDb;
   servers: Pick<ServersRepo, 'hasPlaceableRoom'>;
   reservations: Pick<ReservationsRepo, 'reserveShared'>;
   tenants: Pick<TenantDatabasesRepo, 'findLiveByInstance'>;
   secrets: Pick<SecretBox, 'encrypt'>;
   queues: Queues;
   config: Pick<AllocationConfig, 'strategy' | 'retryAfterSeconds'>;
+  limits: Pick<Limits, 'admitInstance'>;
   answers: Answers;
   materialize: Materialize;
 }
 
 export function createSharedPlacement(deps: SharedPlacementDeps) {
-  const { servers, reservations, tenants, secrets, queues, config, answers, materialize } = deps;
+  const { db, servers, reservations, tenants, secrets, queues, config, limits, answers, materialize } = deps;
 
   /** A slot on a pool with room, and the row that holds it (a warm database when the pool has one). */
   async function reserveShared(
@@ -79,23 +83,23 @@ export function createSharedPlacement(deps: SharedPlacementDeps) {
       actor: ctx.actor,
       request_id: ctx.requestId,
     };
+    // One try: the customer's instances counted under its lock (409 at its limit), then the
+    // reservation statement, in one transaction, so concurrent requests cannot overshoot.
+    const reserve = (skipLocked: boolean) =>
+      db.transaction().execute(async (trx) => {
+        await limits.admitInstance(trx, req, plan, { dedicated: false });
+        return reservations.reserveShared(
+          request,
+          { strategy: config.strategy, excludeIds, skipLocked },
+          trx,
+        );
+      });
     // Skip pools other requests hold first (no waiting); then wait for a held one; a pool that
     // filled up while we waited sends us round again as long as any pool has room. Each try is
-    // one statement: a pool is held only while it runs.
+    // one reservation statement: a pool is held only while it runs and commits.
     for (let round = 0; round < 10; round++) {
-      const first = await reservations.reserveShared(request, {
-        strategy: config.strategy,
-        excludeIds,
-        skipLocked: true,
-      });
-      const result =
-        first.kind === 'not-taken'
-          ? await reservations.reserveShared(request, {
-              strategy: config.strategy,
-              excludeIds,
-              skipLocked: false,
-            })
-          : first;
+      const first = await reserve(true);
+      const result = first.kind === 'not-taken' ? await reserve(false) : first;
       if (result.kind === 'reserved') return { ...result, password };
       if (result.kind === 'duplicate') return result;
       if (!(await servers.hasPlaceableRoom(excludeIds))) return { kind: 'no-room' };

@@ -54,10 +54,11 @@ export function poolsRoutes(app: HttpApp, service: PoolsService): void {
     {
       config: admin,
       schema: {
-        summary: 'Provision a new pool server (asynchronous)',
+        summary:
+          'Provision a new pool server (asynchronous; 429 at the fleet ceiling or the provisioning bound)',
         tags,
         body: CreatePoolRequest,
-        response: { 202: PoolAccepted },
+        response: { 202: PoolAccepted, 409: ErrorResponse, 429: ErrorResponse },
       },
     },
     async (request, reply) => {

@@ -23,6 +23,7 @@ import { ConflictError, NotFoundError, type RequestContext, UnprocessableError }
 import type { Queues } from '@tenantdb/jobs';
 import { checkServerHealth, hardenPool, inspectServer, type PoolConnections } from '@tenantdb/pool-server';
 import type { SecretBox } from '@tenantdb/secrets';
+import type { Limits } from '../limits';
 import { singleFlight } from '../single-flight';
 import { toPool } from './pool-view';
 import { createStatusChanges } from './status-changes';
@@ -36,13 +37,14 @@ export interface PoolsDeps {
   secrets: SecretBox;
   connections: PoolConnections;
   queues: Queues;
+  limits: Pick<Limits, 'admitServer'>;
   config: { defaultDriver: 'local' | 'swarm' | 'kubernetes' };
 }
 
 const MIN_POSTGRES = 130_000; // DROP DATABASE … WITH (FORCE)
 
 export function createPoolsService(deps: PoolsDeps) {
-  const { db, servers, health, tenants, audit, secrets, connections, queues, config } = deps;
+  const { db, servers, health, tenants, audit, secrets, connections, queues, limits, config } = deps;
   const statusChanges = createStatusChanges(deps);
 
   async function mustFind(id: string): Promise<DbServer> {
@@ -77,21 +79,30 @@ export function createPoolsService(deps: PoolsDeps) {
       };
     },
 
-    /** Inserts the server as provisioning and hands it to the worker; undone if Redis refuses. */
+    /**
+     * Inserts the server as provisioning and hands it to the worker; undone if Redis refuses.
+     * Refused (429, nothing inserted) at the fleet ceiling or the provisioning bound.
+     */
     async create(req: CreatePoolRequest, ctx: RequestContext): Promise<Pool> {
       const name = req.name ?? `pool-${randomBytes(5).toString('hex')}`;
-      const server = await servers.insert({
-        name,
-        driver: req.driver ?? config.defaultDriver,
-        server_type: req.server_type,
-        allocation_strategy: req.allocation_strategy,
-        priority: req.priority,
-        placement: req.placement,
-        max_instances: req.max_instances,
-        cpu_limit: req.cpu_limit ?? null,
-        memory_limit_mb: req.memory_limit_mb ?? null,
-        storage_size_gb: req.storage_size_gb ?? null,
-        status: 'provisioning',
+      const server = await db.transaction().execute(async (trx) => {
+        await limits.admitServer(trx);
+        return servers.insert(
+          {
+            name,
+            driver: req.driver ?? config.defaultDriver,
+            server_type: req.server_type,
+            allocation_strategy: req.allocation_strategy,
+            priority: req.priority,
+            placement: req.placement,
+            max_instances: req.max_instances,
+            cpu_limit: req.cpu_limit ?? null,
+            memory_limit_mb: req.memory_limit_mb ?? null,
+            storage_size_gb: req.storage_size_gb ?? null,
+            status: 'provisioning',
+          },
+          trx,
+        );
       });
       if (!server) throw new ConflictError(`a server named "${name}" already exists`);
       try {

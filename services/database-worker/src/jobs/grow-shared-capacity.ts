@@ -4,14 +4,21 @@
 // finds room before it arrives and a burst is met by as many pools at once as it needs (up to
 // TENANTDB_MAX_PENDING_POOLS) rather than one after another. Runs on a schedule and on every
 // allocation miss; single flight by job id, and the decision is taken under a
-// transaction-scoped advisory lock in case two ever overlap.
+// transaction-scoped advisory lock in case two ever overlap. The fleet ceiling and the bound on
+// servers starting at once (TENANTDB_MAX_SERVERS, TENANTDB_MAX_STARTING_SERVERS, shared with
+// database-service's dedicated and admin paths) are counted under the fleet's lock
+// (LimitsRepo.lockFleet): pools they leave no room for are skipped and logged, not an error.
 import { randomBytes } from 'node:crypto';
-import { LOCK_KEYS, takeTransactionLock } from '@tenantdb/catalog';
+import { fleetRoom, LOCK_KEYS, takeTransactionLock } from '@tenantdb/catalog';
 import { recentUnmetDemand } from '@tenantdb/jobs';
 import type { JobContext, WorkerDeps } from '../context';
 
 export function growSharedCapacity(deps: WorkerDeps) {
-  const { db, servers, fleet, tenants, queues, audit, config } = deps;
+  const { db, servers, fleet, limits, tenants, queues, audit, config } = deps;
+  const fleetLimits = {
+    maxServers: config.TENANTDB_MAX_SERVERS,
+    maxStarting: config.TENANTDB_MAX_STARTING_SERVERS,
+  };
 
   return async (payload: { reason?: string }, { log }: JobContext) => {
     // Redis away: plan on the headroom alone.
@@ -25,7 +32,16 @@ export function growSharedCapacity(deps: WorkerDeps) {
       const deficit = target - (free + pending);
       if (deficit <= 0) return [];
       const wanted = Math.ceil(deficit / config.TENANTDB_POOL_MAX_INSTANCES);
-      const count = Math.min(wanted, config.TENANTDB_MAX_PENDING_POOLS - pending_pools);
+      const planned = Math.min(wanted, config.TENANTDB_MAX_PENDING_POOLS - pending_pools);
+      if (planned <= 0) return [];
+      const fleetCount = await limits.lockFleet(trx);
+      const count = Math.min(planned, fleetRoom(fleetCount, fleetLimits));
+      if (count < planned) {
+        log.warn(
+          { ...fleetCount, ...fleetLimits, planned, skipped: planned - count },
+          'fleet ceiling or provisioning bound reached; shared pools not provisioned',
+        );
+      }
       const ids: string[] = [];
       for (let i = 0; i < count; i++) {
         // Random names: a re-run or a second planner can never produce the same one.
