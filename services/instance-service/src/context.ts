@@ -3,6 +3,7 @@
 import { createDatabaseServiceClient, type DatabaseServiceClient } from '@tenantdb/contracts';
 import { createQueues, type Queues } from '@tenantdb/jobs';
 import { createRegistry, type Logger, type Registry } from '@tenantdb/observability';
+import { type HostResolver, systemResolver } from './callbacks/resolve-target';
 import { type CallbackTargets, createCallbackTargets } from './callbacks/targets';
 import type { InstanceServiceConfig } from './config';
 import { createInstancesDb, type InstancesDb } from './db';
@@ -16,6 +17,8 @@ export interface InstanceServiceDeps {
   queues: Queues;
   databaseService: DatabaseServiceClient;
   callbackTargets: CallbackTargets;
+  /** How a callback's host name is resolved (once per delivery attempt). */
+  resolveHost: HostResolver;
   metrics: InstanceMetrics;
   registry: Registry;
   logger: Logger;
@@ -23,7 +26,11 @@ export interface InstanceServiceDeps {
 
 const MAX_BACKOFF_MS = 5_000;
 
-export function createDeps(config: InstanceServiceConfig, logger: Logger): InstanceServiceDeps {
+export function createDeps(
+  config: InstanceServiceConfig,
+  logger: Logger,
+  overrides: Partial<Pick<InstanceServiceDeps, 'resolveHost'>> = {},
+): InstanceServiceDeps {
   const db = createInstancesDb({
     url: config.DATABASE_URL,
     poolSize: config.TENANTDB_CATALOG_POOL_SIZE,
@@ -51,6 +58,7 @@ export function createDeps(config: InstanceServiceConfig, logger: Logger): Insta
       onAttempt: metrics.databaseServiceAttempt,
     }),
     callbackTargets: createCallbackTargets(config.TENANTDB_CALLBACK_ALLOWED_HOSTS),
+    resolveHost: overrides.resolveHost ?? systemResolver,
     metrics,
     registry,
     logger,

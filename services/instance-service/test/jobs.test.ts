@@ -5,8 +5,8 @@
 import { InstanceCallback } from '@tenantdb/contracts';
 import { startCallbackReceiver, startRedis } from '@tenantdb/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { verifySignature } from '../src/callbacks/signature';
-import { type Harness, newInstance, sleep, startHarness } from './harness';
+import { verifyCallback } from '../src/callbacks/signature';
+import { type Harness, newInstance, signedWith, sleep, startHarness } from './harness';
 
 let h: Harness | undefined;
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -43,9 +43,7 @@ describe('wait-for-database', () => {
       instance: { id: created.body.id, status: 'failed' },
     });
     expect(payload.instance.error).toBe(failed.error);
-    expect(
-      verifySignature(h.callbackSecret, hook!.body, hook!.headers['x-tenantdb-signature'] as string),
-    ).toBe(true);
+    expect(verifyCallback(h.callbackSecret, hook!.body, signedWith(hook!))).toBe(true);
   });
 
   it('no room and nothing provisioning it: the instance waits, then fails at the bound with the last answer', async () => {
@@ -102,16 +100,8 @@ describe('callbacks', () => {
       // Every attempt sends the same bytes, with a valid signature over them.
       expect(requests[0]!.body).toBe(requests[1]!.body);
       for (const r of requests) {
-        expect(verifySignature(h.callbackSecret, r.body, r.headers['x-tenantdb-signature'] as string)).toBe(
-          true,
-        );
-        expect(
-          verifySignature(
-            'another-secret-of-enough-length',
-            r.body,
-            r.headers['x-tenantdb-signature'] as string,
-          ),
-        ).toBe(false);
+        expect(verifyCallback(h.callbackSecret, r.body, signedWith(r))).toBe(true);
+        expect(verifyCallback('another-secret-of-enough-length', r.body, signedWith(r))).toBe(false);
         expect(r.headers['content-type']).toBe('application/json');
         expect(r.headers['x-tenantdb-event']).toBe('instance.ready');
       }
