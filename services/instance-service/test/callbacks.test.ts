@@ -121,3 +121,35 @@ describe('callback delivery', () => {
     expect(verifyCallback(h.callbackSecret, hook!.body, signedWith(hook!))).toBe(true);
   });
 });
+
+describe('callback queue', () => {
+  it('receivers that hang do not hold up signups: an instance becomes ready while every delivery is blocked', async () => {
+    h = await startHarness({
+      env: {
+        TENANTDB_INSTANCE_JOB_CONCURRENCY: '2',
+        TENANTDB_CALLBACK_CONCURRENCY: '2',
+        TENANTDB_CALLBACK_TIMEOUT_MS: '120000',
+      },
+    });
+    const hanging = await receiver({ answers: Array.from({ length: 10 }, () => 'hang' as const) });
+    // As many hanging callbacks as a replica runs jobs at once (either queue's concurrency).
+    const slow = [newInstance({ callback_url: hanging.url }), newInstance({ callback_url: hanging.url })];
+    const created = await Promise.all(slow.map((body) => h!.api('POST', '/api/v1/instances', { body })));
+    for (const [i, c] of created.entries()) await h.waitForStatus(c.body.id, slow[i]!.customer_id, ['ready']);
+    await waitUntil(() => hanging.received.length === 2);
+
+    const signup = newInstance();
+    const next = await h.api('POST', '/api/v1/instances', { body: signup });
+    const ready = await h.waitForStatus(next.body.id, signup.customer_id, ['ready'], 30_000);
+    expect(ready.db_name).toMatch(/^tdb_/);
+    // Meanwhile every delivery is still blocked on its receiver.
+    expect(hanging.received.map((r) => r.answered)).toEqual(['hang', 'hang']);
+    for (const c of created)
+      expect(await h.deps.repo.findById(c.body.id)).toMatchObject({
+        callback_status: 'pending',
+        callback_attempts: 1,
+      });
+    const active = await h.deps.queues.queue('callbacks').getJobs(['active']);
+    expect(active.map((j) => j.name).sort()).toEqual(['deliver-callback', 'deliver-callback']);
+  });
+});
