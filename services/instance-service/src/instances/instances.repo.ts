@@ -33,8 +33,18 @@ export function createInstancesRepo(db: InstancesDb) {
         .executeTakeFirst();
     },
 
-    findByIdempotencyKey(key: string, trx: Executor = db): Promise<InstanceRow | undefined> {
-      return trx.selectFrom('instances').selectAll().where('idempotency_key', '=', key).executeTakeFirst();
+    /** The customer's instance created with this Idempotency-Key (keys are per customer). */
+    findByIdempotencyKey(
+      customerId: string,
+      key: string,
+      trx: Executor = db,
+    ): Promise<InstanceRow | undefined> {
+      return trx
+        .selectFrom('instances')
+        .selectAll()
+        .where('customer_id', '=', customerId)
+        .where('idempotency_key', '=', key)
+        .executeTakeFirst();
     },
 
     async list(q: {

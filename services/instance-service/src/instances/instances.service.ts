@@ -111,7 +111,7 @@ export function createInstancesService(deps: InstanceServiceDeps) {
       }
       const digest = requestDigest(body);
       if (idempotencyKey) {
-        const existing = await repo.findByIdempotencyKey(idempotencyKey);
+        const existing = await repo.findByIdempotencyKey(body.customer_id, idempotencyKey);
         if (existing) return replay(existing, digest);
       }
       let row: InstanceRow;
@@ -143,8 +143,8 @@ export function createInstancesService(deps: InstanceServiceDeps) {
         });
       } catch (err) {
         // The same key raced in from another request: that one won, answer as a repeat.
-        if (idempotencyKey && isUniqueViolation(err, 'instances_idempotency_key')) {
-          const existing = await repo.findByIdempotencyKey(idempotencyKey);
+        if (idempotencyKey && isUniqueViolation(err, 'instances_customer_idempotency_key')) {
+          const existing = await repo.findByIdempotencyKey(body.customer_id, idempotencyKey);
           if (existing) return replay(existing, digest);
         }
         throw err;
