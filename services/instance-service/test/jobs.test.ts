@@ -6,6 +6,7 @@ import { InstanceCallback } from '@tenantdb/contracts';
 import { startCallbackReceiver, startRedis } from '@tenantdb/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifyCallback } from '../src/callbacks/signature';
+import { sweepInstances } from '../src/jobs/sweep';
 import { type Harness, newInstance, signedWith, sleep, startHarness } from './harness';
 
 let h: Harness | undefined;
@@ -81,6 +82,37 @@ describe('wait-for-database', () => {
     expect(orphan.status).toBe('pending');
     const ready = await h.waitForStatus(orphan.id, orphan.customer_id, ['ready'], 20_000);
     expect(ready.db_name).toMatch(/^tdb_/);
+  });
+});
+
+describe('sweep-instances', () => {
+  it('re-enqueues an unsettled instance however many callbacks are pending (they do not share one limit)', async () => {
+    h = await startHarness();
+    await h.stopConsumer(); // look at what the sweep enqueues, nothing runs it
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    // More undeliverable callbacks than the sweep reads at once, all older than the orphan.
+    const pending = Array.from({ length: 1001 }, (_, i) => ({
+      ...newInstance(),
+      status: 'ready' as const,
+      db_host: '127.0.0.1',
+      db_port: 5432,
+      db_name: `tdb_backlog_${i}`,
+      db_user: `tdb_backlog_${i}_u`,
+      callback_url: 'https://hooks.example.com/down',
+      callback_status: 'pending' as const,
+      ready_at: hourAgo,
+      updated_at: hourAgo,
+      created_at: hourAgo,
+    }));
+    await h.deps.db.insertInto('instances').values(pending).execute();
+    // A create whose job never reached Redis.
+    const orphan = await h.deps.repo.insert({ ...newInstance(), request_digest: null });
+    await sweepInstances(h.deps)({}, { jobId: 'sweep-test', log: h.deps.logger });
+    const jobs = await h.queuedJobs();
+    expect(jobs.filter((j) => j.name === 'wait-for-database').map((j) => j.id)).toEqual([
+      `wait-for-database-${orphan.id}`,
+    ]);
+    expect(jobs.filter((j) => j.name === 'deliver-callback').length).toBeGreaterThanOrEqual(1000);
   });
 });
 
