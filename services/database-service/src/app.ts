@@ -19,6 +19,7 @@ import { createPoolConnections, createTenantOps, type PoolConnections } from '@t
 import { createSecretBox, type SecretBox } from '@tenantdb/secrets';
 import { allocationRoutes } from './allocation/allocation.routes';
 import { createAllocationService } from './allocation/allocation.service';
+import { plansRoutes } from './allocation/plans.routes';
 import type { DatabaseServiceConfig } from './config';
 import { createServiceMetrics } from './metrics';
 import { poolsRoutes } from './pools/pools.routes';
@@ -86,6 +87,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
   });
 
   allocationRoutes(app, allocation);
+  plansRoutes(app, repos.plans);
   poolsRoutes(app, pools);
   return app;
 }

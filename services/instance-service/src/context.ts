@@ -8,6 +8,7 @@ import { type CallbackTargets, createCallbackTargets } from './callbacks/targets
 import type { InstanceServiceConfig } from './config';
 import { createInstancesDb, type InstancesDb } from './db';
 import { createInstancesRepo, type InstancesRepo } from './instances/instances.repo';
+import { createPlanCatalog, type PlanCatalog } from './instances/plans';
 import { createInstanceMetrics, type InstanceMetrics } from './metrics';
 
 export interface InstanceServiceDeps {
@@ -16,6 +17,8 @@ export interface InstanceServiceDeps {
   repo: InstancesRepo;
   queues: Queues;
   databaseService: DatabaseServiceClient;
+  /** The plan names database-service knows (a short cache), to refuse an unknown plan at create. */
+  plans: PlanCatalog;
   callbackTargets: CallbackTargets;
   /** How a callback's host name is resolved (once per delivery attempt). */
   resolveHost: HostResolver;
@@ -40,6 +43,14 @@ export function createDeps(
   const registry = createRegistry('instance-service');
   const repo = createInstancesRepo(db);
   const metrics = createInstanceMetrics(registry, repo);
+  const databaseService = createDatabaseServiceClient({
+    baseUrl: config.DATABASE_SERVICE_URL,
+    token: config.TENANTDB_ALLOCATE_TOKEN,
+    timeoutMs: config.TENANTDB_DATABASE_SERVICE_TIMEOUT_MS,
+    retries: config.TENANTDB_DATABASE_SERVICE_RETRIES,
+    maxBackoffMs: MAX_BACKOFF_MS,
+    onAttempt: metrics.databaseServiceAttempt,
+  });
   return {
     config,
     db,
@@ -49,14 +60,8 @@ export function createDeps(
       prefix: config.TENANTDB_QUEUE_PREFIX,
       failFast: true,
     }),
-    databaseService: createDatabaseServiceClient({
-      baseUrl: config.DATABASE_SERVICE_URL,
-      token: config.TENANTDB_ALLOCATE_TOKEN,
-      timeoutMs: config.TENANTDB_DATABASE_SERVICE_TIMEOUT_MS,
-      retries: config.TENANTDB_DATABASE_SERVICE_RETRIES,
-      maxBackoffMs: MAX_BACKOFF_MS,
-      onAttempt: metrics.databaseServiceAttempt,
-    }),
+    databaseService,
+    plans: createPlanCatalog(databaseService),
     callbackTargets: createCallbackTargets(config.TENANTDB_CALLBACK_ALLOWED_HOSTS),
     resolveHost: overrides.resolveHost ?? systemResolver,
     metrics,

@@ -80,7 +80,7 @@ function upstreamError(err: unknown): Error {
 }
 
 export function createInstancesService(deps: InstanceServiceDeps) {
-  const { db, repo, queues, databaseService, callbackTargets, logger } = deps;
+  const { db, repo, queues, databaseService, callbackTargets, plans, logger } = deps;
 
   /** The job that moves an unsettled instance on; a no-op while one is queued (deterministic id). */
   async function resume(row: InstanceRow): Promise<void> {
@@ -114,6 +114,10 @@ export function createInstancesService(deps: InstanceServiceDeps) {
         const existing = await repo.findByIdempotencyKey(body.customer_id, idempotencyKey);
         if (existing) return replay(existing, digest);
       }
+      // After the replay: a repeat answers its instance even if its plan was removed since.
+      // database-service unreachable: accepted, and wait-for-database settles it (docs/api.md).
+      if ((await plans.check(body.plan_tier)) === 'unknown')
+        throw new BadRequestError(`unknown plan_tier "${body.plan_tier}"`);
       let row: InstanceRow;
       try {
         row = await db.transaction().execute(async (trx) => {
