@@ -179,6 +179,20 @@ describe('compose/stack.yml on Swarm', () => {
     }
   });
 
+  it('ships an allow-list for callbacks that instance-service accepts', () => {
+    const raw = envOf(stack.services['instance-service']).TENANTDB_CALLBACK_ALLOWED_HOSTS;
+    expect(raw).toBeDefined();
+    const parsed = PROCESSES['instance-service'].schema.shape.TENANTDB_CALLBACK_ALLOWED_HOSTS.safeParse(
+      interpolate(raw),
+    );
+    expect(parsed.error?.issues ?? []).toEqual([]);
+    expect(parsed.data?.length).toBeGreaterThan(0);
+    // The deploy shell can set its own.
+    expect(interpolate(raw, { TENANTDB_CALLBACK_ALLOWED_HOSTS: 'portal,10.0.1.0/24' })).toBe(
+      'portal,10.0.1.0/24',
+    );
+  });
+
   it('runs workers on managers with the Docker socket, servers on the overlay network', () => {
     const worker = stack.services['database-worker'];
     expect(worker.deploy.placement.constraints).toContain('node.role==manager');

@@ -139,6 +139,17 @@ describe.skipIf(skip !== undefined).each(TARGETS)('k8s/%s', (target) => {
     expect(ofKind('Secret')).toEqual([]);
   });
 
+  it('ships an allow-list for callbacks that instance-service accepts', () => {
+    const config = named('ConfigMap', 'tenantdb-config')!.data as Record<string, string>;
+    const hosts = config.TENANTDB_CALLBACK_ALLOWED_HOSTS;
+    expect(hosts).toBeTruthy();
+    const parsed = PROCESSES['instance-service'].schema.safeParse({ ...config, ...SECRET_SAMPLES });
+    expect(parsed.error?.issues ?? []).toEqual([]);
+    expect(
+      (parsed.data as { TENANTDB_CALLBACK_ALLOWED_HOSTS: string[] }).TENANTDB_CALLBACK_ALLOWED_HOSTS.length,
+    ).toBeGreaterThan(0);
+  });
+
   it('has a Service and a PodDisruptionBudget for every process, and an HPA for the two APIs', () => {
     for (const [name, { api }] of Object.entries(PROCESSES) as [ProcessName, { api: boolean }][]) {
       const labels = named('Deployment', name)!.spec.template.metadata.labels;

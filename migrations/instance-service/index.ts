@@ -3,8 +3,10 @@
 import type { Migration } from 'kysely/migration';
 import * as m0001 from './0001_instances';
 import * as m0002 from './0002_audit_events';
+import * as m0003 from './0003_idempotency_per_customer';
 
 export const migrations: Record<string, Migration> = {
   '0001_instances': m0001,
   '0002_audit_events': m0002,
+  '0003_idempotency_per_customer': m0003,
 };

@@ -11,6 +11,7 @@ import {
   AllocateRequest,
   Allocation,
   AllocationCredentials,
+  PlanList,
   Provisioning,
   Released,
 } from './database-service';
@@ -31,7 +32,13 @@ export interface DatabaseServiceClientOptions {
   onAttempt?: (attempt: { operation: Operation; outcome: AttemptOutcome; seconds: number }) => void;
 }
 
-export type Operation = 'allocate' | 'get_allocation' | 'read_credentials' | 'release' | 'introspect_key';
+export type Operation =
+  | 'allocate'
+  | 'get_allocation'
+  | 'read_credentials'
+  | 'release'
+  | 'introspect_key'
+  | 'list_plans';
 export type AttemptOutcome = 'ok' | 'client_error' | 'server_error' | 'unreachable';
 
 /** database-service answered with an error status (after the retries, for a 5xx). */
@@ -82,8 +89,8 @@ const NotFound = Symbol('not found');
 
 export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) {
   const base = opts.baseUrl.replace(/\/+$/, '');
-  const timeoutMs = opts.timeoutMs ?? 15_000;
-  const retries = opts.retries ?? 2;
+  const defaultTimeoutMs = opts.timeoutMs ?? 15_000;
+  const defaultRetries = opts.retries ?? 2;
   const backoffMs = opts.backoffMs ?? 250;
   const maxBackoffMs = opts.maxBackoffMs ?? 5_000;
 
@@ -99,8 +106,10 @@ export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) 
     path: string,
     body: unknown,
     answers: Record<number, z.ZodType<T>> | Record<number, z.ZodType>,
-    opts2: { notFoundIsAnswer?: boolean } = {},
+    opts2: { notFoundIsAnswer?: boolean; timeoutMs?: number; retries?: number } = {},
   ): Promise<T | typeof NotFound> {
+    const retries = opts2.retries ?? defaultRetries;
+    const timeoutMs = opts2.timeoutMs ?? defaultTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       const started = performance.now();
       const seconds = () => (performance.now() - started) / 1000;
@@ -167,6 +176,22 @@ export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) 
         },
       );
       return answer as Allocated | Provisioning;
+    },
+
+    /**
+     * The plan names database-service knows (allocate scope). A caller on a request path passes a
+     * short deadline and no retries: it must not hold its own caller for long.
+     */
+    async listPlans(opts2: { timeoutMs?: number; retries?: number } = {}): Promise<PlanList> {
+      const answer = await call<PlanList>(
+        'list_plans',
+        'GET',
+        '/api/database/plans',
+        undefined,
+        { 200: PlanList },
+        opts2,
+      );
+      return answer as PlanList;
     },
 
     /** The newest allocation of an instance in any status, or null when it never had one. */

@@ -52,6 +52,12 @@ const placement = z
 
 // ---- allocations ------------------------------------------------------------------------
 
+/** GET /api/database/plans (allocate scope): the plans an allocate may name, nothing else of them. */
+export const PlanList = z.object({
+  plans: z.array(z.object({ plan_tier: z.string(), placement: z.enum(['shared', 'dedicated']) })),
+});
+export type PlanList = z.infer<typeof PlanList>;
+
 export const AllocateRequest = z.strictObject({
   instance_id: uuid,
   customer_id: uuid,

@@ -119,6 +119,8 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       TENANTDB_ALLOCATE_TOKEN: allocateToken,
       TENANTDB_PORTAL_TOKEN: portalToken,
       TENANTDB_CALLBACK_SECRET: callbackSecret,
+      // A local stack's portal (and the tests' receivers) listen on loopback, refused unless listed.
+      TENANTDB_CALLBACK_ALLOWED_HOSTS: pick('TENANTDB_CALLBACK_ALLOWED_HOSTS', '127.0.0.1'),
       TENANTDB_ENCRYPTION_KEYS: encryptionKeys,
       TENANTDB_LOCAL_ROOT: serverRoot,
     };

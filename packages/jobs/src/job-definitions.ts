@@ -6,8 +6,11 @@ import { z } from 'zod';
 
 /** The queues database-worker consumes (and only these: each process names its own). */
 export const WORKER_QUEUES = ['provisioning', 'monitoring', 'maintenance'] as const;
-/** The queue instance-service consumes. */
-export const INSTANCE_QUEUES = ['instances'] as const;
+/**
+ * The queues instance-service consumes: its instances' work, and callback deliveries apart (their
+ * own concurrency), so receivers that are slow or hang never hold up signups.
+ */
+export const INSTANCE_QUEUES = ['instances', 'callbacks'] as const;
 export const QUEUES = [...WORKER_QUEUES, ...INSTANCE_QUEUES] as const;
 export type QueueName = (typeof QUEUES)[number];
 export type WorkerQueueName = (typeof WORKER_QUEUES)[number];
@@ -42,8 +45,11 @@ export const JOBS = {
   'wait-for-database': { queue: 'instances', payload: instanceJob },
   /** instance-service: release the database of a failed or deleted instance, and make sure it stays so. */
   'release-database': { queue: 'instances', payload: instanceJob },
-  /** instance-service: POST the final state to the instance's callback_url, signed. */
-  'deliver-callback': { queue: 'instances', payload: instanceJob },
+  /**
+   * instance-service: POST the final state to the instance's callback_url, signed. (Jobs added to
+   * `instances` by an older release still run: instance-service consumes both queues.)
+   */
+  'deliver-callback': { queue: 'callbacks', payload: instanceJob },
   /** instance-service: re-enqueue the work of every instance that is not settled (lost jobs). */
   'sweep-instances': { queue: 'instances', payload: noPayload },
 } as const satisfies Record<string, { queue: QueueName; payload: z.ZodType; attempts?: number }>;

@@ -29,11 +29,15 @@ export interface CallbackReceiverOptions {
    */
   answers?: CallbackAnswer[];
   /**
-   * The callback secret. With it, a request whose signature is not the HMAC-SHA256 of its body
-   * (the contract of `InstanceCallback`) is answered 401, as a portal would, and does not use up
+   * The callback secret. With it, a request whose signature is not the HMAC-SHA256 of
+   * `${X-Tenantdb-Timestamp}.${body}` (the contract of `InstanceCallback`) is answered 401, as a portal would, and does not use up
    * an answer.
    */
   secret?: string;
+  /** The loopback address to listen on (127.0.0.1); any of 127/8 works on Linux. */
+  host?: string;
+  /** The port (0: any free one). */
+  port?: number;
 }
 
 export type CallbackReceiver = Awaited<ReturnType<typeof startCallbackReceiver>>;
@@ -54,7 +58,12 @@ export async function startCallbackReceiver(opts: CallbackReceiverOptions = {}) 
       const signatureValid =
         opts.secret === undefined
           ? undefined
-          : signatureMatches(opts.secret, body, req.headers['x-tenantdb-signature']);
+          : signatureMatches(
+              opts.secret,
+              body,
+              req.headers['x-tenantdb-signature'],
+              req.headers['x-tenantdb-timestamp'],
+            );
       let answer: CallbackAnswer = { status: 401 };
       if (signatureValid !== false) {
         const n = answeredPerDelivery.get(delivery) ?? 0;
@@ -72,10 +81,12 @@ export async function startCallbackReceiver(opts: CallbackReceiverOptions = {}) 
       else res.writeHead(answered).end(answered < 300 ? 'ok' : 'try again');
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const host = opts.host ?? '127.0.0.1';
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, host, resolve));
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}/hooks/tenantdb`,
+    url: `http://${host}:${port}/hooks/tenantdb`,
+    port,
     /** Every request, in arrival order. */
     received,
     /** The requests of one delivery (instance id), in order. */
@@ -89,9 +100,16 @@ export async function startCallbackReceiver(opts: CallbackReceiverOptions = {}) 
   };
 }
 
-function signatureMatches(secret: string, body: string, header: string | string[] | undefined): boolean {
-  if (typeof header !== 'string') return false;
-  const expected = Buffer.from(`sha256=${createHmac('sha256', secret).update(body).digest('hex')}`);
+function signatureMatches(
+  secret: string,
+  body: string,
+  header: string | string[] | undefined,
+  timestamp: string | string[] | undefined,
+): boolean {
+  if (typeof header !== 'string' || typeof timestamp !== 'string') return false;
+  const expected = Buffer.from(
+    `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`,
+  );
   const presented = Buffer.from(header.trim());
   return presented.length === expected.length && timingSafeEqual(presented, expected);
 }

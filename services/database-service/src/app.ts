@@ -21,6 +21,7 @@ import { createPoolConnections, createTenantOps, type PoolConnections } from '@t
 import { createSecretBox, type SecretBox } from '@tenantdb/secrets';
 import { allocationRoutes } from './allocation/allocation.routes';
 import { createAllocationService } from './allocation/allocation.service';
+import { plansRoutes } from './allocation/plans.routes';
 import { apiKeysRoutes } from './api-keys/api-keys.routes';
 import { createApiKeysService } from './api-keys/api-keys.service';
 import type { DatabaseServiceConfig } from './config';
@@ -111,6 +112,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
   });
 
   allocationRoutes(app, allocation);
+  plansRoutes(app, repos.plans);
   poolsRoutes(app, pools);
   apiKeysRoutes(app, apiKeys);
   return app;

@@ -1,8 +1,13 @@
+import { isIP } from 'node:net';
 import { distinctSecrets, env, httpEdgeSettings, parseConfig, z } from '@tenantdb/config';
+import { parseCidr } from './callbacks/targets';
 
 const minutes = (n: number) => n * 60_000;
 
-/** Host names callbacks may go to: exact names or `*.example.com`; empty: any host. */
+/**
+ * Where callbacks may go (callbacks/targets.ts): exact host names, `*.domain`, IP addresses and
+ * CIDR ranges. Empty: any host whose addresses are all public.
+ */
 const allowedHosts = z
   .string()
   .default('')
@@ -12,10 +17,12 @@ const allowedHosts = z
       .map((h) => h.trim().toLowerCase())
       .filter(Boolean);
     for (const host of hosts) {
-      if (!/^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$|^\[?[0-9a-f:.]+\]?$/.test(host)) {
+      const name = /^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(host);
+      const address = isIP(host.replace(/^\[(.*)\]$/, '$1')) !== 0;
+      if (!name && !address && !parseCidr(host)) {
         ctx.addIssue({
           code: 'custom',
-          message: 'each entry must be a host name, *.domain or an IP address',
+          message: 'each entry must be a host name, *.domain, an IP address or a CIDR range (10.0.0.0/8)',
         });
         return z.NEVER;
       }
@@ -44,7 +51,14 @@ export const InstanceServiceConfig = z
     TENANTDB_CALLBACK_SECRET: env.token().describe('HMAC-SHA256 key that signs callback bodies'),
     TENANTDB_CALLBACK_MAX_ATTEMPTS: env.int(12, 1, 100).describe('deliveries of one callback, at most'),
     TENANTDB_CALLBACK_TIMEOUT_MS: env.int(10_000, 100, 120_000),
-    TENANTDB_CALLBACK_ALLOWED_HOSTS: allowedHosts,
+    TENANTDB_CALLBACK_ALLOWED_HOSTS: allowedHosts.describe(
+      'where callbacks may go: host names, *.domain, IP addresses, CIDR ranges; loopback, private and reserved addresses only when listed',
+    ),
+    TENANTDB_CALLBACK_CONCURRENCY: env
+      .int(10, 1, 500)
+      .describe(
+        'callback deliveries at once per replica (their own queue: slow receivers never hold up signups)',
+      ),
     TENANTDB_INSTANCE_SWEEP_INTERVAL_MS: env
       .int(60_000, 1000)
       .describe('how often unsettled instances get their job re-enqueued (lost jobs)'),

@@ -3,10 +3,12 @@
 import { createDatabaseServiceClient, type DatabaseServiceClient } from '@tenantdb/contracts';
 import { createQueues, type Queues } from '@tenantdb/jobs';
 import { createRegistry, type Logger, type Registry } from '@tenantdb/observability';
+import { type HostResolver, systemResolver } from './callbacks/resolve-target';
 import { type CallbackTargets, createCallbackTargets } from './callbacks/targets';
 import type { InstanceServiceConfig } from './config';
 import { createInstancesDb, type InstancesDb } from './db';
 import { createInstancesRepo, type InstancesRepo } from './instances/instances.repo';
+import { createPlanCatalog, type PlanCatalog } from './instances/plans';
 import { createInstanceMetrics, type InstanceMetrics } from './metrics';
 
 export interface InstanceServiceDeps {
@@ -15,7 +17,11 @@ export interface InstanceServiceDeps {
   repo: InstancesRepo;
   queues: Queues;
   databaseService: DatabaseServiceClient;
+  /** The plan names database-service knows (a short cache), to refuse an unknown plan at create. */
+  plans: PlanCatalog;
   callbackTargets: CallbackTargets;
+  /** How a callback's host name is resolved (once per delivery attempt). */
+  resolveHost: HostResolver;
   metrics: InstanceMetrics;
   registry: Registry;
   logger: Logger;
@@ -23,7 +29,11 @@ export interface InstanceServiceDeps {
 
 const MAX_BACKOFF_MS = 5_000;
 
-export function createDeps(config: InstanceServiceConfig, logger: Logger): InstanceServiceDeps {
+export function createDeps(
+  config: InstanceServiceConfig,
+  logger: Logger,
+  overrides: Partial<Pick<InstanceServiceDeps, 'resolveHost'>> = {},
+): InstanceServiceDeps {
   const db = createInstancesDb({
     url: config.DATABASE_URL,
     poolSize: config.TENANTDB_CATALOG_POOL_SIZE,
@@ -33,6 +43,14 @@ export function createDeps(config: InstanceServiceConfig, logger: Logger): Insta
   const registry = createRegistry('instance-service');
   const repo = createInstancesRepo(db);
   const metrics = createInstanceMetrics(registry, repo);
+  const databaseService = createDatabaseServiceClient({
+    baseUrl: config.DATABASE_SERVICE_URL,
+    token: config.TENANTDB_ALLOCATE_TOKEN,
+    timeoutMs: config.TENANTDB_DATABASE_SERVICE_TIMEOUT_MS,
+    retries: config.TENANTDB_DATABASE_SERVICE_RETRIES,
+    maxBackoffMs: MAX_BACKOFF_MS,
+    onAttempt: metrics.databaseServiceAttempt,
+  });
   return {
     config,
     db,
@@ -42,15 +60,10 @@ export function createDeps(config: InstanceServiceConfig, logger: Logger): Insta
       prefix: config.TENANTDB_QUEUE_PREFIX,
       failFast: true,
     }),
-    databaseService: createDatabaseServiceClient({
-      baseUrl: config.DATABASE_SERVICE_URL,
-      token: config.TENANTDB_ALLOCATE_TOKEN,
-      timeoutMs: config.TENANTDB_DATABASE_SERVICE_TIMEOUT_MS,
-      retries: config.TENANTDB_DATABASE_SERVICE_RETRIES,
-      maxBackoffMs: MAX_BACKOFF_MS,
-      onAttempt: metrics.databaseServiceAttempt,
-    }),
+    databaseService,
+    plans: createPlanCatalog(databaseService),
     callbackTargets: createCallbackTargets(config.TENANTDB_CALLBACK_ALLOWED_HOSTS),
+    resolveHost: overrides.resolveHost ?? systemResolver,
     metrics,
     registry,
     logger,

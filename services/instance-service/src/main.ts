@@ -1,5 +1,5 @@
 // Starts instance-service: config, migrations (schema "instances"), the HTTP API on 8003, the
-// consumer of the `instances` queue, graceful shutdown.
+// consumers of the `instances` and `callbacks` queues, graceful shutdown.
 import { INSTANCE_SERVICE_MIGRATIONS, migrateToLatest } from '@tenantdb/catalog';
 import { createLogger, installShutdown } from '@tenantdb/observability';
 import { buildApp } from './app';

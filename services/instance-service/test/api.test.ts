@@ -172,11 +172,7 @@ describe('Idempotency-Key', () => {
     expect(repeat.body.id).toBe(first.body.id);
     expect(repeat.headers['idempotent-replayed']).toBe('true');
 
-    for (const changed of [
-      { name: 'another name' },
-      { plan_tier: 'premium' },
-      { customer_id: crypto.randomUUID() },
-    ]) {
+    for (const changed of [{ name: 'another name' }, { plan_tier: 'premium' }]) {
       const other = await h.api('POST', '/api/v1/instances', {
         body: { ...body, ...changed },
         headers: { 'idempotency-key': key },
@@ -202,6 +198,31 @@ describe('Idempotency-Key', () => {
       .execute();
     expect(rows).toHaveLength(2);
     await h.waitForStatus(answers[0]!.body.id, raceBody.customer_id, ['ready']);
+  });
+
+  it('is per customer: two customers using the same key get two instances, each its own on repeat', async () => {
+    const key = `shared-${crypto.randomUUID()}`;
+    const a = newInstance({ name: 'same name' });
+    const b = newInstance({ name: 'same name' });
+    const first = await h.api('POST', '/api/v1/instances', { body: a, headers: { 'idempotency-key': key } });
+    const other = await h.api('POST', '/api/v1/instances', { body: b, headers: { 'idempotency-key': key } });
+    expect([first.status, other.status]).toEqual([202, 202]);
+    expect(other.body.id).not.toBe(first.body.id);
+    expect(other.body.customer_id).toBe(b.customer_id);
+    expect(other.headers['idempotent-replayed']).toBeUndefined();
+    const againA = await h.api('POST', '/api/v1/instances', { body: a, headers: { 'idempotency-key': key } });
+    const againB = await h.api('POST', '/api/v1/instances', { body: b, headers: { 'idempotency-key': key } });
+    expect([againA.body.id, againB.body.id]).toEqual([first.body.id, other.body.id]);
+    expect([againA.headers['idempotent-replayed'], againB.headers['idempotent-replayed']]).toEqual([
+      'true',
+      'true',
+    ]);
+    // Customer B's key never reveals customer A's instance (nor a 422 about its body).
+    const bOther = await h.api('POST', '/api/v1/instances', {
+      body: { ...b, name: 'changed' },
+      headers: { 'idempotency-key': key },
+    });
+    expect(bOther.status).toBe(422);
   });
 
   it('without a key, two identical requests are two instances', async () => {

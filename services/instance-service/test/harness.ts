@@ -10,6 +10,7 @@ import { generatePassword } from '@tenantdb/secrets';
 import { captureLogs, cloneCatalog, type RunningPostgres, startPostgres } from '@tenantdb/testkit';
 import { expect, inject } from 'vitest';
 import { buildApp } from '../src/app';
+import type { HostResolver } from '../src/callbacks/resolve-target';
 import { loadConfig } from '../src/config';
 import { createDeps } from '../src/context';
 import { type Consumer, startConsumer } from '../src/jobs/consumer';
@@ -23,6 +24,8 @@ export interface HarnessOptions {
   redisUrl?: string;
   /** Extra instance-service replicas consuming the same queue (their own pools and connections). */
   extraReplicas?: number;
+  /** How callback hosts resolve (the system resolver otherwise). */
+  resolveHost?: HostResolver;
 }
 
 export type Harness = Awaited<ReturnType<typeof startHarness>>;
@@ -98,15 +101,18 @@ export async function startHarness(opts: HarnessOptions = {}) {
     TENANTDB_JOB_LOCK_MS: '5000',
     TENANTDB_SHUTDOWN_DEADLINE_MS: '5000',
     LOG_LEVEL: 'trace', // log everything, so the secret check at close() sees everything
+    // The tests' callback receivers listen on loopback, which is refused unless listed.
+    TENANTDB_CALLBACK_ALLOWED_HOSTS: '127.0.0.1',
     ...opts.env,
   });
-  const deps = createDeps(config, logger.child({ process: 'instance-service' }));
+  const overrides = opts.resolveHost ? { resolveHost: opts.resolveHost } : {};
+  const deps = createDeps(config, logger.child({ process: 'instance-service' }), overrides);
   const app = await buildApp(deps);
   await app.ready();
   let consumer: Consumer | undefined = await startConsumer(deps);
   const replicas: { deps: typeof deps; consumer: Consumer }[] = [];
   for (let i = 0; i < (opts.extraReplicas ?? 0); i++) {
-    const replicaDeps = createDeps(config, logger.child({ process: `instance-service-${i + 2}` }));
+    const replicaDeps = createDeps(config, logger.child({ process: `instance-service-${i + 2}` }), overrides);
     replicas.push({ deps: replicaDeps, consumer: await startConsumer(replicaDeps) });
   }
 
@@ -174,10 +180,13 @@ export async function startHarness(opts: HarnessOptions = {}) {
     async startConsumer() {
       consumer ??= await startConsumer(deps);
     },
-    /** Jobs of the instances queue in any state. */
+    /** Jobs of instance-service's queues (instances, callbacks) in any state. */
     async queuedJobs() {
-      const q = deps.queues.queue('instances');
-      const jobs = await q.getJobs(['waiting', 'delayed', 'active', 'prioritized', 'failed']);
+      const states = ['waiting', 'delayed', 'active', 'prioritized', 'failed'] as const;
+      const jobs = [
+        ...(await deps.queues.queue('instances').getJobs([...states])),
+        ...(await deps.queues.queue('callbacks').getJobs([...states])),
+      ];
       return jobs.filter((j) => j.name !== 'sweep-instances').map((j) => ({ id: j.id, name: j.name }));
     },
     async close() {
@@ -213,3 +222,11 @@ export function newInstance(overrides: Record<string, unknown> = {}) {
 
 /** Logs in with credentials; true when SELECT 1 works. */
 export { canLogin } from '@tenantdb/testkit';
+
+/** The signature headers of a received callback, as verifyCallback takes them. */
+export function signedWith(r: { headers: Record<string, string | string[] | undefined> }) {
+  return {
+    signature: r.headers['x-tenantdb-signature'] as string | undefined,
+    timestamp: r.headers['x-tenantdb-timestamp'] as string | undefined,
+  };
+}

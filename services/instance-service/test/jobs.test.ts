@@ -5,8 +5,9 @@
 import { InstanceCallback } from '@tenantdb/contracts';
 import { startCallbackReceiver, startRedis } from '@tenantdb/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { verifySignature } from '../src/callbacks/signature';
-import { type Harness, newInstance, sleep, startHarness } from './harness';
+import { verifyCallback } from '../src/callbacks/signature';
+import { sweepInstances } from '../src/jobs/sweep';
+import { type Harness, newInstance, signedWith, sleep, startHarness } from './harness';
 
 let h: Harness | undefined;
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -30,9 +31,12 @@ describe('wait-for-database', () => {
   it('a plan database-service refuses: failed with its reason, and the callback says so', async () => {
     h = await startHarness();
     const hooks = await receiver(0);
+    // A create refuses an unknown plan at once (plans.test.ts); a plan removed after the create
+    // is what reaches the job: the row as such a create left it.
     const body = newInstance({ plan_tier: 'no-such-plan', callback_url: hooks.url });
-    const created = await h.api('POST', '/api/v1/instances', { body });
-    expect(created.status).toBe(202);
+    const row = await h.deps.repo.insert({ ...body, request_digest: null });
+    await h.deps.queues.enqueue('wait-for-database', { instance_id: row.id });
+    const created = { body: { id: row.id } };
     const failed = await h.waitForStatus(created.body.id, body.customer_id, ['failed']);
     expect(failed.error).toMatch(/refused the allocation \(400\).*unknown plan_tier "no-such-plan"/);
     await waitUntil(() => hooks.for(created.body.id).length === 1);
@@ -43,9 +47,7 @@ describe('wait-for-database', () => {
       instance: { id: created.body.id, status: 'failed' },
     });
     expect(payload.instance.error).toBe(failed.error);
-    expect(
-      verifySignature(h.callbackSecret, hook!.body, hook!.headers['x-tenantdb-signature'] as string),
-    ).toBe(true);
+    expect(verifyCallback(h.callbackSecret, hook!.body, signedWith(hook!))).toBe(true);
   });
 
   it('no room and nothing provisioning it: the instance waits, then fails at the bound with the last answer', async () => {
@@ -86,6 +88,37 @@ describe('wait-for-database', () => {
   });
 });
 
+describe('sweep-instances', () => {
+  it('re-enqueues an unsettled instance however many callbacks are pending (they do not share one limit)', async () => {
+    h = await startHarness();
+    await h.stopConsumer(); // look at what the sweep enqueues, nothing runs it
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    // More undeliverable callbacks than the sweep reads at once, all older than the orphan.
+    const pending = Array.from({ length: 1001 }, (_, i) => ({
+      ...newInstance(),
+      status: 'ready' as const,
+      db_host: '127.0.0.1',
+      db_port: 5432,
+      db_name: `tdb_backlog_${i}`,
+      db_user: `tdb_backlog_${i}_u`,
+      callback_url: 'https://hooks.example.com/down',
+      callback_status: 'pending' as const,
+      ready_at: hourAgo,
+      updated_at: hourAgo,
+      created_at: hourAgo,
+    }));
+    await h.deps.db.insertInto('instances').values(pending).execute();
+    // A create whose job never reached Redis.
+    const orphan = await h.deps.repo.insert({ ...newInstance(), request_digest: null });
+    await sweepInstances(h.deps)({}, { jobId: 'sweep-test', log: h.deps.logger });
+    const jobs = await h.queuedJobs();
+    expect(jobs.filter((j) => j.name === 'wait-for-database').map((j) => j.id)).toEqual([
+      `wait-for-database-${orphan.id}`,
+    ]);
+    expect(jobs.filter((j) => j.name === 'deliver-callback').length).toBeGreaterThanOrEqual(1000);
+  });
+});
+
 describe('callbacks', () => {
   it('exactly one accepted POST per instance, signed over the body, also after a 500 the first time (three replicas consuming)', async () => {
     h = await startHarness({ extraReplicas: 2 });
@@ -102,16 +135,8 @@ describe('callbacks', () => {
       // Every attempt sends the same bytes, with a valid signature over them.
       expect(requests[0]!.body).toBe(requests[1]!.body);
       for (const r of requests) {
-        expect(verifySignature(h.callbackSecret, r.body, r.headers['x-tenantdb-signature'] as string)).toBe(
-          true,
-        );
-        expect(
-          verifySignature(
-            'another-secret-of-enough-length',
-            r.body,
-            r.headers['x-tenantdb-signature'] as string,
-          ),
-        ).toBe(false);
+        expect(verifyCallback(h.callbackSecret, r.body, signedWith(r))).toBe(true);
+        expect(verifyCallback('another-secret-of-enough-length', r.body, signedWith(r))).toBe(false);
         expect(r.headers['content-type']).toBe('application/json');
         expect(r.headers['x-tenantdb-event']).toBe('instance.ready');
       }

@@ -23,6 +23,9 @@ it('instances and audit_events in schema "instances": down to nothing and up aga
     const databaseService = await tables('database_service');
     expect(databaseService).toContain('tenant_databases');
 
+    expect(await migrateDown(db, INSTANCE_SERVICE_MIGRATIONS)).toEqual([
+      'Down 0003_idempotency_per_customer',
+    ]);
     expect(await migrateDown(db, INSTANCE_SERVICE_MIGRATIONS)).toEqual(['Down 0002_audit_events']);
     expect(await migrateDown(db, INSTANCE_SERVICE_MIGRATIONS)).toEqual(['Down 0001_instances']);
     expect(await tables('instances')).toEqual([]);
@@ -31,6 +34,7 @@ it('instances and audit_events in schema "instances": down to nothing and up aga
     expect(await migrateToLatest(db, INSTANCE_SERVICE_MIGRATIONS)).toEqual([
       'Up 0001_instances',
       'Up 0002_audit_events',
+      'Up 0003_idempotency_per_customer',
     ]);
     expect(await tables('instances')).toEqual(['audit_events', 'instances']);
     // The pool's connections were handed back with their own search_path.

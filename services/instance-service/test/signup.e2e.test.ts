@@ -7,9 +7,9 @@
 import { InstanceCallback } from '@tenantdb/contracts';
 import { type CallbackReceiver, startCallbackReceiver } from '@tenantdb/testkit';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { verifySignature } from '../src/callbacks/signature';
+import { verifyCallback } from '../src/callbacks/signature';
 import { type E2EStack, sleep, startE2EStack } from './e2e-stack';
-import { canLogin, newInstance } from './harness';
+import { canLogin, newInstance, signedWith } from './harness';
 
 let e: E2EStack;
 let hooks: CallbackReceiver;
@@ -118,9 +118,7 @@ it('20 signups at once → all ready on new pools; credentials log in to their o
     const requests = hooks.for(i.id);
     expect(requests.map((r) => r.answered)).toEqual([500, 200]);
     for (const r of requests) {
-      expect(
-        verifySignature(e.stack.secrets.callbackSecret, r.body, r.headers['x-tenantdb-signature'] as string),
-      ).toBe(true);
+      expect(verifyCallback(e.stack.secrets.callbackSecret, r.body, signedWith(r))).toBe(true);
       expect(r.body).toBe(requests[0]!.body);
     }
     const payload = InstanceCallback.parse(JSON.parse(requests[1]!.body));

@@ -9,6 +9,11 @@ export function createPlansRepo(db: CatalogDb) {
       return trx.selectFrom('plans').selectAll().where('plan_tier', '=', planTier).executeTakeFirst();
     },
 
+    /** Every plan's name and placement, by name: what GET /api/database/plans answers. */
+    list(trx: Executor = db): Promise<Pick<Plan, 'plan_tier' | 'placement'>[]> {
+      return trx.selectFrom('plans').select(['plan_tier', 'placement']).orderBy('plan_tier').execute();
+    },
+
     /**
      * The largest connection limit of the plans placed on `placement`: what a server of that kind
      * is sized for (a shared pool takes tenants of every shared plan). Undefined without plans.

@@ -33,8 +33,18 @@ export function createInstancesRepo(db: InstancesDb) {
         .executeTakeFirst();
     },
 
-    findByIdempotencyKey(key: string, trx: Executor = db): Promise<InstanceRow | undefined> {
-      return trx.selectFrom('instances').selectAll().where('idempotency_key', '=', key).executeTakeFirst();
+    /** The customer's instance created with this Idempotency-Key (keys are per customer). */
+    findByIdempotencyKey(
+      customerId: string,
+      key: string,
+      trx: Executor = db,
+    ): Promise<InstanceRow | undefined> {
+      return trx
+        .selectFrom('instances')
+        .selectAll()
+        .where('customer_id', '=', customerId)
+        .where('idempotency_key', '=', key)
+        .executeTakeFirst();
     },
 
     async list(q: {
@@ -183,23 +193,36 @@ export function createInstancesRepo(db: InstancesDb) {
       await db.deleteFrom('instances').where('id', '=', id).where('status', '=', 'pending').execute();
     },
 
-    /** Instances with work left, oldest change first: for the sweep that re-enqueues lost jobs. */
-    unsettled(
-      limit: number,
-    ): Promise<Pick<InstanceRow, 'id' | 'status' | 'release_verified_at' | 'callback_status'>[]> {
+    /**
+     * Instances whose status has work left (waiting for a database, a release to make or verify),
+     * oldest change first: for the sweep that re-enqueues lost jobs. Pending callbacks are read
+     * apart (pendingCallbacks), so however many there are they never crowd these out of the limit.
+     */
+    unsettled(limit: number): Promise<Pick<InstanceRow, 'id' | 'status' | 'release_verified_at'>[]> {
       return db
         .selectFrom('instances')
-        .select(['id', 'status', 'release_verified_at', 'callback_status'])
+        .select(['id', 'status', 'release_verified_at'])
         .where((eb) =>
           eb.or([
             eb('status', 'in', ['pending', 'waiting_for_database', 'deleting']),
             eb.and([eb('status', 'in', ['failed', 'deleted']), eb('release_verified_at', 'is', null)]),
-            eb('callback_status', '=', 'pending'),
           ]),
         )
         .orderBy('updated_at')
         .limit(limit)
         .execute();
+    },
+
+    /** Instances whose callback is still to be delivered, oldest change first: for the sweep. */
+    async pendingCallbacks(limit: number): Promise<string[]> {
+      const rows = await db
+        .selectFrom('instances')
+        .select('id')
+        .where('callback_status', '=', 'pending')
+        .orderBy('updated_at')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => r.id);
     },
 
     async countByStatus(): Promise<{ status: InstanceStatus; n: number }[]> {

@@ -25,7 +25,7 @@ export function instancesRoutes(app: HttpApp, service: InstancesService): void {
       schema: {
         summary: 'Create an instance: 202 with it pending while its database is allocated',
         description:
-          'With an Idempotency-Key header, a repeat with the same key and body answers the same instance; the same key with another body is 422.',
+          "With an Idempotency-Key header, a repeat with the same key and body answers the same instance; the same key with another body is 422. Keys are per customer: another customer's key of the same value is another instance.",
         tags,
         headers: CreateInstanceHeaders,
         body: CreateInstanceRequest,

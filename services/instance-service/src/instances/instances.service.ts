@@ -80,7 +80,7 @@ function upstreamError(err: unknown): Error {
 }
 
 export function createInstancesService(deps: InstanceServiceDeps) {
-  const { db, repo, queues, databaseService, callbackTargets, logger } = deps;
+  const { db, repo, queues, databaseService, callbackTargets, plans, logger } = deps;
 
   /** The job that moves an unsettled instance on; a no-op while one is queued (deterministic id). */
   async function resume(row: InstanceRow): Promise<void> {
@@ -111,9 +111,13 @@ export function createInstancesService(deps: InstanceServiceDeps) {
       }
       const digest = requestDigest(body);
       if (idempotencyKey) {
-        const existing = await repo.findByIdempotencyKey(idempotencyKey);
+        const existing = await repo.findByIdempotencyKey(body.customer_id, idempotencyKey);
         if (existing) return replay(existing, digest);
       }
+      // After the replay: a repeat answers its instance even if its plan was removed since.
+      // database-service unreachable: accepted, and wait-for-database settles it (docs/api.md).
+      if ((await plans.check(body.plan_tier)) === 'unknown')
+        throw new BadRequestError(`unknown plan_tier "${body.plan_tier}"`);
       let row: InstanceRow;
       try {
         row = await db.transaction().execute(async (trx) => {
@@ -143,8 +147,8 @@ export function createInstancesService(deps: InstanceServiceDeps) {
         });
       } catch (err) {
         // The same key raced in from another request: that one won, answer as a repeat.
-        if (idempotencyKey && isUniqueViolation(err, 'instances_idempotency_key')) {
-          const existing = await repo.findByIdempotencyKey(idempotencyKey);
+        if (idempotencyKey && isUniqueViolation(err, 'instances_customer_idempotency_key')) {
+          const existing = await repo.findByIdempotencyKey(body.customer_id, idempotencyKey);
           if (existing) return replay(existing, digest);
         }
         throw err;

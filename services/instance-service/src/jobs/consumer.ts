@@ -1,4 +1,4 @@
-// The BullMQ consumer of the `instances` queue, inside every instance-service replica
+// The BullMQ consumers of the `instances` and `callbacks` queues, inside every instance-service replica
 // (@tenantdb/jobs' startConsumers): payloads are checked against the job catalog before a handler
 // runs; RetryLater moves the job to delayed (no attempt counted); PermanentJobError stops it;
 // anything else retries with backoff.
@@ -37,7 +37,7 @@ export function createHandlers(deps: InstanceServiceDeps): InstanceHandlers {
 export async function startConsumer(deps: InstanceServiceDeps): Promise<Consumer> {
   const { config, logger, queues } = deps;
   const handlers = createHandlers(deps);
-  const [queue] = INSTANCE_QUEUES;
+  const queue = 'instances' as const;
 
   // One schedule however many replicas install it (fixed scheduler id), kept while this runs.
   const schedules = await keepSchedules(
@@ -49,7 +49,9 @@ export async function startConsumer(deps: InstanceServiceDeps): Promise<Consumer
     redisUrl: config.REDIS_URL,
     prefix: config.TENANTDB_QUEUE_PREFIX,
     queues: INSTANCE_QUEUES,
-    concurrency: () => config.TENANTDB_INSTANCE_JOB_CONCURRENCY,
+    // Callbacks wait on receivers the portal runs: their own slots, never the signups'.
+    concurrency: (q) =>
+      q === 'callbacks' ? config.TENANTDB_CALLBACK_CONCURRENCY : config.TENANTDB_INSTANCE_JOB_CONCURRENCY,
     lockMs: config.TENANTDB_JOB_LOCK_MS,
     shutdownDeadlineMs: config.TENANTDB_SHUTDOWN_DEADLINE_MS,
     logger,

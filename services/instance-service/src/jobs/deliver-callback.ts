@@ -1,11 +1,15 @@
 // deliver-callback {instance_id}: POST the final state (ready or failed) to the instance's
-// callback_url, signed with HMAC-SHA256 over the body (X-Tenantdb-Signature), until a 2xx or
-// TENANTDB_CALLBACK_MAX_ATTEMPTS. The body is built from the row, so every attempt sends the same
+// callback_url, signed with HMAC-SHA256 over the attempt's timestamp and the body
+// (X-Tenantdb-Timestamp, X-Tenantdb-Signature), until a 2xx or TENANTDB_CALLBACK_MAX_ATTEMPTS.
+// The host is resolved once per attempt, every address checked against the allow-list, and the
+// connection made to the checked address (no DNS rebinding). The body is built from the row, so every attempt sends the same
 // bytes; X-Tenantdb-Delivery lets a receiver drop a repeat (a 2xx that got lost on the way back).
 
 import type { InstanceCallback } from '@tenantdb/contracts';
 import { RetryLater } from '@tenantdb/jobs';
-import { signBody } from '../callbacks/signature';
+import { fetch } from 'undici';
+import { pinnedDispatcher, type ResolvedAddress, resolveTarget } from '../callbacks/resolve-target';
+import { signCallback } from '../callbacks/signature';
 import type { InstanceServiceDeps } from '../context';
 import type { InstanceRow } from '../db';
 import type { JobContext } from './job-context';
@@ -33,7 +37,47 @@ export function callbackBody(row: InstanceRow): InstanceCallback {
 }
 
 export function deliverCallback(deps: InstanceServiceDeps) {
-  const { config, repo, callbackTargets, metrics } = deps;
+  const { config, repo, callbackTargets, resolveHost, metrics } = deps;
+
+  async function refuse(id: string, reason: string, ctx: JobContext): Promise<void> {
+    await repo.settleCallback(id, 'failed', reason);
+    metrics.callback('failed');
+    ctx.log.warn({ instance_id: id, reason }, 'callback refused');
+  }
+
+  /** One POST to the pinned address: undefined when answered 2xx, else what went wrong. */
+  async function post(row: InstanceRow, address: ResolvedAddress, body: string): Promise<string | undefined> {
+    const timestamp = Math.floor(Date.now() / 1000);
+    const dispatcher = pinnedDispatcher(address);
+    try {
+      const response = await fetch(row.callback_url!, {
+        dispatcher,
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'tenantdb-instance-service',
+          'x-tenantdb-event': row.ready_at ? 'instance.ready' : 'instance.failed',
+          'x-tenantdb-delivery': row.id,
+          'x-tenantdb-timestamp': String(timestamp),
+          'x-tenantdb-signature': signCallback(config.TENANTDB_CALLBACK_SECRET, timestamp, body),
+        },
+        body,
+        // A redirect could point anywhere (past the allow-list): it is an answer, not followed.
+        redirect: 'manual',
+        signal: AbortSignal.timeout(config.TENANTDB_CALLBACK_TIMEOUT_MS),
+      });
+      await response.body?.cancel().catch(() => {});
+      if (response.status >= 200 && response.status < 300) return undefined;
+      return `the receiver answered ${response.status}`;
+    } catch (err) {
+      const e = err as Error & { cause?: { code?: string } };
+      return e.name === 'TimeoutError'
+        ? `no answer within ${config.TENANTDB_CALLBACK_TIMEOUT_MS} ms`
+        : `could not reach the receiver (${e.cause?.code ?? e.message})`;
+    } finally {
+      await dispatcher.destroy().catch(() => {});
+    }
+  }
 
   return async (payload: { instance_id: string }, ctx: JobContext): Promise<void> => {
     const row = await repo.findById(payload.instance_id);
@@ -42,44 +86,18 @@ export function deliverCallback(deps: InstanceServiceDeps) {
 
     // The allow-list may have changed since the instance was created.
     const refused = callbackTargets.refuse(row.callback_url);
-    if (refused) {
-      await repo.settleCallback(row.id, 'failed', refused);
-      metrics.callback('failed');
-      return;
-    }
+    if (refused) return refuse(row.id, refused, ctx);
     const attempt = await repo.countCallbackAttempt(row.id);
     if (attempt === undefined) return;
     const body = JSON.stringify(callbackBody(row));
-    let problem: string;
-    try {
-      const response = await fetch(row.callback_url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'tenantdb-instance-service',
-          'x-tenantdb-event': row.ready_at ? 'instance.ready' : 'instance.failed',
-          'x-tenantdb-delivery': row.id,
-          'x-tenantdb-signature': signBody(config.TENANTDB_CALLBACK_SECRET, body),
-        },
-        body,
-        // A redirect could point anywhere (past the allow-list): it is an answer, not followed.
-        redirect: 'manual',
-        signal: AbortSignal.timeout(config.TENANTDB_CALLBACK_TIMEOUT_MS),
-      });
-      await response.body?.cancel().catch(() => {});
-      if (response.status >= 200 && response.status < 300) {
-        await repo.settleCallback(row.id, 'delivered', null);
-        metrics.callback('delivered');
-        ctx.log.info({ instance_id: row.id, attempt }, 'callback delivered');
-        return;
-      }
-      problem = `the receiver answered ${response.status}`;
-    } catch (err) {
-      const e = err as Error & { cause?: { code?: string } };
-      problem =
-        e.name === 'TimeoutError'
-          ? `no answer within ${config.TENANTDB_CALLBACK_TIMEOUT_MS} ms`
-          : `could not reach the receiver (${e.cause?.code ?? e.message})`;
+    const target = await resolveTarget(new URL(row.callback_url), callbackTargets, resolveHost);
+    if (target.kind === 'refused') return refuse(row.id, target.reason, ctx);
+    const problem = target.kind === 'unresolved' ? target.reason : await post(row, target.address, body);
+    if (problem === undefined) {
+      await repo.settleCallback(row.id, 'delivered', null);
+      metrics.callback('delivered');
+      ctx.log.info({ instance_id: row.id, attempt }, 'callback delivered');
+      return;
     }
 
     if (attempt >= config.TENANTDB_CALLBACK_MAX_ATTEMPTS) {
