@@ -5,7 +5,7 @@ import { createLogger, Registry } from '@tenantdb/observability';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { allocationRoutes } from '../src/allocation/allocation.routes';
-import type { AllocationService } from '../src/allocation/allocation.service';
+import { type AllocationService, inFlightKey } from '../src/allocation/allocation.service';
 import { canLogin, type Harness, newIds, onServer, startHarness, tenantClient } from './harness';
 
 let h: Harness;
@@ -107,6 +107,39 @@ describe('allocate', () => {
     expect((await allocate(ids)).status).toBe(200);
     const other = await allocate({ ...ids, customer_id: crypto.randomUUID() });
     expect(other.status).toBe(409);
+  });
+
+  // Two requests for one new instance at once, from two customers: only identical requests share
+  // an attempt, so the second meets the owner check instead of the first one's answer.
+  it('answers one of two concurrent allocates of a new instance for two customers with 409', async () => {
+    for (const require_dedicated of [undefined, false]) {
+      const ids = newIds();
+      const other = { ...ids, customer_id: crypto.randomUUID(), require_dedicated };
+      const answers = await Promise.all([allocate(ids), allocate(other)]);
+      expect(answers.map((a) => a.status).sort()).toEqual([200, 409]);
+      const won = answers.find((a) => a.status === 200)!;
+      const lost = answers.find((a) => a.status === 409)!;
+      expect(lost.body.db_password).toBeUndefined();
+      expect(JSON.stringify(lost.body)).not.toContain(won.body.db_password);
+      const rows = await h.db
+        .selectFrom('tenant_databases')
+        .select(['status', 'customer_id'])
+        .where('instance_id', '=', ids.instance_id)
+        .execute();
+      expect(rows).toHaveLength(1);
+      expect(rows[0]!.status).toBe('ready');
+    }
+  });
+
+  it('shares one attempt only between identical requests (an absent require_dedicated is false)', () => {
+    const ids = newIds();
+    expect(inFlightKey(ids)).toBe(inFlightKey({ ...ids, require_dedicated: false }));
+    expect(inFlightKey(ids)).toBe(
+      inFlightKey({ plan_tier: ids.plan_tier, customer_id: ids.customer_id, instance_id: ids.instance_id }),
+    );
+    expect(inFlightKey(ids)).not.toBe(inFlightKey({ ...ids, customer_id: crypto.randomUUID() }));
+    expect(inFlightKey(ids)).not.toBe(inFlightKey({ ...ids, plan_tier: 'premium' }));
+    expect(inFlightKey(ids)).not.toBe(inFlightKey({ ...ids, require_dedicated: true }));
   });
 
   it('reports an allocation without its password', async () => {
