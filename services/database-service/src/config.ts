@@ -28,6 +28,11 @@ export const DatabaseServiceConfig = z
     TENANTDB_CATALOG_ACQUIRE_TIMEOUT_MS: env
       .int(15_000, 100, 120_000)
       .describe('how long a request waits for a catalog connection before answering 503'),
+    TENANTDB_RELEASE_LOCK_TIMEOUT_MS: env
+      .int(5_000, 10, 60_000)
+      .describe(
+        'how long a release waits for a rotation of the same allocation (holding a catalog connection) before answering 503 with Retry-After',
+      ),
     TENANTDB_QUEUE_PREFIX: z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,64}$/)

@@ -238,6 +238,47 @@ describe('rotate-credentials', () => {
   });
 });
 
+describe('release waiting for a rotation', () => {
+  // A rotation that never ends (here: the test holding its lock) must not hold a release, and its
+  // catalog connection, forever: the wait is bounded, answered 503 with Retry-After, nothing changed.
+  it('answers 503 with Retry-After when the rotation lock is held past the bound, and changes nothing', async () => {
+    const ids = newIds();
+    const a = (await allocate(ids)).body;
+    const id = a.tenant_database_id as string;
+    const holder = new pg.Client({ connectionString: h.config.DATABASE_URL });
+    await holder.connect();
+    try {
+      await holder.query('SELECT pg_advisory_lock(hashtext($1))', [`rotate:${id}`]);
+      const started = Date.now();
+      const release = h.api('DELETE', `/api/database/allocations/${ids.instance_id}`);
+      // Old code waited for ever: give it far more than the bound, then let it go.
+      const answered = await Promise.race([
+        release,
+        new Promise<undefined>((r) =>
+          setTimeout(() => r(undefined), h.config.TENANTDB_RELEASE_LOCK_TIMEOUT_MS + 10_000),
+        ),
+      ]);
+      await holder.query('SELECT pg_advisory_unlock(hashtext($1))', [`rotate:${id}`]);
+      const res = answered ?? (await release);
+      expect(res.status).toBe(503);
+      expect(res.headers['retry-after']).toBe('1');
+      expect(Date.now() - started).toBeGreaterThanOrEqual(h.config.TENANTDB_RELEASE_LOCK_TIMEOUT_MS - 50);
+      const row = await h.db
+        .selectFrom('tenant_databases')
+        .select('status')
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow();
+      expect(row.status).toBe('ready');
+      expect(await canLogin(a)).toBe(true);
+      // Retried once the rotation is over, the release goes through (the bound was put back).
+      expect((await h.api('DELETE', `/api/database/allocations/${ids.instance_id}`)).status).toBe(200);
+      expect(await canLogin(a)).toBe(false);
+    } finally {
+      await holder.end();
+    }
+  });
+});
+
 describe('credentials read', () => {
   const read = (instanceId: string, token?: string | null) =>
     h.api('GET', `/api/database/allocations/${instanceId}/credentials`, undefined, token);

@@ -30,6 +30,8 @@ export interface AllocationConfig {
   strategy: PlacementStrategy;
   retryAfterSeconds: number;
   defaultDriver: 'local' | 'swarm' | 'kubernetes';
+  /** How long a release waits for a rotation of the same allocation before answering 503. */
+  releaseLockTimeoutMs: number;
 }
 
 export interface AllocationDeps {

@@ -7,12 +7,13 @@ import {
   type ServersRepo,
   type TenantDatabasesRepo,
   trySessionLock,
-  withSessionLock,
+  waitSessionLock,
 } from '@tenantdb/catalog';
 import type { Rotated } from '@tenantdb/contracts';
 import { ConflictError, NotFoundError, type RequestContext, UnavailableError } from '@tenantdb/http';
 import { PoolServerUnavailableError, type TenantOps } from '@tenantdb/pool-server';
 import { generatePassword, type SecretBox } from '@tenantdb/secrets';
+import type { AllocationConfig } from './allocation.service';
 import type { Answers } from './answers';
 
 export interface ReleaseRotateDeps {
@@ -23,16 +24,18 @@ export interface ReleaseRotateDeps {
   secrets: Pick<SecretBox, 'encrypt' | 'decrypt'>;
   tenantOps: Pick<TenantOps, 'drop' | 'setPassword'>;
   answers: Pick<Answers, 'credentials'>;
+  config: Pick<AllocationConfig, 'releaseLockTimeoutMs'>;
 }
 
 export function createReleaseRotate(deps: ReleaseRotateDeps) {
-  const { db, servers, tenants, audit, secrets, tenantOps, answers } = deps;
+  const { db, servers, tenants, audit, secrets, tenantOps, answers, config } = deps;
 
   /**
    * Runs `fn` holding an allocation's rotation lock: an advisory lock on a catalog session (not a
    * transaction; `fn` gets that session), taken by every rotation and by the start of a release.
    * 'try' answers 409 when it is held; 'wait' waits for it (a rotation is one ALTER ROLE and one
-   * update).
+   * update), but no longer than releaseLockTimeoutMs while it holds a catalog connection: then
+   * 503 with Retry-After, nothing changed.
    */
   async function holdingRotationLock<T>(
     tenantDatabaseId: string,
@@ -40,7 +43,12 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
     fn: (conn: CatalogDb) => Promise<T>,
   ): Promise<T> {
     const key = LOCK_KEYS.rotation(tenantDatabaseId);
-    if (mode === 'wait') return withSessionLock(db, key, fn);
+    if (mode === 'wait') {
+      const attempt = await waitSessionLock(db, key, config.releaseLockTimeoutMs, fn);
+      if (!attempt.acquired)
+        throw new UnavailableError('this allocation is being rotated; nothing was changed, retry', 1);
+      return attempt.value;
+    }
     const attempt = await trySessionLock(db, key, fn);
     if (!attempt.acquired) throw new ConflictError('this allocation is being rotated or released; retry');
     return attempt.value;
