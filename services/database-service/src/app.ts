@@ -75,6 +75,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
       retryAfterSeconds: config.TENANTDB_RETRY_AFTER_SECONDS,
       defaultDriver: config.TENANTDB_DEFAULT_DRIVER,
       releaseLockTimeoutMs: config.TENANTDB_RELEASE_LOCK_TIMEOUT_MS,
+      heartbeatMs: config.TENANTDB_ALLOCATION_HEARTBEAT_MS,
     },
   });
   const pools = createPoolsService({

@@ -33,6 +33,11 @@ export const DatabaseServiceConfig = z
       .describe(
         'how long a release waits for a rotation of the same allocation (holding a catalog connection) before answering 503 with Retry-After',
       ),
+    TENANTDB_ALLOCATION_HEARTBEAT_MS: env
+      .int(15_000, 50, 60_000)
+      .describe(
+        "how often an allocation being created touches its row; keep it well under database-worker's TENANTDB_STALE_ALLOCATION_MS",
+      ),
     TENANTDB_QUEUE_PREFIX: z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,64}$/)

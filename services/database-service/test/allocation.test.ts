@@ -1,11 +1,14 @@
 // The shared allocation path end to end on real pool servers: credentials that work, tenant
 // isolation, idempotency, release, rotation and the credentials read.
+
+import { createTenantDatabasesRepo } from '@tenantdb/catalog';
 import { createHttpApp } from '@tenantdb/http';
 import { createLogger, Registry } from '@tenantdb/observability';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { allocationRoutes } from '../src/allocation/allocation.routes';
 import { type AllocationService, inFlightKey } from '../src/allocation/allocation.service';
+import { createMaterialize } from '../src/allocation/materialize';
 import { canLogin, type Harness, newIds, onServer, startHarness, tenantClient } from './harness';
 
 let h: Harness;
@@ -276,6 +279,59 @@ describe('release waiting for a rotation', () => {
     } finally {
       await holder.end();
     }
+  });
+});
+
+describe('an allocation being created', () => {
+  // reconcile repairs a creating row not touched for its stale bound: an attempt still running
+  // must keep touching its row, however long the pool server takes.
+  it('touches its row every heartbeat while the pool server works, and no longer after', async () => {
+    const ids = newIds();
+    const a = (await allocate(ids)).body;
+    const old = new Date(Date.now() - 3_600_000);
+    const row = await h.db
+      .updateTable('tenant_databases')
+      .set({ status: 'creating', updated_at: old })
+      .where('id', '=', a.tenant_database_id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    const updatedAt = async () =>
+      (
+        await h.db
+          .selectFrom('tenant_databases')
+          .select('updated_at')
+          .where('id', '=', row.id)
+          .executeTakeFirstOrThrow()
+      ).updated_at;
+    const seen: Date[] = [];
+    const slow = async () => {
+      for (let i = 0; i < 4; i++) {
+        await new Promise((r) => setTimeout(r, 150));
+        seen.push(await updatedAt());
+      }
+    };
+    const materialize = createMaterialize({
+      tenants: createTenantDatabasesRepo(h.db),
+      tenantOps: { create: slow, claim: slow, drop: async () => {} },
+      logger: createLogger({ name: 'test', level: 'silent' }),
+      config: { heartbeatMs: 50 },
+    });
+    const server = await h.db
+      .selectFrom('db_servers')
+      .selectAll()
+      .where('id', '=', row.db_server_id)
+      .executeTakeFirstOrThrow();
+    await materialize(server, row, 'unused-password');
+    expect(seen.every((t) => t.getTime() > old.getTime() + 3_000_000)).toBe(true);
+    expect(new Set(seen.map((t) => t.getTime())).size).toBeGreaterThan(1);
+    const done = await h.db
+      .selectFrom('tenant_databases')
+      .select(['status', 'updated_at'])
+      .where('id', '=', row.id)
+      .executeTakeFirstOrThrow();
+    expect(done.status).toBe('ready');
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await updatedAt()).getTime()).toBe(done.updated_at.getTime());
   });
 });
 

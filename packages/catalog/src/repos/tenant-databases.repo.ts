@@ -142,6 +142,20 @@ export function createTenantDatabasesRepo(db: CatalogDb) {
         .execute();
     },
 
+    /**
+     * The heartbeat of an attempt still creating this row (updated_at = now): findStuck, and so
+     * reconcile, leaves a row alone while its attempt beats. False when the row is no longer creating.
+     */
+    async heartbeat(id: string, trx: Executor = db): Promise<boolean> {
+      const touched = await trx
+        .updateTable('tenant_databases')
+        .set({ updated_at: sql<Date>`now()` })
+        .where('id', '=', id)
+        .where('status', '=', 'creating')
+        .executeTakeFirst();
+      return Number(touched.numUpdatedRows) > 0;
+    },
+
     /** Rows per status on one server. */
     async countByStatus(serverId: string, trx: Executor = db): Promise<Record<string, number>> {
       const rows = await trx
@@ -166,7 +180,10 @@ export function createTenantDatabasesRepo(db: CatalogDb) {
         .execute();
     },
 
-    /** Rows in flight (creating, releasing) not touched since `before`: a process died moving them. */
+    /**
+     * Rows in flight (creating, releasing) not touched since `before`: a process died moving them.
+     * An attempt still creating a row touches it (heartbeat) well within the bound.
+     */
     findStuck(
       before: Date,
       trx: Executor = db,

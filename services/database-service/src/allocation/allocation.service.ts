@@ -32,6 +32,8 @@ export interface AllocationConfig {
   defaultDriver: 'local' | 'swarm' | 'kubernetes';
   /** How long a release waits for a rotation of the same allocation before answering 503. */
   releaseLockTimeoutMs: number;
+  /** How often an attempt creating a tenant database touches its row (reconcile's liveness signal). */
+  heartbeatMs: number;
 }
 
 export interface AllocationDeps {
