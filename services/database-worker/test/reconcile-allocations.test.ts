@@ -1,8 +1,12 @@
 // reconcile's repair of allocations a crashed database-service left half done: a row stuck in
 // creating (repaired once it has not been touched for TENANTDB_STALE_ALLOCATION_MS, never while its
-// attempt still beats).
+// attempt still beats), and a rotation killed between its steps (pending password, ALTER ROLE,
+// promote) — after one reconcile run the credentials answered log in.
+import { generatePassword } from '@tenantdb/secrets';
 import type { TenantCredentials } from '@tenantdb/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAnswers } from '../../database-service/src/allocation/answers';
+import { createReleaseRotate } from '../../database-service/src/allocation/release-rotate';
 import { loadConfig } from '../src/config';
 import type { JobContext } from '../src/context';
 import { createWorker, type DatabaseWorker } from '../src/worker';
@@ -76,5 +80,98 @@ describe('reconcile of allocations stuck in creating', () => {
     expect((await rowOf(fresh.ids.instance_id)).status).toBe('creating');
     expect(await canLogin(fresh.body)).toBe(true);
     expect(loadConfig(fleet.env).TENANTDB_STALE_ALLOCATION_MS).toBeLessThanOrEqual(120_000);
+  });
+});
+
+describe('a rotation killed between its steps', () => {
+  const killed = () => {
+    throw new Error('killed mid-rotation');
+  };
+  /** A rotation wired as database-service wires it, the process "killed" at one step (the seam). */
+  function rotation(crash: 'before-alter-role' | 'before-promote') {
+    const d = reconciler.deps;
+    return createReleaseRotate({
+      db: d.db,
+      servers: d.servers,
+      tenants: {
+        ...d.tenants,
+        ...(crash === 'before-promote' ? { settlePendingPassword: async () => killed() } : {}),
+      },
+      audit: d.audit,
+      secrets: d.secrets,
+      tenantOps: {
+        drop: d.tenantOps.drop,
+        setPassword: crash === 'before-alter-role' ? async () => killed() : d.tenantOps.setPassword,
+      },
+      answers: createAnswers({ ...d, config: { retryAfterSeconds: 1 } }),
+      config: { releaseLockTimeoutMs: 1_000 },
+    });
+  }
+  const ctx = { actor: 'test', requestId: 'test-rotation' };
+  const credentials = (instanceId: string) =>
+    fleet.api('GET', `/api/database/allocations/${instanceId}/credentials`);
+
+  for (const crash of ['before-alter-role', 'before-promote'] as const) {
+    it(`killed ${crash}: answered 503 (never a dead password) until one reconcile run, then the credentials log in`, async () => {
+      const { ids, body } = await allocated();
+      await expect(rotation(crash).rotate(ids.instance_id, ctx)).rejects.toThrow('killed mid-rotation');
+      const row = await rowOf(ids.instance_id);
+      expect(row.password_pending_enc).not.toBeNull();
+      // The server has the new password (killed before promote) or still the old one.
+      expect(await canLogin(body)).toBe(crash === 'before-alter-role');
+      for (const answer of [
+        await credentials(ids.instance_id),
+        await fleet.api('POST', '/api/database/allocate', ids),
+      ]) {
+        expect(answer.status).toBe(503);
+        expect(answer.headers['retry-after']).toBe('1');
+        expect(answer.body.db_password).toBeUndefined();
+      }
+
+      const summary = (await once()) as { allocations: number; errors: number };
+      expect(summary.errors).toBe(0);
+      expect((await rowOf(ids.instance_id)).password_pending_enc).toBeNull();
+      const after = await credentials(ids.instance_id);
+      expect(after.status).toBe(200);
+      expect(await canLogin(after.body)).toBe(true);
+      if (crash === 'before-alter-role') expect(after.body.db_password).toBe(body.db_password);
+      else expect(after.body.db_password).not.toBe(body.db_password);
+      const again = await fleet.api('POST', '/api/database/allocate', ids);
+      expect(again.body.db_password).toBe(after.body.db_password);
+    });
+  }
+
+  it('neither password logs in (the role changed meanwhile): reconcile gives the role the pending one', async () => {
+    const { ids, body } = await allocated();
+    const row = await rowOf(ids.instance_id);
+    const pending = generatePassword();
+    fleet.seenSecrets.add(pending);
+    await fleet.db
+      .updateTable('tenant_databases')
+      .set({ password_pending_enc: fleet.secrets.encrypt(pending) })
+      .where('id', '=', row.id)
+      .execute();
+    const pool = (await fleet.servers('active')).find((s) => s.id === row.db_server_id)!;
+    await asAdmin(fleet, pool, `ALTER ROLE ${row.db_user} PASSWORD '${generatePassword()}'`);
+    expect(await canLogin(body)).toBe(false);
+
+    expect(((await once()) as { errors: number }).errors).toBe(0);
+    const after = await credentials(ids.instance_id);
+    expect(after.status).toBe(200);
+    expect(after.body.db_password).toBe(pending);
+    expect(await canLogin(after.body)).toBe(true);
+  });
+
+  it('a rotation that is not killed leaves no pending password and answers a password that logs in', async () => {
+    const { ids, body } = await allocated();
+    const rotated = await fleet.api(
+      'POST',
+      `/api/database/allocations/${ids.instance_id}/rotate-credentials`,
+    );
+    expect(rotated.status).toBe(200);
+    expect(await canLogin(rotated.body)).toBe(true);
+    expect(await canLogin(body)).toBe(false);
+    expect((await rowOf(ids.instance_id)).password_pending_enc).toBeNull();
+    expect((await credentials(ids.instance_id)).body.db_password).toBe(rotated.body.db_password);
   });
 });

@@ -19,9 +19,12 @@ import type { Answers } from './answers';
 export interface ReleaseRotateDeps {
   db: CatalogDb;
   servers: Pick<ServersRepo, 'findById'>;
-  tenants: Pick<TenantDatabasesRepo, 'findLiveByInstance' | 'transition' | 'leaveSlot' | 'updatePassword'>;
+  tenants: Pick<
+    TenantDatabasesRepo,
+    'findLiveByInstance' | 'transition' | 'leaveSlot' | 'setPendingPassword' | 'settlePendingPassword'
+  >;
   audit: Pick<AuditRepo, 'record' | 'audited'>;
-  secrets: Pick<SecretBox, 'encrypt' | 'decrypt'>;
+  secrets: Pick<SecretBox, 'encrypt'>;
   tenantOps: Pick<TenantOps, 'drop' | 'setPassword'>;
   answers: Pick<Answers, 'credentials'>;
   config: Pick<AllocationConfig, 'releaseLockTimeoutMs'>;
@@ -96,7 +99,10 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
     },
 
     /**
-     * A new password, applied on the server before it is stored and returned. Rotations of one
+     * A new password, in an order a crash at any point can recover from: stored as pending in the
+     * catalog, then applied on the pool server, then promoted to the row's password. A row left
+     * with a pending password is answered 503 (its password is uncertain) until reconcile settles
+     * it, or until the next rotation, which applies a password of its own. Rotations of one
      * allocation, and the start of its release, are serialized by the rotation lock.
      */
     async rotate(instanceId: string, ctx: RequestContext): Promise<Rotated> {
@@ -110,22 +116,19 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
         if (current?.id !== row.id || current.status !== 'ready')
           throw new ConflictError('the allocation changed; retry');
         const password = generatePassword();
+        const pendingEnc = secrets.encrypt(password);
+        if (!(await tenants.setPendingPassword(row.id, pendingEnc, conn)))
+          throw new ConflictError('the allocation changed; retry');
         try {
           await tenantOps.setPassword(server, row.db_user, password);
         } catch (err) {
+          // Whether the server applied it is unknown: the pending password stays for reconcile.
           if (err instanceof PoolServerUnavailableError)
             throw new UnavailableError('the pool server is unreachable');
           throw err;
         }
-        try {
-          await tenants.updatePassword(row.id, secrets.encrypt(password), conn);
-        } catch (err) {
-          // Not stored: put the stored password back so the catalog and the server agree.
-          await tenantOps
-            .setPassword(server, row.db_user, secrets.decrypt(current.password_enc))
-            .catch(() => {});
-          throw err;
-        }
+        if (!(await tenants.settlePendingPassword(row.id, pendingEnc, 'promote', conn)))
+          throw new ConflictError('the allocation changed; retry');
         await audit.record(
           {
             actor: ctx.actor,
@@ -139,7 +142,7 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
         );
         return {
           status: 'rotated',
-          ...answers.credentials(server, { ...row, password_enc: secrets.encrypt(password) }),
+          ...answers.credentials(server, { ...row, password_enc: pendingEnc, password_pending_enc: null }),
         };
       });
     },
