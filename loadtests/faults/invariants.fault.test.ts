@@ -117,7 +117,7 @@ async function violated(): Promise<Set<Invariant>> {
     knownSecrets: [token],
     acknowledged,
   });
-  expect(report.checked).toHaveLength(6);
+  expect(report.checked).toHaveLength(7);
   return new Set(report.violations.map((v) => v.invariant));
 }
 
@@ -212,12 +212,35 @@ describe('the invariant checker', () => {
       () => rm(join(root, 'pool-left-behind'), { recursive: true }),
     ));
 
-  it('catches acknowledged credentials that no longer log in', () =>
+  it('catches acknowledged credentials that no longer log in (the catalog password neither)', () =>
     planted(
-      'logins',
+      ['logins', 'passwords'],
       () => adminQuery(adminUrl(), `ALTER ROLE "${tenant.user}" PASSWORD 'not-what-the-client-was-given'`),
       () => adminQuery(adminUrl(), `ALTER ROLE "${tenant.user}" PASSWORD '${tenant.password}'`),
     ));
+
+  it('catches a ready allocation whose catalog password does not log in, and a rotation left unsettled', async () => {
+    const row = () => db.updateTable('tenant_databases').where('db_name', '=', tenant.db);
+    await planted(
+      'passwords',
+      () =>
+        row()
+          .set({ password_enc: box.encrypt('a-password-the-role-never-had') })
+          .execute(),
+      () =>
+        row()
+          .set({ password_enc: box.encrypt(tenant.password) })
+          .execute(),
+    );
+    await planted(
+      'passwords',
+      () =>
+        row()
+          .set({ password_pending_enc: box.encrypt(randomBytes(16).toString('hex')) })
+          .execute(),
+      () => row().set({ password_pending_enc: null }).execute(),
+    );
+  });
 
   it('catches an allocation released by the client that is still live', () =>
     planted(

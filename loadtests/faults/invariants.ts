@@ -15,6 +15,7 @@ export const INVARIANTS = {
   capacity: 'no server over capacity',
   slots: 'current_instances equals live allocations',
   logins: 'every acknowledged allocation logs in (and a released one is gone)',
+  passwords: "every ready allocation's password logs in (no rotation left unsettled)",
   orphans: 'no orphaned database, role, server, data dir or postmaster',
   'health-schedule': 'one health schedule',
   secrets: 'no secret in any log or job payload',
@@ -114,6 +115,34 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
       );
   }
 
+  // passwords: the catalog's own answer for every ready allocation on a running server — what a
+  // repeat allocate or a credentials read would hand out — logs in; a pending one (a rotation not
+  // settled, answered 503) must be gone once reconcile has run.
+  const running = new Map(
+    live.filter((s) => (ON_SERVER as readonly string[]).includes(s.status)).map((s) => [s.id, s]),
+  );
+  const ready = await src.db
+    .selectFrom('tenant_databases')
+    .select(['instance_id', 'db_server_id', 'db_name', 'db_user', 'password_enc', 'password_pending_enc'])
+    .where('status', '=', 'ready')
+    .where('instance_id', 'is not', null)
+    .execute();
+  for (const t of ready) {
+    const server = running.get(t.db_server_id);
+    if (!server?.host || !server.port) continue;
+    if (t.password_pending_enc)
+      add('passwords', `${t.instance_id}: a rotation left unsettled (pending password)`);
+    const logsIn = await canLogin({
+      db_host: server.host,
+      db_port: server.port,
+      db_name: t.db_name,
+      db_user: t.db_user,
+      db_password: src.secrets.decrypt(t.password_enc),
+    });
+    if (!logsIn)
+      add('passwords', `${t.instance_id}: the catalog's password for ${t.db_name} does not log in`);
+  }
+
   // orphans, on each server: what is there (listed first) against the catalog rows (read after, so
   // a row written meanwhile for a database made meanwhile is never mistaken for an orphan).
   for (const s of live.filter((s) => (ON_SERVER as readonly string[]).includes(s.status))) {
@@ -180,8 +209,13 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
   // secrets: every token/key given, every password the catalog holds (pool admins, tenants).
   const secrets = new Set([...src.knownSecrets].filter((s) => s.length >= 8));
   for (const s of servers) if (s.admin_password_enc) secrets.add(src.secrets.decrypt(s.admin_password_enc));
-  for (const t of await src.db.selectFrom('tenant_databases').select('password_enc').execute())
+  for (const t of await src.db
+    .selectFrom('tenant_databases')
+    .select(['password_enc', 'password_pending_enc'])
+    .execute()) {
     secrets.add(src.secrets.decrypt(t.password_enc));
+    if (t.password_pending_enc) secrets.add(src.secrets.decrypt(t.password_pending_enc));
+  }
   for (const a of src.acknowledged) secrets.add(a.credentials.db_password);
   const logs = src.logs();
   for (const secret of secrets)

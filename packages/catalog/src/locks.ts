@@ -45,6 +45,37 @@ export async function trySessionLock<T>(
   });
 }
 
+/**
+ * As withSessionLock, but waits at most `timeoutMs` for the lock (the session's lock_timeout, put
+ * back before the connection returns to the pool): `{ acquired: false }` when it was not had by
+ * then, and `fn` did not run.
+ */
+export async function waitSessionLock<T>(
+  db: CatalogDb,
+  key: string,
+  timeoutMs: number,
+  fn: (conn: CatalogDb) => Promise<T>,
+): Promise<LockAttempt<T>> {
+  return db.connection().execute(async (conn) => {
+    try {
+      await sql`SELECT set_config('lock_timeout', ${`${Math.max(1, Math.round(timeoutMs))}ms`}, false)`.execute(
+        conn,
+      );
+      await sql`SELECT pg_advisory_lock(hashtext(${key}))`.execute(conn);
+    } catch (err) {
+      if ((err as { code?: string }).code === '55P03') return { acquired: false }; // lock_not_available
+      throw err;
+    } finally {
+      await sql`SELECT set_config('lock_timeout', '0', false)`.execute(conn);
+    }
+    try {
+      return { acquired: true, value: await fn(conn) };
+    } finally {
+      await sql`SELECT pg_advisory_unlock(hashtext(${key}))`.execute(conn);
+    }
+  });
+}
+
 /** Takes a transaction-level advisory lock, waiting for it; released at COMMIT or ROLLBACK. */
 export async function takeTransactionLock(trx: CatalogTrx, key: string): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(hashtext(${key}))`.execute(trx);
@@ -52,7 +83,7 @@ export async function takeTransactionLock(trx: CatalogTrx, key: string): Promise
 
 /** The lock names in use, one place: who takes each is said beside it. */
 export const LOCK_KEYS = {
-  /** Every rotation of one allocation (try), and the start of its release (wait). */
+  /** Every rotation of one allocation (try), and the start of its release (wait, bounded). */
   rotation: (tenantDatabaseId: string) => `rotate:${tenantDatabaseId}`,
   /** One warm refill per pool at a time, whichever replica or job runs it (try). */
   warmRefill: (serverId: string) => `refill-warm:${serverId}`,

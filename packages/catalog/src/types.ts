@@ -117,6 +117,8 @@ export interface TenantDatabasesTable {
   db_name: string;
   db_user: string;
   password_enc: string;
+  /** A rotation's new password until the pool server has it (then moved to password_enc). */
+  password_pending_enc: string | null;
   plan_tier: string | null;
   status: TenantDbStatus;
   status_reason: string | null;

@@ -98,6 +98,8 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
       strategy: config.TENANTDB_PLACEMENT_STRATEGY,
       retryAfterSeconds: config.TENANTDB_RETRY_AFTER_SECONDS,
       defaultDriver: config.TENANTDB_DEFAULT_DRIVER,
+      releaseLockTimeoutMs: config.TENANTDB_RELEASE_LOCK_TIMEOUT_MS,
+      heartbeatMs: config.TENANTDB_ALLOCATION_HEARTBEAT_MS,
     },
     limits,
   });

@@ -96,6 +96,16 @@ export const DatabaseServiceConfig = z
     TENANTDB_OIDC_JWKS_CACHE_SECONDS: env
       .int(600, 1, 86_400)
       .describe("how long the issuer's keys are kept; an unknown key id refetches them sooner"),
+    TENANTDB_RELEASE_LOCK_TIMEOUT_MS: env
+      .int(5_000, 10, 60_000)
+      .describe(
+        'how long a release waits for a rotation of the same allocation (holding a catalog connection) before answering 503 with Retry-After',
+      ),
+    TENANTDB_ALLOCATION_HEARTBEAT_MS: env
+      .int(15_000, 50, 60_000)
+      .describe(
+        "how often an allocation being created touches its row; keep it well under database-worker's TENANTDB_STALE_ALLOCATION_MS",
+      ),
     TENANTDB_QUEUE_PREFIX: z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,64}$/)

@@ -1,11 +1,14 @@
 // The shared allocation path end to end on real pool servers: credentials that work, tenant
 // isolation, idempotency, release, rotation and the credentials read.
+
+import { createTenantDatabasesRepo } from '@tenantdb/catalog';
 import { createHttpApp } from '@tenantdb/http';
 import { createLogger, Registry } from '@tenantdb/observability';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { allocationRoutes } from '../src/allocation/allocation.routes';
-import type { AllocationService } from '../src/allocation/allocation.service';
+import { type AllocationService, inFlightKey } from '../src/allocation/allocation.service';
+import { createMaterialize } from '../src/allocation/materialize';
 import { canLogin, type Harness, newIds, onServer, startHarness, tenantClient } from './harness';
 
 let h: Harness;
@@ -109,6 +112,39 @@ describe('allocate', () => {
     expect(other.status).toBe(409);
   });
 
+  // Two requests for one new instance at once, from two customers: only identical requests share
+  // an attempt, so the second meets the owner check instead of the first one's answer.
+  it('answers one of two concurrent allocates of a new instance for two customers with 409', async () => {
+    for (const require_dedicated of [undefined, false]) {
+      const ids = newIds();
+      const other = { ...ids, customer_id: crypto.randomUUID(), require_dedicated };
+      const answers = await Promise.all([allocate(ids), allocate(other)]);
+      expect(answers.map((a) => a.status).sort()).toEqual([200, 409]);
+      const won = answers.find((a) => a.status === 200)!;
+      const lost = answers.find((a) => a.status === 409)!;
+      expect(lost.body.db_password).toBeUndefined();
+      expect(JSON.stringify(lost.body)).not.toContain(won.body.db_password);
+      const rows = await h.db
+        .selectFrom('tenant_databases')
+        .select(['status', 'customer_id'])
+        .where('instance_id', '=', ids.instance_id)
+        .execute();
+      expect(rows).toHaveLength(1);
+      expect(rows[0]!.status).toBe('ready');
+    }
+  });
+
+  it('shares one attempt only between identical requests (an absent require_dedicated is false)', () => {
+    const ids = newIds();
+    expect(inFlightKey(ids)).toBe(inFlightKey({ ...ids, require_dedicated: false }));
+    expect(inFlightKey(ids)).toBe(
+      inFlightKey({ plan_tier: ids.plan_tier, customer_id: ids.customer_id, instance_id: ids.instance_id }),
+    );
+    expect(inFlightKey(ids)).not.toBe(inFlightKey({ ...ids, customer_id: crypto.randomUUID() }));
+    expect(inFlightKey(ids)).not.toBe(inFlightKey({ ...ids, plan_tier: 'premium' }));
+    expect(inFlightKey(ids)).not.toBe(inFlightKey({ ...ids, require_dedicated: true }));
+  });
+
   it('reports an allocation without its password', async () => {
     const ids = newIds();
     const created = (await allocate(ids)).body;
@@ -202,6 +238,100 @@ describe('rotate-credentials', () => {
     } finally {
       await rotation.end();
     }
+  });
+});
+
+describe('release waiting for a rotation', () => {
+  // A rotation that never ends (here: the test holding its lock) must not hold a release, and its
+  // catalog connection, forever: the wait is bounded, answered 503 with Retry-After, nothing changed.
+  it('answers 503 with Retry-After when the rotation lock is held past the bound, and changes nothing', async () => {
+    const ids = newIds();
+    const a = (await allocate(ids)).body;
+    const id = a.tenant_database_id as string;
+    const holder = new pg.Client({ connectionString: h.config.DATABASE_URL });
+    await holder.connect();
+    try {
+      await holder.query('SELECT pg_advisory_lock(hashtext($1))', [`rotate:${id}`]);
+      const started = Date.now();
+      const release = h.api('DELETE', `/api/database/allocations/${ids.instance_id}`);
+      // Old code waited for ever: give it far more than the bound, then let it go.
+      const answered = await Promise.race([
+        release,
+        new Promise<undefined>((r) =>
+          setTimeout(() => r(undefined), h.config.TENANTDB_RELEASE_LOCK_TIMEOUT_MS + 10_000),
+        ),
+      ]);
+      await holder.query('SELECT pg_advisory_unlock(hashtext($1))', [`rotate:${id}`]);
+      const res = answered ?? (await release);
+      expect(res.status).toBe(503);
+      expect(res.headers['retry-after']).toBe('1');
+      expect(Date.now() - started).toBeGreaterThanOrEqual(h.config.TENANTDB_RELEASE_LOCK_TIMEOUT_MS - 50);
+      const row = await h.db
+        .selectFrom('tenant_databases')
+        .select('status')
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow();
+      expect(row.status).toBe('ready');
+      expect(await canLogin(a)).toBe(true);
+      // Retried once the rotation is over, the release goes through (the bound was put back).
+      expect((await h.api('DELETE', `/api/database/allocations/${ids.instance_id}`)).status).toBe(200);
+      expect(await canLogin(a)).toBe(false);
+    } finally {
+      await holder.end();
+    }
+  });
+});
+
+describe('an allocation being created', () => {
+  // reconcile repairs a creating row not touched for its stale bound: an attempt still running
+  // must keep touching its row, however long the pool server takes.
+  it('touches its row every heartbeat while the pool server works, and no longer after', async () => {
+    const ids = newIds();
+    const a = (await allocate(ids)).body;
+    const old = new Date(Date.now() - 3_600_000);
+    const row = await h.db
+      .updateTable('tenant_databases')
+      .set({ status: 'creating', updated_at: old })
+      .where('id', '=', a.tenant_database_id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    const updatedAt = async () =>
+      (
+        await h.db
+          .selectFrom('tenant_databases')
+          .select('updated_at')
+          .where('id', '=', row.id)
+          .executeTakeFirstOrThrow()
+      ).updated_at;
+    const seen: Date[] = [];
+    const slow = async () => {
+      for (let i = 0; i < 4; i++) {
+        await new Promise((r) => setTimeout(r, 150));
+        seen.push(await updatedAt());
+      }
+    };
+    const materialize = createMaterialize({
+      tenants: createTenantDatabasesRepo(h.db),
+      tenantOps: { create: slow, claim: slow, drop: async () => {} },
+      logger: createLogger({ name: 'test', level: 'silent' }),
+      config: { heartbeatMs: 50 },
+    });
+    const server = await h.db
+      .selectFrom('db_servers')
+      .selectAll()
+      .where('id', '=', row.db_server_id)
+      .executeTakeFirstOrThrow();
+    await materialize(server, row, 'unused-password');
+    expect(seen.every((t) => t.getTime() > old.getTime() + 3_000_000)).toBe(true);
+    expect(new Set(seen.map((t) => t.getTime())).size).toBeGreaterThan(1);
+    const done = await h.db
+      .selectFrom('tenant_databases')
+      .select(['status', 'updated_at'])
+      .where('id', '=', row.id)
+      .executeTakeFirstOrThrow();
+    expect(done.status).toBe('ready');
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await updatedAt()).getTime()).toBe(done.updated_at.getTime());
   });
 });
 

@@ -119,7 +119,7 @@ export const WorkerConfig = z
         'health checks at once across all replicas (each holds one connection to one server); set the same on every replica',
       ),
     TENANTDB_CAPACITY_INTERVAL_MS: env.int(seconds(30), 1000),
-    TENANTDB_RECONCILE_INTERVAL_MS: env.int(seconds(600), 1000),
+    TENANTDB_RECONCILE_INTERVAL_MS: env.int(seconds(300), 1000),
     TENANTDB_RECONCILE_CONCURRENCY: env
       .int(8, 1, 1000)
       .describe('servers reconcile compares with the catalog at once (one connection each, closed after)'),
@@ -134,8 +134,10 @@ export const WorkerConfig = z
       .int(seconds(30), 1000)
       .describe('a job whose worker stops renewing this lock is retried'),
     TENANTDB_STALE_ALLOCATION_MS: env
-      .int(seconds(600), 1000)
-      .describe('reconcile: creating/releasing rows older are repaired'),
+      .int(seconds(120), 1000)
+      .describe(
+        "reconcile: creating/releasing rows not touched for longer are repaired (an attempt still creating touches its row every database-service's TENANTDB_ALLOCATION_HEARTBEAT_MS)",
+      ),
     TENANTDB_SHUTDOWN_DEADLINE_MS: env.int(seconds(25), 1000),
     TENANTDB_SERVER_SETTINGS: postgresSettings.describe(
       'extra Postgres settings for provisioned servers: name=value,name=value',

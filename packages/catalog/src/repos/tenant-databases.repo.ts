@@ -134,12 +134,67 @@ export function createTenantDatabasesRepo(db: CatalogDb) {
       return trx.isTransaction ? leave(trx) : db.transaction().execute(leave);
     },
 
-    async updatePassword(id: string, passwordEnc: string, trx: Executor = db): Promise<void> {
-      await trx
+    /**
+     * A rotation's first step: its new password stored as pending on a ready row, before the pool
+     * server gets it. False, nothing written, when the row is not ready.
+     */
+    async setPendingPassword(id: string, pendingEnc: string, trx: Executor = db): Promise<boolean> {
+      const set = await trx
         .updateTable('tenant_databases')
-        .set({ password_enc: passwordEnc, updated_at: sql<Date>`now()` })
+        .set({ password_pending_enc: pendingEnc, updated_at: sql<Date>`now()` })
         .where('id', '=', id)
+        .where('status', '=', 'ready')
+        .executeTakeFirst();
+      return Number(set.numUpdatedRows) > 0;
+    },
+
+    /**
+     * Settles a pending password: 'promote' makes it the row's password (the pool server has it),
+     * 'drop' forgets it (the server kept the current one). Only while the row still holds this
+     * pending value, so a later rotation's is never touched; false when it did not.
+     */
+    async settlePendingPassword(
+      id: string,
+      pendingEnc: string,
+      outcome: 'promote' | 'drop',
+      trx: Executor = db,
+    ): Promise<boolean> {
+      const settled = await trx
+        .updateTable('tenant_databases')
+        .set({
+          ...(outcome === 'promote' ? { password_enc: pendingEnc } : {}),
+          password_pending_enc: null,
+          updated_at: sql<Date>`now()`,
+        })
+        .where('id', '=', id)
+        .where('password_pending_enc', '=', pendingEnc)
+        .executeTakeFirst();
+      return Number(settled.numUpdatedRows) > 0;
+    },
+
+    /** Live rows a rotation left with a pending password, untouched since `before` (reconcile's repair). */
+    findPendingPasswords(before: Date, trx: Executor = db): Promise<TenantDatabase[]> {
+      return trx
+        .selectFrom('tenant_databases')
+        .selectAll()
+        .where('password_pending_enc', 'is not', null)
+        .where('updated_at', '<', before)
+        .where('status', '=', 'ready')
         .execute();
+    },
+
+    /**
+     * The heartbeat of an attempt still creating this row (updated_at = now): findStuck, and so
+     * reconcile, leaves a row alone while its attempt beats. False when the row is no longer creating.
+     */
+    async heartbeat(id: string, trx: Executor = db): Promise<boolean> {
+      const touched = await trx
+        .updateTable('tenant_databases')
+        .set({ updated_at: sql<Date>`now()` })
+        .where('id', '=', id)
+        .where('status', '=', 'creating')
+        .executeTakeFirst();
+      return Number(touched.numUpdatedRows) > 0;
     },
 
     /** Rows per status on one server. */
@@ -166,7 +221,10 @@ export function createTenantDatabasesRepo(db: CatalogDb) {
         .execute();
     },
 
-    /** Rows in flight (creating, releasing) not touched since `before`: a process died moving them. */
+    /**
+     * Rows in flight (creating, releasing) not touched since `before`: a process died moving them.
+     * An attempt still creating a row touches it (heartbeat) well within the bound.
+     */
     findStuck(
       before: Date,
       trx: Executor = db,

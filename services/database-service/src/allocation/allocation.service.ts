@@ -31,6 +31,10 @@ export interface AllocationConfig {
   strategy: PlacementStrategy;
   retryAfterSeconds: number;
   defaultDriver: 'local' | 'swarm' | 'kubernetes';
+  /** How long a release waits for a rotation of the same allocation before answering 503. */
+  releaseLockTimeoutMs: number;
+  /** How often an attempt creating a tenant database touches its row (reconcile's liveness signal). */
+  heartbeatMs: number;
 }
 
 export interface AllocationDeps {
@@ -54,6 +58,24 @@ function knownPlan(planTier: string, plan: Plan | undefined): Plan {
   return plan;
 }
 
+/**
+ * What makes two allocate requests identical, so that they may share one attempt: every field of
+ * the request (a field added to the contract later included), keys in a fixed order, and an absent
+ * require_dedicated read as false, as the service reads it.
+ */
+export function inFlightKey(req: AllocateRequest): string {
+  const canonical = (value: unknown): unknown =>
+    value && typeof value === 'object' && !Array.isArray(value)
+      ? Object.fromEntries(
+          Object.entries(value)
+            .filter(([, v]) => v !== undefined)
+            .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+            .map(([k, v]) => [k, canonical(v)]),
+        )
+      : value;
+  return JSON.stringify(canonical({ ...req, require_dedicated: req.require_dedicated === true }));
+}
+
 export function createAllocationService(deps: AllocationDeps) {
   const { tenants, plans, metrics } = deps;
   const answers = createAnswers(deps);
@@ -62,8 +84,10 @@ export function createAllocationService(deps: AllocationDeps) {
   const allocateDedicated = createDedicatedPlacement({ ...deps, answers, materialize });
   const { release, rotate } = createReleaseRotate({ ...deps, answers });
   const reads = createReads({ ...deps, answers });
-  // Concurrent repeats of one instance inside this process share one attempt; across processes
-  // the unique index on live rows decides and the loser waits for the winner.
+  // Concurrent repeats of one request inside this process share one attempt; across processes
+  // the unique index on live rows decides and the loser waits for the winner. Keyed by every
+  // field that changes the answer, not the instance alone: a request for the same instance by
+  // another customer (or with another plan) runs on its own and meets the owner check (409).
   const inFlight = new Map<string, Promise<Allocated | Provisioning>>();
 
   async function allocateOnce(req: AllocateRequest, ctx: RequestContext): Promise<Allocated | Provisioning> {
@@ -88,14 +112,15 @@ export function createAllocationService(deps: AllocationDeps) {
   return {
     async allocate(req: AllocateRequest, ctx: RequestContext): Promise<Allocated | Provisioning> {
       const started = performance.now();
-      const existing = inFlight.get(req.instance_id);
+      const key = inFlightKey(req);
+      const existing = inFlight.get(key);
       if (existing) {
         const answer = await existing;
         metrics.observeAllocation('repeat', started);
         return answer;
       }
       const attempt = allocateOnce(req, ctx);
-      inFlight.set(req.instance_id, attempt);
+      inFlight.set(key, attempt);
       try {
         const answer = await attempt;
         metrics.observeAllocation(answer.status === 'allocated' ? 'allocated' : 'provisioning', started);
@@ -104,7 +129,7 @@ export function createAllocationService(deps: AllocationDeps) {
         metrics.observeAllocation('failed', started);
         throw err;
       } finally {
-        inFlight.delete(req.instance_id);
+        inFlight.delete(key);
       }
     },
 

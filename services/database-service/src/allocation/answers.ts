@@ -27,6 +27,10 @@ export function createAnswers(deps: AnswersDeps) {
   function credentials(server: ServerAddress, row: TenantDatabase): Credentials {
     if (!server.host || !server.port)
       throw new UnavailableError('the server of this allocation has no address');
+    // A rotation in flight, or one that crashed before settling: which password the role has is
+    // not known until it settles (reconcile), and an answer never hands out one that may not work.
+    if (row.password_pending_enc)
+      throw new UnavailableError('a rotation of this allocation is being completed; retry', 1);
     return {
       tenant_database_id: row.id,
       db_server_id: server.id,

@@ -5,19 +5,42 @@ import type { ServerAddress, TenantDatabase, TenantDatabasesRepo } from '@tenant
 import { UnavailableError } from '@tenantdb/http';
 import type { Logger } from '@tenantdb/observability';
 import { describePgError, type TenantOps } from '@tenantdb/pool-server';
+import type { AllocationConfig } from './allocation.service';
 
 const CREATING = ['creating'] as const;
 
 export interface MaterializeDeps {
-  tenants: Pick<TenantDatabasesRepo, 'transition' | 'leaveSlot'>;
+  tenants: Pick<TenantDatabasesRepo, 'transition' | 'leaveSlot' | 'heartbeat'>;
   tenantOps: Pick<TenantOps, 'create' | 'claim' | 'drop'>;
   logger: Logger;
+  config: Pick<AllocationConfig, 'heartbeatMs'>;
 }
 
 export type Materialize = ReturnType<typeof createMaterialize>;
 
 export function createMaterialize(deps: MaterializeDeps) {
-  const { tenants, tenantOps, logger } = deps;
+  const { tenants, tenantOps, logger, config } = deps;
+
+  /**
+   * Runs `work` while touching the creating row every heartbeatMs: the liveness reconcile reads
+   * (findStuck), so it repairs a row whose attempt died within its bound and never one still running.
+   */
+  async function beating<T>(row: TenantDatabase, work: () => Promise<T>): Promise<T> {
+    const timer = setInterval(() => {
+      tenants.heartbeat(row.id).catch((err: unknown) => {
+        logger.warn(
+          { tenant_database_id: row.id, reason: describePgError(err) },
+          'allocation heartbeat failed',
+        );
+      });
+    }, config.heartbeatMs);
+    timer.unref();
+    try {
+      return await work();
+    } finally {
+      clearInterval(timer);
+    }
+  }
 
   /** After a failure on the pool server: drop leftovers, fail the row, free the slot. */
   async function compensate(server: ServerAddress, row: TenantDatabase, err: unknown): Promise<void> {
@@ -46,7 +69,7 @@ export function createMaterialize(deps: MaterializeDeps) {
       connectionLimit: row.connection_limit ?? 1,
     };
     try {
-      await (warm ? tenantOps.claim(server, tenant) : tenantOps.create(server, tenant));
+      await beating(row, () => (warm ? tenantOps.claim(server, tenant) : tenantOps.create(server, tenant)));
     } catch (err) {
       await compensate(server, row, err);
       throw err;

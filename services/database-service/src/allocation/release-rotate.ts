@@ -7,32 +7,38 @@ import {
   type ServersRepo,
   type TenantDatabasesRepo,
   trySessionLock,
-  withSessionLock,
+  waitSessionLock,
 } from '@tenantdb/catalog';
 import type { Rotated } from '@tenantdb/contracts';
 import { ConflictError, NotFoundError, type RequestContext, UnavailableError } from '@tenantdb/http';
 import { PoolServerUnavailableError, type TenantOps } from '@tenantdb/pool-server';
 import { generatePassword, type SecretBox } from '@tenantdb/secrets';
+import type { AllocationConfig } from './allocation.service';
 import type { Answers } from './answers';
 
 export interface ReleaseRotateDeps {
   db: CatalogDb;
   servers: Pick<ServersRepo, 'findById'>;
-  tenants: Pick<TenantDatabasesRepo, 'findLiveByInstance' | 'transition' | 'leaveSlot' | 'updatePassword'>;
+  tenants: Pick<
+    TenantDatabasesRepo,
+    'findLiveByInstance' | 'transition' | 'leaveSlot' | 'setPendingPassword' | 'settlePendingPassword'
+  >;
   audit: Pick<AuditRepo, 'record' | 'audited'>;
-  secrets: Pick<SecretBox, 'encrypt' | 'decrypt'>;
+  secrets: Pick<SecretBox, 'encrypt'>;
   tenantOps: Pick<TenantOps, 'drop' | 'setPassword'>;
   answers: Pick<Answers, 'credentials'>;
+  config: Pick<AllocationConfig, 'releaseLockTimeoutMs'>;
 }
 
 export function createReleaseRotate(deps: ReleaseRotateDeps) {
-  const { db, servers, tenants, audit, secrets, tenantOps, answers } = deps;
+  const { db, servers, tenants, audit, secrets, tenantOps, answers, config } = deps;
 
   /**
    * Runs `fn` holding an allocation's rotation lock: an advisory lock on a catalog session (not a
    * transaction; `fn` gets that session), taken by every rotation and by the start of a release.
    * 'try' answers 409 when it is held; 'wait' waits for it (a rotation is one ALTER ROLE and one
-   * update).
+   * update), but no longer than releaseLockTimeoutMs while it holds a catalog connection: then
+   * 503 with Retry-After, nothing changed.
    */
   async function holdingRotationLock<T>(
     tenantDatabaseId: string,
@@ -40,7 +46,12 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
     fn: (conn: CatalogDb) => Promise<T>,
   ): Promise<T> {
     const key = LOCK_KEYS.rotation(tenantDatabaseId);
-    if (mode === 'wait') return withSessionLock(db, key, fn);
+    if (mode === 'wait') {
+      const attempt = await waitSessionLock(db, key, config.releaseLockTimeoutMs, fn);
+      if (!attempt.acquired)
+        throw new UnavailableError('this allocation is being rotated; nothing was changed, retry', 1);
+      return attempt.value;
+    }
     const attempt = await trySessionLock(db, key, fn);
     if (!attempt.acquired) throw new ConflictError('this allocation is being rotated or released; retry');
     return attempt.value;
@@ -88,7 +99,10 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
     },
 
     /**
-     * A new password, applied on the server before it is stored and returned. Rotations of one
+     * A new password, in an order a crash at any point can recover from: stored as pending in the
+     * catalog, then applied on the pool server, then promoted to the row's password. A row left
+     * with a pending password is answered 503 (its password is uncertain) until reconcile settles
+     * it, or until the next rotation, which applies a password of its own. Rotations of one
      * allocation, and the start of its release, are serialized by the rotation lock.
      */
     async rotate(instanceId: string, ctx: RequestContext): Promise<Rotated> {
@@ -102,22 +116,19 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
         if (current?.id !== row.id || current.status !== 'ready')
           throw new ConflictError('the allocation changed; retry');
         const password = generatePassword();
+        const pendingEnc = secrets.encrypt(password);
+        if (!(await tenants.setPendingPassword(row.id, pendingEnc, conn)))
+          throw new ConflictError('the allocation changed; retry');
         try {
           await tenantOps.setPassword(server, row.db_user, password);
         } catch (err) {
+          // Whether the server applied it is unknown: the pending password stays for reconcile.
           if (err instanceof PoolServerUnavailableError)
             throw new UnavailableError('the pool server is unreachable');
           throw err;
         }
-        try {
-          await tenants.updatePassword(row.id, secrets.encrypt(password), conn);
-        } catch (err) {
-          // Not stored: put the stored password back so the catalog and the server agree.
-          await tenantOps
-            .setPassword(server, row.db_user, secrets.decrypt(current.password_enc))
-            .catch(() => {});
-          throw err;
-        }
+        if (!(await tenants.settlePendingPassword(row.id, pendingEnc, 'promote', conn)))
+          throw new ConflictError('the allocation changed; retry');
         await audit.record(
           {
             actor: ctx.actor,
@@ -131,7 +142,7 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
         );
         return {
           status: 'rotated',
-          ...answers.credentials(server, { ...row, password_enc: secrets.encrypt(password) }),
+          ...answers.credentials(server, { ...row, password_enc: pendingEnc, password_pending_enc: null }),
         };
       });
     },

@@ -4,6 +4,7 @@
 //   - tenant databases / roles on a server with no catalog row (names tenantdb generates only);
 //   - allocations stuck in creating or releasing past a deadline (a process died mid-way);
 //   - warm rows whose database was never made (a refill died mid-way);
+//   - rotations a crash left with a pending password (reconcile-rotations.ts);
 //   - servers still provisioning with no job (a lost enqueue).
 // Unlabelled objects, and databases or roles whose names tenantdb does not generate (with the
 // tenant prefix or not), are never touched. One row's or one server's failure is logged and
@@ -18,6 +19,7 @@ import {
   tenantOf,
 } from '@tenantdb/pool-server';
 import type { JobContext, WorkerDeps } from '../context';
+import { pendingRotations } from './reconcile-rotations';
 
 /** One pass: its log, and what it could not do (logged where it happened; the next run tries again). */
 export interface Pass {
@@ -212,7 +214,7 @@ export function reconcile(deps: WorkerDeps) {
   return async (_payload: unknown, { log }: JobContext) => {
     const pass: Pass = { log, errors: 0 };
     const objects = await orphanObjects(deps, pass);
-    const allocations = await stuckAllocations(pass);
+    const allocations = (await stuckAllocations(pass)) + (await pendingRotations(deps, pass));
     // Before the pass over every server, which is long on a large fleet.
     const slotDrift = await fleet.recordSlotDrift();
     let databases = 0;
