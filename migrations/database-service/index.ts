@@ -9,6 +9,7 @@ import * as m0005 from './0005_server_database_drift';
 import * as m0006 from './0006_placement_indexes';
 import * as m0007 from './0007_server_slot_drift';
 import * as m0008 from './0008_warm_ready_index';
+import * as m0011 from './0011_fleet_tls';
 
 export const migrations: Record<string, Migration> = {
   '0001_db_servers': m0001,
@@ -19,4 +20,5 @@ export const migrations: Record<string, Migration> = {
   '0006_placement_indexes': m0006,
   '0007_server_slot_drift': m0007,
   '0008_warm_ready_index': m0008,
+  '0011_fleet_tls': m0011,
 };

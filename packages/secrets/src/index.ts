@@ -1,2 +1,3 @@
 export * from './cipher';
 export * from './passwords';
+export * from './x509';
