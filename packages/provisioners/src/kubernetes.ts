@@ -107,6 +107,13 @@ export function createKubernetesProvisioner(opts: KubernetesProvisionerOptions):
   return {
     driver: 'kubernetes',
 
+    // The Service's DNS names, short and long (clients in the namespace, in the cluster).
+    tlsHosts(name) {
+      const host = hostFor(name, opts);
+      const base = host.replace(/\.svc$/, '');
+      return [host, `${host}.cluster.local`, base, base.split('.')[0]!];
+    },
+
     async create(spec): Promise<ProvisionedServer> {
       validateKubernetesSpec(spec);
       return perServer.run(spec.name, async () => {

@@ -45,6 +45,7 @@ import {
 } from './swarm.objects';
 import { explain, pickHostPort, waitForStart } from './swarm.start';
 import { summarizeTasks, type TaskView } from './swarm.tasks';
+import { withLoopbackAliases } from './tls';
 
 export interface SwarmProvisionerOptions extends SwarmObjectOptions {
   /** A dockerode client, or where the Docker API of a swarm manager is. */
@@ -160,6 +161,13 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
   return {
     driver: 'swarm',
     docker,
+
+    // The service name (on its overlay network), and the connect host tenants use for published
+    // ports. Without TENANTDB_SWARM_CONNECT_HOST the node's address is only known once a task
+    // runs, after the certificate is made: set it to let clients verify the host (docs/security.md).
+    tlsHosts(name) {
+      return [name, ...(opts.connectHost ? withLoopbackAliases(opts.connectHost) : [])];
+    },
 
     async create(spec): Promise<ProvisionedServer> {
       validateSwarmSpec(spec);
