@@ -136,6 +136,14 @@ export const WorkerConfig = z
     ),
     LOG_LEVEL: env.logLevel(),
 
+    // --- TLS of the servers tenantdb creates (docs/security.md) ---
+    TENANTDB_SERVER_CERT_DAYS: env
+      .int(365, 1, 3650)
+      .describe('validity of the TLS certificate a new server gets from the fleet CA'),
+    TENANTDB_CERT_EXPIRY_WARNING_DAYS: env
+      .int(21, 1, 3650)
+      .describe('the health check warns about a server certificate expiring within this many days'),
+
     // --- swarm driver (docs/drivers.md) ---
     TENANTDB_SWARM_DOCKER_HOST: z
       .string()

@@ -10,6 +10,7 @@ import {
   createRetirementRepo,
   createServersRepo,
   createTenantDatabasesRepo,
+  createTlsRepo,
   pingCatalog,
 } from '@tenantdb/catalog';
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
@@ -36,6 +37,7 @@ import { reconcile } from './jobs/reconcile';
 import { refillWarmDatabases } from './jobs/refill-warm-databases';
 import { createWorkerMetrics } from './metrics';
 import { type Handlers, keepWorkerSchedules, startWorkers } from './runtime';
+import { createServerCertificates } from './tls/server-certificates';
 
 export interface DatabaseWorker {
   deps: WorkerDeps;
@@ -121,6 +123,7 @@ export async function createWorker(
   const connections = createPoolConnections(secrets);
   const registry = createRegistry('database-worker');
   const fleet = createFleetRepo(db);
+  const tls = createTlsRepo(db);
   const deps: WorkerDeps = {
     config,
     db,
@@ -131,6 +134,11 @@ export async function createWorker(
     plans: createPlansRepo(db),
     retirement: createRetirementRepo(db),
     audit: createAuditRepo(db),
+    tls,
+    certificates: createServerCertificates(
+      { tls, secrets },
+      { validityDays: config.TENANTDB_SERVER_CERT_DAYS },
+    ),
     secrets,
     connections,
     tenantOps: createTenantOps(connections),
