@@ -10,6 +10,7 @@ import {
   createReservationsRepo,
   createServersRepo,
   createTenantDatabasesRepo,
+  createTlsRepo,
   pingCatalog,
 } from '@tenantdb/catalog';
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
@@ -23,6 +24,7 @@ import type { DatabaseServiceConfig } from './config';
 import { createServiceMetrics } from './metrics';
 import { poolsRoutes } from './pools/pools.routes';
 import { createPoolsService } from './pools/pools.service';
+import { tlsRoutes } from './tls/tls.routes';
 
 export interface DatabaseServiceDeps {
   config: DatabaseServiceConfig;
@@ -61,6 +63,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     tenants: createTenantDatabasesRepo(db),
     plans: createPlansRepo(db),
     audit: createAuditRepo(db),
+    tls: createTlsRepo(db),
   };
   const allocation = createAllocationService({
     db,
@@ -86,6 +89,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
   });
 
   allocationRoutes(app, allocation);
+  tlsRoutes(app, repos.tls);
   poolsRoutes(app, pools);
   return app;
 }

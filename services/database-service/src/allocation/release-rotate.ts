@@ -131,7 +131,7 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
         );
         return {
           status: 'rotated',
-          ...answers.credentials(server, { ...row, password_enc: secrets.encrypt(password) }),
+          ...(await answers.credentials(server, { ...row, password_enc: secrets.encrypt(password) })),
         };
       });
     },
