@@ -197,6 +197,9 @@ export const WorkerConfig = z
     TENANTDB_SWARM_CPU_RESERVATION: optionalNumber(0.01, 1024),
     TENANTDB_SWARM_MEMORY_RESERVATION_MB: optionalNumber(16, 4_194_304, true),
     TENANTDB_SWARM_VOLUME_DRIVER: z.string().min(1).default('local'),
+    TENANTDB_SWARM_POSTGRES_UID: env
+      .int(70, 1, 2_147_483_647)
+      .describe("the image's postgres uid (owns the TLS key file): 70 in -alpine images, 999 in Debian ones"),
     TENANTDB_SWARM_VOLUME_REMOVAL: z
       .enum(['delete', 'keep'])
       .default('delete')

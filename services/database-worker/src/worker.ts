@@ -78,6 +78,7 @@ export function createDrivers(config: WorkerConfig): Map<ProvisionerDriver, Prov
         },
         restartDelayMs: config.TENANTDB_SWARM_RESTART_DELAY_MS,
         volumeDriver: config.TENANTDB_SWARM_VOLUME_DRIVER,
+        postgresUid: config.TENANTDB_SWARM_POSTGRES_UID,
         volumeRemoval: config.TENANTDB_SWARM_VOLUME_REMOVAL,
         startTimeoutMs: config.TENANTDB_SWARM_START_TIMEOUT_MS,
       }),
