@@ -70,7 +70,7 @@ export function provisionServer(deps: WorkerDeps) {
         memoryLimitMb: server.memory_limit_mb,
         storageSizeGb: server.storage_size_gb,
         settings: { ...config.TENANTDB_SERVER_SETTINGS },
-        tls,
+        ...(tls ? { tls } : {}),
       });
       ref = created.ref;
       server = (await servers.update(server_id, {

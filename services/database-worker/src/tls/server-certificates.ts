@@ -34,12 +34,19 @@ export function createServerCertificates(
   return {
     fleetCa,
 
-    /** The server's certificate and key, issued now (by the active CA) if it has none. */
-    async forServer(server: Pick<DbServer, 'id' | 'name'>, driver: Provisioner): Promise<ServerTls> {
+    /**
+     * The server's certificate and key, issued now (by the active CA) if it has none; undefined
+     * when its driver serves no fleet-CA TLS (names no host for it: CloudNativePG mode).
+     */
+    async forServer(
+      server: Pick<DbServer, 'id' | 'name'>,
+      driver: Provisioner,
+    ): Promise<ServerTls | undefined> {
       let stored = await tls.serverCertificate(server.id);
       if (!stored) {
-        const ca = await fleetCa();
         const hosts = driver.tlsHosts(server.name);
+        if (hosts.length === 0) return undefined;
+        const ca = await fleetCa();
         const issued = await issueServerCertificate(
           { certPem: ca.cert_pem, keyPem: secrets.decrypt(ca.key_enc) },
           { hosts, commonName: server.name, validityDays: opts.validityDays },
