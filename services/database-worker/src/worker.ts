@@ -145,7 +145,7 @@ export async function createWorker(
     tenantOps: createTenantOps(connections),
     queues,
     drivers: opts.drivers ?? createDrivers(config),
-    metrics: createWorkerMetrics(registry, fleet, queues),
+    metrics: createWorkerMetrics(registry, fleet, queues, tls),
     logger,
   };
   const handlers: Handlers = {

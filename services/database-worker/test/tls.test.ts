@@ -7,7 +7,7 @@ import { createTlsRepo } from '@tenantdb/catalog';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServerCertificates } from '../src/tls/server-certificates';
-import { type Fleet, newIds, startFleet } from './harness';
+import { activePool, type Fleet, newIds, startFleet, waitFor } from './harness';
 
 let fleet: Fleet | undefined;
 afterEach(async () => {
@@ -113,5 +113,33 @@ describe('TLS on provisioned servers', () => {
     expect(new Set(issued.map((i) => i!.certPem)).size).toBe(1);
     const again = await replicas[0]!.forServer({ id, name: 'tls-race' }, f.local);
     expect(again?.certPem).toBe(issued[0]!.certPem);
+  });
+});
+
+describe('a server certificate about to expire', () => {
+  it('is reported by the health check and by tenantdb_server_cert_expiry_seconds', {
+    timeout: 120_000,
+  }, async () => {
+    // A short-lived certificate (5 days) against the default 21-day warning.
+    fleet = await startFleet({ replicas: 1, env: { TENANTDB_SERVER_CERT_DAYS: '5' } });
+    const f = fleet;
+    const pool = await activePool(f);
+    await f.queues.enqueue('health-check-server', { server_id: pool.id });
+    await waitFor(
+      async () => f.logs.text().includes("the server's TLS certificate expires in 4 days"),
+      30_000,
+      'the expiry warning',
+    );
+    const line = f.logs.lines.find((l) => l.includes('TLS certificate expires in 4 days'))!;
+    expect(JSON.parse(line)).toMatchObject({ level: 40, db_server_id: pool.id });
+
+    const res = await f.workers[0]!.app.inject({ method: 'GET', url: '/metrics' });
+    const series = new RegExp(
+      `^tenantdb_server_cert_expiry_seconds\\{[^}]*server_id="${pool.id}"[^}]*\\} (\\S+)$`,
+      'm',
+    );
+    const seconds = Number(series.exec(res.body)?.[1]);
+    expect(seconds).toBeGreaterThan(4 * 86_400);
+    expect(seconds).toBeLessThanOrEqual(5 * 86_400);
   });
 });

@@ -66,6 +66,19 @@ export function createTlsRepo(db: CatalogDb) {
     },
 
     /**
+     * When each server's certificate expires, for servers that still exist (not decommissioned):
+     * what tenantdb_server_cert_expiry_seconds reports on each scrape.
+     */
+    certificateExpiries(trx: Executor = db): Promise<{ db_server_id: string; not_after: Date }[]> {
+      return trx
+        .selectFrom('server_certificates as sc')
+        .innerJoin('db_servers as s', 's.id', 'sc.db_server_id')
+        .select(['sc.db_server_id', 'sc.not_after'])
+        .where('s.status', '<>', 'decommissioned')
+        .execute();
+    },
+
+    /**
      * The CA certificate that signed a server's certificate (what a client verifies the server
      * with) and when that certificate expires; undefined for a server without one (created before
      * TLS, or registered from outside).
