@@ -113,6 +113,17 @@ describe('TLS on provisioned servers', () => {
     expect(new Set(issued.map((i) => i!.certPem)).size).toBe(1);
     const again = await replicas[0]!.forServer({ id, name: 'tls-race' }, f.local);
     expect(again?.certPem).toBe(issued[0]!.certPem);
+
+    // Retiring the CA: the next need makes a new one; the server keeps its certificate, and
+    // what clients verify it with stays the CA that signed it.
+    const oldCa = cas[0]!;
+    await f.db.updateTable('fleet_ca').set({ retired_at: new Date() }).where('id', '=', oldCa.id).execute();
+    const newCa = await replicas[1]!.fleetCa();
+    expect(newCa.id).not.toBe(oldCa.id);
+    expect((await tls.serverTrust(id))?.ca_pem).toBe(oldCa.cert_pem);
+    expect((await replicas[2]!.forServer({ id, name: 'tls-race' }, f.local))?.certPem).toBe(
+      issued[0]!.certPem,
+    );
   });
 });
 
