@@ -100,6 +100,7 @@ export function startLoad(opts: LoadOptions): Load {
         db_name: c.db_name,
         db_user: c.db_user,
         db_password: c.db_password,
+        ...(c.sslmode ? { sslmode: c.sslmode, ssl_root_cert: c.ssl_root_cert } : {}),
       };
       // A repeat must answer the very same database and password.
       if (previous && JSON.stringify(previous.credentials) !== JSON.stringify(credentials))

@@ -236,8 +236,9 @@ async function allocateUntil200(ids: { instance_id: string; customer_id: string;
   for (;;) {
     const res = await call('POST', ids.instance_id, ids);
     if (res.status === 200) {
-      const { db_server_id, db_host, db_port, db_name, db_user, db_password } = res.body;
-      return { db_server_id, db_host, db_port, db_name, db_user, db_password };
+      const { db_server_id, db_host, db_port, db_name, db_user, db_password, sslmode, ssl_root_cert } =
+        res.body;
+      return { db_server_id, db_host, db_port, db_name, db_user, db_password, sslmode, ssl_root_cert };
     }
     if (res.status !== 202 || Date.now() > deadline)
       throw new Error(`allocate answered ${res.status}: ${JSON.stringify(res.body)}`);

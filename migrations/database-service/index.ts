@@ -11,6 +11,7 @@ import * as m0007 from './0007_server_slot_drift';
 import * as m0008 from './0008_warm_ready_index';
 import * as m0009 from './0009_customer_limits';
 import * as m0010 from './0010_pending_password';
+import * as m0011 from './0011_fleet_tls';
 import * as m0012 from './0012_api_keys';
 
 export const migrations: Record<string, Migration> = {
@@ -24,5 +25,6 @@ export const migrations: Record<string, Migration> = {
   '0008_warm_ready_index': m0008,
   '0009_customer_limits': m0009,
   '0010_pending_password': m0010,
+  '0011_fleet_tls': m0011,
   '0012_api_keys': m0012,
 };

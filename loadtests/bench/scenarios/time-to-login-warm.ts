@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { Allocated } from '@tenantdb/contracts';
 import { claimWarmBatch, createWarmStatements } from '@tenantdb/pool-server';
 import { generatePassword, scramSha256Verifier } from '@tenantdb/secrets';
+import { tenantSsl } from '@tenantdb/testkit';
 import type pg from 'pg';
 import { httpError } from '../api';
 import { type AdminTarget, connectCatalog, readyWarm, waitFor } from '../catalog';
@@ -146,6 +147,7 @@ export const timeToLoginWarm: Scenario = {
         database: res.body.db_name,
         user: res.body.db_user,
         password: res.body.db_password,
+        ssl: tenantSsl(res.body),
       });
       const t2 = performance.now();
       instances.push(instance);

@@ -4,6 +4,7 @@
 // server S3 landed on, so drift on the server (WAL, checkpoints, catalog size) hits both alike.
 import { randomUUID } from 'node:crypto';
 import type { Allocated } from '@tenantdb/contracts';
+import { tenantSsl } from '@tenantdb/testkit';
 import type pg from 'pg';
 import { httpError } from '../api';
 import type { BenchContext, Scenario } from '../context';
@@ -64,6 +65,7 @@ export const timeToLogin: Scenario = {
         database: res.body.db_name,
         user: res.body.db_user,
         password: res.body.db_password,
+        ssl: tenantSsl(res.body),
       });
       const t2 = performance.now();
       await tenant.end();

@@ -37,7 +37,15 @@ describe('database-service catalog', () => {
   it('migrations go down one by one to nothing and up again', async () => {
     const all = Object.keys(DATABASE_SERVICE_MIGRATIONS.migrations);
     const before = await tables();
-    expect(before).toEqual(['api_keys', 'audit_events', 'db_servers', 'plans', 'tenant_databases']);
+    expect(before).toEqual([
+      'api_keys',
+      'audit_events',
+      'db_servers',
+      'fleet_ca',
+      'plans',
+      'server_certificates',
+      'tenant_databases',
+    ]);
     for (const name of [...all].reverse()) expect(await migrateDown(db)).toEqual([`Down ${name}`]);
     expect(await tables()).toEqual([]);
     expect(await migrateToLatest(db)).toEqual(all.map((name) => `Up ${name}`));

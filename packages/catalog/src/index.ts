@@ -11,4 +11,5 @@ export * from './repos/reservations.repo';
 export * from './repos/retirement.repo';
 export * from './repos/servers.repo';
 export * from './repos/tenant-databases.repo';
+export * from './repos/tls.repo';
 export * from './types';

@@ -158,12 +158,35 @@ export interface ApiKeysTable {
   revoked_by: string | null;
 }
 
+/** The fleet CA (one active: retired_at null); its key is SecretBox ciphertext. */
+export interface FleetCaTable {
+  id: Generated<string>;
+  cert_pem: string;
+  key_enc: string;
+  not_after: Timestamp;
+  created_at: Timestamp;
+  retired_at: NullableTimestamp;
+}
+
+/** The TLS certificate tenantdb issued a server it created; its key is SecretBox ciphertext. */
+export interface ServerCertificatesTable {
+  db_server_id: string;
+  ca_id: string;
+  cert_pem: string;
+  key_enc: string;
+  hosts: string[];
+  not_after: Timestamp;
+  created_at: Timestamp;
+}
+
 export interface CatalogDatabase {
   db_servers: DbServersTable;
   plans: PlansTable;
   tenant_databases: TenantDatabasesTable;
   audit_events: AuditEventsTable;
   api_keys: ApiKeysTable;
+  fleet_ca: FleetCaTable;
+  server_certificates: ServerCertificatesTable;
 }
 
 export type DbServer = Selectable<DbServersTable>;
@@ -174,3 +197,5 @@ export type TenantDatabase = Selectable<TenantDatabasesTable>;
 export type NewTenantDatabase = Insertable<TenantDatabasesTable>;
 export type AuditEvent = Insertable<AuditEventsTable>;
 export type ApiKey = Selectable<ApiKeysTable>;
+export type FleetCa = Selectable<FleetCaTable>;
+export type ServerCertificate = Selectable<ServerCertificatesTable>;

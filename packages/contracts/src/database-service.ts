@@ -75,6 +75,24 @@ const Credentials = {
   db_password: z.string(),
 };
 
+/**
+ * How to verify the server: sent for servers that serve TLS with a fleet-CA certificate (every
+ * server tenantdb creates since TLS came); absent for older servers and registered external ones.
+ * Optional, so a client still reads an older database-service.
+ */
+const Tls = {
+  sslmode: z
+    .enum(['verify-full'])
+    .optional()
+    .describe('libpq sslmode to connect with: the certificate names db_host and is signed by ssl_root_cert'),
+  ssl_root_cert: z
+    .string()
+    .optional()
+    .describe(
+      'PEM of the fleet CA (libpq sslrootcert; node-postgres ssl.ca); also at GET /api/database/ca.pem',
+    ),
+};
+
 /** Sent by every database-service that has it; optional so a client still reads an older one. */
 const tenantDatabaseId = uuid
   .optional()
@@ -84,6 +102,7 @@ export const Allocated = z.object({
   status: z.literal('allocated'),
   ...Credentials,
   tenant_database_id: tenantDatabaseId,
+  ...Tls,
 });
 export type Allocated = z.infer<typeof Allocated>;
 
@@ -106,6 +125,7 @@ export const Provisioned = z.object({
   status: z.literal('provisioned'),
   ...Credentials,
   tenant_database_id: tenantDatabaseId,
+  ...Tls,
 });
 export type Provisioned = z.infer<typeof Provisioned>;
 
@@ -134,11 +154,12 @@ export const AllocationCredentials = z.object({
   instance_id: uuid,
   tenant_database_id: uuid,
   ...Credentials,
+  ...Tls,
 });
 export type AllocationCredentials = z.infer<typeof AllocationCredentials>;
 
 export const Released = z.object({ status: z.literal('released'), instance_id: uuid });
-export const Rotated = z.object({ status: z.literal('rotated'), ...Credentials });
+export const Rotated = z.object({ status: z.literal('rotated'), ...Credentials, ...Tls });
 export type Rotated = z.infer<typeof Rotated>;
 
 // ---- admin ------------------------------------------------------------------------------

@@ -91,6 +91,14 @@ export const InstanceCredentials = z.object({
   db_name: z.string(),
   db_user: z.string(),
   db_password: z.string(),
+  sslmode: z
+    .enum(['verify-full'])
+    .optional()
+    .describe('how to connect: sent when the server serves TLS with a fleet-CA certificate'),
+  ssl_root_cert: z
+    .string()
+    .optional()
+    .describe('PEM of the CA to verify the server with (libpq sslrootcert)'),
 });
 export type InstanceCredentials = z.infer<typeof InstanceCredentials>;
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type HealthState, nextHealthState } from './health';
+import { certificateWarning, type HealthState, nextHealthState } from './health';
 
 const active: HealthState = {
   status: 'active',
@@ -47,5 +47,17 @@ describe('health transitions', () => {
     });
     const failedProvisioning = { ...active, status: 'error' as const, status_reason: 'image not found' };
     expect(nextHealthState(failedProvisioning, ok).status).toBe('error');
+  });
+});
+
+describe('certificateWarning', () => {
+  const now = new Date('2026-12-03T00:00:00Z');
+  const inDays = (d: number) => new Date(now.getTime() + d * 86_400_000);
+  it('warns inside the threshold and once expired, not before, and not without a certificate', () => {
+    expect(certificateWarning(inDays(30), now, 21)).toBeNull();
+    expect(certificateWarning(inDays(21), now, 21)).toBeNull();
+    expect(certificateWarning(inDays(20.5), now, 21)).toMatch(/expires in 20 days/);
+    expect(certificateWarning(inDays(-1), now, 21)).toMatch(/expired on 2026-12-02/);
+    expect(certificateWarning(null, now, 21)).toBeNull();
   });
 });

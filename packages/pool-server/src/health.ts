@@ -174,3 +174,20 @@ export async function checkServerHealth<S extends string, R>(
   });
   return { probe, next, checkedAt, databasesInCatalog, drift, updated };
 }
+
+/**
+ * The warning a health check reports for a server certificate that expires within `warnDays`
+ * (or has expired); null when it has longer, or when the server has none.
+ */
+export function certificateWarning(
+  notAfter: Date | null | undefined,
+  now: Date,
+  warnDays: number,
+): string | null {
+  if (!notAfter) return null;
+  const days = (notAfter.getTime() - now.getTime()) / 86_400_000;
+  if (days >= warnDays) return null;
+  return days <= 0
+    ? `the server's TLS certificate expired on ${notAfter.toISOString()}`
+    : `the server's TLS certificate expires in ${Math.floor(days)} days (${notAfter.toISOString()})`;
+}

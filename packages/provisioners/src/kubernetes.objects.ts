@@ -5,6 +5,7 @@
 import type { IResourceRequirements } from 'kubernetes-models/v1/ResourceRequirements';
 import { Secret } from 'kubernetes-models/v1/Secret';
 import { MANAGED_BY, PermanentProvisionError, type ServerSpec } from './provisioner';
+import { tlsHbaConf } from './tls';
 import { tunedSettings, validateSettings } from './tuning';
 
 export const K8S_LABELS = {
@@ -46,6 +47,8 @@ const SERVER_ID_RE = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
 const USER_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 
 export const secretNameFor = (name: string) => `${name}-admin`;
+/** statefulset mode: the server's TLS certificate and key (kubernetes.io/tls) and its pg_hba.conf. */
+export const tlsSecretNameFor = (name: string) => `${name}-tls`;
 
 /** Where the control plane reaches the server: the Service DNS name (CNPG: its read-write Service). */
 export function hostFor(name: string, options: Pick<KubernetesObjectOptions, 'namespace' | 'mode'>): string {
@@ -141,6 +144,23 @@ export function buildAdminSecret(spec: ServerSpec, options: KubernetesObjectOpti
     data: {
       username: Buffer.from(spec.adminUser).toString('base64'),
       password: Buffer.from(spec.adminPassword).toString('base64'),
+    },
+  });
+}
+
+/**
+ * statefulset mode, a server with TLS: a kubernetes.io/tls Secret (tls.crt, tls.key) that also
+ * carries the pg_hba.conf the server runs with (tenant roles over TLS only), mounted as files.
+ */
+export function buildTlsSecret(spec: ServerSpec, options: KubernetesObjectOptions): Secret | undefined {
+  if (!spec.tls) return undefined;
+  return new Secret({
+    metadata: { name: tlsSecretNameFor(spec.name), namespace: options.namespace, labels: labelsFor(spec) },
+    type: 'kubernetes.io/tls',
+    data: {
+      'tls.crt': Buffer.from(spec.tls.certPem).toString('base64'),
+      'tls.key': Buffer.from(spec.tls.keyPem).toString('base64'),
+      'pg_hba.conf': Buffer.from(tlsHbaConf(spec.adminUser)).toString('base64'),
     },
   });
 }

@@ -14,13 +14,24 @@ import {
   POSTGRES_PORT,
   resources,
   secretNameFor,
+  tlsSecretNameFor,
 } from './kubernetes.objects';
 import type { ServerSpec } from './provisioner';
+import { tlsSettings } from './tls';
 import { postgresArgs } from './tuning';
 
 const PGDATA_MOUNT = '/var/lib/postgresql/data';
 const PGDATA = `${PGDATA_MOUNT}/pgdata`;
 const SECRET_MOUNT = '/etc/tenantdb/admin';
+const TLS_MOUNT = '/etc/tenantdb/tls';
+/** TLS settings and pg_hba pointed at the mounted TLS Secret (ServerSpec.tls). */
+function tlsArgs(spec: ServerSpec): Record<string, string> {
+  if (!spec.tls) return {};
+  return {
+    ...tlsSettings({ cert: `${TLS_MOUNT}/server.crt`, key: `${TLS_MOUNT}/server.key` }),
+    hba_file: `${TLS_MOUNT}/pg_hba.conf`,
+  };
+}
 
 /** The claim the StatefulSet's volumeClaimTemplate `data` makes for its only pod. */
 export const claimNameFor = (name: string) => `data-${name}-0`;
@@ -58,7 +69,7 @@ export function buildStatefulSet(spec: ServerSpec, options: KubernetesObjectOpti
   const container: IContainer = {
     name: 'postgres',
     image: options.image,
-    args: postgresArgs(kubernetesSettings(spec, options)),
+    args: postgresArgs({ ...kubernetesSettings(spec, options), ...tlsArgs(spec) }),
     env: [
       { name: 'POSTGRES_USER', value: spec.adminUser },
       // The password is a mounted file; the object names the secret, never the value.
@@ -83,6 +94,7 @@ export function buildStatefulSet(spec: ServerSpec, options: KubernetesObjectOpti
       { name: 'data', mountPath: PGDATA_MOUNT },
       { name: 'admin', mountPath: SECRET_MOUNT, readOnly: true },
       { name: 'dshm', mountPath: '/dev/shm' },
+      ...(spec.tls ? [{ name: 'tls', mountPath: TLS_MOUNT, readOnly: true }] : []),
     ],
   };
   return new StatefulSet({
@@ -122,6 +134,23 @@ export function buildStatefulSet(spec: ServerSpec, options: KubernetesObjectOpti
                 defaultMode: 0o440,
               },
             },
+            // Root-owned with the pod's fsGroup, 0440: a key file Postgres accepts (root, at most 0640).
+            ...(spec.tls
+              ? [
+                  {
+                    name: 'tls',
+                    secret: {
+                      secretName: tlsSecretNameFor(spec.name),
+                      items: [
+                        { key: 'tls.crt', path: 'server.crt' },
+                        { key: 'tls.key', path: 'server.key' },
+                        { key: 'pg_hba.conf', path: 'pg_hba.conf' },
+                      ],
+                      defaultMode: 0o440,
+                    },
+                  },
+                ]
+              : []),
             // The container runtime's default /dev/shm (64 MB) is too small for parallel queries.
             {
               name: 'dshm',

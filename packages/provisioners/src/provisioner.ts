@@ -6,6 +6,13 @@ export type ProvisionerDriver = 'local' | 'swarm' | 'kubernetes';
 /** Every object a driver creates carries these labels (local: a marker file; swarm/k8s: labels). */
 export const MANAGED_BY = 'tenantdb';
 
+/** The TLS certificate a server serves (signed by the fleet CA) and its private key (PEM). */
+export interface ServerTls {
+  certPem: string;
+  /** Secret: written only where the server reads it (a 0600 file, a Docker or Kubernetes secret). */
+  keyPem: string;
+}
+
 export interface ServerSpec {
   /** Catalog id of the server; stored in the object's labels. */
   serverId: string;
@@ -26,6 +33,11 @@ export interface ServerSpec {
   storageSizeGb: number | null;
   /** Extra `postgres -c name=value` settings. */
   settings?: Record<string, string>;
+  /**
+   * When set, the server serves TLS with this certificate and tenant roles may log in over TLS
+   * only (pg_hba `hostssl`); the admin role keeps `host` access (TLS or not). Unset: no TLS.
+   */
+  tls?: ServerTls;
 }
 
 export interface ProvisionedServer {
@@ -60,6 +72,11 @@ export interface ManagedObject {
 
 export interface Provisioner {
   readonly driver: ProvisionerDriver;
+  /**
+   * The host names and addresses a server of this name will be reached at (its certificate's
+   * subjectAltNames), known before it is created.
+   */
+  tlsHosts(name: string): string[];
   /**
    * Creates the server, or adopts the object already made for this server id (a retried job after
    * a crash must never make a second one). Returns once the orchestrator has started it; readiness

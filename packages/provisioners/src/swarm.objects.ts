@@ -3,6 +3,7 @@
 // does the calls, and how a service's task list reads is swarm.tasks.ts.
 import type Docker from 'dockerode';
 import { MANAGED_BY, PermanentProvisionError, type ServerSpec } from './provisioner';
+import { tlsHbaConf, tlsSettings } from './tls';
 import { postgresArgs, tunedSettings, validateSettings } from './tuning';
 
 export const SWARM_LABELS = {
@@ -34,6 +35,11 @@ export interface SwarmObjectOptions {
   reservations: { cpus?: number; memoryMb?: number };
   restartDelayMs: number;
   volumeDriver: string;
+  /**
+   * The uid Postgres runs as in the image (70 in -alpine images, 999 in Debian ones): it must own
+   * the TLS key file it reads. Defaults to 70, the default image's.
+   */
+  postgresUid?: number;
 }
 
 export const POSTGRES_PORT = 5432;
@@ -49,6 +55,33 @@ const NANO = 1_000_000_000;
 const MB = 1024 * 1024;
 
 export const secretNameFor = (serverId: string) => `tenantdb-admin-${serverId}`;
+
+/** The TLS files of a server (ServerSpec.tls), each a Docker secret: key, certificate, pg_hba. */
+export const TLS_SECRETS = {
+  key: { prefix: 'tenantdb-tlsk-', file: 'tenantdb-tls-key' },
+  cert: { prefix: 'tenantdb-tlsc-', file: 'tenantdb-tls-cert' },
+  hba: { prefix: 'tenantdb-hba-', file: 'tenantdb-pg-hba' },
+} as const;
+export type TlsSecretRole = keyof typeof TLS_SECRETS;
+export type SecretRef = { id: string; name: string };
+
+/** The Docker secrets a TLS server needs, by role; none without spec.tls. */
+export function buildTlsSecretSpecs(spec: ServerSpec, fleet: string) {
+  if (!spec.tls) return [];
+  const content: Record<TlsSecretRole, string> = {
+    key: spec.tls.keyPem,
+    cert: spec.tls.certPem,
+    hba: tlsHbaConf(spec.adminUser),
+  };
+  return (Object.keys(TLS_SECRETS) as TlsSecretRole[]).map((role) => ({
+    role,
+    spec: {
+      Name: `${TLS_SECRETS[role].prefix}${spec.serverId}`,
+      Labels: labelsFor(fleet, spec),
+      Data: Buffer.from(content[role], 'utf8').toString('base64'),
+    },
+  }));
+}
 export const volumeNameFor = (serverId: string) => `tenantdb-data-${serverId}`;
 
 export function labelsFor(fleet: string, spec: Pick<ServerSpec, 'serverId' | 'name' | 'serverType'>) {
@@ -118,7 +151,9 @@ export function buildSecretSpec(spec: ServerSpec, fleet: string) {
 export interface ServiceInputs {
   spec: ServerSpec;
   options: SwarmObjectOptions;
-  secret: { id: string; name: string };
+  secret: SecretRef;
+  /** The TLS secrets by role (see buildTlsSecretSpecs), when the spec has TLS. */
+  tlsSecrets?: Record<TlsSecretRole, SecretRef>;
   /** Host mode: the port published on the node (fixed, so a restarted task keeps it). */
   publishedPort?: number;
 }
@@ -127,8 +162,35 @@ export function buildServiceSpec({
   spec,
   options,
   secret,
+  tlsSecrets,
   publishedPort,
 }: ServiceInputs): Docker.ServiceSpec {
+  if (spec.tls && !tlsSecrets) throw new Error('a TLS server needs its TLS secrets');
+  const uid = String(options.postgresUid ?? 70);
+  const tls = spec.tls && tlsSecrets ? tlsSecrets : undefined;
+  const tlsFiles = tls
+    ? (Object.keys(TLS_SECRETS) as TlsSecretRole[]).map((role) => ({
+        SecretID: tls[role].id,
+        SecretName: tls[role].name,
+        // Postgres refuses a key file that is not its own with mode 0600; the others are public.
+        File:
+          role === 'key'
+            ? { Name: TLS_SECRETS[role].file, UID: uid, GID: uid, Mode: 0o600 }
+            : { Name: TLS_SECRETS[role].file, UID: '0', GID: '0', Mode: 0o444 },
+      }))
+    : [];
+  const settings = {
+    ...swarmSettings(spec, options),
+    ...(tls
+      ? {
+          ...tlsSettings({
+            cert: `/run/secrets/${TLS_SECRETS.cert.file}`,
+            key: `/run/secrets/${TLS_SECRETS.key.file}`,
+          }),
+          hba_file: `/run/secrets/${TLS_SECRETS.hba.file}`,
+        }
+      : {}),
+  };
   const labels = labelsFor(options.fleet, spec);
   const limits = effectiveLimits(spec, options);
   const reservation = (wanted: number | undefined, limit: number | undefined) =>
@@ -148,7 +210,7 @@ export function buildServiceSpec({
       ContainerSpec: {
         Image: options.image,
         Labels: labels,
-        Args: postgresArgs(swarmSettings(spec, options)),
+        Args: postgresArgs(settings),
         Env: [
           `POSTGRES_USER=${spec.adminUser}`,
           // The password reaches the container only as a file; the spec names the file, not the value.
@@ -162,6 +224,7 @@ export function buildServiceSpec({
             SecretName: secret.name,
             File: { Name: SECRET_FILE, UID: '0', GID: '0', Mode: 0o400 },
           },
+          ...tlsFiles,
         ],
         Mounts: [
           {

@@ -31,20 +31,23 @@ import {
 import {
   buildSecretSpec,
   buildServiceSpec,
+  buildTlsSecretSpecs,
   hostPortOf,
   isManaged,
   labelFilter,
   POSTGRES_PORT,
   pinnedNode,
+  type SecretRef,
   SWARM_LABELS,
   type SwarmObjectOptions,
-  secretNameFor,
+  type TlsSecretRole,
   validateRef,
   validateSwarmSpec,
   withNodePin,
 } from './swarm.objects';
 import { explain, pickHostPort, waitForStart } from './swarm.start';
 import { summarizeTasks, type TaskView } from './swarm.tasks';
+import { withLoopbackAliases } from './tls';
 
 export interface SwarmProvisionerOptions extends SwarmObjectOptions {
   /** A dockerode client, or where the Docker API of a swarm manager is. */
@@ -98,8 +101,23 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
   }
 
   /** The admin-password secret: created once; secrets are immutable, so a retry reuses it. */
-  async function ensureSecret(spec: ServerSpec): Promise<{ id: string; name: string }> {
-    const name = secretNameFor(spec.serverId);
+  function ensureSecret(spec: ServerSpec): Promise<SecretRef> {
+    return ensureNamedSecret(spec, buildSecretSpec(spec, opts.fleet));
+  }
+
+  /** The TLS secrets (key, certificate, pg_hba), created once like the password's; none without TLS. */
+  async function ensureTlsSecrets(spec: ServerSpec): Promise<Record<TlsSecretRole, SecretRef> | undefined> {
+    const specs = buildTlsSecretSpecs(spec, opts.fleet);
+    if (specs.length === 0) return undefined;
+    const refs = await Promise.all(specs.map((s) => ensureNamedSecret(spec, s.spec)));
+    return Object.fromEntries(specs.map((s, i) => [s.role, refs[i]!])) as Record<TlsSecretRole, SecretRef>;
+  }
+
+  async function ensureNamedSecret(
+    spec: ServerSpec,
+    secretSpec: { Name: string; Labels: Record<string, string>; Data: string },
+  ): Promise<SecretRef> {
+    const name = secretSpec.Name;
     const check = (secret: Docker.Secret) => {
       const labels = secret.Spec?.Labels;
       if (!isManaged(labels, opts.fleet) || labels?.[SWARM_LABELS.serverId] !== spec.serverId) {
@@ -112,7 +130,7 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
     const existing = await findSecret(docker, name);
     if (existing) return check(existing);
     try {
-      const created = (await docker.createSecret(buildSecretSpec(spec, opts.fleet))) as { id: string };
+      const created = (await docker.createSecret(secretSpec)) as { id: string };
       return { id: created.id, name };
     } catch (err) {
       if (statusOf(err) !== 409) throw dockerError(err, `creating secret ${name}`);
@@ -124,10 +142,19 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
 
   async function createService(spec: ServerSpec): Promise<Docker.Service> {
     const secret = await ensureSecret(spec);
+    const tlsSecrets = await ensureTlsSecrets(spec);
     const port = opts.publishMode === 'host' ? await pickPort() : undefined;
     if (port !== undefined) portsInFlight.add(port);
     try {
-      await docker.createService(buildServiceSpec({ spec, options: opts, secret, publishedPort: port }));
+      await docker.createService(
+        buildServiceSpec({
+          spec,
+          options: opts,
+          secret,
+          ...(tlsSecrets ? { tlsSecrets } : {}),
+          publishedPort: port,
+        }),
+      );
     } catch (err) {
       // 409: a racing attempt for the same server made it first; adopted below like any retry.
       if (statusOf(err) !== 409) throw dockerError(err, `creating service ${spec.name}`);
@@ -160,6 +187,13 @@ export function createSwarmProvisioner(opts: SwarmProvisionerOptions): SwarmProv
   return {
     driver: 'swarm',
     docker,
+
+    // The service name (on its overlay network), and the connect host tenants use for published
+    // ports. Without TENANTDB_SWARM_CONNECT_HOST the node's address is only known once a task
+    // runs, after the certificate is made: set it to let clients verify the host (docs/security.md).
+    tlsHosts(name) {
+      return [name, ...(opts.connectHost ? withLoopbackAliases(opts.connectHost) : [])];
+    },
 
     async create(spec): Promise<ProvisionedServer> {
       validateSwarmSpec(spec);

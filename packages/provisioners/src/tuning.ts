@@ -25,6 +25,10 @@ export const RESERVED_SETTINGS: ReadonlySet<string> = new Set([
   'hba_file',
   'ident_file',
   'external_pid_file',
+  // TLS is the driver's: the certificate comes with the spec (ServerSpec.tls).
+  'ssl',
+  'ssl_cert_file',
+  'ssl_key_file',
 ]);
 const SETTING_RE = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$/i;
 

@@ -35,7 +35,7 @@ export type Resource =
 type Obj = Record<string, any>;
 
 const KINDS: Record<Resource, { kind: string; apiVersion: string; validate(o: Obj): void }> = {
-  secrets: { kind: 'Secret', apiVersion: 'v1', validate: (o) => new Secret(o as never).validate() },
+  secrets: { kind: 'Secret', apiVersion: 'v1', validate: validateSecret },
   services: { kind: 'Service', apiVersion: 'v1', validate: (o) => new Service(o as never).validate() },
   persistentvolumeclaims: {
     kind: 'PersistentVolumeClaim',
@@ -54,6 +54,20 @@ const KINDS: Record<Resource, { kind: string; apiVersion: string; validate(o: Ob
     validate: (o) => new Cluster(o as never).validate(),
   },
 };
+
+/**
+ * The schema, and what the API server checks beyond it for the Secret types the driver sends: a
+ * kubernetes.io/tls Secret must hold tls.crt and tls.key (422 otherwise), basic-auth a username
+ * or password.
+ */
+function validateSecret(o: Obj): void {
+  new Secret(o as never).validate();
+  const data = (o.data ?? {}) as Record<string, string>;
+  if (o.type === 'kubernetes.io/tls' && (!data['tls.crt'] || !data['tls.key']))
+    throw new Error('data[tls.crt] and data[tls.key]: Required value');
+  if (o.type === 'kubernetes.io/basic-auth' && !data.username && !data.password)
+    throw new Error('data[username] or data[password]: Required value');
+}
 
 const ROUTES: { re: RegExp; resources: Resource[] }[] = [
   {

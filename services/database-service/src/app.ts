@@ -12,6 +12,7 @@ import {
   createReservationsRepo,
   createServersRepo,
   createTenantDatabasesRepo,
+  createTlsRepo,
   pingCatalog,
 } from '@tenantdb/catalog';
 import { createHttpApp, createOidcLookup, type HttpApp, type TokenLookup } from '@tenantdb/http';
@@ -29,6 +30,7 @@ import { createLimits, limitsConfig } from './limits';
 import { createServiceMetrics } from './metrics';
 import { poolsRoutes } from './pools/pools.routes';
 import { createPoolsService } from './pools/pools.service';
+import { tlsRoutes } from './tls/tls.routes';
 
 export interface DatabaseServiceDeps {
   config: DatabaseServiceConfig;
@@ -84,6 +86,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     tenants: createTenantDatabasesRepo(db),
     plans: createPlansRepo(db),
     audit: createAuditRepo(db),
+    tls: createTlsRepo(db),
   };
   const limits = createLimits({ limits: createLimitsRepo(), config: limitsConfig(config) });
   const allocation = createAllocationService({
@@ -115,6 +118,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
 
   allocationRoutes(app, allocation);
   plansRoutes(app, repos.plans);
+  tlsRoutes(app, repos.tls);
   poolsRoutes(app, pools);
   apiKeysRoutes(app, apiKeys);
   return app;

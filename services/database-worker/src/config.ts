@@ -144,6 +144,14 @@ export const WorkerConfig = z
     ),
     LOG_LEVEL: env.logLevel(),
 
+    // --- TLS of the servers tenantdb creates (docs/security.md) ---
+    TENANTDB_SERVER_CERT_DAYS: env
+      .int(365, 1, 3650)
+      .describe('validity of the TLS certificate a new server gets from the fleet CA'),
+    TENANTDB_CERT_EXPIRY_WARNING_DAYS: env
+      .int(21, 1, 3650)
+      .describe('the health check warns about a server certificate expiring within this many days'),
+
     // --- swarm driver (docs/drivers.md) ---
     TENANTDB_SWARM_DOCKER_HOST: z
       .string()
@@ -197,6 +205,9 @@ export const WorkerConfig = z
     TENANTDB_SWARM_CPU_RESERVATION: optionalNumber(0.01, 1024),
     TENANTDB_SWARM_MEMORY_RESERVATION_MB: optionalNumber(16, 4_194_304, true),
     TENANTDB_SWARM_VOLUME_DRIVER: z.string().min(1).default('local'),
+    TENANTDB_SWARM_POSTGRES_UID: env
+      .int(70, 1, 2_147_483_647)
+      .describe("the image's postgres uid (owns the TLS key file): 70 in -alpine images, 999 in Debian ones"),
     TENANTDB_SWARM_VOLUME_REMOVAL: z
       .enum(['delete', 'keep'])
       .default('delete')

@@ -11,6 +11,7 @@ import type {
   RetirementRepo,
   ServersRepo,
   TenantDatabasesRepo,
+  TlsRepo,
 } from '@tenantdb/catalog';
 import { PermanentJobError, type Queues } from '@tenantdb/jobs';
 import type { Logger } from '@tenantdb/observability';
@@ -20,6 +21,7 @@ import type { SecretBox } from '@tenantdb/secrets';
 import type { Job } from 'bullmq';
 import type { WorkerConfig } from './config';
 import type { WorkerMetrics } from './metrics';
+import type { ServerCertificates } from './tls/server-certificates';
 
 export interface WorkerDeps {
   config: WorkerConfig;
@@ -32,6 +34,9 @@ export interface WorkerDeps {
   plans: PlansRepo;
   retirement: RetirementRepo;
   audit: AuditRepo;
+  tls: TlsRepo;
+  /** The fleet CA and the certificates of the servers tenantdb creates. */
+  certificates: ServerCertificates;
   secrets: SecretBox;
   connections: PoolConnections;
   tenantOps: TenantOps;

@@ -1,4 +1,4 @@
-import type { FleetRepo } from '@tenantdb/catalog';
+import type { FleetRepo, TlsRepo } from '@tenantdb/catalog';
 import { QUEUES, type Queues } from '@tenantdb/jobs';
 import { Counter, Gauge, Histogram, type Registry } from '@tenantdb/observability';
 
@@ -6,6 +6,7 @@ export function createWorkerMetrics(
   registry: Registry,
   fleet: Pick<FleetRepo, 'readDrift' | 'countWarmReady'>,
   queues: Queues,
+  tls: Pick<TlsRepo, 'certificateExpiries'>,
 ) {
   const jobs = new Counter({
     name: 'tenantdb_jobs_total',
@@ -52,6 +53,22 @@ export function createWorkerMetrics(
           .catch(() => ({}) as Record<string, number>);
         for (const [state, n] of Object.entries(counts)) this.set({ queue: name, state }, n);
       }
+    },
+  });
+  // From the catalog on every scrape, like the drift: every replica reports the same, and a
+  // server's series goes with it when it is decommissioned.
+  new Gauge({
+    name: 'tenantdb_server_cert_expiry_seconds',
+    help: 'seconds until the TLS certificate tenantdb issued the server expires (negative: expired), by server id',
+    labelNames: ['server_id'],
+    registers: [registry],
+    async collect() {
+      const rows = await tls.certificateExpiries().catch(() => undefined);
+      if (!rows) return;
+      this.reset();
+      const now = Date.now();
+      for (const r of rows)
+        this.set({ server_id: r.db_server_id }, Math.round((r.not_after.getTime() - now) / 1000));
     },
   });
   new Gauge({

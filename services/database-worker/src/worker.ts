@@ -11,6 +11,7 @@ import {
   createRetirementRepo,
   createServersRepo,
   createTenantDatabasesRepo,
+  createTlsRepo,
   pingCatalog,
 } from '@tenantdb/catalog';
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
@@ -37,6 +38,7 @@ import { reconcile } from './jobs/reconcile';
 import { refillWarmDatabases } from './jobs/refill-warm-databases';
 import { createWorkerMetrics } from './metrics';
 import { type Handlers, keepWorkerSchedules, startWorkers } from './runtime';
+import { createServerCertificates } from './tls/server-certificates';
 
 export interface DatabaseWorker {
   deps: WorkerDeps;
@@ -77,6 +79,7 @@ export function createDrivers(config: WorkerConfig): Map<ProvisionerDriver, Prov
         },
         restartDelayMs: config.TENANTDB_SWARM_RESTART_DELAY_MS,
         volumeDriver: config.TENANTDB_SWARM_VOLUME_DRIVER,
+        postgresUid: config.TENANTDB_SWARM_POSTGRES_UID,
         volumeRemoval: config.TENANTDB_SWARM_VOLUME_REMOVAL,
         startTimeoutMs: config.TENANTDB_SWARM_START_TIMEOUT_MS,
       }),
@@ -122,6 +125,7 @@ export async function createWorker(
   const connections = createPoolConnections(secrets);
   const registry = createRegistry('database-worker');
   const fleet = createFleetRepo(db);
+  const tls = createTlsRepo(db);
   const deps: WorkerDeps = {
     config,
     db,
@@ -133,12 +137,17 @@ export async function createWorker(
     plans: createPlansRepo(db),
     retirement: createRetirementRepo(db),
     audit: createAuditRepo(db),
+    tls,
+    certificates: createServerCertificates(
+      { tls, secrets },
+      { validityDays: config.TENANTDB_SERVER_CERT_DAYS },
+    ),
     secrets,
     connections,
     tenantOps: createTenantOps(connections),
     queues,
     drivers: opts.drivers ?? createDrivers(config),
-    metrics: createWorkerMetrics(registry, fleet, queues),
+    metrics: createWorkerMetrics(registry, fleet, queues, tls),
     logger,
   };
   const handlers: Handlers = {

@@ -4,8 +4,9 @@
 // survive a worker killed mid-provision. Servers publish in host mode; everything is reached on
 // 127.0.0.1 through published ports.
 import { randomUUID } from 'node:crypto';
-import type { DbServer } from '@tenantdb/catalog';
+import { createTlsRepo, type DbServer } from '@tenantdb/catalog';
 import { maxConnectionsFor, type SwarmProvisioner } from '@tenantdb/provisioners';
+import pg from 'pg';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { asAdmin, canLogin, type Fleet, newIds, orphanServerRequest, startFleet, waitFor } from './harness';
 
@@ -27,6 +28,8 @@ const swarmEnv = (extra: Record<string, string> = {}) => ({
   TENANTDB_SWARM_START_TIMEOUT_MS: '60000',
   TENANTDB_SWARM_MEMORY_LIMIT_MB: '1024',
   TENANTDB_POOL_MAX_INSTANCES: '10',
+  // The sandbox image runs Postgres as uid 999, as Debian-based images do.
+  TENANTDB_SWARM_POSTGRES_UID: '999',
   ...extra,
 });
 
@@ -61,6 +64,30 @@ async function provisionRow(f: Fleet, name: string): Promise<string> {
   return row.id;
 }
 
+/** A tenant login as allocate answered it, but without TLS. */
+async function loginWithout(a: {
+  db_host: string;
+  db_port: number;
+  db_name: string;
+  db_user: string;
+  db_password: string;
+}) {
+  const client = new pg.Client({
+    host: a.db_host,
+    port: a.db_port,
+    database: a.db_name,
+    user: a.db_user,
+    password: a.db_password,
+    ssl: false,
+  });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
 const serverById = async (f: Fleet, id: string): Promise<DbServer> =>
   (await f.servers()).find((s) => s.id === id)!;
 
@@ -92,6 +119,16 @@ describe.skipIf(Boolean(skip))('the swarm driver in the fleet', () => {
     });
     expect(await canLogin(allocated.body)).toBe(true);
 
+    // TLS: the answer says verify-full with the fleet CA (canLogin above followed it); the same
+    // tenant without TLS is refused; the key is in a secret, not in what Docker shows of the service.
+    expect(allocated.body).toMatchObject({
+      sslmode: 'verify-full',
+      ssl_root_cert: expect.stringMatching(/^-----BEGIN CERTIFICATE-----/),
+    });
+    await expect(loginWithout(allocated.body)).rejects.toThrow(/no pg_hba.conf entry.*no encryption/);
+    const [ssl] = await asAdmin<{ ssl: string }>(f, pool!, "SELECT current_setting('ssl') AS ssl");
+    expect(ssl).toEqual({ ssl: 'on' });
+
     // max_connections is what the driver computed: every slot at the largest shared plan's limit.
     const [plan] = await f.db
       .selectFrom('plans')
@@ -112,6 +149,10 @@ describe.skipIf(Boolean(skip))('the swarm driver in the fleet', () => {
     const inspected = JSON.stringify(await docker.getService(pool!.orchestrator_ref!).inspect());
     expect(inspected).toContain('POSTGRES_PASSWORD_FILE');
     expect(inspected).not.toContain(f.adminPassword(pool!));
+    const cert = await createTlsRepo(f.db).serverCertificate(pool!.id);
+    const keyLine = f.secrets.decrypt(cert!.key_enc).split('\n')[1]!;
+    expect(inspected).toContain('tenantdb-tls-key');
+    expect(inspected).not.toContain(keyLine);
 
     // The health check sees it.
     const checkedBefore = pool!.last_health_check!;
@@ -271,7 +312,8 @@ describe.skipIf(Boolean(skip))('the swarm driver in the fleet', () => {
     const server = servers[0]!;
     expect(server.status).toBe('active');
     expect(await servicesOf(f, server.id)).toHaveLength(1);
-    expect(await secretsOf(f, server.id)).toHaveLength(1);
+    // One of each: the admin password, and the TLS key, certificate and pg_hba.
+    expect(await secretsOf(f, server.id)).toHaveLength(4);
     expect((await swarmOf(f).driver.list()).map((o) => o.serverId)).toEqual([server.id]);
     const res = await f.api('POST', '/api/database/allocate', newIds());
     expect(res.status).toBe(200);

@@ -11,6 +11,7 @@ import type {
   ReservationsRepo,
   ServersRepo,
   TenantDatabasesRepo,
+  TlsRepo,
 } from '@tenantdb/catalog';
 import type { Allocated, AllocateRequest, Provisioned, Provisioning } from '@tenantdb/contracts';
 import { BadRequestError, type RequestContext } from '@tenantdb/http';
@@ -44,6 +45,7 @@ export interface AllocationDeps {
   tenants: TenantDatabasesRepo;
   plans: PlansRepo;
   audit: AuditRepo;
+  tls: TlsRepo;
   secrets: SecretBox;
   tenantOps: TenantOps;
   queues: Queues;

@@ -1,6 +1,12 @@
 // The answers allocation gives, shared by shared and dedicated placement: credentials read from a
 // row, the 202 body, and the answer for an instance that already has a live allocation.
-import type { ServerAddress, ServersRepo, TenantDatabase, TenantDatabasesRepo } from '@tenantdb/catalog';
+import type {
+  ServerAddress,
+  ServersRepo,
+  TenantDatabase,
+  TenantDatabasesRepo,
+  TlsRepo,
+} from '@tenantdb/catalog';
 import type { Allocated, Provisioning } from '@tenantdb/contracts';
 import { ConflictError, UnavailableError } from '@tenantdb/http';
 import type { SecretBox } from '@tenantdb/secrets';
@@ -8,30 +14,51 @@ import type { AllocationConfig } from './allocation.service';
 
 /** How long a duplicate request waits for the one already creating the same database. */
 const DUPLICATE_WAIT_MS = 15_000;
+/** How long a server's TLS trust (its CA, or that it has none) is reused before it is read again. */
+const TRUST_CACHE_MS = 60_000;
+const TRUST_CACHE_MAX = 10_000;
 
 export interface AnswersDeps {
   servers: Pick<ServersRepo, 'findById'>;
   tenants: Pick<TenantDatabasesRepo, 'findLiveByInstance'>;
+  tls: Pick<TlsRepo, 'serverTrust'>;
   secrets: Pick<SecretBox, 'decrypt'>;
   config: Pick<AllocationConfig, 'retryAfterSeconds'>;
 }
 
 export type Answers = ReturnType<typeof createAnswers>;
 
-/** What every answer with a password carries (allocate, provision-dedicated, rotate, the read). */
-export type Credentials = Required<Omit<Allocated, 'status'>>;
+type TlsFields = 'sslmode' | 'ssl_root_cert';
+/**
+ * What every answer with a password carries (allocate, provision-dedicated, rotate, the read);
+ * sslmode and the CA only for a server with a fleet-CA certificate.
+ */
+export type Credentials = Required<Omit<Allocated, 'status' | TlsFields>> & Pick<Allocated, TlsFields>;
 
 export function createAnswers(deps: AnswersDeps) {
-  const { servers, tenants, secrets, config } = deps;
+  const { servers, tenants, tls, secrets, config } = deps;
+  const trustCache = new Map<string, { at: number; caPem: string | null }>();
 
-  function credentials(server: ServerAddress, row: TenantDatabase): Credentials {
+  /** The CA a client verifies this server with; null for a server without a certificate. */
+  async function caOf(serverId: string): Promise<string | null> {
+    const cached = trustCache.get(serverId);
+    if (cached && Date.now() - cached.at < TRUST_CACHE_MS) return cached.caPem;
+    const trust = await tls.serverTrust(serverId);
+    if (trustCache.size >= TRUST_CACHE_MAX) trustCache.clear();
+    trustCache.set(serverId, { at: Date.now(), caPem: trust?.ca_pem ?? null });
+    return trust?.ca_pem ?? null;
+  }
+
+  async function credentials(server: ServerAddress, row: TenantDatabase): Promise<Credentials> {
     if (!server.host || !server.port)
       throw new UnavailableError('the server of this allocation has no address');
     // A rotation in flight, or one that crashed before settling: which password the role has is
     // not known until it settles (reconcile), and an answer never hands out one that may not work.
     if (row.password_pending_enc)
       throw new UnavailableError('a rotation of this allocation is being completed; retry', 1);
+    const caPem = await caOf(server.id);
     return {
+      ...(caPem ? { sslmode: 'verify-full' as const, ssl_root_cert: caPem } : {}),
       tenant_database_id: row.id,
       db_server_id: server.id,
       db_host: server.host,
@@ -75,7 +102,7 @@ export function createAnswers(deps: AnswersDeps) {
     if (settled.status === 'releasing') throw new ConflictError('this allocation is being released');
     const server = await servers.findById(settled.db_server_id);
     if (!server) throw new UnavailableError('the server of this allocation is missing from the catalog');
-    return { status: 'allocated', ...credentials(server, settled) };
+    return { status: 'allocated', ...(await credentials(server, settled)) };
   }
 
   return { credentials, provisioning, answerExisting };

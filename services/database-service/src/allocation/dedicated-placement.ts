@@ -204,6 +204,6 @@ export function createDedicatedPlacement(deps: DedicatedPlacementDeps) {
       }
       throw err;
     });
-    return { server, answer: answers.credentials(server, row) };
+    return { server, answer: await answers.credentials(server, row) };
   };
 }

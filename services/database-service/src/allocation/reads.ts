@@ -53,7 +53,7 @@ export function createReads(deps: ReadsDeps) {
       }
       const server = await servers.findById(row.db_server_id);
       if (!server) throw new UnavailableError('the server of this allocation is missing from the catalog');
-      const credentials = answers.credentials(server, row);
+      const credentials = await answers.credentials(server, row);
       await audit.record({
         actor: ctx.actor,
         action: 'allocation.read_credentials',

@@ -142,7 +142,11 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
         );
         return {
           status: 'rotated',
-          ...answers.credentials(server, { ...row, password_enc: pendingEnc, password_pending_enc: null }),
+          ...(await answers.credentials(server, {
+            ...row,
+            password_enc: pendingEnc,
+            password_pending_enc: null,
+          })),
         };
       });
     },

@@ -138,7 +138,7 @@ export function createSharedPlacement(deps: SharedPlacementDeps) {
         if (err instanceof PoolServerBusyError) throw new UnavailableError('pool servers are busy; retry', 1);
         throw err;
       }
-      return { status: 'allocated', ...answers.credentials(server, row) };
+      return { status: 'allocated', ...(await answers.credentials(server, row)) };
     }
     throw new UnavailableError('pool servers are unavailable; retry later', config.retryAfterSeconds);
   };

@@ -10,7 +10,7 @@
 // - TENANTDB_HEALTH_CONCURRENCY checks at once in all: the monitoring queue's global concurrency
 //   (kept in Redis, set again by every sweep so that a Redis that lost it gets it back).
 import { CHECKABLE_STATUSES } from '@tenantdb/catalog';
-import { checkServerHealth } from '@tenantdb/pool-server';
+import { certificateWarning, checkServerHealth } from '@tenantdb/pool-server';
 import type { JobContext, WorkerDeps } from '../context';
 
 /** Servers read from the catalog and queued per round trip. */
@@ -52,7 +52,7 @@ export function healthCheckAll(deps: WorkerDeps) {
 }
 
 export function healthCheckServer(deps: WorkerDeps) {
-  const { servers, health, connections } = deps;
+  const { servers, health, connections, tls, config } = deps;
   return async ({ server_id }: { server_id: string }, { log }: JobContext) => {
     const server = await servers.findById(server_id);
     if (
@@ -75,6 +75,27 @@ export function healthCheckServer(deps: WorkerDeps) {
         'server health changed',
       );
     }
-    return { ok: probe.ok, health: next.health_status, status: next.status };
+    // The certificate tenantdb issued it (none for servers created before TLS or registered):
+    // a warning in the log and the job's result before it expires (the gauge
+    // tenantdb_server_cert_expiry_seconds is what alerts read).
+    const trust = await tls.serverTrust(server_id);
+    const warning = certificateWarning(
+      trust?.not_after,
+      new Date(),
+      config.TENANTDB_CERT_EXPIRY_WARNING_DAYS,
+    );
+    if (warning) {
+      log.warn(
+        { db_server_id: server_id, name: server.name, cert_not_after: trust!.not_after.toISOString() },
+        warning,
+      );
+    }
+    return {
+      ok: probe.ok,
+      health: next.health_status,
+      status: next.status,
+      ...(trust ? { cert_not_after: trust.not_after.toISOString() } : {}),
+      ...(warning ? { warning } : {}),
+    };
   };
 }

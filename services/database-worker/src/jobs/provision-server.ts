@@ -53,6 +53,8 @@ export function provisionServer(deps: WorkerDeps) {
       server = (await servers.findById(server_id))!;
     }
     const adminPassword = secrets.decrypt(server.admin_password_enc!);
+    // The certificate too: issued once and kept in the catalog, so a retry serves the same one.
+    const tls = await deps.certificates.forServer(server, driver);
 
     let ref: string | null = server.orchestrator_ref;
     try {
@@ -68,6 +70,7 @@ export function provisionServer(deps: WorkerDeps) {
         memoryLimitMb: server.memory_limit_mb,
         storageSizeGb: server.storage_size_gb,
         settings: { ...config.TENANTDB_SERVER_SETTINGS },
+        ...(tls ? { tls } : {}),
       });
       ref = created.ref;
       server = (await servers.update(server_id, {

@@ -240,6 +240,7 @@ export function createInstancesService(deps: InstanceServiceDeps) {
         db_name: answer.db_name,
         db_user: answer.db_user,
         db_password: answer.db_password,
+        ...(answer.sslmode ? { sslmode: answer.sslmode, ssl_root_cert: answer.ssl_root_cert } : {}),
       };
     },
 
