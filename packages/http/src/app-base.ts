@@ -2,7 +2,6 @@
 // request ids, bearer auth with scopes, per-token rate limits, request metrics, /healthz,
 // /readyz, /metrics, and the OpenAPI document at /openapi.json with its UI at /docs.
 import { randomUUID } from 'node:crypto';
-import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { ErrorResponse } from '@tenantdb/contracts';
@@ -26,10 +25,10 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
-import type { Redis } from 'ioredis';
 import type { ZodType } from 'zod';
 import { registerAuth, type TokenGrant, type TokenLookup } from './auth';
 import { HttpError, isDependencyUnavailable, isRefusedByDatabase, reasonPhrase } from './errors';
+import { type RateLimitOptions, registerRateLimits } from './rate-limits';
 
 export type HttpApp = FastifyInstance<
   RawServerDefault,
@@ -39,7 +38,8 @@ export type HttpApp = FastifyInstance<
   ZodTypeProvider
 >;
 
-export interface HttpAppOptions {
+/** Requests per minute per token, failed authentications per address, and where they are counted. */
+export interface HttpAppOptions extends RateLimitOptions {
   name: string;
   version: string;
   description: string;
@@ -48,17 +48,6 @@ export interface HttpAppOptions {
   tokens: readonly TokenGrant[];
   /** Where tokens the configured ones do not match are looked up (API keys, OIDC), in order. */
   tokenLookups?: readonly TokenLookup[];
-  /** Requests per minute per token (per client address for unauthenticated routes). */
-  rateLimitPerMinute: number;
-  /** Failed authentications (401/403) per minute per client address before 429 (default 30). */
-  authFailuresPerMinute?: number;
-  /**
-   * Where the counters live: Redis shares them between replicas (keys under `namespace`); without
-   * it each replica counts on its own. While Redis cannot answer, requests are not limited (the
-   * limits fail open; /readyz reports Redis down) rather than refused. The app owns the
-   * connection: it is closed with the app.
-   */
-  rateLimitStore?: { redis: Redis; namespace: string };
   /** Proxies whose X-Forwarded-For is believed for the client address (default: none). */
   trustProxy?: false | string[];
   bodyLimitBytes: number;
@@ -72,8 +61,6 @@ export interface HttpAppOptions {
 }
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
-const DEFAULT_AUTH_FAILURES_PER_MINUTE = 30;
-const MINUTE_MS = 60_000;
 
 /**
  * Responses are checked against their schema (unknown keys stripped, every check run) and then
@@ -161,46 +148,8 @@ export async function createHttpApp(opts: HttpAppOptions): Promise<HttpApp> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  // Per route, after authentication (a route hook runs after the app's onRequest hooks), so the
-  // key is the token's name once it is known.
-  await app.register(rateLimit, {
-    global: true,
-    max: opts.rateLimitPerMinute,
-    timeWindow: MINUTE_MS,
-    keyGenerator: (request) => (request.principal ? `token:${request.principal.name}` : `ip:${request.ip}`),
-    errorResponseBuilder: (_request, ctx) =>
-      new HttpError(429, `rate limit of ${ctx.max} requests per minute exceeded; retry in ${ctx.after}`),
-    ...(opts.rateLimitStore
-      ? { redis: opts.rateLimitStore.redis, nameSpace: opts.rateLimitStore.namespace, skipOnError: true }
-      : {}),
-  });
-  if (opts.rateLimitStore) {
-    const { redis } = opts.rateLimitStore;
-    redis.on('error', () => {}); // Redis down is reported by /readyz; the limits fail open
-    app.addHook('onClose', async () => redis.disconnect());
-  }
-  const authFailures = app.createRateLimit({
-    max: opts.authFailuresPerMinute ?? DEFAULT_AUTH_FAILURES_PER_MINUTE,
-    timeWindow: MINUTE_MS,
-    keyGenerator: (request) => `auth-failures:${request.ip}`,
-  });
-  registerAuth(
-    app,
-    opts.tokens,
-    {
-      async blockedFor(request) {
-        const state = await authFailures(request, { increment: false });
-        return !state.isAllowed && state.remaining === 0 ? Math.max(1, state.ttlInSeconds) : 0;
-      },
-      async count(request) {
-        const state = await authFailures(request);
-        if (!state.isAllowed && state.remaining === 0 && state.ttlInSeconds * 1000 >= MINUTE_MS - 1_000) {
-          request.log.warn({ client: request.ip }, 'failed authentications over the limit: 429 for a minute');
-        }
-      },
-    },
-    opts.tokenLookups,
-  );
+  const authFailures = await registerRateLimits(app, opts);
+  registerAuth(app, opts.tokens, authFailures, opts.tokenLookups);
 
   const duration = new Histogram({
     name: 'http_request_duration_seconds',

@@ -15,7 +15,7 @@ import {
   createTlsRepo,
   pingCatalog,
 } from '@tenantdb/catalog';
-import { createHttpApp, createOidcLookup, type HttpApp, type TokenLookup } from '@tenantdb/http';
+import { createHttpApp, createOidcLookup, edgeOptions, type HttpApp, type TokenLookup } from '@tenantdb/http';
 import { createQueues, type Queues } from '@tenantdb/jobs';
 import { createRegistry, type Logger, type Registry, type ShutdownStep } from '@tenantdb/observability';
 import { createPoolConnections, createTenantOps, type PoolConnections } from '@tenantdb/pool-server';
@@ -60,18 +60,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
       { name: 'allocate', token: config.TENANTDB_ALLOCATE_TOKEN, scopes: ['allocate'] },
     ],
     tokenLookups: [apiKeys.lookup, ...oidcLookup(config)],
-    rateLimitPerMinute: config.TENANTDB_RATE_LIMIT_PER_MINUTE,
-    authFailuresPerMinute: config.TENANTDB_AUTH_FAILURES_PER_MINUTE,
-    trustProxy: config.TENANTDB_TRUST_PROXY,
-    // Its own connection with a short command deadline: a slow Redis cannot hold every request.
-    ...(config.TENANTDB_RATE_LIMIT_STORE === 'redis'
-      ? {
-          rateLimitStore: {
-            redis: queues.connection.duplicate({ commandTimeout: 500 }),
-            namespace: `${queues.prefix}:rate-limit:`,
-          },
-        }
-      : {}),
+    ...edgeOptions(config, queues),
     bodyLimitBytes: config.TENANTDB_BODY_LIMIT_BYTES,
     readiness: {
       catalog: () => pingCatalog(db),

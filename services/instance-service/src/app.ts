@@ -1,7 +1,7 @@
 // buildApp wires instance-service's HTTP API from what it is given and does not listen; main.ts
 // starts it (and the job consumer).
 import { pingCatalog } from '@tenantdb/catalog';
-import { createHttpApp, type HttpApp } from '@tenantdb/http';
+import { createHttpApp, edgeOptions, type HttpApp } from '@tenantdb/http';
 import type { InstanceServiceDeps } from './context';
 import { instancesRoutes } from './instances/instances.routes';
 import { createInstancesService } from './instances/instances.service';
@@ -26,18 +26,7 @@ export async function buildApp(deps: InstanceServiceDeps): Promise<HttpApp> {
         cacheMs: config.TENANTDB_API_KEY_CACHE_MS,
       }),
     ],
-    rateLimitPerMinute: config.TENANTDB_RATE_LIMIT_PER_MINUTE,
-    authFailuresPerMinute: config.TENANTDB_AUTH_FAILURES_PER_MINUTE,
-    trustProxy: config.TENANTDB_TRUST_PROXY,
-    // Its own connection with a short command deadline: a slow Redis cannot hold every request.
-    ...(config.TENANTDB_RATE_LIMIT_STORE === 'redis'
-      ? {
-          rateLimitStore: {
-            redis: queues.connection.duplicate({ commandTimeout: 500 }),
-            namespace: `${queues.prefix}:rate-limit:`,
-          },
-        }
-      : {}),
+    ...edgeOptions(config, queues),
     bodyLimitBytes: config.TENANTDB_BODY_LIMIT_BYTES,
     readiness: {
       catalog: () => pingCatalog(db),
