@@ -15,8 +15,8 @@ afterEach(async () => {
 });
 
 /** A dedicated server row no job will ever provision: it only takes a place in the fleet. */
-const placeholder = (i: number, status: NewDbServer['status']): NewDbServer => ({
-  name: `ded-placeholder-${i}`,
+const dedicatedRow = (i: number, status: NewDbServer['status']): NewDbServer => ({
+  name: `ded-row-${i}`,
   driver: 'kubernetes',
   server_type: 'dedicated',
   dedicated_to_instance_id: crypto.randomUUID(),
@@ -42,14 +42,14 @@ describe('the capacity planner and the fleet limits', () => {
     // Two servers starting: the bound of 2 is reached.
     await f.db
       .insertInto('db_servers')
-      .values([placeholder(1, 'provisioning'), placeholder(2, 'initializing')])
+      .values([dedicatedRow(1, 'provisioning'), dedicatedRow(2, 'initializing')])
       .execute();
     await plan(1);
     expect(await shared()).toHaveLength(0);
 
     // They came up: three servers, the ceiling of 3 would be passed by one more.
     await f.db.updateTable('db_servers').set({ status: 'active' }).execute();
-    await f.db.insertInto('db_servers').values(placeholder(3, 'active')).execute();
+    await f.db.insertInto('db_servers').values(dedicatedRow(3, 'active')).execute();
     await plan(2);
     expect(await shared()).toHaveLength(0);
 
@@ -57,7 +57,7 @@ describe('the capacity planner and the fleet limits', () => {
     await f.db
       .updateTable('db_servers')
       .set({ status: 'decommissioned' })
-      .where('name', '=', 'ded-placeholder-3')
+      .where('name', '=', 'ded-row-3')
       .execute();
     await f.queues.enqueue('grow-shared-capacity', { reason: 'test' });
     await waitFor(async () => (await shared()).length === 1, 30_000, 'the planner to provision one pool');
