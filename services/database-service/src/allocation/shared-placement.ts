@@ -19,6 +19,9 @@ import type { AllocationConfig } from './allocation.service';
 import type { Answers } from './answers';
 import type { Materialize } from './materialize';
 
+/** Rolls back a reservation whose instance already has a live row (see `reserve`). */
+class AlreadyLive extends Error {}
+
 /** How often a request tries another pool when the chosen one fails at the SQL step. */
 const POOL_ATTEMPTS = 3;
 
@@ -84,16 +87,25 @@ export function createSharedPlacement(deps: SharedPlacementDeps) {
       request_id: ctx.requestId,
     };
     // One try: the customer's instances counted under its lock (409 at its limit), then the
-    // reservation statement, in one transaction, so concurrent requests cannot overshoot.
+    // reservation statement, in one transaction, so concurrent requests cannot overshoot. A
+    // duplicate leaves that transaction aborted: it is rolled back (by throwing) and answered.
     const reserve = (skipLocked: boolean) =>
-      db.transaction().execute(async (trx) => {
-        await limits.admitInstance(trx, req, plan, { dedicated: false });
-        return reservations.reserveShared(
-          request,
-          { strategy: config.strategy, excludeIds, skipLocked },
-          trx,
-        );
-      });
+      db
+        .transaction()
+        .execute(async (trx) => {
+          await limits.admitInstance(trx, req, plan, { dedicated: false });
+          const result = await reservations.reserveShared(
+            request,
+            { strategy: config.strategy, excludeIds, skipLocked },
+            trx,
+          );
+          if (result.kind === 'duplicate') throw new AlreadyLive();
+          return result;
+        })
+        .catch((err) => {
+          if (err instanceof AlreadyLive) return { kind: 'duplicate' } as const;
+          throw err;
+        });
     // Skip pools other requests hold first (no waiting); then wait for a held one; a pool that
     // filled up while we waited sends us round again as long as any pool has room. Each try is
     // one reservation statement: a pool is held only while it runs and commits.
