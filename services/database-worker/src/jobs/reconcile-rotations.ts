@@ -9,14 +9,14 @@ import { PoolServerUnavailableError, tenantLogsIn } from '@tenantdb/pool-server'
 import type { WorkerDeps } from '../context';
 import type { Pass } from './reconcile';
 
-type Deps = Pick<WorkerDeps, 'db' | 'servers' | 'tenants' | 'secrets' | 'tenantOps'>;
+type Deps = Pick<WorkerDeps, 'db' | 'servers' | 'tenants' | 'secrets' | 'tenantOps' | 'tls'>;
 
 /** Settles one row; which way it went, or undefined when another rotation holds it or it changed. */
 export async function settleRotation(
   deps: Deps,
   row: TenantDatabase,
 ): Promise<'promoted' | 'dropped' | 'reapplied' | undefined> {
-  const { db, servers, tenants, secrets, tenantOps } = deps;
+  const { db, servers, tenants, secrets, tenantOps, tls } = deps;
   const attempt = await trySessionLock(db, LOCK_KEYS.rotation(row.id), async (conn) => {
     const now = row.instance_id ? await tenants.findLiveByInstance(row.instance_id, conn) : undefined;
     const pendingEnc = now?.password_pending_enc;
@@ -24,13 +24,15 @@ export async function settleRotation(
     const server = await servers.findById(now.db_server_id);
     if (!server) return undefined;
     const tenant = { dbName: now.db_name, dbUser: now.db_user };
+    // Tenants log in over TLS where the server has a fleet certificate (hostssl only there).
+    const login = { caPem: (await tls.serverTrust(server.id))?.ca_pem };
     const pending = secrets.decrypt(pendingEnc);
-    if (await tenantLogsIn(server, tenant, pending)) {
+    if (await tenantLogsIn(server, tenant, pending, login)) {
       return (await tenants.settlePendingPassword(now.id, pendingEnc, 'promote', conn))
         ? 'promoted'
         : undefined;
     }
-    if (await tenantLogsIn(server, tenant, secrets.decrypt(now.password_enc))) {
+    if (await tenantLogsIn(server, tenant, secrets.decrypt(now.password_enc), login)) {
       return (await tenants.settlePendingPassword(now.id, pendingEnc, 'drop', conn)) ? 'dropped' : undefined;
     }
     await tenantOps.setPassword(server, now.db_user, pending);
