@@ -107,6 +107,20 @@ export const httpEdgeSettings = {
 };
 
 /**
+ * TLS on the admin connections to pool servers (database-service and database-worker alike):
+ * `prefer` (the default) verifies a server tenantdb issued a certificate to against the fleet CA
+ * (verify-full) and connects in plain text to one without (created before TLS, or registered from
+ * outside); `require` also encrypts to those, unverified (libpq's sslmode=require); `off` never
+ * uses TLS.
+ */
+export const poolAdminTls = z
+  .enum(['off', 'prefer', 'require'])
+  .default('prefer')
+  .describe(
+    'admin connections to pool servers: prefer (verify-full with the fleet CA where the server has its certificate, plain otherwise), require (TLS to every server; unverified without a fleet certificate), off',
+  );
+
+/**
  * Postgres settings for servers tenantdb provisions: `name=value,name=value` (e.g.
  * `shared_buffers=256MB,log_min_duration_statement=500`). Names are checked here; drivers pass
  * them as `postgres -c` arguments or a conf file, never through a shell.
