@@ -83,6 +83,12 @@ export const trustProxy = z
     return entries;
   });
 
+/** An optional file path: unset and empty (`X=` in an env file) both mean "not set". */
+const optionalPath = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
 /**
  * The settings every HTTP API process reads the same way: how many requests a token may make, how
  * many failed authentications a client address may make, where those counters live, and which
@@ -104,6 +110,10 @@ export const httpEdgeSettings = {
   TENANTDB_TRUST_PROXY: trustProxy.describe(
     'proxies whose X-Forwarded-For is believed (addresses/CIDRs); empty believes none',
   ),
+  TENANTDB_HTTPS_CERT_FILE: optionalPath.describe(
+    'serve HTTPS with this PEM certificate (chain); with TENANTDB_HTTPS_KEY_FILE. Unset: plain HTTP',
+  ),
+  TENANTDB_HTTPS_KEY_FILE: optionalPath.describe('the PEM private key of TENANTDB_HTTPS_CERT_FILE'),
 };
 
 /**
