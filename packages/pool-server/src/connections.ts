@@ -111,7 +111,7 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
       host: server.host,
       port: server.port,
       user: server.admin_user,
-      password: secrets.decrypt(server.admin_password_enc),
+      password: secrets.decrypt(server.admin_password_enc, server.id),
       database: server.admin_database,
       application_name: 'tenantdb',
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 5_000,

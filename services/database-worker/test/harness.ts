@@ -175,14 +175,14 @@ export async function startFleet(opts: FleetOptions = {}) {
         timeoutMs,
         'the fleet to reach the expected state',
       ),
-    adminPassword: (server: DbServer) => secrets.decrypt(server.admin_password_enc!),
+    adminPassword: (server: DbServer) => secrets.decrypt(server.admin_password_enc!, server.id),
     async close() {
       for (const child of children)
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await Promise.all(workers.map((w) => w.stop().catch(() => {})));
       // Admin passwords were generated inside the workers: read them before the catalog goes.
       for (const s of await listServers(db))
-        if (s.admin_password_enc) seenSecrets.add(secrets.decrypt(s.admin_password_enc));
+        if (s.admin_password_enc) seenSecrets.add(secrets.decrypt(s.admin_password_enc, s.id));
       await service.close();
       await removeAllServers([local, ...drivers.values()]);
       await rm(root, { recursive: true, force: true });

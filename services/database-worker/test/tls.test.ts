@@ -78,10 +78,13 @@ describe('TLS on provisioned servers', () => {
     const active = await tls.activeCa();
     expect(cert?.ca_id).toBe(active?.id);
     expect(cert?.hosts).toEqual(expect.arrayContaining([host]));
-    for (const enc of [cert!.key_enc, active!.key_enc]) {
-      expect(enc).toMatch(/^v1\./);
+    for (const [enc, rowId] of [
+      [cert!.key_enc, cert!.db_server_id],
+      [active!.key_enc, active!.id],
+    ] as const) {
+      expect(enc).toMatch(/^v2\./);
       expect(enc).not.toContain('PRIVATE KEY');
-      const key = f.secrets.decrypt(enc);
+      const key = f.secrets.decrypt(enc, rowId);
       expect(key).toContain('BEGIN PRIVATE KEY');
       f.seenSecrets.add(key.split('\n')[1]!); // a line of the key's body: checked against the logs at close
     }

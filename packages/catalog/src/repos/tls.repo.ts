@@ -9,6 +9,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export type TlsRepo = ReturnType<typeof createTlsRepo>;
 
 export interface NewFleetCa {
+  /** Chosen by the caller: the key is encrypted for its row (SecretBox associated data). */
+  id: string;
   cert_pem: string;
   key_enc: string;
   not_after: Date;

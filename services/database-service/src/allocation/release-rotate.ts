@@ -116,7 +116,7 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
         if (current?.id !== row.id || current.status !== 'ready')
           throw new ConflictError('the allocation changed; retry');
         const password = generatePassword();
-        const pendingEnc = secrets.encrypt(password);
+        const pendingEnc = secrets.encrypt(password, row.id);
         if (!(await tenants.setPendingPassword(row.id, pendingEnc, conn)))
           throw new ConflictError('the allocation changed; retry');
         try {
