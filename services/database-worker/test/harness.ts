@@ -4,7 +4,7 @@
 // process, or a swarm service when the test enables that driver); close() removes them all and
 // fails the test if any secret reached the captured logs.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -262,9 +262,12 @@ export async function addProxiedServers(
       { latencyMs: opts.latencyMs ?? 0, shared: opts.all },
     );
     const status = opts.statuses[i % opts.statuses.length]!;
-    const { id } = await f.db
+    // The real pool's admin password, encrypted for this row (a ciphertext is bound to its row).
+    const id = randomUUID();
+    await f.db
       .insertInto('db_servers')
       .values({
+        id,
         name: `${opts.prefix}-${i}`,
         driver: 'external',
         host: '127.0.0.1',
@@ -272,13 +275,12 @@ export async function addProxiedServers(
         server_type: 'shared',
         max_instances: pool.max_instances,
         admin_user: pool.admin_user,
-        admin_password_enc: pool.admin_password_enc,
+        admin_password_enc: f.secrets.encrypt(f.adminPassword(pool), id),
         admin_database: pool.admin_database,
         status,
         status_reason: status === 'error' ? 'set by the test' : null,
       })
-      .returning('id')
-      .executeTakeFirstOrThrow();
+      .execute();
     servers.push({ id, status, proxy });
   }
   return servers;
