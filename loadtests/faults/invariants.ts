@@ -3,7 +3,13 @@
 // and postmasters, Redis (schedules and every job hash), and the captured logs of every process.
 // Run after the fault is over, the load has stopped and the reconciler has run.
 import { readdir, readFile } from 'node:fs/promises';
-import { type CatalogDb, type DbServer, ON_SERVER_STATUSES, SLOT_HOLDING_STATUSES } from '@tenantdb/catalog';
+import {
+  type CatalogDb,
+  createTlsRepo,
+  type DbServer,
+  ON_SERVER_STATUSES,
+  SLOT_HOLDING_STATUSES,
+} from '@tenantdb/catalog';
 import type { Queues } from '@tenantdb/jobs';
 import { TENANT_PREFIX } from '@tenantdb/pool-server';
 import { createLocalProvisioner } from '@tenantdb/provisioners';
@@ -135,12 +141,16 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
     .where('status', '=', 'ready')
     .where('instance_id', 'is not', null)
     .execute();
+  const tls = createTlsRepo(src.db);
   for (const t of ready) {
     const server = running.get(t.db_server_id);
     if (!server?.host || !server.port) continue;
     if (t.password_pending_enc)
       add('passwords', `${t.instance_id}: a rotation left unsettled (pending password)`);
+    // As the answer would: over TLS with the server's fleet CA where it has one (hostssl only).
+    const caPem = (await tls.serverTrust(server.id))?.ca_pem;
     const logsIn = await canLogin({
+      ...(caPem ? { sslmode: 'verify-full' as const, ssl_root_cert: caPem } : {}),
       db_host: server.host,
       db_port: server.port,
       db_name: t.db_name,
