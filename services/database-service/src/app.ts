@@ -22,12 +22,13 @@ import { createPoolConnections, createTenantOps, type PoolConnections } from '@t
 import { createSecretBox, type SecretBox } from '@tenantdb/secrets';
 import { allocationRoutes } from './allocation/allocation.routes';
 import { createAllocationService } from './allocation/allocation.service';
-import { plansRoutes } from './allocation/plans.routes';
 import { apiKeysRoutes } from './api-keys/api-keys.routes';
 import { createApiKeysService } from './api-keys/api-keys.service';
 import type { DatabaseServiceConfig } from './config';
 import { createLimits, limitsConfig } from './limits';
 import { createServiceMetrics } from './metrics';
+import { plansRoutes } from './plans/plans.routes';
+import { createPlansService } from './plans/plans.service';
 import { poolsRoutes } from './pools/pools.routes';
 import { createPoolsService } from './pools/pools.service';
 import { tlsRoutes } from './tls/tls.routes';
@@ -106,7 +107,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
   });
 
   allocationRoutes(app, allocation);
-  plansRoutes(app, repos.plans);
+  plansRoutes(app, repos.plans, createPlansService({ plans: repos.plans }));
   tlsRoutes(app, repos.tls);
   poolsRoutes(app, pools);
   apiKeysRoutes(app, apiKeys);
