@@ -2,5 +2,7 @@ export * from './connections';
 export * from './health';
 export * from './locks';
 export * from './tenant.sql';
+export * from './tenant-access';
+export * from './tenant-access.sql';
 export * from './tenant-login';
 export * from './tenants';

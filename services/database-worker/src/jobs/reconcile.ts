@@ -14,6 +14,7 @@
 import { type DbServer, SERVING_STATUSES, STARTING_STATUSES } from '@tenantdb/catalog';
 import {
   listTenantObjects,
+  ownerRoleOf,
   PoolServerUnavailableError,
   type TenantNames,
   tenantOf,
@@ -135,7 +136,8 @@ export function reconcile(deps: WorkerDeps) {
     const onServer = await listTenantObjects(connections, server);
     const rows = await tenants.listNamesOnServer(server.id);
     const knownDbs = new Set(rows.map((r) => r.db_name));
-    const knownRoles = new Set(rows.map((r) => r.db_user));
+    // Each tenant has a login role and (tenant-access.sql.ts) an owner role.
+    const knownRoles = new Set(rows.flatMap((r) => [r.db_user, ownerRoleOf({ dbName: r.db_name })]));
 
     const leftovers = new Map<string, Leftover>();
     const unknown = [
