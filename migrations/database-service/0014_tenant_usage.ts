@@ -13,6 +13,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       ADD COLUMN usage_sampled_at timestamptz,
       ADD COLUMN quota_state text NOT NULL DEFAULT 'ok' CHECK (quota_state IN ('ok', 'warned', 'restricted')),
       ADD COLUMN quota_state_at timestamptz,
+      ADD COLUMN over_quota_since timestamptz,
       ADD COLUMN suspended_at timestamptz,
       ADD COLUMN access_pending boolean NOT NULL DEFAULT false,
       ADD COLUMN access_arrangement smallint NOT NULL DEFAULT 1 CHECK (access_arrangement IN (1, 2))`.execute(
@@ -34,6 +35,6 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`DROP INDEX tenant_databases_server_size`.execute(db);
   await sql`DROP INDEX tenant_databases_server_sampled`.execute(db);
   await sql`ALTER TABLE tenant_databases DROP COLUMN size_bytes, DROP COLUMN active_connections,
-      DROP COLUMN usage_sampled_at, DROP COLUMN quota_state, DROP COLUMN quota_state_at,
+      DROP COLUMN usage_sampled_at, DROP COLUMN quota_state, DROP COLUMN quota_state_at, DROP COLUMN over_quota_since,
       DROP COLUMN suspended_at, DROP COLUMN access_pending, DROP COLUMN access_arrangement`.execute(db);
 }

@@ -147,6 +147,8 @@ export interface TenantDatabasesTable {
   usage_sampled_at: NullableTimestamp;
   quota_state: ColumnType<QuotaState, QuotaState | undefined, QuotaState>;
   quota_state_at: NullableTimestamp;
+  /** Since when the latest samples have been over the quota (the grace period runs from it). */
+  over_quota_since: NullableTimestamp;
   suspended_at: NullableTimestamp;
   /** The catalog's quota state or suspension is not yet applied on the server. */
   access_pending: ColumnType<boolean, boolean | undefined, boolean>;

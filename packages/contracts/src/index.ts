@@ -4,3 +4,4 @@ export * from './database-service';
 export * from './database-service.client';
 export * from './instance-service';
 export * from './plans';
+export * from './usage';

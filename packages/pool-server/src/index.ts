@@ -1,3 +1,4 @@
+export * from './access-sync';
 export * from './connections';
 export * from './health';
 export * from './locks';

@@ -268,3 +268,18 @@ export function accessStateQuery(names: TenantNames): { text: string; values: st
     values: [names.dbUser, ownerRoleOf(names)],
   };
 }
+
+/** A plan's guardrail columns as Guardrails (nulls: the server default, nothing set). */
+export function guardrailsOf(plan: {
+  statement_timeout_ms: number | null;
+  idle_in_transaction_timeout_ms: number | null;
+  temp_file_limit_mb: number | null;
+  work_mem_mb: number | null;
+}): Guardrails {
+  return {
+    statementTimeoutMs: plan.statement_timeout_ms,
+    idleInTransactionTimeoutMs: plan.idle_in_transaction_timeout_ms,
+    tempFileLimitMb: plan.temp_file_limit_mb,
+    workMemMb: plan.work_mem_mb,
+  };
+}

@@ -13,13 +13,21 @@ import {
   createServersRepo,
   createTenantDatabasesRepo,
   createTlsRepo,
+  createUsageRepo,
   pingCatalog,
 } from '@tenantdb/catalog';
 import { createHttpApp, createOidcLookup, edgeOptions, type HttpApp, type TokenLookup } from '@tenantdb/http';
 import { createQueues, type Queues } from '@tenantdb/jobs';
 import { createRegistry, type Logger, type Registry, type ShutdownStep } from '@tenantdb/observability';
-import { createPoolConnections, createTenantOps, type PoolConnections } from '@tenantdb/pool-server';
+import {
+  createPoolConnections,
+  createTenantAccess,
+  createTenantOps,
+  type PoolConnections,
+} from '@tenantdb/pool-server';
 import { createSecretBox, type SecretBox } from '@tenantdb/secrets';
+import { accessRoutes } from './access/access.routes';
+import { createAccessService } from './access/access.service';
 import { allocationRoutes } from './allocation/allocation.routes';
 import { createAllocationService } from './allocation/allocation.service';
 import { apiKeysRoutes } from './api-keys/api-keys.routes';
@@ -111,6 +119,15 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
   tlsRoutes(app, repos.tls);
   poolsRoutes(app, pools);
   apiKeysRoutes(app, apiKeys);
+  accessRoutes(
+    app,
+    createAccessService({
+      ...repos,
+      usage: createUsageRepo(db),
+      access: createTenantAccess(connections),
+      queues,
+    }),
+  );
   return app;
 }
 

@@ -12,12 +12,13 @@ import {
   createServersRepo,
   createTenantDatabasesRepo,
   createTlsRepo,
+  createUsageRepo,
   pingCatalog,
 } from '@tenantdb/catalog';
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
 import { type Consumers, createQueues, type KeptSchedules } from '@tenantdb/jobs';
 import { createRegistry, type Logger } from '@tenantdb/observability';
-import { createPoolConnections, createTenantOps } from '@tenantdb/pool-server';
+import { createPoolConnections, createTenantAccess, createTenantOps } from '@tenantdb/pool-server';
 import {
   createKubernetesProvisioner,
   createLocalProvisioner,
@@ -36,6 +37,7 @@ import { boundHealthChecks, healthCheckAll, healthCheckServer } from './jobs/hea
 import { provisionServer } from './jobs/provision-server';
 import { reconcile } from './jobs/reconcile';
 import { refillWarmDatabases } from './jobs/refill-warm-databases';
+import { sampleUsageAll, sampleUsageServer } from './jobs/sample-usage';
 import { createWorkerMetrics } from './metrics';
 import { type Handlers, keepWorkerSchedules, startWorkers } from './runtime';
 import { createServerCertificates } from './tls/server-certificates';
@@ -145,6 +147,8 @@ export async function createWorker(
     secrets,
     connections,
     tenantOps: createTenantOps(connections),
+    tenantAccess: createTenantAccess(connections),
+    usage: createUsageRepo(db),
     queues,
     drivers: opts.drivers ?? createDrivers(config),
     metrics: createWorkerMetrics(registry, fleet, queues, tls),
@@ -159,6 +163,8 @@ export async function createWorker(
     'health-check-server': healthCheckServer(deps),
     'cleanup-failed-servers': cleanupFailedServers(deps),
     reconcile: reconcile(deps),
+    'sample-usage-all': sampleUsageAll(deps),
+    'sample-usage-server': sampleUsageServer(deps),
   };
   const app = await createHttpApp({
     name: 'database-worker',

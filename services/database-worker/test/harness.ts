@@ -71,6 +71,7 @@ export async function startFleet(opts: FleetOptions = {}) {
     TENANTDB_CAPACITY_INTERVAL_MS: HOUR,
     TENANTDB_RECONCILE_INTERVAL_MS: HOUR,
     TENANTDB_CLEANUP_INTERVAL_MS: HOUR,
+    TENANTDB_USAGE_SAMPLE_PERIOD_MS: HOUR,
     TENANTDB_JOB_LOCK_MS: '5000',
     TENANTDB_SHUTDOWN_DEADLINE_MS: '10000',
     // Test servers need no durability; it makes CREATE DATABASE several times faster.
