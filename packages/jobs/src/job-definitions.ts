@@ -41,6 +41,14 @@ export const JOBS = {
   'sample-usage-all': { queue: 'data', payload: noPayload },
   /** Measure every ready tenant of one server (one connection), store it, climb the quota ladder. */
   'sample-usage-server': { queue: 'data', payload: serverJob, attempts: 1 },
+  /**
+   * Bring every ready tenant of a plan in step with it after an admin changed it: connection
+   * limit and guardrails on its server, and a restricted tenant the new quota fits is lifted.
+   */
+  'apply-plan': {
+    queue: 'data',
+    payload: z.object({ plan_tier: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/) }),
+  },
   /** Catalog vs orchestrator vs pg_database: report drift, remove what tenantdb made and lost. */
   reconcile: { queue: 'maintenance', payload: noPayload },
   /**
@@ -97,12 +105,14 @@ export function jobIdFor<N extends JobName>(name: N, payload: JobPayload<N>): st
     server_id: serverId,
     instance_id: instanceId,
     delivery_id: deliveryId,
+    plan_tier: planTier,
   } = payload as {
+    plan_tier?: string;
     server_id?: string;
     instance_id?: string;
     delivery_id?: string;
   };
-  const id = deliveryId ?? serverId ?? instanceId;
+  const id = deliveryId ?? serverId ?? instanceId ?? planTier;
   return id ? `${name}-${id}` : name;
 }
 
@@ -121,6 +131,7 @@ export const SINGLE_FLIGHT: ReadonlySet<JobName> = new Set<JobName>([
   'reconcile',
   'sample-usage-all',
   'sample-usage-server',
+  'apply-plan',
   // instance-service: the instance row is the truth; a job that gave up must not block the sweep.
   'wait-for-database',
   'release-database',

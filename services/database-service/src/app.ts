@@ -115,7 +115,16 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
   });
 
   allocationRoutes(app, allocation);
-  plansRoutes(app, repos.plans, createPlansService({ plans: repos.plans }));
+  plansRoutes(
+    app,
+    repos.plans,
+    createPlansService({
+      plans: repos.plans,
+      planChanged: async (planTier) => {
+        await queues.enqueue('apply-plan', { plan_tier: planTier });
+      },
+    }),
+  );
   tlsRoutes(app, repos.tls);
   poolsRoutes(app, pools);
   apiKeysRoutes(app, apiKeys);

@@ -30,6 +30,7 @@ import {
 import { createSecretBox } from '@tenantdb/secrets';
 import type { WorkerConfig } from './config';
 import type { WorkerDeps } from './context';
+import { applyPlan } from './jobs/apply-plan';
 import { cleanupFailedServers } from './jobs/cleanup-failed-servers';
 import { decommissionServer } from './jobs/decommission-server';
 import { growSharedCapacity } from './jobs/grow-shared-capacity';
@@ -165,6 +166,7 @@ export async function createWorker(
     reconcile: reconcile(deps),
     'sample-usage-all': sampleUsageAll(deps),
     'sample-usage-server': sampleUsageServer(deps),
+    'apply-plan': applyPlan(deps),
   };
   const app = await createHttpApp({
     name: 'database-worker',

@@ -123,7 +123,12 @@ export async function startFleet(opts: FleetOptions = {}) {
 
   for (let i = 0; i < (opts.replicas ?? 2); i++) await addWorker();
 
-  async function api(method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown, token = allocateToken) {
+  async function api(
+    method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+    url: string,
+    body?: unknown,
+    token = allocateToken,
+  ) {
     const response = await app.inject({
       method,
       url,

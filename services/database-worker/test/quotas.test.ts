@@ -203,6 +203,37 @@ describe('the quota ladder', () => {
   }, 120_000);
 });
 
+describe('a plan changed by an admin', () => {
+  it('reaches its live tenants: connection limit and guardrails on the server, the row too', async () => {
+    const { ids, creds } = await allocate('tiny');
+    const patched = await f.api(
+      'PATCH',
+      '/api/database/admin/plans/tiny',
+      { connection_limit: 6, temp_file_limit_mb: 8, statement_timeout_ms: 45_000 },
+      f.adminToken,
+    );
+    expect(patched.status, JSON.stringify(patched.body)).toBe(200);
+    const worker = f.workers[0]!;
+    // the PATCH queued apply-plan; run it here too (idempotent) rather than wait for the consumer
+    await worker.handlers['apply-plan']({ plan_tier: 'tiny' }, { job: {} as never, log: worker.deps.logger });
+    const c = await tenant(creds);
+    try {
+      expect((await c.query('SHOW temp_file_limit')).rows[0].temp_file_limit).toBe('8MB');
+      expect((await c.query('SHOW statement_timeout')).rows[0].statement_timeout).toBe('45s');
+      const limit = await c.query('SELECT rolconnlimit FROM pg_roles WHERE rolname = session_user');
+      expect(limit.rows[0].rolconnlimit).toBe(6);
+    } finally {
+      await c.end();
+    }
+    const row = await f.db
+      .selectFrom('tenant_databases')
+      .select('connection_limit')
+      .where('instance_id', '=', ids.instance_id)
+      .executeTakeFirstOrThrow();
+    expect(row.connection_limit).toBe(6);
+  }, 60_000);
+});
+
 describe('suspension', () => {
   it('ends open sessions and refuses logins; resume lets the same password in with the data intact; release still works', async () => {
     const { ids, creds } = await allocate('standard');

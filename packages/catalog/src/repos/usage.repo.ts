@@ -244,6 +244,27 @@ export function createUsageRepo(db: CatalogDb) {
       });
     },
 
+    /** A page of a plan's ready tenants, by id: what apply-plan walks. */
+    pageOfPlan(planTier: string, after: string | undefined, limit: number, trx: Executor = db) {
+      return trx
+        .selectFrom('tenant_databases')
+        .select(['id', 'db_server_id', 'db_name', 'db_user', 'connection_limit'])
+        .where('plan_tier', '=', planTier)
+        .where('status', '=', 'ready')
+        .$if(after !== undefined, (q) => q.where('id', '>', after!))
+        .orderBy('id')
+        .limit(limit)
+        .execute();
+    },
+
+    async setConnectionLimit(id: string, limit: number, trx: Executor = db): Promise<void> {
+      await trx
+        .updateTable('tenant_databases')
+        .set({ connection_limit: limit })
+        .where('id', '=', id)
+        .execute();
+    },
+
     /** The largest ready tenants of a server by their latest sample. */
     largestOnServer(serverId: string, limit: number, trx: Executor = db) {
       return trx
