@@ -129,6 +129,7 @@ export async function createWorker(
   const registry = createRegistry('database-worker');
   const fleet = createFleetRepo(db);
   const tls = createTlsRepo(db);
+  const usage = createUsageRepo(db);
   const deps: WorkerDeps = {
     config,
     db,
@@ -149,10 +150,10 @@ export async function createWorker(
     connections,
     tenantOps: createTenantOps(connections),
     tenantAccess: createTenantAccess(connections),
-    usage: createUsageRepo(db),
+    usage,
     queues,
     drivers: opts.drivers ?? createDrivers(config),
-    metrics: createWorkerMetrics(registry, fleet, queues, tls),
+    metrics: createWorkerMetrics(registry, fleet, queues, tls, usage),
     logger,
   };
   const handlers: Handlers = {

@@ -265,6 +265,46 @@ export function createUsageRepo(db: CatalogDb) {
         .execute();
     },
 
+    /**
+     * What the worker's gauges read on every scrape: ready tenants by quota state and suspended,
+     * sampled bytes against storage per server type and per server (servers with a known storage
+     * size only), and the age of the oldest sample (a ready tenant never sampled counts from its
+     * ready time).
+     */
+    async figures(trx: Executor = db) {
+      const [states, servers, lag] = await Promise.all([
+        trx
+          .selectFrom('tenant_databases')
+          .select((eb) => [
+            'quota_state',
+            eb.fn.countAll<number>().as('n'),
+            eb.fn.count<number>('suspended_at').as('suspended'),
+          ])
+          .where('status', '=', 'ready')
+          .groupBy('quota_state')
+          .execute(),
+        sql<{ name: string; server_type: string; used: number; storage: number | null }>`
+          SELECT s.name, s.server_type, coalesce(u.used, 0)::bigint AS used,
+                 s.storage_size_gb::bigint * 1073741824 AS storage
+            FROM db_servers s
+            LEFT JOIN (SELECT db_server_id, sum(size_bytes) AS used FROM tenant_databases
+                        WHERE status = 'ready' GROUP BY db_server_id) u ON u.db_server_id = s.id
+           WHERE s.status IN ('active', 'full', 'cordoned', 'draining', 'maintenance')`.execute(trx),
+        sql<{ lag: number | null }>`
+          SELECT extract(epoch FROM now() - min(coalesce(usage_sampled_at, ready_at, created_at)))::float8 AS lag
+            FROM tenant_databases WHERE status = 'ready'`.execute(trx),
+      ]);
+      return {
+        states: states.map((r) => ({ state: r.quota_state, n: Number(r.n), suspended: Number(r.suspended) })),
+        servers: servers.rows.map((r) => ({
+          ...r,
+          used: Number(r.used),
+          storage: r.storage === null ? null : Number(r.storage),
+        })),
+        lagSeconds: lag.rows[0]?.lag ?? null,
+      };
+    },
+
     /** The largest ready tenants of a server by their latest sample. */
     largestOnServer(serverId: string, limit: number, trx: Executor = db) {
       return trx
