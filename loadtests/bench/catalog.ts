@@ -49,7 +49,7 @@ export function adminTarget(stack: Stack, row: ServerRow): AdminTarget {
   if (!row.host || !row.port || !row.admin_user || !row.admin_password_enc)
     throw new Error(`server ${row.name} has no address or admin credentials yet`);
   const user = encodeURIComponent(row.admin_user);
-  const password = encodeURIComponent(stack.secrets.decrypt(row.admin_password_enc));
+  const password = encodeURIComponent(stack.secrets.decrypt(row.admin_password_enc, row.id));
   const { host, port } = row;
   return {
     id: row.id,

@@ -25,6 +25,7 @@ let db: CatalogDb;
 let queues: Queues;
 let root: string;
 let serverId: string;
+let tenantRowId: string;
 const logs: string[] = [];
 const acknowledged: Acknowledged[] = [];
 const adminUrl = () => inject('catalogAdminUrl');
@@ -37,9 +38,11 @@ beforeAll(async () => {
   const url = new URL(adminUrl());
   await adminQuery(adminUrl(), `CREATE ROLE "${tenant.user}" LOGIN PASSWORD '${tenant.password}'`);
   await adminQuery(adminUrl(), `CREATE DATABASE "${tenant.db}" OWNER "${tenant.user}"`);
+  const selftestServerId = randomUUID();
   const server = await db
     .insertInto('db_servers')
     .values({
+      id: selftestServerId,
       name: `pool-selftest-${suffix}`,
       driver: 'external',
       host: url.hostname,
@@ -49,21 +52,23 @@ beforeAll(async () => {
       current_instances: 1,
       status: 'active',
       admin_user: decodeURIComponent(url.username),
-      admin_password_enc: box.encrypt(decodeURIComponent(url.password)),
+      admin_password_enc: box.encrypt(decodeURIComponent(url.password), selftestServerId),
     })
     .returning('id')
     .executeTakeFirstOrThrow();
   serverId = server.id;
   const instanceId = randomUUID();
+  tenantRowId = randomUUID();
   await db
     .insertInto('tenant_databases')
     .values({
+      id: tenantRowId,
       instance_id: instanceId,
       customer_id: randomUUID(),
       db_server_id: serverId,
       db_name: tenant.db,
       db_user: tenant.user,
-      password_enc: box.encrypt(tenant.password),
+      password_enc: box.encrypt(tenant.password, tenantRowId),
       status: 'ready',
     })
     .execute();
@@ -170,19 +175,22 @@ describe('the invariant checker', () => {
             .returning('id')
             .executeTakeFirstOrThrow()
         ).id;
-        for (let i = 0; i < 2; i++)
+        for (let i = 0; i < 2; i++) {
+          const id = randomUUID();
           await db
             .insertInto('tenant_databases')
             .values({
+              id,
               instance_id: randomUUID(),
               customer_id: randomUUID(),
               db_server_id: crowded,
               db_name: `tdb_crowded_${i}`,
               db_user: `tdb_crowded_${i}_u`,
-              password_enc: box.encrypt(randomBytes(16).toString('hex')),
+              password_enc: box.encrypt(randomBytes(16).toString('hex'), id),
               status: 'ready',
             })
             .execute();
+        }
       },
       async () => {
         await db.deleteFrom('tenant_databases').where('db_server_id', '=', crowded).execute();
@@ -248,18 +256,18 @@ describe('the invariant checker', () => {
       'passwords',
       () =>
         row()
-          .set({ password_enc: box.encrypt('a-password-the-role-never-had') })
+          .set({ password_enc: box.encrypt('a-password-the-role-never-had', tenantRowId) })
           .execute(),
       () =>
         row()
-          .set({ password_enc: box.encrypt(tenant.password) })
+          .set({ password_enc: box.encrypt(tenant.password, tenantRowId) })
           .execute(),
     );
     await planted(
       'passwords',
       () =>
         row()
-          .set({ password_pending_enc: box.encrypt(randomBytes(16).toString('hex')) })
+          .set({ password_pending_enc: box.encrypt(randomBytes(16).toString('hex'), tenantRowId) })
           .execute(),
       () => row().set({ password_pending_enc: null }).execute(),
     );

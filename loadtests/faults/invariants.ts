@@ -140,6 +140,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
   const ready = await src.db
     .selectFrom('tenant_databases')
     .select([
+      'id',
       'instance_id',
       'db_server_id',
       'db_name',
@@ -165,7 +166,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
       db_port: server.port,
       db_name: t.db_name,
       db_user: t.db_user,
-      db_password: src.secrets.decrypt(t.password_enc),
+      db_password: src.secrets.decrypt(t.password_enc, t.id),
       ...(trust ? { sslmode: 'verify-full' as const, ssl_root_cert: trust.ca_pem } : {}),
     });
     if (!logsIn)
@@ -273,13 +274,14 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
 
   // secrets: every token/key given, every password the catalog holds (pool admins, tenants).
   const secrets = new Set([...src.knownSecrets].filter((s) => s.length >= 8));
-  for (const s of servers) if (s.admin_password_enc) secrets.add(src.secrets.decrypt(s.admin_password_enc));
+  for (const s of servers)
+    if (s.admin_password_enc) secrets.add(src.secrets.decrypt(s.admin_password_enc, s.id));
   for (const t of await src.db
     .selectFrom('tenant_databases')
-    .select(['password_enc', 'password_pending_enc'])
+    .select(['id', 'password_enc', 'password_pending_enc'])
     .execute()) {
-    secrets.add(src.secrets.decrypt(t.password_enc));
-    if (t.password_pending_enc) secrets.add(src.secrets.decrypt(t.password_pending_enc));
+    secrets.add(src.secrets.decrypt(t.password_enc, t.id));
+    if (t.password_pending_enc) secrets.add(src.secrets.decrypt(t.password_pending_enc, t.id));
   }
   for (const a of src.acknowledged) secrets.add(a.credentials.db_password);
   const logs = src.logs();
@@ -301,7 +303,7 @@ async function onServerAsAdmin(server: DbServer, secrets: SecretBox, text: strin
     host: server.host!,
     port: server.port!,
     user: server.admin_user!,
-    password: secrets.decrypt(server.admin_password_enc!),
+    password: secrets.decrypt(server.admin_password_enc!, server.id),
     database: server.admin_database,
     connectionTimeoutMillis: 10_000,
   });
@@ -319,7 +321,7 @@ async function tenantObjects(server: DbServer, secrets: SecretBox) {
     host: server.host!,
     port: server.port!,
     user: server.admin_user!,
-    password: secrets.decrypt(server.admin_password_enc!),
+    password: secrets.decrypt(server.admin_password_enc!, server.id),
     database: server.admin_database,
     connectionTimeoutMillis: 10_000,
   });

@@ -104,7 +104,7 @@ describe('database-worker killed mid-transition, under load', () => {
         host: server.host!,
         port: server.port!,
         user: server.admin_user!,
-        password: s.secrets.decrypt(server.admin_password_enc!),
+        password: s.secrets.decrypt(server.admin_password_enc!, server.id),
         database,
       });
     const report = await s.underLoad(

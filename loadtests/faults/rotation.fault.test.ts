@@ -65,7 +65,7 @@ describe('database-service killed mid-rotation, under load', () => {
           host: server.host!,
           port: server.port!,
           user: server.admin_user!,
-          password: s.secrets.decrypt(server.admin_password_enc!),
+          password: s.secrets.decrypt(server.admin_password_enc!, server.id),
           database: server.admin_database,
         });
         await admin.connect();
@@ -81,7 +81,7 @@ describe('database-service killed mid-rotation, under load', () => {
               host: server.host!,
               port: server.port!,
               user: server.admin_user!,
-              password: s.secrets.decrypt(server.admin_password_enc!),
+              password: s.secrets.decrypt(server.admin_password_enc!, server.id),
               database: server.admin_database,
             });
             await check.connect();

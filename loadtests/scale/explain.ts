@@ -72,6 +72,7 @@ async function one(name: string, source: string, call: (db: CatalogDb) => Promis
 export function freshReservation(passwordEnc: string, requestId: string) {
   const names = generateTenantNames();
   return {
+    id: randomUUID(),
     instance_id: randomUUID(),
     customer_id: randomUUID(),
     plan_tier: 'standard',

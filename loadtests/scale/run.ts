@@ -182,7 +182,8 @@ async function main(): Promise<number> {
     const smallService = await s.startCatalogService('tenantdb_small');
     const smallCatalog = await connectCatalog(smallService);
     clients.push(smallCatalog);
-    const passwordEnc = s.secrets.encrypt(generatePassword());
+    // Seeded rows are never logged in to: one ciphertext (bound to no row of theirs) for all of them.
+    const passwordEnc = s.secrets.encrypt(generatePassword(), 'scale-bench-seed');
 
     const seed = async (label: Label, target: CatalogService, client: pg.Client, size: FleetSize) => {
       log(`seeding the ${label} catalog: ${size.servers} servers, ${size.rows} tenant rows`);
@@ -190,7 +191,12 @@ async function main(): Promise<number> {
       // Every simulated server points at the first real pool: the allocations of either catalog then
       // run on the same Postgres, at most 4 at once (each service bounds its admin connections per
       // address, and one catalog is measured at a time), however placement spreads them.
-      await seedFleet(client, { size, realServerIds: [allocationPool(target).id], passwordEnc });
+      await seedFleet(client, {
+        size,
+        realServerIds: [allocationPool(target).id],
+        passwordEnc,
+        secrets: s.secrets,
+      });
       const seedS = (performance.now() - seedStart) / 1000;
       const census = await fleetCensus(client);
       log(

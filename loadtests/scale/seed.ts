@@ -3,6 +3,7 @@
 // evenly over them, in the states a fleet that has run for a while is in. Every simulated server
 // points at one of a handful of real pool servers (address and admin credentials copied from their
 // catalog rows), so an allocation placed on one really creates a database.
+import type { SecretBox } from '@tenantdb/secrets';
 import type pg from 'pg';
 
 export interface FleetSize {
@@ -166,6 +167,12 @@ export interface SeedOptions {
   realServerIds: string[];
   /** A ciphertext (the service's keys) stored as every seeded row's password. */
   passwordEnc: string;
+  /**
+   * The service's keys: each simulated server then gets the admin password of the real pool it
+   * points at encrypted for its own row (ciphertexts are bound to their row's id, so a copied one
+   * would not decrypt). Without it they keep the copied ciphertext.
+   */
+  secrets?: Pick<SecretBox, 'encrypt' | 'decrypt'>;
 }
 
 /**
@@ -177,6 +184,31 @@ export interface SeedOptions {
  * the machine with autovacuum's first pass over every new row and with the checkpoint writing
  * them out: costs of the bulk load, not of the catalog's size.
  */
+/** Re-encrypts the admin password each simulated server copied from a real pool for its own row. */
+async function rebindAdminPasswords(
+  catalog: pg.Client,
+  secrets: Pick<SecretBox, 'encrypt' | 'decrypt'>,
+  realServerIds: string[],
+): Promise<void> {
+  const { rows: real } = await catalog.query<{ id: string; admin_password_enc: string }>(
+    'SELECT id, admin_password_enc FROM db_servers WHERE id = ANY($1::uuid[]) AND admin_password_enc IS NOT NULL',
+    [realServerIds],
+  );
+  for (const r of real) {
+    const password = secrets.decrypt(r.admin_password_enc, r.id);
+    const { rows: copies } = await catalog.query<{ id: string }>(
+      'SELECT id FROM db_servers WHERE admin_password_enc = $1 AND id <> $2',
+      [r.admin_password_enc, r.id],
+    );
+    const ids = copies.map((c) => c.id);
+    await catalog.query(
+      `UPDATE db_servers s SET admin_password_enc = u.enc
+         FROM unnest($1::uuid[], $2::text[]) AS u(id, enc) WHERE s.id = u.id`,
+      [ids, ids.map((id) => secrets.encrypt(password, id))],
+    );
+  }
+}
+
 export async function seedFleet(catalog: pg.Client, opts: SeedOptions): Promise<void> {
   checkSize(opts.size);
   if (opts.realServerIds.length === 0) throw new Error('no real pool servers to point at');
@@ -191,6 +223,7 @@ export async function seedFleet(catalog: pg.Client, opts: SeedOptions): Promise<
       [...STATUS_SLOTS],
     ]);
     await catalog.query(SERVERS_SQL, [opts.realServerIds]);
+    if (opts.secrets) await rebindAdminPasswords(catalog, opts.secrets, opts.realServerIds);
     await catalog.query(ROWS_SQL, [opts.size.servers, opts.size.rows, opts.passwordEnc]);
     await catalog.query('COMMIT');
   } catch (err) {

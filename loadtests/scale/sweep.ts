@@ -90,7 +90,12 @@ export async function measureSweep(
   settings: SweepSettings,
   log: (line: string) => void,
 ): Promise<SweepResult> {
-  await seedFleet(catalog, { size: settings.size, realServerIds: s.pools.map((p) => p.id), passwordEnc });
+  await seedFleet(catalog, {
+    size: settings.size,
+    realServerIds: s.pools.map((p) => p.id),
+    passwordEnc,
+    secrets: s.secrets,
+  });
   const { rows: targets } = await catalog.query<{ id: string; host: string; port: number }>(
     `SELECT id, host, port FROM db_servers WHERE status = ANY($1::text[]) AND host IS NOT NULL ORDER BY id`,
     [CHECKED],
@@ -281,7 +286,7 @@ async function rawPass(
     admin_database: string;
   }>('SELECT admin_user, admin_password_enc, admin_database FROM db_servers WHERE id = $1', [s.pools[0]!.id]);
   const admin = rows[0]!;
-  const password = s.secrets.decrypt(admin.admin_password_enc);
+  const password = s.secrets.decrypt(admin.admin_password_enc, s.pools[0]!.id);
   // One request per server; the duration only bounds a pass that would otherwise never end.
   return closedLoop({ concurrency, durationMs: 10 * 60_000, maxRequests: proxies.length }, async (_w, i) => {
     const client = new Client({

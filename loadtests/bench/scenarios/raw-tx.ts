@@ -80,13 +80,14 @@ export const rawTx: Scenario = {
             const reserved = await c.query<{ id: string }>(RESERVE, ['{}']);
             const server = reserved.rows[0];
             if (!server) throw new Error('no slot reserved');
+            const rowId = randomUUID(); // what the password is bound to, as allocate does
             await c.query(INSERT, [
               randomUUID(),
               randomUUID(),
               server.id,
               names.dbName,
               names.dbUser,
-              secrets.encrypt(generatePassword()),
+              secrets.encrypt(generatePassword(), rowId),
               'standard',
               'creating',
               20,

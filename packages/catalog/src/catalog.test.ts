@@ -86,11 +86,12 @@ describe('database-service catalog', () => {
 
       const statement = reserveSharedStatement(
         {
+          id: crypto.randomUUID(),
           instance_id: crypto.randomUUID(),
           customer_id: crypto.randomUUID(),
           plan_tier: 'standard',
           connection_limit: 20,
-          password_enc: 'v1.k1.never-stored',
+          password_enc: 'v2.k1.never-stored',
           db_name: 'tdb_plan_check',
           db_user: 'tdb_plan_check',
           actor: 'test',
@@ -113,11 +114,12 @@ describe('database-service catalog', () => {
 // index tenant_databases_live_instance), writing nothing, instead of an error to match by name.
 describe('a second live row for an instance', () => {
   const request = (instanceId: string, n: number) => ({
+    id: crypto.randomUUID(),
     instance_id: instanceId,
     customer_id: crypto.randomUUID(),
     plan_tier: 'standard',
     connection_limit: 20,
-    password_enc: 'v1.k1.never-stored',
+    password_enc: 'v2.k1.never-stored',
     db_name: `tdb_dup_${n}_${instanceId.slice(0, 8)}`,
     db_user: `tdb_dup_${n}_${instanceId.slice(0, 8)}_u`,
     actor: 'test',

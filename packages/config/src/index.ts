@@ -83,6 +83,12 @@ export const trustProxy = z
     return entries;
   });
 
+/** An optional file path: unset and empty (`X=` in an env file) both mean "not set". */
+const optionalPath = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
 /**
  * The settings every HTTP API process reads the same way: how many requests a token may make, how
  * many failed authentications a client address may make, where those counters live, and which
@@ -104,7 +110,25 @@ export const httpEdgeSettings = {
   TENANTDB_TRUST_PROXY: trustProxy.describe(
     'proxies whose X-Forwarded-For is believed (addresses/CIDRs); empty believes none',
   ),
+  TENANTDB_HTTPS_CERT_FILE: optionalPath.describe(
+    'serve HTTPS with this PEM certificate (chain); with TENANTDB_HTTPS_KEY_FILE. Unset: plain HTTP',
+  ),
+  TENANTDB_HTTPS_KEY_FILE: optionalPath.describe('the PEM private key of TENANTDB_HTTPS_CERT_FILE'),
 };
+
+/**
+ * TLS on the admin connections to pool servers (database-service and database-worker alike):
+ * `prefer` (the default) verifies a server tenantdb issued a certificate to against the fleet CA
+ * (verify-full) and connects in plain text to one without (created before TLS, or registered from
+ * outside); `require` also encrypts to those, unverified (libpq's sslmode=require); `off` never
+ * uses TLS.
+ */
+export const poolAdminTls = z
+  .enum(['off', 'prefer', 'require'])
+  .default('prefer')
+  .describe(
+    'admin connections to pool servers: prefer (verify-full with the fleet CA where the server has its certificate, plain otherwise), require (TLS to every server; unverified without a fleet certificate), off',
+  );
 
 /**
  * Postgres settings for servers tenantdb provisions: `name=value,name=value` (e.g.

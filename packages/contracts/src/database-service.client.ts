@@ -30,6 +30,8 @@ export interface DatabaseServiceClientOptions {
   maxBackoffMs?: number;
   /** Observes every attempt (for metrics): the operation, its outcome and its duration. */
   onAttempt?: (attempt: { operation: Operation; outcome: AttemptOutcome; seconds: number }) => void;
+  /** The fetch to send with (e.g. one trusting a private CA for an https:// baseUrl); global fetch by default. */
+  fetch?: typeof globalThis.fetch;
 }
 
 export type Operation =
@@ -93,6 +95,7 @@ export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) 
   const defaultRetries = opts.retries ?? 2;
   const backoffMs = opts.backoffMs ?? 250;
   const maxBackoffMs = opts.maxBackoffMs ?? 5_000;
+  const send = opts.fetch ?? globalThis.fetch;
 
   function backoff(retry: number, retryAfterSeconds?: number): number {
     const exponential = Math.min(maxBackoffMs, backoffMs * 2 ** retry);
@@ -117,7 +120,7 @@ export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) 
       let text: string;
       let retryAfter: number | undefined;
       try {
-        const response = await fetch(`${base}${path}`, {
+        const response = await send(`${base}${path}`, {
           method,
           headers: {
             authorization: `Bearer ${opts.token}`,

@@ -50,6 +50,8 @@ export interface HttpAppOptions extends RateLimitOptions {
   tokenLookups?: readonly TokenLookup[];
   /** Proxies whose X-Forwarded-For is believed for the client address (default: none). */
   trustProxy?: false | string[];
+  /** Serve HTTPS with this PEM certificate and key (plain HTTP without). */
+  https?: { cert: string; key: string };
   bodyLimitBytes: number;
   /** Named dependency checks for /readyz; each resolves true when the dependency answers. */
   readiness: Record<string, () => Promise<boolean>>;
@@ -83,6 +85,16 @@ const responseSerializer: FastifySerializerCompiler<ZodType | { properties: ZodT
   };
 };
 
+/** Fastify's server options: `https` (Node's TLS server options) when serving HTTPS, `http` otherwise. */
+function serverOptions(
+  timeouts: { headersTimeout: number; connectionsCheckingInterval: number },
+  https: HttpAppOptions['https'],
+):
+  | { http: typeof timeouts }
+  | { https: typeof timeouts & { cert: string; key: string; minVersion: 'TLSv1.2' } } {
+  return https ? { https: { ...timeouts, ...https, minVersion: 'TLSv1.2' } } : { http: timeouts };
+}
+
 export async function createHttpApp(opts: HttpAppOptions): Promise<HttpApp> {
   const requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const app = Fastify({
@@ -94,10 +106,13 @@ export async function createHttpApp(opts: HttpAppOptions): Promise<HttpApp> {
     // Node's own defaults leave a request without a deadline in Fastify (requestTimeout 0) and
     // look for expired ones only every 30 s; headers count against the same deadline.
     requestTimeout: requestTimeoutMs,
-    http: {
-      headersTimeout: requestTimeoutMs,
-      connectionsCheckingInterval: Math.min(1_000, requestTimeoutMs),
-    },
+    ...serverOptions(
+      {
+        headersTimeout: requestTimeoutMs,
+        connectionsCheckingInterval: Math.min(1_000, requestTimeoutMs),
+      },
+      opts.https,
+    ),
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();

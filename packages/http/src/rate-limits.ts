@@ -2,6 +2,7 @@
 // unauthenticated routes), and failed authentications per minute per client address. Counters
 // live in Redis when a store is given (one budget across replicas; fail open while Redis cannot
 // answer), in memory otherwise.
+import { readFileSync } from 'node:fs';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
@@ -30,14 +31,35 @@ export interface HttpEdgeConfig {
   TENANTDB_AUTH_FAILURES_PER_MINUTE: number;
   TENANTDB_RATE_LIMIT_STORE: 'redis' | 'memory';
   TENANTDB_TRUST_PROXY: false | string[];
+  TENANTDB_HTTPS_CERT_FILE?: string | undefined;
+  TENANTDB_HTTPS_KEY_FILE?: string | undefined;
 }
 
-/** A service's limits and proxy trust from its config, counting in its queues' Redis. */
+/** The certificate and key to serve HTTPS with, read at boot; undefined for plain HTTP. */
+function httpsFiles(config: HttpEdgeConfig): { cert: string; key: string } | undefined {
+  const { TENANTDB_HTTPS_CERT_FILE: certFile, TENANTDB_HTTPS_KEY_FILE: keyFile } = config;
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) {
+    throw new Error('TENANTDB_HTTPS_CERT_FILE and TENANTDB_HTTPS_KEY_FILE are set together or not at all');
+  }
+  const read = (name: string, path: string) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new Error(`${name}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  };
+  return { cert: read('TENANTDB_HTTPS_CERT_FILE', certFile), key: read('TENANTDB_HTTPS_KEY_FILE', keyFile) };
+}
+
+/** A service's limits, proxy trust and HTTPS from its config, counting in its queues' Redis. */
 export function edgeOptions(
   config: HttpEdgeConfig,
   redis: { connection: Redis; prefix: string },
-): RateLimitOptions & { trustProxy: false | string[] } {
+): RateLimitOptions & { trustProxy: false | string[]; https?: { cert: string; key: string } } {
+  const https = httpsFiles(config);
   return {
+    ...(https ? { https } : {}),
     rateLimitPerMinute: config.TENANTDB_RATE_LIMIT_PER_MINUTE,
     authFailuresPerMinute: config.TENANTDB_AUTH_FAILURES_PER_MINUTE,
     trustProxy: config.TENANTDB_TRUST_PROXY,

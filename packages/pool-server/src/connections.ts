@@ -2,6 +2,7 @@
 // first use, replaced when the credentials used there change, closed on shutdown. The bound is per
 // address, not per catalog row: two rows naming one address are one Postgres, and it gets
 // maxPerServer admin connections from this process, not twice that.
+import { isIP } from 'node:net';
 import type { SecretBox } from '@tenantdb/secrets';
 import pg from 'pg';
 
@@ -56,7 +57,22 @@ export interface PoolConnectionOptions {
   queueTimeoutMs?: number;
   connectTimeoutMs?: number;
   statementTimeoutMs?: number;
+  /** TLS on admin connections (TENANTDB_POOL_ADMIN_TLS); none without. */
+  tls?: AdminTls;
 }
+
+/**
+ * `prefer`: verify-full against the fleet CA where the server has a certificate from it, plain
+ * text otherwise; `require`: TLS to every server, unverified where no fleet CA is known (libpq's
+ * sslmode=require); `off`: plain text. `caOf` reads the CA that signed a server's certificate.
+ */
+export interface AdminTls {
+  mode: 'off' | 'prefer' | 'require';
+  caOf(serverId: string): Promise<string | undefined>;
+}
+
+/** How long a server's CA is remembered (a CA rotation reissues certificates over days). */
+const CA_CACHE_MS = 60_000;
 
 export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOptions = {}): PoolConnections {
   const pools = new Map<string, pg.Pool>();
@@ -74,7 +90,25 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
     return gate;
   };
 
-  const clientConfig = (server: PoolServerTarget): pg.ClientConfig => {
+  const cas = new Map<string, { at: number; ca: string | undefined }>();
+  /** node-postgres' `ssl` for a server's admin connections under opts.tls. */
+  const sslFor = async (server: PoolServerTarget): Promise<pg.ClientConfig['ssl']> => {
+    const tls = opts.tls;
+    if (!tls || tls.mode === 'off') return false;
+    let known = cas.get(server.id);
+    if (!known || Date.now() - known.at > CA_CACHE_MS) {
+      known = { at: Date.now(), ca: await tls.caOf(server.id) };
+      cas.set(server.id, known);
+    }
+    if (known.ca) {
+      // SNI takes names only; an IP host is checked against the certificate's IP entries.
+      const sni = server.host && !isIP(server.host) ? { servername: server.host } : {};
+      return { ca: known.ca, rejectUnauthorized: true, ...sni };
+    }
+    return tls.mode === 'require' ? { rejectUnauthorized: false } : false;
+  };
+
+  const clientConfig = (server: PoolServerTarget, ssl: pg.ClientConfig['ssl']): pg.ClientConfig => {
     if (!server.host || !server.port || !server.admin_user || !server.admin_password_enc) {
       throw new PoolServerUnavailableError(server.id, 'address or admin credentials not known yet');
     }
@@ -82,19 +116,20 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
       host: server.host,
       port: server.port,
       user: server.admin_user,
-      password: secrets.decrypt(server.admin_password_enc),
+      password: secrets.decrypt(server.admin_password_enc, server.id),
       database: server.admin_database,
       application_name: 'tenantdb',
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 5_000,
       statement_timeout: opts.statementTimeoutMs ?? 60_000,
+      ssl,
     };
   };
 
-  const poolFor = (server: PoolServerTarget): pg.Pool => {
+  const poolFor = (server: PoolServerTarget, ssl: pg.ClientConfig['ssl']): pg.Pool => {
     const address = addressOf(server);
     // Compared as decrypted: rows naming one address may hold the same password under different
     // ciphertexts (each encryption has its own IV, and a key rotation re-encrypts row by row).
-    const config = clientConfig(server);
+    const config = clientConfig(server, ssl);
     const existing = pools.get(address);
     if (existing && sameLogin(existing.options, config)) return existing;
     if (existing) void existing.end().catch(() => {});
@@ -115,9 +150,10 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
       );
       let client: pg.PoolClient;
       try {
-        client = await poolFor(server).connect();
+        client = await poolFor(server, await sslFor(server)).connect();
       } catch (err) {
         leave();
+        cas.delete(server.id); // a certificate reissued by a new CA is read again on the next try
         if (err instanceof PoolServerUnavailableError) throw err;
         throw new PoolServerUnavailableError(server.id, describePgError(err));
       }
@@ -137,7 +173,7 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
     },
     async withOwnClient(server, fn, own = {}) {
       const client = new pg.Client({
-        ...clientConfig(server),
+        ...clientConfig(server, await sslFor(server)),
         ...(own.database ? { database: own.database } : {}),
       });
       client.on('error', () => {});
@@ -145,6 +181,7 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
         try {
           await client.connect();
         } catch (err) {
+          cas.delete(server.id);
           throw new PoolServerUnavailableError(server.id, describePgError(err));
         }
         return await fn(client);
@@ -168,7 +205,12 @@ function addressOf(server: PoolServerTarget): string {
 }
 
 function sameLogin(a: pg.PoolConfig, b: pg.ClientConfig): boolean {
-  return a.user === b.user && a.password === b.password && a.database === b.database;
+  return (
+    a.user === b.user &&
+    a.password === b.password &&
+    a.database === b.database &&
+    JSON.stringify(a.ssl ?? false) === JSON.stringify(b.ssl ?? false)
+  );
 }
 
 /** A counting semaphore with a bounded wait. */

@@ -22,12 +22,13 @@ afterAll(async () => {
 
 /** A catalog row for the test server, under its own id, reached through `host`. */
 function row(host: string): PoolServerTarget {
+  const id = randomUUID();
   return {
-    id: randomUUID(),
+    id,
     host,
     port: server.port,
     admin_user: server.user,
-    admin_password_enc: secrets.encrypt(server.password),
+    admin_password_enc: secrets.encrypt(server.password, id),
     admin_database: 'postgres',
   };
 }

@@ -32,7 +32,7 @@ beforeAll(async () => {
     host: server.host,
     port: server.port,
     admin_user: server.user,
-    admin_password_enc: secrets.encrypt(server.password),
+    admin_password_enc: secrets.encrypt(server.password, 'pool-1'),
     admin_database: 'postgres',
   };
   connections = createPoolConnections(secrets);

@@ -180,7 +180,14 @@ export async function createDatabaseService(
     prefix: config.TENANTDB_QUEUE_PREFIX,
     failFast: true,
   });
-  const connections = createPoolConnections(secrets);
+  // Admin connections over TLS with the fleet CA where the server has its certificate.
+  const trust = createTlsRepo(db);
+  const connections = createPoolConnections(secrets, {
+    tls: {
+      mode: config.TENANTDB_POOL_ADMIN_TLS,
+      caOf: async (serverId) => (await trust.serverTrust(serverId))?.ca_pem,
+    },
+  });
   const registry = createRegistry('database-service');
   const connectionSteps: ShutdownStep[] = [
     { name: 'queues', run: () => queues.close() },

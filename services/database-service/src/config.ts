@@ -1,4 +1,12 @@
-import { distinctSecrets, encryptionKeys, env, httpEdgeSettings, parseConfig, z } from '@tenantdb/config';
+import {
+  distinctSecrets,
+  encryptionKeys,
+  env,
+  httpEdgeSettings,
+  parseConfig,
+  poolAdminTls,
+  z,
+} from '@tenantdb/config';
 
 const SCOPES = ['allocate', 'admin', 'admin:read', 'portal'];
 /** `value=scope,…`: which claim values grant which scope. */
@@ -69,6 +77,7 @@ export const DatabaseServiceConfig = z
     TENANTDB_API_KEY_CACHE_MS: env
       .int(5_000, 0, 300_000)
       .describe('how long a replica trusts a checked API key; a revoke reaches other replicas within it'),
+    TENANTDB_POOL_ADMIN_TLS: poolAdminTls,
     TENANTDB_CATALOG_POOL_SIZE: env.int(20, 1, 500),
     TENANTDB_CATALOG_ACQUIRE_TIMEOUT_MS: env
       .int(15_000, 100, 120_000)

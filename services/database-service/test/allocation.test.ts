@@ -105,6 +105,39 @@ describe('allocate', () => {
     expect(await liveRows(server.id)).toBe(await usedSlots(server.id));
   });
 
+  it('stores each password bound to its row: one copied into another row is refused, never handed out', async () => {
+    const a = newIds();
+    const b = newIds();
+    const first = await allocate(a);
+    const second = await allocate(b);
+    expect([first.status, second.status]).toEqual([200, 200]);
+    const rowOf = (instanceId: string) =>
+      h.db
+        .selectFrom('tenant_databases')
+        .select(['id', 'password_enc'])
+        .where('instance_id', '=', instanceId)
+        .executeTakeFirstOrThrow();
+    const [rowA, rowB] = [await rowOf(a.instance_id), await rowOf(b.instance_id)];
+    expect(rowA.password_enc).toMatch(/^v2\./);
+    await h.db
+      .updateTable('tenant_databases')
+      .set({ password_enc: rowA.password_enc })
+      .where('id', '=', rowB.id)
+      .execute();
+    const read = await h.api('GET', `/api/database/allocations/${b.instance_id}/credentials`);
+    expect(read.status).toBe(500);
+    expect(JSON.stringify(read.body)).not.toContain(first.body.db_password);
+    expect(h.errorLogs().join('\n')).toContain('cannot decrypt secret: authentication failed');
+    // Put back, it reads again.
+    await h.db
+      .updateTable('tenant_databases')
+      .set({ password_enc: rowB.password_enc })
+      .where('id', '=', rowB.id)
+      .execute();
+    const again = await h.api('GET', `/api/database/allocations/${b.instance_id}/credentials`);
+    expect(again.body.db_password).toBe(second.body.db_password);
+  });
+
   it('refuses a repeat for the same instance from another customer', async () => {
     const ids = newIds();
     expect((await allocate(ids)).status).toBe(200);

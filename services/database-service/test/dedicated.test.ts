@@ -77,7 +77,11 @@ describe('dedicated servers', () => {
         host: standIn.host,
         port: standIn.port,
         admin_user: standIn.admin_user,
-        admin_password_enc: standIn.admin_password_enc,
+        // encrypted for this row: a ciphertext is bound to the row that holds it
+        admin_password_enc: h.secrets.encrypt(
+          h.secrets.decrypt(standIn.admin_password_enc!, standIn.id),
+          first.body.db_server_id,
+        ),
         provisioned_at: new Date(),
       })
       .where('id', '=', first.body.db_server_id)

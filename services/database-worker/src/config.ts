@@ -1,4 +1,4 @@
-import { encryptionKeys, env, parseConfig, postgresSettings, z } from '@tenantdb/config';
+import { encryptionKeys, env, parseConfig, poolAdminTls, postgresSettings, z } from '@tenantdb/config';
 
 const seconds = (n: number) => n * 1000;
 
@@ -163,6 +163,7 @@ export const WorkerConfig = z
     LOG_LEVEL: env.logLevel(),
 
     // --- TLS of the servers tenantdb creates (docs/security.md) ---
+    TENANTDB_POOL_ADMIN_TLS: poolAdminTls,
     TENANTDB_SERVER_CERT_DAYS: env
       .int(365, 1, 3650)
       .describe('validity of the TLS certificate a new server gets from the fleet CA'),

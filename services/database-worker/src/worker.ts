@@ -125,7 +125,14 @@ export async function createWorker(
     prefix: config.TENANTDB_QUEUE_PREFIX,
     failFast: false,
   });
-  const connections = createPoolConnections(secrets);
+  // Admin connections over TLS with the fleet CA where the server has its certificate.
+  const trust = createTlsRepo(db);
+  const connections = createPoolConnections(secrets, {
+    tls: {
+      mode: config.TENANTDB_POOL_ADMIN_TLS,
+      caOf: async (serverId) => (await trust.serverTrust(serverId))?.ca_pem,
+    },
+  });
   const registry = createRegistry('database-worker');
   const fleet = createFleetRepo(db);
   const tls = createTlsRepo(db);

@@ -4,7 +4,7 @@
 // process, or a swarm service when the test enables that driver); close() removes them all and
 // fails the test if any secret reached the captured logs.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -181,14 +181,14 @@ export async function startFleet(opts: FleetOptions = {}) {
         timeoutMs,
         'the fleet to reach the expected state',
       ),
-    adminPassword: (server: DbServer) => secrets.decrypt(server.admin_password_enc!),
+    adminPassword: (server: DbServer) => secrets.decrypt(server.admin_password_enc!, server.id),
     async close() {
       for (const child of children)
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await Promise.all(workers.map((w) => w.stop().catch(() => {})));
       // Admin passwords were generated inside the workers: read them before the catalog goes.
       for (const s of await listServers(db))
-        if (s.admin_password_enc) seenSecrets.add(secrets.decrypt(s.admin_password_enc));
+        if (s.admin_password_enc) seenSecrets.add(secrets.decrypt(s.admin_password_enc, s.id));
       await service.close();
       await removeAllServers([local, ...drivers.values()]);
       await rm(root, { recursive: true, force: true });
@@ -268,9 +268,12 @@ export async function addProxiedServers(
       { latencyMs: opts.latencyMs ?? 0, shared: opts.all },
     );
     const status = opts.statuses[i % opts.statuses.length]!;
-    const { id } = await f.db
+    // The real pool's admin password, encrypted for this row (a ciphertext is bound to its row).
+    const id = randomUUID();
+    await f.db
       .insertInto('db_servers')
       .values({
+        id,
         name: `${opts.prefix}-${i}`,
         driver: 'external',
         host: '127.0.0.1',
@@ -278,13 +281,12 @@ export async function addProxiedServers(
         server_type: 'shared',
         max_instances: pool.max_instances,
         admin_user: pool.admin_user,
-        admin_password_enc: pool.admin_password_enc,
+        admin_password_enc: f.secrets.encrypt(f.adminPassword(pool), id),
         admin_database: pool.admin_database,
         status,
         status_reason: status === 'error' ? 'set by the test' : null,
       })
-      .returning('id')
-      .executeTakeFirstOrThrow();
+      .execute();
     servers.push({ id, status, proxy });
   }
   return servers;

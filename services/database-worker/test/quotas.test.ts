@@ -159,10 +159,10 @@ describe('the quota ladder', () => {
     ]);
 
     const metrics = (await f.workers[0]!.app.inject({ url: '/metrics' })).body;
-    expect(metrics).toMatch(/^tenantdb_tenants_by_quota_state\{state="ok"\} [1-9]/m);
-    expect(metrics).toMatch(/^tenantdb_tenants_by_quota_state\{state="restricted"\} 0/m);
-    expect(metrics).toMatch(/^tenantdb_storage_used_bytes\{type="shared"\} [1-9]/m);
-    expect(metrics).toMatch(/^tenantdb_usage_sample_lag_seconds [0-9]/m);
+    expect(metrics).toMatch(/^tenantdb_tenants_by_quota_state\{state="ok"[^}]*\} [1-9]/m);
+    expect(metrics).toMatch(/^tenantdb_tenants_by_quota_state\{state="restricted"[^}]*\} 0/m);
+    expect(metrics).toMatch(/^tenantdb_storage_used_bytes\{type="shared"[^}]*\} [1-9]/m);
+    expect(metrics).toMatch(/^tenantdb_usage_sample_lag_seconds\{[^}]*\} [0-9]/m);
 
     const server = await f.api('GET', `/api/database/admin/pools/${pool.id}/usage`, undefined, f.adminToken);
     expect(server.status).toBe(200);

@@ -148,7 +148,7 @@ describe('a rotation killed between its steps', () => {
     fleet.seenSecrets.add(pending);
     await fleet.db
       .updateTable('tenant_databases')
-      .set({ password_pending_enc: fleet.secrets.encrypt(pending) })
+      .set({ password_pending_enc: fleet.secrets.encrypt(pending, row.id) })
       .where('id', '=', row.id)
       .execute();
     const pool = (await fleet.servers('active')).find((s) => s.id === row.db_server_id)!;

@@ -150,7 +150,7 @@ describe.skipIf(Boolean(skip))('the swarm driver in the fleet', () => {
     expect(inspected).toContain('POSTGRES_PASSWORD_FILE');
     expect(inspected).not.toContain(f.adminPassword(pool!));
     const cert = await createTlsRepo(f.db).serverCertificate(pool!.id);
-    const keyLine = f.secrets.decrypt(cert!.key_enc).split('\n')[1]!;
+    const keyLine = f.secrets.decrypt(cert!.key_enc, pool!.id).split('\n')[1]!;
     expect(inspected).toContain('tenantdb-tls-key');
     expect(inspected).not.toContain(keyLine);
 

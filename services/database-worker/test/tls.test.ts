@@ -4,10 +4,12 @@
 // servers, real Redis.
 import { isIP } from 'node:net';
 import { createTlsRepo } from '@tenantdb/catalog';
+import { type AdminTls, createPoolConnections } from '@tenantdb/pool-server';
+import { createCertificateAuthority } from '@tenantdb/secrets';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServerCertificates } from '../src/tls/server-certificates';
-import { activePool, type Fleet, newIds, startFleet, waitFor } from './harness';
+import { activePool, asAdmin, type Fleet, newIds, startFleet, waitFor } from './harness';
 
 let fleet: Fleet | undefined;
 afterEach(async () => {
@@ -76,13 +78,74 @@ describe('TLS on provisioned servers', () => {
     const active = await tls.activeCa();
     expect(cert?.ca_id).toBe(active?.id);
     expect(cert?.hosts).toEqual(expect.arrayContaining([host]));
-    for (const enc of [cert!.key_enc, active!.key_enc]) {
-      expect(enc).toMatch(/^v1\./);
+    for (const [enc, rowId] of [
+      [cert!.key_enc, cert!.db_server_id],
+      [active!.key_enc, active!.id],
+    ] as const) {
+      expect(enc).toMatch(/^v2\./);
       expect(enc).not.toContain('PRIVATE KEY');
-      const key = f.secrets.decrypt(enc);
+      const key = f.secrets.decrypt(enc, rowId);
       expect(key).toContain('BEGIN PRIVATE KEY');
       f.seenSecrets.add(key.split('\n')[1]!); // a line of the key's body: checked against the logs at close
     }
+  });
+
+  it('admin connections are TLS verified with the fleet CA (TENANTDB_POOL_ADMIN_TLS), refused by a CA that did not sign', {
+    timeout: 120_000,
+  }, async () => {
+    fleet = await startFleet({ replicas: 1 });
+    const f = fleet;
+    const pool = await activePool(f);
+    const fleetCa = (await createTlsRepo(f.db).serverTrust(pool.id))?.ca_pem;
+    expect(fleetCa).toMatch(/^-----BEGIN CERTIFICATE-----/);
+
+    // The running services (default prefer): every tenantdb admin session on the server is TLS
+    // (an allocation leaves database-service's pooled admin connection open for a while).
+    await f.allocateUntilReady(newIds(), 90_000);
+    await waitFor(
+      async () => {
+        const [seen] = await asAdmin<{ n: number }>(
+          f,
+          pool,
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'tenantdb'",
+        );
+        return seen!.n > 0;
+      },
+      30_000,
+      'an admin session of the services',
+    );
+    const sessions = await asAdmin<{ ssl: boolean }>(
+      f,
+      pool,
+      `SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+        WHERE a.application_name = 'tenantdb'`,
+    );
+    expect(sessions.map((r) => r.ssl)).toEqual(sessions.map(() => true));
+
+    const sslOfSession = async (tls: AdminTls) => {
+      const connections = createPoolConnections(f.secrets, { tls, connectTimeoutMs: 10_000 });
+      try {
+        return await connections.withOwnClient(pool, async (c) => {
+          const { rows } = await c.query<{ ssl: boolean }>(
+            'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()',
+          );
+          return rows[0]!.ssl;
+        });
+      } finally {
+        await connections.close();
+      }
+    };
+    const withCa = (ca: string | undefined) => async () => ca;
+    expect(await sslOfSession({ mode: 'prefer', caOf: withCa(fleetCa) })).toBe(true);
+    expect(await sslOfSession({ mode: 'off', caOf: withCa(fleetCa) })).toBe(false);
+    // No fleet certificate known (an external server): plain under prefer, encrypted under require.
+    expect(await sslOfSession({ mode: 'prefer', caOf: withCa(undefined) })).toBe(false);
+    expect(await sslOfSession({ mode: 'require', caOf: withCa(undefined) })).toBe(true);
+    // A CA that did not sign the server's certificate: the connection is refused, not downgraded.
+    const stranger = (await createCertificateAuthority()).certPem;
+    await expect(sslOfSession({ mode: 'prefer', caOf: withCa(stranger) })).rejects.toThrow(
+      /unavailable: .*(self.signed|unable to verify|certificate)/i,
+    );
   });
 
   it('racing creators of the fleet CA all get the same one, and a server keeps its first certificate', {

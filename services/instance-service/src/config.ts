@@ -38,6 +38,13 @@ export const InstanceServiceConfig = z
     INSTANCE_SERVICE_PORT: env.port(8003),
     TENANTDB_PORTAL_TOKEN: env.token().describe('bearer token of the signup portal'),
     DATABASE_SERVICE_URL: env.url().default('http://127.0.0.1:8005'),
+    TENANTDB_DATABASE_SERVICE_CA_FILE: z
+      .string()
+      .optional()
+      .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()))
+      .describe(
+        "PEM CA certificate(s) that signed database-service's certificate, for an https:// DATABASE_SERVICE_URL with a private CA (the system's CAs otherwise)",
+      ),
     TENANTDB_ALLOCATE_TOKEN: env.token().describe('bearer token with the allocate scope of database-service'),
     TENANTDB_DATABASE_WAIT_MS: env
       .int(minutes(15), 1000, minutes(7 * 24 * 60))

@@ -1,8 +1,10 @@
 // The composition root of instance-service: everything the routes and the job handlers use, built
 // once from configuration (main.ts), or from a test's configuration.
+import { readFileSync } from 'node:fs';
 import { createDatabaseServiceClient, type DatabaseServiceClient } from '@tenantdb/contracts';
 import { createQueues, type Queues } from '@tenantdb/jobs';
 import { createRegistry, type Logger, type Registry } from '@tenantdb/observability';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { type HostResolver, systemResolver } from './callbacks/resolve-target';
 import { type CallbackTargets, createCallbackTargets } from './callbacks/targets';
 import type { InstanceServiceConfig } from './config';
@@ -50,6 +52,9 @@ export function createDeps(
     retries: config.TENANTDB_DATABASE_SERVICE_RETRIES,
     maxBackoffMs: MAX_BACKOFF_MS,
     onAttempt: metrics.databaseServiceAttempt,
+    ...(config.TENANTDB_DATABASE_SERVICE_CA_FILE
+      ? { fetch: fetchTrusting(readFileSync(config.TENANTDB_DATABASE_SERVICE_CA_FILE, 'utf8')) }
+      : {}),
   });
   return {
     config,
@@ -78,4 +83,11 @@ export function createDeps(
 export function settleMs(config: InstanceServiceConfig): number {
   const attempts = config.TENANTDB_DATABASE_SERVICE_RETRIES + 1;
   return attempts * config.TENANTDB_DATABASE_SERVICE_TIMEOUT_MS + (attempts - 1) * MAX_BACKOFF_MS + 1_000;
+}
+
+/** fetch that verifies HTTPS servers against `caPem` (and host names as usual), not the system CAs. */
+export function fetchTrusting(caPem: string): typeof globalThis.fetch {
+  const dispatcher = new Agent({ connect: { ca: caPem } });
+  return ((input: string, init?: RequestInit) =>
+    undiciFetch(input, { ...(init as object), dispatcher })) as unknown as typeof globalThis.fetch;
 }

@@ -113,7 +113,7 @@ export async function startE2EStack(env: Record<string, string> = {}) {
       host: server.host!,
       port: server.port!,
       user: server.admin_user!,
-      password: secrets.decrypt(server.admin_password_enc!),
+      password: secrets.decrypt(server.admin_password_enc!, server.id),
       database: 'postgres',
     });
     await client.connect();
@@ -140,7 +140,7 @@ export async function startE2EStack(env: Record<string, string> = {}) {
         .selectAll()
         .execute()
         .catch(() => []))
-        if (s.admin_password_enc) seenSecrets.add(secrets.decrypt(s.admin_password_enc));
+        if (s.admin_password_enc) seenSecrets.add(secrets.decrypt(s.admin_password_enc, s.id));
       await catalog.destroy();
       await instancesDb.destroy();
       await stack.destroy();

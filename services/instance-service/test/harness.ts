@@ -26,6 +26,8 @@ export interface HarnessOptions {
   extraReplicas?: number;
   /** How callback hosts resolve (the system resolver otherwise). */
   resolveHost?: HostResolver;
+  /** database-service settings on top of the test defaults (e.g. its HTTPS certificate). */
+  databaseServiceEnv?: Record<string, string>;
 }
 
 export type Harness = Awaited<ReturnType<typeof startHarness>>;
@@ -55,6 +57,7 @@ export async function startHarness(opts: HarnessOptions = {}) {
     // the auth tests send hundreds of wrong tokens from one address on purpose
     TENANTDB_AUTH_FAILURES_PER_MINUTE: '100000',
     TENANTDB_RETRY_AFTER_SECONDS: '1',
+    ...opts.databaseServiceEnv,
   });
   const dbs = await createDatabaseService(dbsConfig, logger.child({ process: 'database-service' }));
   const { app: databaseService, db: catalogDb } = dbs;

@@ -22,8 +22,12 @@ export interface SharedReservationRequest {
   customer_id: string;
   plan_tier: string;
   connection_limit: number;
+  /**
+   * The id, names and password (encrypted for that id) of a new row, used only when the pool has
+   * no warm database: a claimed warm one keeps its own (encrypted for its row at refill).
+   */
+  id: string;
   password_enc: string;
-  /** Names for a new database, used only when the pool has no warm one. */
   db_name: string;
   db_user: string;
   actor: string;
@@ -95,7 +99,7 @@ export function reserveSharedStatement(req: SharedReservationRequest, opts: Rese
       UPDATE tenant_databases t
          SET instance_id = ${req.instance_id}, customer_id = ${req.customer_id},
              plan_tier = ${req.plan_tier}, connection_limit = ${req.connection_limit},
-             password_enc = ${req.password_enc}, status = 'creating', ready_at = NULL,
+             status = 'creating', ready_at = NULL,
              updated_at = now()
         FROM (SELECT id FROM tenant_databases
                WHERE db_server_id = (SELECT id FROM pool) AND status = 'warm' AND ready_at IS NOT NULL
@@ -106,9 +110,9 @@ export function reserveSharedStatement(req: SharedReservationRequest, opts: Rese
       RETURNING t.*
     ), created AS (
       INSERT INTO tenant_databases
-             (instance_id, customer_id, db_server_id, db_name, db_user, password_enc, plan_tier,
+             (id, instance_id, customer_id, db_server_id, db_name, db_user, password_enc, plan_tier,
               status, connection_limit)
-      SELECT ${req.instance_id}::uuid, ${req.customer_id}::uuid, pool.id, ${req.db_name}::text,
+      SELECT ${req.id}::uuid, ${req.instance_id}::uuid, ${req.customer_id}::uuid, pool.id, ${req.db_name}::text,
              ${req.db_user}::text, ${req.password_enc}::text, ${req.plan_tier}::text, 'creating',
              ${req.connection_limit}::integer
         FROM pool

@@ -74,7 +74,9 @@ export function createTenantDatabasesRepo(db: CatalogDb) {
      * made, so reconcile never takes a database being warmed for an orphan.
      */
     insertWarm(
-      row: Pick<NewTenantDatabase, 'db_server_id' | 'db_name' | 'db_user' | 'password_enc'>,
+      row: Pick<NewTenantDatabase, 'id' | 'db_server_id' | 'db_name' | 'db_user' | 'password_enc'> & {
+        id: string;
+      },
       trx: Executor = db,
     ): Promise<TenantDatabase> {
       return trx

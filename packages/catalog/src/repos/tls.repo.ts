@@ -4,9 +4,13 @@
 import type { CatalogDb, Executor } from '../db';
 import type { FleetCa, ServerCertificate } from '../types';
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export type TlsRepo = ReturnType<typeof createTlsRepo>;
 
 export interface NewFleetCa {
+  /** Chosen by the caller: the key is encrypted for its row (SecretBox associated data). */
+  id: string;
   cert_pem: string;
   key_enc: string;
   not_after: Date;
@@ -81,12 +85,14 @@ export function createTlsRepo(db: CatalogDb) {
     /**
      * The CA certificate that signed a server's certificate (what a client verifies the server
      * with) and when that certificate expires; undefined for a server without one (created before
-     * TLS, or registered from outside).
+     * TLS, or registered from outside) and for an id that is not a catalog row's (registration's
+     * login check names the server it is about to add by a placeholder).
      */
     serverTrust(
       serverId: string,
       trx: Executor = db,
     ): Promise<{ ca_pem: string; not_after: Date } | undefined> {
+      if (!UUID.test(serverId)) return Promise.resolve(undefined);
       return trx
         .selectFrom('server_certificates as sc')
         .innerJoin('fleet_ca as ca', 'ca.id', 'sc.ca_id')

@@ -1,5 +1,5 @@
 // Per-tenant usage, the quota ladder's state and suspension (tenant_databases columns of
-// migration 0014). The catalog is the truth: a transition is written here first with
+// migration 0015). The catalog is the truth: a transition is written here first with
 // access_pending, the server is brought in line after, and access_pending cleared only then, so a
 // crash in between leaves a row the reconciler finishes (findAccessPending).
 import { sql } from 'kysely';

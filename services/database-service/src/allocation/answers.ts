@@ -65,7 +65,7 @@ export function createAnswers(deps: AnswersDeps) {
       db_port: server.port,
       db_name: row.db_name,
       db_user: row.db_user,
-      db_password: secrets.decrypt(row.password_enc),
+      db_password: secrets.decrypt(row.password_enc, row.id),
     };
   }
 

@@ -1,6 +1,6 @@
 // Dedicated placement: one server per instance, created once; 202 until the worker has made it
 // active, then the tenant database is created there.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type {
   AuditRepo,
   CatalogDb,
@@ -113,6 +113,7 @@ export function createDedicatedPlacement(deps: DedicatedPlacementDeps) {
     password: string,
   ): Promise<TenantDatabase | undefined> {
     const names = generateTenantNames();
+    const id = randomUUID(); // chosen here: the password is encrypted for its row
     return db
       .transaction()
       .execute(async (trx) => {
@@ -120,12 +121,13 @@ export function createDedicatedPlacement(deps: DedicatedPlacementDeps) {
         if (!reserved) return undefined;
         const inserted = await tenants.insert(
           {
+            id,
             instance_id: req.instance_id,
             customer_id: req.customer_id,
             db_server_id: server.id,
             db_name: names.dbName,
             db_user: names.dbUser,
-            password_enc: secrets.encrypt(password),
+            password_enc: secrets.encrypt(password, id),
             plan_tier: plan.plan_tier,
             status: 'creating',
             connection_limit: plan.connection_limit,

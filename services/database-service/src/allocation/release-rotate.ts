@@ -118,7 +118,7 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
         // Setting a password also sets LOGIN on the server: it would undo the suspension.
         if (current.suspended_at) throw new ConflictError('the allocation is suspended; resume it first');
         const password = generatePassword();
-        const pendingEnc = secrets.encrypt(password);
+        const pendingEnc = secrets.encrypt(password, row.id);
         if (!(await tenants.setPendingPassword(row.id, pendingEnc, conn)))
           throw new ConflictError('the allocation changed; retry');
         try {

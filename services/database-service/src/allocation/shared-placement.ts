@@ -1,5 +1,6 @@
 // Shared placement: reserve a slot on a pool with room (one catalog statement), then create or
 // claim the database there; a pool that fails at the SQL step is left out and another one tried.
+import { randomUUID } from 'node:crypto';
 import type {
   CatalogDb,
   Plan,
@@ -40,7 +41,7 @@ export interface SharedPlacementDeps {
   servers: Pick<ServersRepo, 'hasPlaceableRoom'>;
   reservations: Pick<ReservationsRepo, 'reserveShared'>;
   tenants: Pick<TenantDatabasesRepo, 'findLiveByInstance'>;
-  secrets: Pick<SecretBox, 'encrypt'>;
+  secrets: Pick<SecretBox, 'encrypt' | 'decrypt'>;
   queues: Queues;
   config: Pick<AllocationConfig, 'strategy' | 'retryAfterSeconds'>;
   limits: Pick<Limits, 'admitInstance'>;
@@ -80,12 +81,14 @@ export function createSharedPlacement(deps: SharedPlacementDeps) {
   ): Promise<Reservation> {
     const password = generatePassword();
     const names = generateTenantNames();
+    const id = randomUUID(); // a new row's, chosen here: its password is encrypted for it
     const request = {
+      id,
       instance_id: req.instance_id,
       customer_id: req.customer_id,
       plan_tier: plan.plan_tier,
       connection_limit: plan.connection_limit,
-      password_enc: secrets.encrypt(password),
+      password_enc: secrets.encrypt(password, id),
       db_name: names.dbName,
       db_user: names.dbUser,
       actor: ctx.actor,
@@ -117,7 +120,11 @@ export function createSharedPlacement(deps: SharedPlacementDeps) {
     for (let round = 0; round < 10; round++) {
       const first = await reserve(true);
       const result = first.kind === 'not-taken' ? await reserve(false) : first;
-      if (result.kind === 'reserved') return { ...result, password };
+      // A claimed warm database keeps the password it was made with.
+      if (result.kind === 'reserved') {
+        const { row } = result;
+        return { ...result, password: result.warm ? secrets.decrypt(row.password_enc, row.id) : password };
+      }
       if (result.kind === 'duplicate') return result;
       if (!(await servers.hasPlaceableRoom(excludeIds))) return { kind: 'no-room' };
     }

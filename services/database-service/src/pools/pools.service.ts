@@ -2,7 +2,7 @@
 // worker), register existing Postgres servers, run a real health check, fleet statistics, and
 // take servers out of placement (cordon, drain) and out of the fleet (decommission; those status
 // changes are in status-changes.ts).
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type {
   AuditRepo,
   CatalogDb,
@@ -128,12 +128,14 @@ export function createPoolsService(deps: PoolsDeps) {
       const same = await servers.findByAddress(req.host, req.port);
       if (same) throw new ConflictError(`${req.host}:${req.port} is already registered as "${same.name}"`);
 
+      // The row's id is chosen here: the admin password is encrypted for it before the insert.
+      const id = randomUUID();
       const target = {
-        id: `register-${req.name}`,
+        id,
         host: req.host,
         port: req.port,
         admin_user: req.admin_user,
-        admin_password_enc: secrets.encrypt(req.admin_password),
+        admin_password_enc: secrets.encrypt(req.admin_password, id),
         admin_database: req.admin_database,
       };
       let facts: Awaited<ReturnType<typeof inspectServer>>;
@@ -153,6 +155,7 @@ export function createPoolsService(deps: PoolsDeps) {
       const server = await db.transaction().execute(async (trx) => {
         const inserted = await servers.insert(
           {
+            id,
             name: req.name,
             driver: 'external',
             host: req.host,

@@ -49,10 +49,14 @@ export function provisionServer(deps: WorkerDeps) {
 
     // Credentials exist before the object does, so a retry builds (or adopts) with the same ones.
     if (!server.admin_password_enc) {
-      await servers.setAdminLoginIfUnset(server_id, ADMIN_USER, secrets.encrypt(generatePassword()));
+      await servers.setAdminLoginIfUnset(
+        server_id,
+        ADMIN_USER,
+        secrets.encrypt(generatePassword(), server_id),
+      );
       server = (await servers.findById(server_id))!;
     }
-    const adminPassword = secrets.decrypt(server.admin_password_enc!);
+    const adminPassword = secrets.decrypt(server.admin_password_enc!, server.id);
     // The certificate too: issued once and kept in the catalog, so a retry serves the same one.
     const tls = await deps.certificates.forServer(server, driver);
 

@@ -26,13 +26,13 @@ export async function settleRotation(
     const tenant = { dbName: now.db_name, dbUser: now.db_user };
     // Tenants log in over TLS where the server has a fleet certificate (hostssl only there).
     const login = { caPem: (await tls.serverTrust(server.id))?.ca_pem };
-    const pending = secrets.decrypt(pendingEnc);
+    const pending = secrets.decrypt(pendingEnc, now.id);
     if (await tenantLogsIn(server, tenant, pending, login)) {
       return (await tenants.settlePendingPassword(now.id, pendingEnc, 'promote', conn))
         ? 'promoted'
         : undefined;
     }
-    if (await tenantLogsIn(server, tenant, secrets.decrypt(now.password_enc), login)) {
+    if (await tenantLogsIn(server, tenant, secrets.decrypt(now.password_enc, now.id), login)) {
       return (await tenants.settlePendingPassword(now.id, pendingEnc, 'drop', conn)) ? 'dropped' : undefined;
     }
     await tenantOps.setPassword(server, now.db_user, pending);

@@ -2,6 +2,7 @@
 // only has to claim one (ALTER ROLE … PASSWORD, ~2 ms) instead of creating it (~55 ms).
 // The catalog row is written first (ready_at NULL: not claimable), then the database, then
 // ready_at: reconcile therefore never mistakes a database being warmed for an orphan.
+import { randomUUID } from 'node:crypto';
 import { type DbServer, LOCK_KEYS, trySessionLock } from '@tenantdb/catalog';
 import { generateTenantNames, PoolServerUnavailableError } from '@tenantdb/pool-server';
 import { generatePassword } from '@tenantdb/secrets';
@@ -31,11 +32,13 @@ export function refillWarmDatabases(deps: WorkerDeps) {
     for (let i = 0; i < missing; i++) {
       const names = generateTenantNames();
       const password = generatePassword();
+      const id = randomUUID(); // chosen here: the password is encrypted for its row
       const row = await tenants.insertWarm({
+        id,
         db_server_id: server.id,
         db_name: names.dbName,
         db_user: names.dbUser,
-        password_enc: secrets.encrypt(password),
+        password_enc: secrets.encrypt(password, id),
       });
       try {
         await tenantOps.createWarm(server, { ...names, password });

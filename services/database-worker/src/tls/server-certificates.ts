@@ -2,6 +2,7 @@
 // the catalog (key encrypted with the SecretBox, like admin passwords); each server gets one
 // certificate, for the host names and addresses its driver says it is reached at, issued once and
 // kept, so a retried provision serves the same certificate as the first attempt.
+import { randomUUID } from 'node:crypto';
 import type { DbServer, TlsRepo } from '@tenantdb/catalog';
 import type { Provisioner, ServerTls } from '@tenantdb/provisioners';
 import { createCertificateAuthority, issueServerCertificate, type SecretBox } from '@tenantdb/secrets';
@@ -24,9 +25,11 @@ export function createServerCertificates(
     const active = await tls.activeCa();
     if (active) return active;
     const made = await createCertificateAuthority();
+    const id = randomUUID(); // chosen here: the key is encrypted for its row
     return tls.insertCaUnlessActive({
+      id,
       cert_pem: made.certPem,
-      key_enc: secrets.encrypt(made.keyPem),
+      key_enc: secrets.encrypt(made.keyPem, id),
       not_after: made.notAfter,
     });
   }
@@ -48,19 +51,19 @@ export function createServerCertificates(
         if (hosts.length === 0) return undefined;
         const ca = await fleetCa();
         const issued = await issueServerCertificate(
-          { certPem: ca.cert_pem, keyPem: secrets.decrypt(ca.key_enc) },
+          { certPem: ca.cert_pem, keyPem: secrets.decrypt(ca.key_enc, ca.id) },
           { hosts, commonName: server.name, validityDays: opts.validityDays },
         );
         stored = await tls.insertServerCertificateUnlessPresent({
           db_server_id: server.id,
           ca_id: ca.id,
           cert_pem: issued.certPem,
-          key_enc: secrets.encrypt(issued.keyPem),
+          key_enc: secrets.encrypt(issued.keyPem, server.id),
           hosts,
           not_after: issued.notAfter,
         });
       }
-      return { certPem: stored.cert_pem, keyPem: secrets.decrypt(stored.key_enc) };
+      return { certPem: stored.cert_pem, keyPem: secrets.decrypt(stored.key_enc, stored.db_server_id) };
     },
   };
 }
