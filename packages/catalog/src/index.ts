@@ -14,4 +14,5 @@ export * from './repos/servers.repo';
 export * from './repos/tenant-databases.repo';
 export * from './repos/tls.repo';
 export * from './repos/usage.repo';
+export * from './repos/usage-stats.repo';
 export * from './types';

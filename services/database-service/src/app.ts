@@ -14,6 +14,7 @@ import {
   createTenantDatabasesRepo,
   createTlsRepo,
   createUsageRepo,
+  createUsageStatsRepo,
   pingCatalog,
 } from '@tenantdb/catalog';
 import { createHttpApp, createOidcLookup, edgeOptions, type HttpApp, type TokenLookup } from '@tenantdb/http';
@@ -133,6 +134,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     createAccessService({
       ...repos,
       usage: createUsageRepo(db),
+      stats: createUsageStatsRepo(db),
       access: createTenantAccess(connections),
       queues,
     }),

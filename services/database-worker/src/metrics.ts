@@ -1,4 +1,4 @@
-import { type FleetRepo, QUOTA_STATES, type TlsRepo, type UsageRepo } from '@tenantdb/catalog';
+import { type FleetRepo, QUOTA_STATES, type TlsRepo, type UsageStatsRepo } from '@tenantdb/catalog';
 import { QUEUES, type Queues } from '@tenantdb/jobs';
 import { Counter, Gauge, Histogram, type Registry } from '@tenantdb/observability';
 
@@ -7,7 +7,7 @@ export function createWorkerMetrics(
   fleet: Pick<FleetRepo, 'readDrift' | 'countWarmReady'>,
   queues: Queues,
   tls: Pick<TlsRepo, 'certificateExpiries'>,
-  usage: Pick<UsageRepo, 'figures'>,
+  usage: Pick<UsageStatsRepo, 'figures'>,
 ) {
   const jobs = new Counter({
     name: 'tenantdb_jobs_total',
@@ -99,8 +99,8 @@ export type WorkerMetrics = ReturnType<typeof createWorkerMetrics>;
  * Usage and quota gauges, read from the catalog on every scrape (one read for all of them, shared
  * by the collects of one scrape): every replica reports the same figures.
  */
-function usageGauges(registry: Registry, usage: Pick<UsageRepo, 'figures'>): void {
-  let pending: Promise<Awaited<ReturnType<UsageRepo['figures']>> | undefined> | undefined;
+function usageGauges(registry: Registry, usage: Pick<UsageStatsRepo, 'figures'>): void {
+  let pending: Promise<Awaited<ReturnType<UsageStatsRepo['figures']>> | undefined> | undefined;
   const read = () => {
     pending ??= usage
       .figures()

@@ -13,6 +13,7 @@ import {
   createTenantDatabasesRepo,
   createTlsRepo,
   createUsageRepo,
+  createUsageStatsRepo,
   pingCatalog,
 } from '@tenantdb/catalog';
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
@@ -160,7 +161,7 @@ export async function createWorker(
     usage,
     queues,
     drivers: opts.drivers ?? createDrivers(config),
-    metrics: createWorkerMetrics(registry, fleet, queues, tls, usage),
+    metrics: createWorkerMetrics(registry, fleet, queues, tls, createUsageStatsRepo(db)),
     logger,
   };
   const handlers: Handlers = {

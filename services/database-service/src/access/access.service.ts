@@ -11,6 +11,7 @@ import {
   type ServersRepo,
   type TenantDatabasesRepo,
   type UsageRepo,
+  type UsageStatsRepo,
 } from '@tenantdb/catalog';
 import type { AllocationUsage, ServerUsage } from '@tenantdb/contracts';
 import { ConflictError, NotFoundError, type RequestContext, UnavailableError } from '@tenantdb/http';
@@ -31,6 +32,7 @@ export interface AccessDeps {
   servers: Pick<ServersRepo, 'findById'>;
   tenants: Pick<TenantDatabasesRepo, 'findLiveByInstance'>;
   usage: UsageRepo;
+  stats: Pick<UsageStatsRepo, 'serverTotal' | 'largestOnServer'>;
   plans: Pick<PlansRepo, 'find'>;
   access: TenantAccess;
   queues: Pick<Queues, 'enqueue'>;
@@ -39,7 +41,7 @@ export interface AccessDeps {
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
 export function createAccessService(deps: AccessDeps) {
-  const { servers, tenants, usage, plans, access, queues } = deps;
+  const { servers, tenants, usage, stats, plans, access, queues } = deps;
   const notify = async (notice: TenantEventNotice) => {
     await queues.enqueue('deliver-tenant-event', notice);
   };
@@ -178,8 +180,8 @@ export function createAccessService(deps: AccessDeps) {
       const server = await servers.findById(serverId);
       if (!server) throw new NotFoundError('no server with this id');
       const [total, largest] = await Promise.all([
-        usage.serverTotal(serverId),
-        usage.largestOnServer(serverId, limit),
+        stats.serverTotal(serverId),
+        stats.largestOnServer(serverId, limit),
       ]);
       const storage = server.storage_size_gb ? server.storage_size_gb * 1024 * MB : null;
       return {
