@@ -207,6 +207,10 @@ export function restrictBatch(names: TenantNames): string {
          ELSE RAISE EXCEPTION 'tenantdb.drop_table drops your own tables and views only';
          END IF;
        END $f$`,
+    // A schema or function of that name the tenant made itself (as the owner) becomes the
+    // superuser's: a replaced function keeps its owner, and a definer function runs as it.
+    'ALTER SCHEMA tenantdb OWNER TO CURRENT_USER',
+    'ALTER FUNCTION tenantdb.drop_table(regclass) OWNER TO CURRENT_USER',
     'REVOKE ALL ON FUNCTION tenantdb.drop_table(regclass) FROM PUBLIC',
     `GRANT USAGE ON SCHEMA tenantdb TO ${role}`,
     `GRANT EXECUTE ON FUNCTION tenantdb.drop_table(regclass) TO ${role}`,

@@ -111,6 +111,11 @@ describe('restriction', () => {
       `CREATE FUNCTION sneak() RETURNS void LANGUAGE sql SECURITY DEFINER AS 'INSERT INTO big VALUES (0, ''y'')'`,
     );
     await setup.query(`GRANT EXECUTE ON FUNCTION sneak() TO PUBLIC`);
+    // and a schema and function in the place of tenantdb's own
+    await setup.query('CREATE SCHEMA tenantdb');
+    await setup.query(
+      `CREATE FUNCTION tenantdb.drop_table(target regclass) RETURNS void LANGUAGE sql SECURITY DEFINER AS 'INSERT INTO big VALUES (-1, ''sneak'')'`,
+    );
     const longLived = setup; // stays open across the restriction
 
     const result = await access().apply(target, t, { restricted: true, suspended: false });
@@ -155,6 +160,7 @@ describe('restriction', () => {
       expect(await outcome(c, 'VACUUM FULL big')).toBe('ok');
       expect(await outcome(c, 'TRUNCATE other')).toBe('ok');
       expect(await outcome(c, `SELECT tenantdb.drop_table('gone')`)).toBe('ok');
+      expect((await c.query('SELECT count(*)::int AS n FROM big WHERE id = -1')).rows[0].n).toBe(0);
       expect(await outcome(c, "SELECT tenantdb.drop_table('pg_catalog.pg_class')")).toBe('P0001');
       expect(
         (await c.query(`SELECT count(*)::int AS n FROM pg_tables WHERE tablename = 'gone'`)).rows[0].n,
