@@ -11,7 +11,7 @@ import {
   SLOT_HOLDING_STATUSES,
 } from '@tenantdb/catalog';
 import type { Queues } from '@tenantdb/jobs';
-import { TENANT_PREFIX } from '@tenantdb/pool-server';
+import { accessStateQuery, ownerRoleOf, TENANT_PREFIX } from '@tenantdb/pool-server';
 import { createLocalProvisioner } from '@tenantdb/provisioners';
 import type { SecretBox } from '@tenantdb/secrets';
 import { canLogin, type TenantCredentials } from '@tenantdb/testkit';
@@ -24,6 +24,8 @@ export const INVARIANTS = {
   passwords: "every ready allocation's password logs in (no rotation left unsettled)",
   orphans: 'no orphaned database, role, server, data dir or postmaster',
   'health-schedule': 'one health schedule',
+  access:
+    "every ready tenant's server agrees with its catalog row (restricted ⇔ not a member of its owner role, suspended ⇔ no login) and none is left pending",
   secrets: 'no secret in any log or job payload',
 } as const;
 export type Invariant = keyof typeof INVARIANTS;
@@ -62,8 +64,16 @@ export interface InvariantSources {
 
 /** Server statuses where the server runs and holds what the catalog says. */
 const ON_SERVER = ['active', 'full', 'cordoned', 'draining', 'maintenance'] as const;
-/** Payload fields a job may carry: ids and a reason, never a secret. */
-const PAYLOAD_FIELDS = new Set(['server_id', 'instance_id', 'reason']);
+/** Payload fields a job may carry: ids, a reason, a tenant event's name and time, never a secret. */
+const PAYLOAD_FIELDS = new Set([
+  'server_id',
+  'instance_id',
+  'reason',
+  'plan_tier',
+  'event',
+  'occurred_at',
+  'delivery_id',
+]);
 
 export async function checkInvariants(src: InvariantSources): Promise<InvariantReport> {
   const violations: Violation[] = [];
@@ -137,6 +147,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
       'db_user',
       'password_enc',
       'password_pending_enc',
+      'suspended_at',
     ])
     .where('status', '=', 'ready')
     .where('instance_id', 'is not', null)
@@ -145,6 +156,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
   for (const t of ready) {
     const server = running.get(t.db_server_id);
     if (!server?.host || !server.port) continue;
+    if (t.suspended_at) continue; // cannot log in, by design (the access invariant checks it)
     if (t.password_pending_enc)
       add('passwords', `${t.instance_id}: a rotation left unsettled (pending password)`);
     // As the answer would: over TLS with the server's fleet CA where it has one (hostssl only).
@@ -187,7 +199,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
       .where('status', 'in', ON_SERVER_STATUSES)
       .execute();
     const dbs = new Set(rows.map((r) => r.db_name));
-    const roles = new Set(rows.map((r) => r.db_user));
+    const roles = new Set(rows.flatMap((r) => [r.db_user, ownerRoleOf({ dbName: r.db_name })]));
     for (const d of onServer.dbs)
       if (!dbs.has(d)) add('orphans', `${s.name}: database ${d} has no catalog row`);
     for (const r of onServer.roles)
@@ -214,6 +226,42 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
   ))
     if (!byRef.get(s.orchestrator_ref ?? '')?.running)
       add('orphans', `${s.name} is ${s.status} but not running`);
+
+  // access: what the catalog says of each ready tenant (quota state, suspension) is what its
+  // server says, and no change is left pending once the reconciler has run.
+  const access = await src.db
+    .selectFrom('tenant_databases')
+    .select(['id', 'db_server_id', 'db_name', 'db_user', 'quota_state', 'suspended_at', 'access_pending'])
+    .where('status', '=', 'ready')
+    .execute();
+  for (const t of access) {
+    const server = running.get(t.db_server_id);
+    if (!server?.host || !server.port) continue;
+    if (t.access_pending) add('access', `${t.db_name}: a quota or suspension change left pending`);
+    try {
+      const q = accessStateQuery({ dbName: t.db_name, dbUser: t.db_user });
+      const rows = await onServerAsAdmin(server, src.secrets, q.text, q.values);
+      const on = rows[0] as { can_login: boolean; member: boolean; has_owner: boolean } | undefined;
+      if (!on) {
+        add('access', `${t.db_name}: no login role on ${server.name}`);
+        continue;
+      }
+      // A tenant still in the arrangement before the owner role (no owner) is not restricted.
+      const restricted = on.has_owner && !on.member;
+      if (restricted !== (t.quota_state === 'restricted'))
+        add(
+          'access',
+          `${t.db_name}: catalog ${t.quota_state}, server ${restricted ? 'restricted' : 'not restricted'}`,
+        );
+      if (on.can_login !== (t.suspended_at === null))
+        add(
+          'access',
+          `${t.db_name}: catalog ${t.suspended_at ? 'suspended' : 'not suspended'}, server login ${on.can_login}`,
+        );
+    } catch (err) {
+      add('access', `${t.db_name}: cannot be inspected: ${(err as Error).message}`);
+    }
+  }
 
   // one health schedule, and at most one sweep waiting for its turn.
   const monitoring = src.queues.queue('monitoring');
@@ -248,6 +296,24 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
   }
 
   return { checked: Object.keys(INVARIANTS) as Invariant[], violations };
+}
+
+async function onServerAsAdmin(server: DbServer, secrets: SecretBox, text: string, values: unknown[]) {
+  const client = new pg.Client({
+    host: server.host!,
+    port: server.port!,
+    user: server.admin_user!,
+    password: secrets.decrypt(server.admin_password_enc!, server.id),
+    database: server.admin_database,
+    connectionTimeoutMillis: 10_000,
+  });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return (await client.query(text, values)).rows;
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
 
 async function tenantObjects(server: DbServer, secrets: SecretBox) {

@@ -14,6 +14,8 @@ import * as m0010 from './0010_pending_password';
 import * as m0011 from './0011_fleet_tls';
 import * as m0012 from './0012_api_keys';
 import * as m0013 from './0013_secrets_bound_to_rows';
+import * as m0014 from './0014_plan_quotas';
+import * as m0015 from './0015_tenant_usage';
 
 export const migrations: Record<string, Migration> = {
   '0001_db_servers': m0001,
@@ -29,4 +31,6 @@ export const migrations: Record<string, Migration> = {
   '0011_fleet_tls': m0011,
   '0012_api_keys': m0012,
   '0013_secrets_bound_to_rows': m0013,
+  '0014_plan_quotas': m0014,
+  '0015_tenant_usage': m0015,
 };

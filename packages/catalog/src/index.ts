@@ -1,6 +1,7 @@
 export * from './db';
 export * from './locks';
 export * from './migrate';
+export * from './quota-ladder';
 export * from './repos/api-keys.repo';
 export * from './repos/audit.repo';
 export * from './repos/fleet.repo';
@@ -12,4 +13,6 @@ export * from './repos/retirement.repo';
 export * from './repos/servers.repo';
 export * from './repos/tenant-databases.repo';
 export * from './repos/tls.repo';
+export * from './repos/usage.repo';
+export * from './repos/usage-stats.repo';
 export * from './types';

@@ -3,6 +3,7 @@ import type { ColumnType, Generated, Insertable, Selectable, Updateable } from '
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+type Nullable<T> = ColumnType<T | null, T | null | undefined, T | null>;
 /** numeric columns come back from pg as strings; written as numbers. */
 type Numeric = ColumnType<string | null, number | null | undefined, number | null>;
 
@@ -53,6 +54,9 @@ export const RETIRABLE_STATUSES = CHECKABLE_STATUSES;
 export const STARTING_STATUSES = ['provisioning', 'initializing'] as const satisfies ServerStatus[];
 /** A server's health that still lets it take new tenants. */
 export const PLACEABLE_HEALTH = ['healthy', 'unknown'] as const satisfies HealthStatus[];
+
+export const QUOTA_STATES = ['ok', 'warned', 'restricted'] as const;
+export type QuotaState = (typeof QUOTA_STATES)[number];
 
 export interface DbServersTable {
   id: Generated<string>;
@@ -105,6 +109,20 @@ export interface PlansTable {
   max_instances_per_customer: ColumnType<number | null, number | null | undefined, number | null>;
   /** Dedicated servers one customer may have; null: the configured default. */
   max_dedicated_servers_per_customer: ColumnType<number | null, number | null | undefined, number | null>;
+  /** Storage quota of each tenant; null: none. */
+  storage_quota_mb: Nullable<number>;
+  /** Fractions of the quota: over warn → warned; under lift → ok again. numeric: strings when read. */
+  quota_warn_fraction: ColumnType<string, number | undefined, number>;
+  quota_lift_fraction: ColumnType<string, number | undefined, number>;
+  /** How long a tenant over its quota stays warned before it is restricted. */
+  quota_grace_seconds: ColumnType<number, number | undefined, number>;
+  /** Session guardrails set on each tenant role of a shared server; null: the server's default. */
+  statement_timeout_ms: Nullable<number>;
+  idle_in_transaction_timeout_ms: Nullable<number>;
+  temp_file_limit_mb: Nullable<number>;
+  work_mem_mb: Nullable<number>;
+  /** A retired plan takes no new allocations. */
+  retired_at: NullableTimestamp;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -123,6 +141,19 @@ export interface TenantDatabasesTable {
   status: TenantDbStatus;
   status_reason: string | null;
   connection_limit: number | null;
+  /** The latest usage sample: pg_database_size, sessions, when it was taken. */
+  size_bytes: Nullable<number>;
+  active_connections: Nullable<number>;
+  usage_sampled_at: NullableTimestamp;
+  quota_state: ColumnType<QuotaState, QuotaState | undefined, QuotaState>;
+  quota_state_at: NullableTimestamp;
+  /** Since when the latest samples have been over the quota (the grace period runs from it). */
+  over_quota_since: NullableTimestamp;
+  suspended_at: NullableTimestamp;
+  /** The catalog's quota state or suspension is not yet applied on the server. */
+  access_pending: ColumnType<boolean, boolean | undefined, boolean>;
+  /** 1: the login role owns the database (legacy); 2: NOLOGIN owner role + login member. */
+  access_arrangement: ColumnType<1 | 2, 1 | 2 | undefined, 1 | 2>;
   created_at: Timestamp;
   updated_at: Timestamp;
   ready_at: NullableTimestamp;

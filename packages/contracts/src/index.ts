@@ -3,3 +3,5 @@ export * from './common';
 export * from './database-service';
 export * from './database-service.client';
 export * from './instance-service';
+export * from './plans';
+export * from './usage';

@@ -3,19 +3,21 @@
 import { scramSha256Verifier } from '@tenantdb/secrets';
 import type { PoolConnections, PoolServerTarget } from './connections';
 import { dropLockKey, withServerLock } from './locks';
+import { HARDEN_POOL_STATEMENTS, setPasswordStatement, TENANT_PREFIX, type TenantNames } from './tenant.sql';
 import {
   claimWarmBatch,
   createTenantStatements,
   createWarmStatements,
   dropLeftoverStatements,
   dropTenantStatements,
-  HARDEN_POOL_STATEMENTS,
-  setPasswordStatement,
-  TENANT_PREFIX,
-  type TenantNames,
-} from './tenant.sql';
+  type Guardrails,
+} from './tenant-access.sql';
 
-type NewTenant = TenantNames & { password: string; connectionLimit: number };
+type NewTenant = TenantNames & {
+  password: string;
+  connectionLimit: number;
+  guardrails?: Guardrails | undefined;
+};
 
 export interface TenantOps {
   create(server: PoolServerTarget, t: NewTenant): Promise<void>;

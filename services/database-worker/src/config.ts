@@ -124,6 +124,24 @@ export const WorkerConfig = z
       .int(8, 1, 1000)
       .describe('servers reconcile compares with the catalog at once (one connection each, closed after)'),
     TENANTDB_CLEANUP_INTERVAL_MS: env.int(seconds(86_400), 1000),
+    TENANTDB_USAGE_SAMPLE_PERIOD_MS: env
+      .int(seconds(900), 1000)
+      .describe(
+        'every ready tenant is measured (pg_database_size, connections) once per period; servers are spread over it, one sampling connection per server at a time',
+      ),
+    TENANTDB_DATA_CONCURRENCY: env
+      .int(4, 1, 1000)
+      .describe('jobs of the data queue (usage sampling) at once per replica, one server each'),
+    TENANTDB_ACCESS_REPAIR_AFTER_MS: env
+      .int(seconds(60), 1000)
+      .describe(
+        'reconcile: a tenant whose quota state or suspension is not yet applied on its server for longer is applied again',
+      ),
+    TENANTDB_ACCESS_MIGRATION_BATCH: env
+      .int(100, 0, 100_000)
+      .describe(
+        'reconcile: tenants moved per pass from the old arrangement (login role owns the database) to the owner role; 0 stops it',
+      ),
     TENANTDB_SCHEDULE_CHECK_MS: env
       .int(seconds(60), 1000)
       .describe('how often a replica re-installs job schedules Redis has lost'),

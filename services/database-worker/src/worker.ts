@@ -12,12 +12,14 @@ import {
   createServersRepo,
   createTenantDatabasesRepo,
   createTlsRepo,
+  createUsageRepo,
+  createUsageStatsRepo,
   pingCatalog,
 } from '@tenantdb/catalog';
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
 import { type Consumers, createQueues, type KeptSchedules } from '@tenantdb/jobs';
 import { createRegistry, type Logger } from '@tenantdb/observability';
-import { createPoolConnections, createTenantOps } from '@tenantdb/pool-server';
+import { createPoolConnections, createTenantAccess, createTenantOps } from '@tenantdb/pool-server';
 import {
   createKubernetesProvisioner,
   createLocalProvisioner,
@@ -29,6 +31,7 @@ import {
 import { createSecretBox } from '@tenantdb/secrets';
 import type { WorkerConfig } from './config';
 import type { WorkerDeps } from './context';
+import { applyPlan } from './jobs/apply-plan';
 import { cleanupFailedServers } from './jobs/cleanup-failed-servers';
 import { decommissionServer } from './jobs/decommission-server';
 import { growSharedCapacity } from './jobs/grow-shared-capacity';
@@ -36,6 +39,7 @@ import { boundHealthChecks, healthCheckAll, healthCheckServer } from './jobs/hea
 import { provisionServer } from './jobs/provision-server';
 import { reconcile } from './jobs/reconcile';
 import { refillWarmDatabases } from './jobs/refill-warm-databases';
+import { sampleUsageAll, sampleUsageServer } from './jobs/sample-usage';
 import { createWorkerMetrics } from './metrics';
 import { type Handlers, keepWorkerSchedules, startWorkers } from './runtime';
 import { createServerCertificates } from './tls/server-certificates';
@@ -133,6 +137,7 @@ export async function createWorker(
   const registry = createRegistry('database-worker');
   const fleet = createFleetRepo(db);
   const tls = createTlsRepo(db);
+  const usage = createUsageRepo(db);
   const deps: WorkerDeps = {
     config,
     db,
@@ -152,9 +157,11 @@ export async function createWorker(
     secrets,
     connections,
     tenantOps: createTenantOps(connections),
+    tenantAccess: createTenantAccess(connections),
+    usage,
     queues,
     drivers: opts.drivers ?? createDrivers(config),
-    metrics: createWorkerMetrics(registry, fleet, queues, tls),
+    metrics: createWorkerMetrics(registry, fleet, queues, tls, createUsageStatsRepo(db)),
     logger,
   };
   const handlers: Handlers = {
@@ -166,6 +173,9 @@ export async function createWorker(
     'health-check-server': healthCheckServer(deps),
     'cleanup-failed-servers': cleanupFailedServers(deps),
     reconcile: reconcile(deps),
+    'sample-usage-all': sampleUsageAll(deps),
+    'sample-usage-server': sampleUsageServer(deps),
+    'apply-plan': applyPlan(deps),
   };
   const app = await createHttpApp({
     name: 'database-worker',

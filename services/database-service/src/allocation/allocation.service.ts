@@ -57,6 +57,7 @@ export interface AllocationDeps {
 
 function knownPlan(planTier: string, plan: Plan | undefined): Plan {
   if (!plan) throw new BadRequestError(`unknown plan_tier "${planTier}"`);
+  if (plan.retired_at) throw new BadRequestError(`plan_tier "${planTier}" is retired`);
   return plan;
 }
 

@@ -115,6 +115,8 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
         const current = await tenants.findLiveByInstance(instanceId, conn);
         if (current?.id !== row.id || current.status !== 'ready')
           throw new ConflictError('the allocation changed; retry');
+        // Setting a password also sets LOGIN on the server: it would undo the suspension.
+        if (current.suspended_at) throw new ConflictError('the allocation is suspended; resume it first');
         const password = generatePassword();
         const pendingEnc = secrets.encrypt(password, row.id);
         if (!(await tenants.setPendingPassword(row.id, pendingEnc, conn)))

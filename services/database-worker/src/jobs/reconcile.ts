@@ -5,6 +5,8 @@
 //   - allocations stuck in creating or releasing past a deadline (a process died mid-way);
 //   - warm rows whose database was never made (a refill died mid-way);
 //   - rotations a crash left with a pending password (reconcile-rotations.ts);
+//   - quota states and suspensions not yet applied on the server, and tenants still in the
+//     arrangement before the owner role (reconcile-access.ts);
 //   - servers still provisioning with no job (a lost enqueue).
 // Unlabelled objects, and databases or roles whose names tenantdb does not generate (with the
 // tenant prefix or not), are never touched. One row's or one server's failure is logged and
@@ -14,11 +16,13 @@
 import { type DbServer, SERVING_STATUSES, STARTING_STATUSES } from '@tenantdb/catalog';
 import {
   listTenantObjects,
+  ownerRoleOf,
   PoolServerUnavailableError,
   type TenantNames,
   tenantOf,
 } from '@tenantdb/pool-server';
 import type { JobContext, WorkerDeps } from '../context';
+import { legacyArrangements, pendingAccess } from './reconcile-access';
 import { pendingRotations } from './reconcile-rotations';
 
 /** One pass: its log, and what it could not do (logged where it happened; the next run tries again). */
@@ -135,7 +139,8 @@ export function reconcile(deps: WorkerDeps) {
     const onServer = await listTenantObjects(connections, server);
     const rows = await tenants.listNamesOnServer(server.id);
     const knownDbs = new Set(rows.map((r) => r.db_name));
-    const knownRoles = new Set(rows.map((r) => r.db_user));
+    // Each tenant has a login role and (tenant-access.sql.ts) an owner role.
+    const knownRoles = new Set(rows.flatMap((r) => [r.db_user, ownerRoleOf({ dbName: r.db_name })]));
 
     const leftovers = new Map<string, Leftover>();
     const unknown = [
@@ -214,7 +219,11 @@ export function reconcile(deps: WorkerDeps) {
   return async (_payload: unknown, { log }: JobContext) => {
     const pass: Pass = { log, errors: 0 };
     const objects = await orphanObjects(deps, pass);
-    const allocations = (await stuckAllocations(pass)) + (await pendingRotations(deps, pass));
+    const allocations =
+      (await stuckAllocations(pass)) +
+      (await pendingRotations(deps, pass)) +
+      (await pendingAccess(deps, pass)) +
+      (await legacyArrangements(deps, pass));
     // Before the pass over every server, which is long on a large fleet.
     const slotDrift = await fleet.recordSlotDrift();
     let databases = 0;
