@@ -13,6 +13,7 @@ import * as m0009 from './0009_customer_limits';
 import * as m0010 from './0010_pending_password';
 import * as m0011 from './0011_fleet_tls';
 import * as m0012 from './0012_api_keys';
+import * as m0013 from './0013_server_major';
 
 export const migrations: Record<string, Migration> = {
   '0001_db_servers': m0001,
@@ -27,4 +28,5 @@ export const migrations: Record<string, Migration> = {
   '0010_pending_password': m0010,
   '0011_fleet_tls': m0011,
   '0012_api_keys': m0012,
+  '0013_server_major': m0013,
 };

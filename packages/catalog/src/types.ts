@@ -63,6 +63,10 @@ export interface DbServersTable {
   orchestrator_ref: string | null;
   image: string | null;
   postgres_version: string | null;
+  /** The major that runs (or, before provisioning, the one asked for; null: the driver's default). */
+  postgres_major: ColumnType<number | null, number | null | undefined, number | null>;
+  /** wal_level = logical: the server can be a move's source or target by logical replication. */
+  logical_replication: ColumnType<boolean | null, boolean | null | undefined, boolean | null>;
   server_type: ServerType;
   allocation_strategy: Generated<'auto' | 'manual'>;
   priority: Generated<number>;
