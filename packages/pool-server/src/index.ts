@@ -1,3 +1,4 @@
+export * from './client-tools';
 export * from './connections';
 export * from './health';
 export * from './locks';

@@ -15,7 +15,7 @@ import type {
 } from '@tenantdb/catalog';
 import { PermanentJobError, type Queues } from '@tenantdb/jobs';
 import type { Logger } from '@tenantdb/observability';
-import type { PoolConnections, TenantOps } from '@tenantdb/pool-server';
+import type { ClientTools, PoolConnections, TenantOps } from '@tenantdb/pool-server';
 import type { Provisioner, ProvisionerDriver } from '@tenantdb/provisioners';
 import type { SecretBox } from '@tenantdb/secrets';
 import type { Job } from 'bullmq';
@@ -44,6 +44,8 @@ export interface WorkerDeps {
   drivers: ReadonlyMap<ProvisionerDriver, Provisioner>;
   metrics: WorkerMetrics;
   logger: Logger;
+  /** pg_dump/pg_restore/psql found on this machine, by major (looked for once, at first use). */
+  clientTools: () => Promise<ClientTools[]>;
 }
 
 export interface JobContext {

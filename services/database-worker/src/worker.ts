@@ -17,7 +17,12 @@ import {
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
 import { type Consumers, createQueues, type KeptSchedules } from '@tenantdb/jobs';
 import { createRegistry, type Logger } from '@tenantdb/observability';
-import { createPoolConnections, createTenantOps } from '@tenantdb/pool-server';
+import {
+  type ClientTools,
+  createPoolConnections,
+  createTenantOps,
+  findClientTools,
+} from '@tenantdb/pool-server';
 import {
   createKubernetesProvisioner,
   createLocalProvisioner,
@@ -94,8 +99,8 @@ export function createDrivers(config: WorkerConfig): Map<ProvisionerDriver, Prov
         image:
           config.TENANTDB_K8S_IMAGE ??
           (config.TENANTDB_K8S_MODE === 'cnpg'
-            ? 'ghcr.io/cloudnative-pg/postgresql:16'
-            : 'postgres:16-alpine'),
+            ? 'ghcr.io/cloudnative-pg/postgresql:15'
+            : 'postgres:15-alpine'),
         ...(config.TENANTDB_K8S_STORAGE_CLASS ? { storageClass: config.TENANTDB_K8S_STORAGE_CLASS } : {}),
         storageSizeGb: config.TENANTDB_K8S_STORAGE_SIZE_GB,
         runAsUser: config.TENANTDB_K8S_RUN_AS_USER,
@@ -126,6 +131,11 @@ export async function createWorker(
   const registry = createRegistry('database-worker');
   const fleet = createFleetRepo(db);
   const tls = createTlsRepo(db);
+  let tools: Promise<ClientTools[]> | undefined;
+  const clientTools = () => {
+    tools ??= findClientTools({ dirs: config.TENANTDB_CLIENT_TOOL_DIRS });
+    return tools;
+  };
   const deps: WorkerDeps = {
     config,
     db,
@@ -149,6 +159,7 @@ export async function createWorker(
     drivers: opts.drivers ?? createDrivers(config),
     metrics: createWorkerMetrics(registry, fleet, queues, tls),
     logger,
+    clientTools,
   };
   const handlers: Handlers = {
     'provision-server': provisionServer(deps),
@@ -182,6 +193,12 @@ export async function createWorker(
     handlers,
     app,
     async start() {
+      const found = await clientTools();
+      // A move needs tools of a major at least its servers' (client-tools.ts): say what there is.
+      logger.info(
+        { client_tools: found.map((t) => ({ major: t.major, version: t.version, dir: t.dir })) },
+        found.length ? 'client tools found' : 'no pg_dump/pg_restore/psql found: moves will fail',
+      );
       await boundHealthChecks(deps);
       schedules = await keepWorkerSchedules(deps);
       running = startWorkers(deps, handlers);
