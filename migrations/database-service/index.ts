@@ -14,6 +14,7 @@ import * as m0010 from './0010_pending_password';
 import * as m0011 from './0011_fleet_tls';
 import * as m0012 from './0012_api_keys';
 import * as m0013 from './0013_server_major';
+import * as m0014 from './0014_tenant_moves';
 
 export const migrations: Record<string, Migration> = {
   '0001_db_servers': m0001,
@@ -29,4 +30,5 @@ export const migrations: Record<string, Migration> = {
   '0011_fleet_tls': m0011,
   '0012_api_keys': m0012,
   '0013_server_major': m0013,
+  '0014_tenant_moves': m0014,
 };

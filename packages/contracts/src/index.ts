@@ -3,3 +3,4 @@ export * from './common';
 export * from './database-service';
 export * from './database-service.client';
 export * from './instance-service';
+export * from './moves';

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 
 /** The queues database-worker consumes (and only these: each process names its own). */
-export const WORKER_QUEUES = ['provisioning', 'monitoring', 'maintenance'] as const;
+export const WORKER_QUEUES = ['provisioning', 'monitoring', 'maintenance', 'data'] as const;
 /**
  * The queues instance-service consumes: its instances' work, and callback deliveries apart (their
  * own concurrency), so receivers that are slow or hang never hold up signups.
@@ -18,6 +18,7 @@ export type WorkerQueueName = (typeof WORKER_QUEUES)[number];
 const serverJob = z.object({ server_id: z.uuid() });
 const instanceJob = z.object({ instance_id: z.uuid() });
 const noPayload = z.object({});
+const moveJob = z.object({ move_id: z.uuid() });
 
 export const JOBS = {
   /** Create the orchestrator object, wait for a real login, then initializing → active. */
@@ -36,6 +37,12 @@ export const JOBS = {
   'health-check-server': { queue: 'monitoring', payload: serverJob },
   /** Remove servers in error that hold no tenants (including ones that failed to provision). */
   'cleanup-failed-servers': { queue: 'maintenance', payload: noPayload },
+  /**
+   * Advance a tenant move phase by phase (tenant_moves: the record is the truth); in its grace
+   * period it waits delayed, then drops the source. The data queue has its own concurrency, so long
+   * copies never hold up provisioning or health checks.
+   */
+  'move-tenant': { queue: 'data', payload: moveJob, attempts: 20 },
   /** Catalog vs orchestrator vs pg_database: report drift, remove what tenantdb made and lost. */
   reconcile: { queue: 'maintenance', payload: noPayload },
   /**
@@ -68,11 +75,16 @@ export type InstanceJobName = JobsOf<(typeof INSTANCE_QUEUES)[number]>;
  * is a no-op. BullMQ forbids ':' in custom ids.
  */
 export function jobIdFor<N extends JobName>(name: N, payload: JobPayload<N>): string {
-  const { server_id: serverId, instance_id: instanceId } = payload as {
+  const {
+    server_id: serverId,
+    instance_id: instanceId,
+    move_id: moveId,
+  } = payload as {
     server_id?: string;
     instance_id?: string;
+    move_id?: string;
   };
-  const id = serverId ?? instanceId;
+  const id = serverId ?? instanceId ?? moveId;
   return id ? `${name}-${id}` : name;
 }
 
@@ -89,6 +101,8 @@ export const SINGLE_FLIGHT: ReadonlySet<JobName> = new Set<JobName>([
   'health-check-server',
   'cleanup-failed-servers',
   'reconcile',
+  // The move's record is the truth: a job that gave up must not keep reconcile from resuming it.
+  'move-tenant',
   // instance-service: the instance row is the truth; a job that gave up must not block the sweep.
   'wait-for-database',
   'release-database',

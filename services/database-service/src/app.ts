@@ -8,6 +8,7 @@ import {
   createFleetRepo,
   createHealthRepo,
   createLimitsRepo,
+  createMovesRepo,
   createPlansRepo,
   createReservationsRepo,
   createServersRepo,
@@ -28,6 +29,8 @@ import { createApiKeysService } from './api-keys/api-keys.service';
 import type { DatabaseServiceConfig } from './config';
 import { createLimits, limitsConfig } from './limits';
 import { createServiceMetrics } from './metrics';
+import { movesRoutes } from './moves/moves.routes';
+import { createMovesService } from './moves/moves.service';
 import { poolsRoutes } from './pools/pools.routes';
 import { createPoolsService } from './pools/pools.service';
 import { tlsRoutes } from './tls/tls.routes';
@@ -76,6 +79,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     plans: createPlansRepo(db),
     audit: createAuditRepo(db),
     tls: createTlsRepo(db),
+    moves: createMovesRepo(db),
   };
   const limits = createLimits({ limits: createLimitsRepo(), config: limitsConfig(config) });
   const allocation = createAllocationService({
@@ -105,7 +109,18 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     config: { defaultDriver: config.TENANTDB_DEFAULT_DRIVER },
   });
 
+  const moves = createMovesService({
+    db,
+    ...repos,
+    queues,
+    config: {
+      movesPerServer: config.TENANTDB_MOVES_PER_SERVER,
+      strategy: config.TENANTDB_PLACEMENT_STRATEGY,
+    },
+  });
+
   allocationRoutes(app, allocation);
+  movesRoutes(app, moves);
   plansRoutes(app, repos.plans);
   tlsRoutes(app, repos.tls);
   poolsRoutes(app, pools);

@@ -7,6 +7,7 @@ import type {
   FleetRepo,
   HealthRepo,
   LimitsRepo,
+  MovesRepo,
   PlansRepo,
   RetirementRepo,
   ServersRepo,
@@ -31,6 +32,7 @@ export interface WorkerDeps {
   health: HealthRepo;
   limits: LimitsRepo;
   tenants: TenantDatabasesRepo;
+  moves: MovesRepo;
   plans: PlansRepo;
   retirement: RetirementRepo;
   audit: AuditRepo;

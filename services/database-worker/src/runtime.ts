@@ -26,6 +26,7 @@ const concurrency = (config: WorkerDeps['config']): Record<WorkerQueueName, numb
   provisioning: 4,
   monitoring: config.TENANTDB_HEALTH_CONCURRENCY,
   maintenance: 1,
+  data: config.TENANTDB_MOVE_CONCURRENCY,
 });
 
 export function startWorkers(deps: WorkerDeps, handlers: Handlers): Consumers {

@@ -7,6 +7,7 @@ import {
   createFleetRepo,
   createHealthRepo,
   createLimitsRepo,
+  createMovesRepo,
   createPlansRepo,
   createRetirementRepo,
   createServersRepo,
@@ -38,6 +39,7 @@ import { cleanupFailedServers } from './jobs/cleanup-failed-servers';
 import { decommissionServer } from './jobs/decommission-server';
 import { growSharedCapacity } from './jobs/grow-shared-capacity';
 import { boundHealthChecks, healthCheckAll, healthCheckServer } from './jobs/health-check';
+import { moveTenant } from './jobs/move/move-tenant';
 import { provisionServer } from './jobs/provision-server';
 import { reconcile } from './jobs/reconcile';
 import { refillWarmDatabases } from './jobs/refill-warm-databases';
@@ -144,6 +146,7 @@ export async function createWorker(
     health: createHealthRepo(db),
     limits: createLimitsRepo(),
     tenants: createTenantDatabasesRepo(db),
+    moves: createMovesRepo(db),
     plans: createPlansRepo(db),
     retirement: createRetirementRepo(db),
     audit: createAuditRepo(db),
@@ -170,6 +173,7 @@ export async function createWorker(
     'health-check-server': healthCheckServer(deps),
     'cleanup-failed-servers': cleanupFailedServers(deps),
     reconcile: reconcile(deps),
+    'move-tenant': moveTenant(deps),
   };
   const app = await createHttpApp({
     name: 'database-worker',
