@@ -19,7 +19,6 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  if (process.env.MOVES_LOG) (await import('node:fs')).writeFileSync(process.env.MOVES_LOG, f.logs.text());
   await f?.close();
 }, 120_000);
 
@@ -134,4 +133,113 @@ describe('a tenant move by logical replication', () => {
     );
     expect(subs!.n).toBe(0);
   }, 180_000);
+});
+
+describe('other paths', () => {
+  it('a table without a primary key takes the dump path, with writes blocked for the copy', async () => {
+    const { ids, creds } = await allocate(f, newIds('standard'));
+    await asTenant(
+      creds,
+      `CREATE SCHEMA app;
+       CREATE TABLE app.events (at timestamptz DEFAULT now(), body text);
+       CREATE TABLE app.keyed (id serial PRIMARY KEY, n int);
+       INSERT INTO app.events (body) SELECT 'e' || g FROM generate_series(1, 3000) g;
+       INSERT INTO app.keyed (n) SELECT g FROM generate_series(1, 50) g;`,
+    );
+    const started = await adminPost('/api/database/admin/moves', {
+      instance_id: ids.instance_id,
+      target_server_id: b.id,
+    });
+    expect(started.status).toBe(202);
+    const moved = await waitForPhase(f, started.body.id, ['grace', 'dropping_source', 'done']);
+    expect(moved).toMatchObject({ method: 'dump' });
+    expect(String(moved.method_reason)).toMatch(/without a primary key.*app\.events/);
+    const target = (await f.api('POST', '/api/database/allocate', ids)).body;
+    expect(target.db_server_id).toBe(b.id);
+    const [n] = await asTenant<{ events: number; next: number }>(
+      target,
+      "SELECT (SELECT count(*)::int FROM app.events) AS events, nextval('app.keyed_id_seq')::int AS next",
+    );
+    expect(n).toEqual({ events: 3000, next: 51 });
+  }, 120_000);
+
+  it('moves a tenant from a PostgreSQL 15 server to a 17 one, with its data, and it logs in there', async () => {
+    const c = await makePool(f, { name: 'moves-c17', priority: 30, postgres_major: 17 });
+    expect(c).toMatchObject({ postgres_major: 17, logical_replication: true });
+    expect(a).toMatchObject({ postgres_major: 15, logical_replication: true });
+    const { ids, creds } = await allocate(f, newIds('standard'));
+    expect(creds.db_server_id).toBe(a.id);
+    await asTenant(
+      creds,
+      `CREATE SCHEMA app;
+       CREATE TABLE app.t (id bigserial PRIMARY KEY, v text);
+       INSERT INTO app.t (v) SELECT md5(g::text) FROM generate_series(1, 5000) g;`,
+    );
+    const started = await adminPost('/api/database/admin/moves', {
+      instance_id: ids.instance_id,
+      target_server_id: c.id,
+    });
+    expect(started.status).toBe(202);
+    const moved = await waitForPhase(f, started.body.id, ['grace', 'dropping_source', 'done']);
+    expect(moved.method).toBe('logical');
+    const target = (await f.api('POST', '/api/database/allocate', ids)).body;
+    expect(target.db_port).toBe(c.port);
+    const [row] = await asTenant<{ major: number; n: number }>(
+      target,
+      "SELECT current_setting('server_version_num')::int / 10000 AS major, (SELECT count(*)::int FROM app.t) AS n",
+    );
+    expect(row).toEqual({ major: 17, n: 5000 });
+    // A move back to an older major is refused.
+    const back = await adminPost('/api/database/admin/moves', {
+      instance_id: ids.instance_id,
+      target_server_id: a.id,
+    });
+    expect(back.status).toBe(409);
+  }, 180_000);
+
+  it('cancel before the cut-over undoes the target and frees its slot; the tenant stays where it was', async () => {
+    const { ids, creds } = await allocate(f, newIds('standard'));
+    expect(creds.db_server_id).toBe(a.id);
+    await asTenant(
+      creds,
+      `CREATE SCHEMA app;
+       CREATE TABLE app.big (id bigserial PRIMARY KEY, v text);
+       INSERT INTO app.big (v) SELECT repeat(md5(g::text), 8) FROM generate_series(1, 200000) g;`,
+    );
+    const bSlots = await slotsOf(f, b.id);
+    const started = await adminPost('/api/database/admin/moves', {
+      instance_id: ids.instance_id,
+      target_server_id: b.id,
+    });
+    expect(started.status).toBe(202);
+    expect(await slotsOf(f, b.id)).toBe(bSlots + 1);
+    const cancel = await adminPost(`/api/database/admin/moves/${started.body.id}/cancel`, {});
+    expect(cancel.status).toBe(202);
+    expect(cancel.body.phase).toBe('cancelling');
+    const ended = await waitForPhase(f, started.body.id, ['cancelled'], 60_000);
+    expect(ended.finished_at).not.toBeNull();
+    expect(await slotsOf(f, b.id)).toBe(bSlots);
+    const targetServer = (await f.servers()).find((s) => s.id === b.id)!;
+    const [left] = await asAdmin<{ dbs: number; subs: number; roles: number }>(
+      f,
+      targetServer,
+      `SELECT (SELECT count(*)::int FROM pg_database WHERE datname = '${creds.db_name}') AS dbs,
+              (SELECT count(*)::int FROM pg_subscription) AS subs,
+              (SELECT count(*)::int FROM pg_roles WHERE rolname = '${creds.db_user}') AS roles`,
+    );
+    expect(left).toEqual({ dbs: 0, subs: 0, roles: 0 });
+    const sourceServer = (await f.servers()).find((s) => s.id === a.id)!;
+    const [src] = await asAdmin<{ slots: number; moveRoles: number }>(
+      f,
+      sourceServer,
+      `SELECT (SELECT count(*)::int FROM pg_replication_slots) AS slots,
+              (SELECT count(*)::int FROM pg_roles WHERE rolname LIKE 'tenantdb_move_%') AS "moveRoles"`,
+    );
+    expect(src).toEqual({ slots: 0, moveRoles: 0 });
+    expect(await canLogin(creds)).toBe(true);
+    expect((await f.api('POST', '/api/database/allocate', ids)).body.db_server_id).toBe(a.id);
+    // A cancelled move cannot be cancelled into anything else; the tenant may move again.
+    expect((await adminPost(`/api/database/admin/moves/${started.body.id}/cancel`, {})).status).toBe(202);
+    expect(await fleetRepoSlotDrift(f)).toBe(0);
+  }, 120_000);
 });
