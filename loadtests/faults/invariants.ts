@@ -10,6 +10,7 @@ import { createLocalProvisioner } from '@tenantdb/provisioners';
 import type { SecretBox } from '@tenantdb/secrets';
 import { canLogin, type TenantCredentials } from '@tenantdb/testkit';
 import pg from 'pg';
+import { checkMoves, followMoves, namesHeldByMoves } from './invariants.moves';
 
 export const INVARIANTS = {
   capacity: 'no server over capacity',
@@ -18,6 +19,8 @@ export const INVARIANTS = {
   passwords: "every ready allocation's password logs in (no rotation left unsettled)",
   orphans: 'no orphaned database, role, server, data dir or postmaster',
   'health-schedule': 'one health schedule',
+  moves:
+    'every move finished or still advancing; a moved tenant served from one server, its other copy closed or gone; nothing of a finished move left (subscription, publication, slot, replication role)',
   secrets: 'no secret in any log or job payload',
 } as const;
 export type Invariant = keyof typeof INVARIANTS;
@@ -57,7 +60,7 @@ export interface InvariantSources {
 /** Server statuses where the server runs and holds what the catalog says. */
 const ON_SERVER = ['active', 'full', 'cordoned', 'draining', 'maintenance'] as const;
 /** Payload fields a job may carry: ids and a reason, never a secret. */
-const PAYLOAD_FIELDS = new Set(['server_id', 'instance_id', 'reason']);
+const PAYLOAD_FIELDS = new Set(['server_id', 'instance_id', 'move_id', 'reason']);
 
 export async function checkInvariants(src: InvariantSources): Promise<InvariantReport> {
   const violations: Violation[] = [];
@@ -77,17 +80,25 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
     .groupBy('db_server_id')
     .execute();
   const held = new Map(holding.map((h) => [h.db_server_id, Number(h.n)]));
+  // A move holds one slot of its own (target before its cut-over, source until the source is dropped).
+  const moveSlots = await src.db
+    .selectFrom('tenant_moves')
+    .select(['slot_server_id', (eb) => eb.fn.countAll<string>().as('n')])
+    .where('slot_server_id', 'is not', null)
+    .groupBy('slot_server_id')
+    .execute();
+  for (const m of moveSlots) held.set(m.slot_server_id!, (held.get(m.slot_server_id!) ?? 0) + Number(m.n));
   for (const s of servers) {
     const rows = held.get(s.id) ?? 0;
     if (s.current_instances > s.max_instances || rows > s.max_instances || s.current_instances < 0)
       add(
         'capacity',
-        `${s.name}: current_instances ${s.current_instances}, ${rows} live allocations, max ${s.max_instances}`,
+        `${s.name}: current_instances ${s.current_instances}, ${rows} live allocations and move slots, max ${s.max_instances}`,
       );
     if (s.current_instances !== rows)
       add(
         'slots',
-        `${s.name} (${s.status}): current_instances ${s.current_instances}, live allocations ${rows}`,
+        `${s.name} (${s.status}): current_instances ${s.current_instances}, live allocations and move slots ${rows}`,
       );
   }
 
@@ -95,7 +106,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
   for (const a of src.acknowledged) {
     const row = await src.db
       .selectFrom('tenant_databases')
-      .select(['db_name', 'status'])
+      .select(['db_name', 'status', 'db_server_id'])
       .where('instance_id', '=', a.instance_id)
       .where('status', 'in', SLOT_HOLDING_STATUSES)
       .executeTakeFirst();
@@ -108,7 +119,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
         'logins',
         `${a.instance_id}: acknowledged ${a.credentials.db_name}, catalog has ${row?.db_name} ${row?.status}`,
       );
-    else if (!(await canLogin(a.credentials)))
+    else if (!(await canLogin(await followMoves(src.db, a.credentials, row.db_server_id))))
       add(
         'logins',
         `${a.instance_id}: the acknowledged credentials for ${a.credentials.db_name} do not log in`,
@@ -127,17 +138,30 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
     .where('status', '=', 'ready')
     .where('instance_id', 'is not', null)
     .execute();
+  const withCert = new Set(
+    (await src.db.selectFrom('server_certificates').select('db_server_id').execute()).map(
+      (c) => c.db_server_id,
+    ),
+  );
+  const fleetCa = (
+    await src.db.selectFrom('fleet_ca').select('cert_pem').where('retired_at', 'is', null).executeTakeFirst()
+  )?.cert_pem;
   for (const t of ready) {
     const server = running.get(t.db_server_id);
     if (!server?.host || !server.port) continue;
     if (t.password_pending_enc)
       add('passwords', `${t.instance_id}: a rotation left unsettled (pending password)`);
+    // As tenants log in: over TLS verified against the fleet CA where the server has a certificate
+    // (tenant roles may log in over TLS only there).
     const logsIn = await canLogin({
       db_host: server.host,
       db_port: server.port,
       db_name: t.db_name,
       db_user: t.db_user,
       db_password: src.secrets.decrypt(t.password_enc),
+      ...(withCert.has(server.id) && fleetCa
+        ? { sslmode: 'verify-full' as const, ssl_root_cert: fleetCa }
+        : {}),
     });
     if (!logsIn)
       add('passwords', `${t.instance_id}: the catalog's password for ${t.db_name} does not log in`);
@@ -168,8 +192,9 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
       .where('db_server_id', '=', s.id)
       .where('status', 'in', ON_SERVER_STATUSES)
       .execute();
-    const dbs = new Set(rows.map((r) => r.db_name));
-    const roles = new Set(rows.map((r) => r.db_user));
+    const held = await namesHeldByMoves(src.db, s.id);
+    const dbs = new Set([...rows, ...held].map((r) => r.db_name));
+    const roles = new Set([...rows, ...held].map((r) => r.db_user));
     for (const d of onServer.dbs)
       if (!dbs.has(d)) add('orphans', `${s.name}: database ${d} has no catalog row`);
     for (const r of onServer.roles)
@@ -196,6 +221,8 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
   ))
     if (!byRef.get(s.orchestrator_ref ?? '')?.running)
       add('orphans', `${s.name} is ${s.status} but not running`);
+
+  for (const v of await checkMoves(src.db, src.secrets, running)) add('moves', v);
 
   // one health schedule, and at most one sweep waiting for its turn.
   const monitoring = src.queues.queue('monitoring');
@@ -231,7 +258,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
   return { checked: Object.keys(INVARIANTS) as Invariant[], violations };
 }
 
-async function tenantObjects(server: DbServer, secrets: SecretBox) {
+export async function tenantObjects(server: DbServer, secrets: SecretBox) {
   const client = new pg.Client({
     host: server.host!,
     port: server.port!,

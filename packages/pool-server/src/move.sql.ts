@@ -57,13 +57,20 @@ export function dropSubscriptionStatements(name: string): string[] {
   ];
 }
 
-/** Writes blocked on the source: no new logins, and every session of the tenant ended. */
+/**
+ * Writes blocked on the source: no new logins, and every session of the tenant ended — waited for
+ * (pg_terminate_backend's timeout, PostgreSQL 14+): a session signalled but still finishing its
+ * COMMIT would otherwise write after the LSN the cut-over waits for, and that write would be lost.
+ */
 export function blockWritesStatements(dbUser: string): string[] {
   return [
     `ALTER ROLE ${quoteIdent(dbUser)} WITH NOLOGIN`,
-    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${quoteLiteral(dbUser)} AND pid <> pg_backend_pid()`,
+    `SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = ${quoteLiteral(dbUser)} AND pid <> pg_backend_pid()`,
   ];
 }
+
+/** Sessions of the tenant still there (none once writes are blocked). */
+export const TENANT_SESSIONS = 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1';
 
 export function allowLoginStatement(dbUser: string): string {
   return `ALTER ROLE ${quoteIdent(dbUser)} WITH LOGIN`;

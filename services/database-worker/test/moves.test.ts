@@ -132,6 +132,15 @@ describe('a tenant move by logical replication', () => {
       'SELECT count(*)::int AS n FROM pg_subscription',
     );
     expect(subs!.n).toBe(0);
+
+    // The worker's metrics saw it: the result, the phases, the bytes and the write-blocked time.
+    const metrics = (await f.workers[0]!.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toMatch(/tenantdb_moves_total\{result="done",service="database-worker"\} 1/);
+    expect(metrics).toMatch(/tenantdb_move_phases_total\{phase="cleaning_up",service="database-worker"\} 1/);
+    expect(metrics).toMatch(/tenantdb_move_write_blocked_seconds_count\{service="database-worker"\} 1/);
+    expect(
+      Number(/tenantdb_move_bytes_copied_total\{service="database-worker"\} (\d+)/.exec(metrics)?.[1]),
+    ).toBeGreaterThan(1_000_000);
   }, 180_000);
 });
 
@@ -153,6 +162,7 @@ describe('other paths', () => {
     expect(started.status).toBe(202);
     const moved = await waitForPhase(f, started.body.id, ['grace', 'dropping_source', 'done']);
     expect(moved).toMatchObject({ method: 'dump' });
+    expect(Number(moved.write_blocked_ms)).toBeGreaterThan(0);
     expect(String(moved.method_reason)).toMatch(/without a primary key.*app\.events/);
     const target = (await f.api('POST', '/api/database/allocate', ids)).body;
     expect(target.db_server_id).toBe(b.id);

@@ -23,6 +23,7 @@ import {
   restoreArchive,
   splitPrimaryKeys,
   TABLES_WITHOUT_IDENTITY,
+  TENANT_SESSIONS,
   type TenantNames,
   targetRoleStatement,
 } from '@tenantdb/pool-server';
@@ -200,7 +201,18 @@ export function createMoveSteps(deps: StepDeps) {
       return dumpAndRestore(t, dumpConn(p.source, p.names.dbName), dumpConn(p.target, p.names.dbName));
     },
 
-    blockWrites: (p: MoveParts) => run(p.source, blockWritesStatements(p.names.dbUser)),
+    /** No login, every session ended and gone: nothing the tenant does reaches the source any more. */
+    async blockWrites(p: MoveParts): Promise<void> {
+      await run(p.source, blockWritesStatements(p.names.dbUser));
+      await connections.withClient(p.source, async (c) => {
+        for (let i = 0; ; i++) {
+          const { rows } = await c.query<{ n: number }>(TENANT_SESSIONS, [p.names.dbUser]);
+          if (rows[0]!.n === 0) return;
+          if (i >= 100) throw new Error('sessions of the tenant are still open on the source');
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      });
+    },
     allowSourceLogins: (p: MoveParts) => run(p.source, [allowLoginStatement(p.names.dbUser)]),
     openTarget: (p: MoveParts) => run(p.target, [allowLoginStatement(p.names.dbUser)]),
 

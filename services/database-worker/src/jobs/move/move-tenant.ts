@@ -142,8 +142,11 @@ export function moveTenant(deps: WorkerDeps) {
       }
       await steps.copySequences(p);
     }
-    const blockedMs = Math.round(performance.now() - blockedAt);
+    const blockedMs =
+      Math.round(performance.now() - blockedAt) +
+      (p.move.method === 'dump' ? (p.move.write_blocked_ms ?? 0) : 0);
     if (!(await moves.cutOver(p.move, blockedMs))) throw new Superseded();
+    metrics.movePhase('cleaning_up');
     await steps.openTarget(p);
     metrics.moveWriteBlocked(blockedMs / 1000);
     log.info({ move_id: p.move.id, write_blocked_ms: blockedMs }, 'cut over');
@@ -165,11 +168,24 @@ export function moveTenant(deps: WorkerDeps) {
           await steps.copyPreData(p);
           return advance(move, 'copying_schema', 'syncing');
         }
-        // Dump: writes stay blocked from here to the cut-over (cutting_over blocks again, harmlessly).
+        // Dump: writes stay blocked from here to the cut-over (cutting_over blocks again, harmlessly);
+        // a copy that fails opens the source again before it is retried or undone.
+        const dumpStarted = performance.now();
         await steps.blockWrites(p);
-        const bytes = await steps.dumpAll(p);
+        let bytes: number;
+        try {
+          bytes = await steps.dumpAll(p);
+        } catch (err) {
+          await steps.allowSourceLogins(p).catch(() => {});
+          throw err;
+        }
         metrics.moveBytes(bytes);
-        return advance(move, 'copying_schema', 'cutting_over', { bytes_copied: bytes, bytes_total: bytes });
+        return advance(move, 'copying_schema', 'cutting_over', {
+          bytes_copied: bytes,
+          bytes_total: bytes,
+          // Blocked for the whole copy: the cut-over adds its own part.
+          write_blocked_ms: Math.round(performance.now() - dumpStarted),
+        });
       }
       case 'syncing':
         return syncing(p, log);
