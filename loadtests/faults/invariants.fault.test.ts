@@ -199,6 +199,13 @@ describe('the invariant checker', () => {
     );
   });
 
+  it("catches what a finished move left behind (its replication role, a publication's namesake)", () =>
+    planted(
+      'moves',
+      () => adminQuery(adminUrl(), 'CREATE ROLE tenantdb_move_0123456789abcdef0123456789abcdef NOLOGIN'),
+      () => adminQuery(adminUrl(), 'DROP ROLE tenantdb_move_0123456789abcdef0123456789abcdef'),
+    ));
+
   it('catches an orphaned tenant database', () =>
     planted(
       'orphans',

@@ -16,6 +16,7 @@ import { createLocalProvisioner } from '@tenantdb/provisioners';
 import type { SecretBox } from '@tenantdb/secrets';
 import { canLogin, type TenantCredentials } from '@tenantdb/testkit';
 import pg from 'pg';
+import { checkMoves, followMoves, namesHeldByMoves } from './invariants.moves';
 
 export const INVARIANTS = {
   capacity: 'no server over capacity',
@@ -26,6 +27,8 @@ export const INVARIANTS = {
   'health-schedule': 'one health schedule',
   access:
     "every ready tenant's server agrees with its catalog row (restricted ⇔ not a member of its owner role, suspended ⇔ no login) and none is left pending",
+  moves:
+    'every move finished or still advancing; a moved tenant served from one server, its other copy closed or gone; nothing of a finished move left (subscription, publication, slot, replication role)',
   secrets: 'no secret in any log or job payload',
 } as const;
 export type Invariant = keyof typeof INVARIANTS;
@@ -64,7 +67,7 @@ export interface InvariantSources {
 
 /** Server statuses where the server runs and holds what the catalog says. */
 const ON_SERVER = ['active', 'full', 'cordoned', 'draining', 'maintenance'] as const;
-/** Payload fields a job may carry: ids, a reason, a tenant event's name and time, never a secret. */
+/** Payload fields a job may carry: ids (a move's too), a reason, a tenant event's name and time, never a secret. */
 const PAYLOAD_FIELDS = new Set([
   'server_id',
   'instance_id',
@@ -73,6 +76,7 @@ const PAYLOAD_FIELDS = new Set([
   'event',
   'occurred_at',
   'delivery_id',
+  'move_id',
 ]);
 
 export async function checkInvariants(src: InvariantSources): Promise<InvariantReport> {
@@ -93,17 +97,25 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
     .groupBy('db_server_id')
     .execute();
   const held = new Map(holding.map((h) => [h.db_server_id, Number(h.n)]));
+  // A move holds one slot of its own (target before its cut-over, source until the source is dropped).
+  const moveSlots = await src.db
+    .selectFrom('tenant_moves')
+    .select(['slot_server_id', (eb) => eb.fn.countAll<string>().as('n')])
+    .where('slot_server_id', 'is not', null)
+    .groupBy('slot_server_id')
+    .execute();
+  for (const m of moveSlots) held.set(m.slot_server_id!, (held.get(m.slot_server_id!) ?? 0) + Number(m.n));
   for (const s of servers) {
     const rows = held.get(s.id) ?? 0;
     if (s.current_instances > s.max_instances || rows > s.max_instances || s.current_instances < 0)
       add(
         'capacity',
-        `${s.name}: current_instances ${s.current_instances}, ${rows} live allocations, max ${s.max_instances}`,
+        `${s.name}: current_instances ${s.current_instances}, ${rows} live allocations and move slots, max ${s.max_instances}`,
       );
     if (s.current_instances !== rows)
       add(
         'slots',
-        `${s.name} (${s.status}): current_instances ${s.current_instances}, live allocations ${rows}`,
+        `${s.name} (${s.status}): current_instances ${s.current_instances}, live allocations and move slots ${rows}`,
       );
   }
 
@@ -111,7 +123,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
   for (const a of src.acknowledged) {
     const row = await src.db
       .selectFrom('tenant_databases')
-      .select(['db_name', 'status'])
+      .select(['db_name', 'status', 'db_server_id'])
       .where('instance_id', '=', a.instance_id)
       .where('status', 'in', SLOT_HOLDING_STATUSES)
       .executeTakeFirst();
@@ -124,7 +136,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
         'logins',
         `${a.instance_id}: acknowledged ${a.credentials.db_name}, catalog has ${row?.db_name} ${row?.status}`,
       );
-    else if (!(await canLogin(a.credentials)))
+    else if (!(await canLogin(await followMoves(src.db, a.credentials, row.db_server_id))))
       add(
         'logins',
         `${a.instance_id}: the acknowledged credentials for ${a.credentials.db_name} do not log in`,
@@ -198,8 +210,9 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
       .where('db_server_id', '=', s.id)
       .where('status', 'in', ON_SERVER_STATUSES)
       .execute();
-    const dbs = new Set(rows.map((r) => r.db_name));
-    const roles = new Set(rows.flatMap((r) => [r.db_user, ownerRoleOf({ dbName: r.db_name })]));
+    const held = await namesHeldByMoves(src.db, s.id);
+    const dbs = new Set([...rows, ...held].map((r) => r.db_name));
+    const roles = new Set([...rows, ...held].flatMap((r) => [r.db_user, ownerRoleOf({ dbName: r.db_name })]));
     for (const d of onServer.dbs)
       if (!dbs.has(d)) add('orphans', `${s.name}: database ${d} has no catalog row`);
     for (const r of onServer.roles)
@@ -262,6 +275,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
       add('access', `${t.db_name}: cannot be inspected: ${(err as Error).message}`);
     }
   }
+  for (const v of await checkMoves(src.db, src.secrets, running)) add('moves', v);
 
   // one health schedule, and at most one sweep waiting for its turn.
   const monitoring = src.queues.queue('monitoring');
@@ -316,7 +330,7 @@ async function onServerAsAdmin(server: DbServer, secrets: SecretBox, text: strin
   }
 }
 
-async function tenantObjects(server: DbServer, secrets: SecretBox) {
+export async function tenantObjects(server: DbServer, secrets: SecretBox) {
   const client = new pg.Client({
     host: server.host!,
     port: server.port!,

@@ -7,6 +7,8 @@ export * from './repos/audit.repo';
 export * from './repos/fleet.repo';
 export * from './repos/health.repo';
 export * from './repos/limits.repo';
+export * from './repos/moves.repo';
+export * from './repos/moves-start';
 export * from './repos/plans.repo';
 export * from './repos/reservations.repo';
 export * from './repos/retirement.repo';

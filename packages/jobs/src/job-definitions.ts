@@ -5,7 +5,7 @@
 import { z } from 'zod';
 
 /** The queues database-worker consumes (and only these: each process names its own). */
-/** `data`: long per-tenant work (usage sampling), apart so provisioning and health checks never wait behind it. */
+/** `data`: long per-tenant work (moves, usage sampling), apart so provisioning and health checks never wait behind it. */
 export const WORKER_QUEUES = ['provisioning', 'monitoring', 'maintenance', 'data'] as const;
 /**
  * The queues instance-service consumes: its instances' work, and callback deliveries apart (their
@@ -19,6 +19,7 @@ export type WorkerQueueName = (typeof WORKER_QUEUES)[number];
 const serverJob = z.object({ server_id: z.uuid() });
 const instanceJob = z.object({ instance_id: z.uuid() });
 const noPayload = z.object({});
+const moveJob = z.object({ move_id: z.uuid() });
 
 export const JOBS = {
   /** Create the orchestrator object, wait for a real login, then initializing → active. */
@@ -49,6 +50,12 @@ export const JOBS = {
     queue: 'data',
     payload: z.object({ plan_tier: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/) }),
   },
+  /**
+   * Advance a tenant move phase by phase (tenant_moves: the record is the truth); in its grace
+   * period it waits delayed, then drops the source. The data queue has its own concurrency, so long
+   * copies never hold up provisioning or health checks.
+   */
+  'move-tenant': { queue: 'data', payload: moveJob, attempts: 20 },
   /** Catalog vs orchestrator vs pg_database: report drift, remove what tenantdb made and lost. */
   reconcile: { queue: 'maintenance', payload: noPayload },
   /**
@@ -106,13 +113,15 @@ export function jobIdFor<N extends JobName>(name: N, payload: JobPayload<N>): st
     instance_id: instanceId,
     delivery_id: deliveryId,
     plan_tier: planTier,
+    move_id: moveId,
   } = payload as {
     plan_tier?: string;
     server_id?: string;
     instance_id?: string;
     delivery_id?: string;
+    move_id?: string;
   };
-  const id = deliveryId ?? serverId ?? instanceId ?? planTier;
+  const id = deliveryId ?? serverId ?? instanceId ?? moveId ?? planTier;
   return id ? `${name}-${id}` : name;
 }
 
@@ -132,6 +141,8 @@ export const SINGLE_FLIGHT: ReadonlySet<JobName> = new Set<JobName>([
   'sample-usage-all',
   'sample-usage-server',
   'apply-plan',
+  // The move's record is the truth: a job that gave up must not keep reconcile from resuming it.
+  'move-tenant',
   // instance-service: the instance row is the truth; a job that gave up must not block the sweep.
   'wait-for-database',
   'release-database',

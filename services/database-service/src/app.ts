@@ -8,6 +8,7 @@ import {
   createFleetRepo,
   createHealthRepo,
   createLimitsRepo,
+  createMovesRepo,
   createPlansRepo,
   createReservationsRepo,
   createServersRepo,
@@ -36,6 +37,8 @@ import { createApiKeysService } from './api-keys/api-keys.service';
 import type { DatabaseServiceConfig } from './config';
 import { createLimits, limitsConfig } from './limits';
 import { createServiceMetrics } from './metrics';
+import { movesRoutes } from './moves/moves.routes';
+import { createMovesService } from './moves/moves.service';
 import { plansRoutes } from './plans/plans.routes';
 import { createPlansService } from './plans/plans.service';
 import { poolsRoutes } from './pools/pools.routes';
@@ -86,6 +89,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     plans: createPlansRepo(db),
     audit: createAuditRepo(db),
     tls: createTlsRepo(db),
+    moves: createMovesRepo(db),
   };
   const limits = createLimits({ limits: createLimitsRepo(), config: limitsConfig(config) });
   const allocation = createAllocationService({
@@ -115,7 +119,18 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     config: { defaultDriver: config.TENANTDB_DEFAULT_DRIVER },
   });
 
+  const moves = createMovesService({
+    db,
+    ...repos,
+    queues,
+    config: {
+      movesPerServer: config.TENANTDB_MOVES_PER_SERVER,
+      strategy: config.TENANTDB_PLACEMENT_STRATEGY,
+    },
+  });
+
   allocationRoutes(app, allocation);
+  movesRoutes(app, moves);
   plansRoutes(
     app,
     repos.plans,

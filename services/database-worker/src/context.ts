@@ -7,6 +7,7 @@ import type {
   FleetRepo,
   HealthRepo,
   LimitsRepo,
+  MovesRepo,
   PlansRepo,
   RetirementRepo,
   ServersRepo,
@@ -19,6 +20,7 @@ import type { Logger } from '@tenantdb/observability';
 import {
   type AccessRowLike,
   applyQuotaTransition,
+  type ClientTools,
   type PoolConnections,
   type QuotaTransitionDeps,
   quotaTransitions,
@@ -42,6 +44,7 @@ export interface WorkerDeps {
   health: HealthRepo;
   limits: LimitsRepo;
   tenants: TenantDatabasesRepo;
+  moves: MovesRepo;
   plans: PlansRepo;
   retirement: RetirementRepo;
   audit: AuditRepo;
@@ -57,6 +60,8 @@ export interface WorkerDeps {
   drivers: ReadonlyMap<ProvisionerDriver, Provisioner>;
   metrics: WorkerMetrics;
   logger: Logger;
+  /** pg_dump/pg_restore/psql found on this machine, by major (looked for once, at first use). */
+  clientTools: () => Promise<ClientTools[]>;
 }
 
 export interface JobContext {

@@ -84,7 +84,43 @@ export function createWorkerMetrics(
 
   usageGauges(registry, usage);
 
+  // Tenant moves (jobs/move): transitions and results as counters; the copy's bytes; the lag of the
+  // moves this replica is syncing (the largest: one series whatever the number of moves); how
+  // long writes were blocked at each cut-over.
+  const movePhases = new Counter({
+    name: 'tenantdb_move_phases_total',
+    help: 'tenant moves entering each phase, on this worker',
+    labelNames: ['phase'],
+    registers: [registry],
+  });
+  const movesFinished = new Counter({
+    name: 'tenantdb_moves_total',
+    help: 'tenant moves ended on this worker, by result (done, cancelled, failed)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const moveBytes = new Counter({
+    name: 'tenantdb_move_bytes_copied_total',
+    help: 'bytes copied by tenant moves (logical: growth of the target database; dump: the archive)',
+    registers: [registry],
+  });
+  const moveLag = new Gauge({
+    name: 'tenantdb_move_replication_lag_bytes',
+    help: 'WAL the source has that the subscription of a move syncing on this worker has not confirmed (last seen)',
+    registers: [registry],
+  });
+  const moveBlocked = new Histogram({
+    name: 'tenantdb_move_write_blocked_seconds',
+    help: 'how long a cut-over blocked the tenant writes (block on the source to catalog switch)',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+    registers: [registry],
+  });
   return {
+    movePhase: (phase: string) => movePhases.inc({ phase }),
+    moveFinished: (result: 'done' | 'cancelled' | 'failed') => movesFinished.inc({ result }),
+    moveBytes: (bytes: number) => moveBytes.inc(bytes),
+    moveLag: (bytes: number) => moveLag.set(bytes),
+    moveWriteBlocked: (seconds: number) => moveBlocked.observe(seconds),
     job(queue: string, job: string, result: 'completed' | 'failed' | 'retry') {
       jobs.inc({ queue, job, result });
     },

@@ -7,6 +7,7 @@ import {
   createFleetRepo,
   createHealthRepo,
   createLimitsRepo,
+  createMovesRepo,
   createPlansRepo,
   createRetirementRepo,
   createServersRepo,
@@ -19,7 +20,13 @@ import {
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
 import { type Consumers, createQueues, type KeptSchedules } from '@tenantdb/jobs';
 import { createRegistry, type Logger } from '@tenantdb/observability';
-import { createPoolConnections, createTenantAccess, createTenantOps } from '@tenantdb/pool-server';
+import {
+  type ClientTools,
+  createPoolConnections,
+  createTenantAccess,
+  createTenantOps,
+  findClientTools,
+} from '@tenantdb/pool-server';
 import {
   createKubernetesProvisioner,
   createLocalProvisioner,
@@ -36,6 +43,7 @@ import { cleanupFailedServers } from './jobs/cleanup-failed-servers';
 import { decommissionServer } from './jobs/decommission-server';
 import { growSharedCapacity } from './jobs/grow-shared-capacity';
 import { boundHealthChecks, healthCheckAll, healthCheckServer } from './jobs/health-check';
+import { moveTenant } from './jobs/move/move-tenant';
 import { provisionServer } from './jobs/provision-server';
 import { reconcile } from './jobs/reconcile';
 import { refillWarmDatabases } from './jobs/refill-warm-databases';
@@ -98,8 +106,8 @@ export function createDrivers(config: WorkerConfig): Map<ProvisionerDriver, Prov
         image:
           config.TENANTDB_K8S_IMAGE ??
           (config.TENANTDB_K8S_MODE === 'cnpg'
-            ? 'ghcr.io/cloudnative-pg/postgresql:16'
-            : 'postgres:16-alpine'),
+            ? 'ghcr.io/cloudnative-pg/postgresql:15'
+            : 'postgres:15-alpine'),
         ...(config.TENANTDB_K8S_STORAGE_CLASS ? { storageClass: config.TENANTDB_K8S_STORAGE_CLASS } : {}),
         storageSizeGb: config.TENANTDB_K8S_STORAGE_SIZE_GB,
         runAsUser: config.TENANTDB_K8S_RUN_AS_USER,
@@ -138,6 +146,11 @@ export async function createWorker(
   const fleet = createFleetRepo(db);
   const tls = createTlsRepo(db);
   const usage = createUsageRepo(db);
+  let tools: Promise<ClientTools[]> | undefined;
+  const clientTools = () => {
+    tools ??= findClientTools({ dirs: config.TENANTDB_CLIENT_TOOL_DIRS });
+    return tools;
+  };
   const deps: WorkerDeps = {
     config,
     db,
@@ -146,6 +159,7 @@ export async function createWorker(
     health: createHealthRepo(db),
     limits: createLimitsRepo(),
     tenants: createTenantDatabasesRepo(db),
+    moves: createMovesRepo(db),
     plans: createPlansRepo(db),
     retirement: createRetirementRepo(db),
     audit: createAuditRepo(db),
@@ -163,6 +177,7 @@ export async function createWorker(
     drivers: opts.drivers ?? createDrivers(config),
     metrics: createWorkerMetrics(registry, fleet, queues, tls, createUsageStatsRepo(db)),
     logger,
+    clientTools,
   };
   const handlers: Handlers = {
     'provision-server': provisionServer(deps),
@@ -176,6 +191,7 @@ export async function createWorker(
     'sample-usage-all': sampleUsageAll(deps),
     'sample-usage-server': sampleUsageServer(deps),
     'apply-plan': applyPlan(deps),
+    'move-tenant': moveTenant(deps),
   };
   const app = await createHttpApp({
     name: 'database-worker',
@@ -199,6 +215,12 @@ export async function createWorker(
     handlers,
     app,
     async start() {
+      const found = await clientTools();
+      // A move needs tools of a major at least its servers' (client-tools.ts): say what there is.
+      logger.info(
+        { client_tools: found.map((t) => ({ major: t.major, version: t.version, dir: t.dir })) },
+        found.length ? 'client tools found' : 'no pg_dump/pg_restore/psql found: moves will fail',
+      );
       await boundHealthChecks(deps);
       schedules = await keepWorkerSchedules(deps);
       running = startWorkers(deps, handlers);

@@ -5,6 +5,7 @@
 import type {
   AuditRepo,
   CatalogDb,
+  MovesRepo,
   PlacementStrategy,
   Plan,
   PlansRepo,
@@ -43,6 +44,7 @@ export interface AllocationDeps {
   servers: ServersRepo;
   reservations: ReservationsRepo;
   tenants: TenantDatabasesRepo;
+  moves: MovesRepo;
   plans: PlansRepo;
   audit: AuditRepo;
   tls: TlsRepo;

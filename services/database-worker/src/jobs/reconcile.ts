@@ -7,7 +7,10 @@
 //   - rotations a crash left with a pending password (reconcile-rotations.ts);
 //   - quota states and suspensions not yet applied on the server, and tenants still in the
 //     arrangement before the owner role (reconcile-access.ts);
-//   - servers still provisioning with no job (a lost enqueue).
+//   - servers still provisioning with no job (a lost enqueue);
+//   - tenant moves no worker has touched for a while (a lost job, a worker killed past its
+//     retries), and moves whose grace period is over: their (idempotent) job again. A move's
+//     databases on its source and target are known names, never orphans.
 // Unlabelled objects, and databases or roles whose names tenantdb does not generate (with the
 // tenant prefix or not), are never touched. One row's or one server's failure is logged and
 // counted (the summary's errors) and the pass goes on; the next run tries again.
@@ -122,7 +125,7 @@ export async function orphanObjects(
 }
 
 export function reconcile(deps: WorkerDeps) {
-  const { servers, fleet, tenants, connections, tenantOps, queues, audit, config } = deps;
+  const { servers, fleet, tenants, moves, connections, tenantOps, queues, audit, config } = deps;
   const staleBefore = () => new Date(Date.now() - config.TENANTDB_STALE_ALLOCATION_MS);
 
   /**
@@ -137,7 +140,7 @@ export function reconcile(deps: WorkerDeps) {
     // The server is listed before the catalog is read: every row is written before the SQL
     // that makes its database, so whatever is on the server by now has its row in the catalog.
     const onServer = await listTenantObjects(connections, server);
-    const rows = await tenants.listNamesOnServer(server.id);
+    const rows = [...(await tenants.listNamesOnServer(server.id)), ...(await moves.namesHeldOn(server.id))];
     const knownDbs = new Set(rows.map((r) => r.db_name));
     // Each tenant has a login role and (tenant-access.sql.ts) an owner role.
     const knownRoles = new Set(rows.flatMap((r) => [r.db_user, ownerRoleOf({ dbName: r.db_name })]));
@@ -244,7 +247,17 @@ export function reconcile(deps: WorkerDeps) {
     const starting = await fleet.idsInStatuses(STARTING_STATUSES);
     for (const id of starting) await queues.enqueue('provision-server', { server_id: id });
 
-    const summary = { objects, databases, allocations, slot_drift: slotDrift, errors: pass.errors };
+    const resumed = await moves.findStale(staleBefore());
+    for (const move of resumed) await queues.enqueue('move-tenant', { move_id: move.id });
+
+    const summary = {
+      objects,
+      databases,
+      allocations,
+      moves_resumed: resumed.length,
+      slot_drift: slotDrift,
+      errors: pass.errors,
+    };
     if (objects + databases + allocations > 0) {
       await audit.record({ actor: 'database-worker', action: 'fleet.reconcile', details: summary });
     }
