@@ -60,6 +60,12 @@ export function guardrailStatements(dbUser: string, g: Guardrails, opts: { reset
 }
 
 const ROLE_ATTRIBUTES = 'NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT';
+/**
+ * The owner role inherits: its only membership is the implicit pg_database_owner of its database,
+ * and PostgreSQL 15 gives a NOINHERIT owner none of that role's rights (CREATE on `public` is
+ * refused; 16 and later grant it). Nothing else is ever granted to it.
+ */
+const OWNER_ATTRIBUTES = 'NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT';
 
 /**
  * Role + database with tenant isolation, in three round trips (the first and last each one
@@ -77,7 +83,7 @@ export function createTenantStatements(
   const login = spec.login === false ? 'NOLOGIN' : 'LOGIN';
   return [
     [
-      `CREATE ROLE ${owner} WITH NOLOGIN ${ROLE_ATTRIBUTES}`,
+      `CREATE ROLE ${owner} WITH NOLOGIN ${OWNER_ATTRIBUTES}`,
       `CREATE ROLE ${role} WITH ${login} ${ROLE_ATTRIBUTES} CONNECTION LIMIT ${limit} PASSWORD ${quoteLiteral(spec.passwordVerifier)} IN ROLE ${owner}`,
       `ALTER ROLE ${role} SET role = ${owner}`,
       ...(spec.guardrails ? guardrailStatements(spec.dbUser, spec.guardrails, { resetUnset: false }) : []),
@@ -243,7 +249,7 @@ export function migrateArrangementBatch(names: TenantNames): string {
   const ownerName = ownerRoleOf(names);
   const owner = quoteIdent(ownerName);
   return [
-    `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${quoteLiteral(ownerName)}) THEN CREATE ROLE ${owner} WITH NOLOGIN ${ROLE_ATTRIBUTES}; END IF; END $$`,
+    `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${quoteLiteral(ownerName)}) THEN CREATE ROLE ${owner} WITH NOLOGIN ${OWNER_ATTRIBUTES}; END IF; END $$`,
     `REASSIGN OWNED BY ${role} TO ${owner}`,
     `GRANT CONNECT, TEMPORARY ON DATABASE ${quoteIdent(names.dbName)} TO ${role}`,
     `ALTER ROLE ${role} NOINHERIT`,

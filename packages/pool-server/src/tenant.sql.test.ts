@@ -51,7 +51,7 @@ describe('tenant DDL', () => {
     const [roles, database, isolation] = createTenantStatements(spec);
     expect(createTenantStatements(spec)).toHaveLength(3);
     expect(roles!.split(';\n')).toEqual([
-      'CREATE ROLE "tdb_x_o" WITH NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT',
+      'CREATE ROLE "tdb_x_o" WITH NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT',
       `CREATE ROLE "tdb_x_u" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT CONNECTION LIMIT 20 PASSWORD 'SCRAM-SHA-256$4096:s$k:v' IN ROLE "tdb_x_o"`,
       'ALTER ROLE "tdb_x_u" SET role = "tdb_x_o"',
     ]);

@@ -1,6 +1,7 @@
 // The moves API against a real fleet: every refusal is a clear 4xx that changes nothing (no move
 // recorded, no slot taken), "anywhere" follows the placement rules, and a move in flight refuses a
 // rotation and a release of its tenant (409) until it is done.
+import { randomUUID } from 'node:crypto';
 import type { DbServer } from '@tenantdb/catalog';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Fleet, newIds, startFleet } from './harness';
@@ -35,9 +36,12 @@ const movesRecorded = async () =>
   );
 
 async function fakeServer(patch: Record<string, unknown>): Promise<string> {
-  const { id } = await f.db
+  // b's admin password, encrypted for this row (a ciphertext is bound to the row that holds it)
+  const id = randomUUID();
+  await f.db
     .insertInto('db_servers')
     .values({
+      id,
       name: `fake-${Math.random().toString(36).slice(2, 8)}`,
       driver: 'external',
       host: b.host,
@@ -45,12 +49,11 @@ async function fakeServer(patch: Record<string, unknown>): Promise<string> {
       server_type: 'shared',
       max_instances: 5,
       admin_user: b.admin_user,
-      admin_password_enc: b.admin_password_enc,
+      admin_password_enc: f.secrets.encrypt(f.adminPassword(b), id),
       status: 'active',
       ...patch,
     } as never)
-    .returning('id')
-    .executeTakeFirstOrThrow();
+    .execute();
   return id;
 }
 
