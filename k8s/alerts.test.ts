@@ -1,4 +1,4 @@
-// The alert rules: the six alerts the platform promises, each with a severity, a summary and a
+// The alert rules: the seven alerts the platform promises, each with a severity, a summary and a
 // runbook link to a section of docs/operations.md that exists. (That every metric they read is
 // exported: monitoring.e2e.test.ts.)
 import { readFile } from 'node:fs/promises';
@@ -30,6 +30,7 @@ describe('k8s/base/monitoring/tenantdb.rules.yml', () => {
         'TenantdbProvisioningFailures',
         'TenantdbQueueBacklog',
         'TenantdbServerUnhealthy',
+        'TenantdbServerStorageNearFull',
         'TenantdbSharedCapacityHigh',
       ].sort(),
     );
@@ -56,5 +57,6 @@ describe('k8s/base/monitoring/tenantdb.rules.yml', () => {
     expect(rule('TenantdbServerUnhealthy').for).toBe('15m');
     expect(rule('TenantdbCatalogDrift').expr).toMatch(/!= 0\s*$/);
     expect(rule('TenantdbNoHealthSweep').expr).toContain('[15m]');
+    expect(rule('TenantdbServerStorageNearFull').expr).toMatch(/> 0\.85\s*$/);
   });
 });

@@ -122,7 +122,7 @@ async function violated(): Promise<Set<Invariant>> {
     knownSecrets: [token],
     acknowledged,
   });
-  expect(report.checked).toHaveLength(7);
+  expect(report.checked).toHaveLength(8);
   return new Set(report.violations.map((v) => v.invariant));
 }
 
@@ -199,6 +199,13 @@ describe('the invariant checker', () => {
     );
   });
 
+  it("catches what a finished move left behind (its replication role, a publication's namesake)", () =>
+    planted(
+      'moves',
+      () => adminQuery(adminUrl(), 'CREATE ROLE tenantdb_move_0123456789abcdef0123456789abcdef NOLOGIN'),
+      () => adminQuery(adminUrl(), 'DROP ROLE tenantdb_move_0123456789abcdef0123456789abcdef'),
+    ));
+
   it('catches an orphaned tenant database', () =>
     planted(
       'orphans',
@@ -212,6 +219,29 @@ describe('the invariant checker', () => {
       () => adminQuery(adminUrl(), `CREATE ROLE "tdb_orphan_${suffix}_u"`),
       () => adminQuery(adminUrl(), `DROP ROLE "tdb_orphan_${suffix}_u"`),
     ));
+
+  it('catches a tenant the catalog says is restricted or suspended and its server does not, and a change left pending', async () => {
+    const set = (fields: {
+      quota_state?: 'ok' | 'restricted';
+      suspended_at?: Date | null;
+      access_pending?: boolean;
+    }) => db.updateTable('tenant_databases').set(fields).where('db_name', '=', tenant.db).execute();
+    await planted(
+      'access',
+      () => set({ quota_state: 'restricted' }),
+      () => set({ quota_state: 'ok' }),
+    );
+    await planted(
+      'access',
+      () => set({ suspended_at: new Date() }),
+      () => set({ suspended_at: null }),
+    );
+    await planted(
+      'access',
+      () => set({ access_pending: true }),
+      () => set({ access_pending: false }),
+    );
+  });
 
   it('catches an orphaned data directory', () =>
     planted(

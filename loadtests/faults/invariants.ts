@@ -11,11 +11,12 @@ import {
   SLOT_HOLDING_STATUSES,
 } from '@tenantdb/catalog';
 import type { Queues } from '@tenantdb/jobs';
-import { TENANT_PREFIX } from '@tenantdb/pool-server';
+import { accessStateQuery, ownerRoleOf, TENANT_PREFIX } from '@tenantdb/pool-server';
 import { createLocalProvisioner } from '@tenantdb/provisioners';
 import type { SecretBox } from '@tenantdb/secrets';
 import { canLogin, type TenantCredentials } from '@tenantdb/testkit';
 import pg from 'pg';
+import { checkMoves, followMoves, namesHeldByMoves } from './invariants.moves';
 
 export const INVARIANTS = {
   capacity: 'no server over capacity',
@@ -24,6 +25,10 @@ export const INVARIANTS = {
   passwords: "every ready allocation's password logs in (no rotation left unsettled)",
   orphans: 'no orphaned database, role, server, data dir or postmaster',
   'health-schedule': 'one health schedule',
+  access:
+    "every ready tenant's server agrees with its catalog row (restricted ⇔ not a member of its owner role, suspended ⇔ no login) and none is left pending",
+  moves:
+    'every move finished or still advancing; a moved tenant served from one server, its other copy closed or gone; nothing of a finished move left (subscription, publication, slot, replication role)',
   secrets: 'no secret in any log or job payload',
 } as const;
 export type Invariant = keyof typeof INVARIANTS;
@@ -62,8 +67,17 @@ export interface InvariantSources {
 
 /** Server statuses where the server runs and holds what the catalog says. */
 const ON_SERVER = ['active', 'full', 'cordoned', 'draining', 'maintenance'] as const;
-/** Payload fields a job may carry: ids and a reason, never a secret. */
-const PAYLOAD_FIELDS = new Set(['server_id', 'instance_id', 'reason']);
+/** Payload fields a job may carry: ids (a move's too), a reason, a tenant event's name and time, never a secret. */
+const PAYLOAD_FIELDS = new Set([
+  'server_id',
+  'instance_id',
+  'reason',
+  'plan_tier',
+  'event',
+  'occurred_at',
+  'delivery_id',
+  'move_id',
+]);
 
 export async function checkInvariants(src: InvariantSources): Promise<InvariantReport> {
   const violations: Violation[] = [];
@@ -83,17 +97,25 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
     .groupBy('db_server_id')
     .execute();
   const held = new Map(holding.map((h) => [h.db_server_id, Number(h.n)]));
+  // A move holds one slot of its own (target before its cut-over, source until the source is dropped).
+  const moveSlots = await src.db
+    .selectFrom('tenant_moves')
+    .select(['slot_server_id', (eb) => eb.fn.countAll<string>().as('n')])
+    .where('slot_server_id', 'is not', null)
+    .groupBy('slot_server_id')
+    .execute();
+  for (const m of moveSlots) held.set(m.slot_server_id!, (held.get(m.slot_server_id!) ?? 0) + Number(m.n));
   for (const s of servers) {
     const rows = held.get(s.id) ?? 0;
     if (s.current_instances > s.max_instances || rows > s.max_instances || s.current_instances < 0)
       add(
         'capacity',
-        `${s.name}: current_instances ${s.current_instances}, ${rows} live allocations, max ${s.max_instances}`,
+        `${s.name}: current_instances ${s.current_instances}, ${rows} live allocations and move slots, max ${s.max_instances}`,
       );
     if (s.current_instances !== rows)
       add(
         'slots',
-        `${s.name} (${s.status}): current_instances ${s.current_instances}, live allocations ${rows}`,
+        `${s.name} (${s.status}): current_instances ${s.current_instances}, live allocations and move slots ${rows}`,
       );
   }
 
@@ -101,7 +123,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
   for (const a of src.acknowledged) {
     const row = await src.db
       .selectFrom('tenant_databases')
-      .select(['db_name', 'status'])
+      .select(['db_name', 'status', 'db_server_id'])
       .where('instance_id', '=', a.instance_id)
       .where('status', 'in', SLOT_HOLDING_STATUSES)
       .executeTakeFirst();
@@ -114,7 +136,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
         'logins',
         `${a.instance_id}: acknowledged ${a.credentials.db_name}, catalog has ${row?.db_name} ${row?.status}`,
       );
-    else if (!(await canLogin(a.credentials)))
+    else if (!(await canLogin(await followMoves(src.db, a.credentials, row.db_server_id))))
       add(
         'logins',
         `${a.instance_id}: the acknowledged credentials for ${a.credentials.db_name} do not log in`,
@@ -137,6 +159,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
       'db_user',
       'password_enc',
       'password_pending_enc',
+      'suspended_at',
     ])
     .where('status', '=', 'ready')
     .where('instance_id', 'is not', null)
@@ -145,6 +168,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
   for (const t of ready) {
     const server = running.get(t.db_server_id);
     if (!server?.host || !server.port) continue;
+    if (t.suspended_at) continue; // cannot log in, by design (the access invariant checks it)
     if (t.password_pending_enc)
       add('passwords', `${t.instance_id}: a rotation left unsettled (pending password)`);
     // As the answer would: over TLS with the server's fleet CA where it has one (hostssl only).
@@ -186,8 +210,9 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
       .where('db_server_id', '=', s.id)
       .where('status', 'in', ON_SERVER_STATUSES)
       .execute();
-    const dbs = new Set(rows.map((r) => r.db_name));
-    const roles = new Set(rows.map((r) => r.db_user));
+    const held = await namesHeldByMoves(src.db, s.id);
+    const dbs = new Set([...rows, ...held].map((r) => r.db_name));
+    const roles = new Set([...rows, ...held].flatMap((r) => [r.db_user, ownerRoleOf({ dbName: r.db_name })]));
     for (const d of onServer.dbs)
       if (!dbs.has(d)) add('orphans', `${s.name}: database ${d} has no catalog row`);
     for (const r of onServer.roles)
@@ -214,6 +239,43 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
   ))
     if (!byRef.get(s.orchestrator_ref ?? '')?.running)
       add('orphans', `${s.name} is ${s.status} but not running`);
+
+  // access: what the catalog says of each ready tenant (quota state, suspension) is what its
+  // server says, and no change is left pending once the reconciler has run.
+  const access = await src.db
+    .selectFrom('tenant_databases')
+    .select(['id', 'db_server_id', 'db_name', 'db_user', 'quota_state', 'suspended_at', 'access_pending'])
+    .where('status', '=', 'ready')
+    .execute();
+  for (const t of access) {
+    const server = running.get(t.db_server_id);
+    if (!server?.host || !server.port) continue;
+    if (t.access_pending) add('access', `${t.db_name}: a quota or suspension change left pending`);
+    try {
+      const q = accessStateQuery({ dbName: t.db_name, dbUser: t.db_user });
+      const rows = await onServerAsAdmin(server, src.secrets, q.text, q.values);
+      const on = rows[0] as { can_login: boolean; member: boolean; has_owner: boolean } | undefined;
+      if (!on) {
+        add('access', `${t.db_name}: no login role on ${server.name}`);
+        continue;
+      }
+      // A tenant still in the arrangement before the owner role (no owner) is not restricted.
+      const restricted = on.has_owner && !on.member;
+      if (restricted !== (t.quota_state === 'restricted'))
+        add(
+          'access',
+          `${t.db_name}: catalog ${t.quota_state}, server ${restricted ? 'restricted' : 'not restricted'}`,
+        );
+      if (on.can_login !== (t.suspended_at === null))
+        add(
+          'access',
+          `${t.db_name}: catalog ${t.suspended_at ? 'suspended' : 'not suspended'}, server login ${on.can_login}`,
+        );
+    } catch (err) {
+      add('access', `${t.db_name}: cannot be inspected: ${(err as Error).message}`);
+    }
+  }
+  for (const v of await checkMoves(src.db, src.secrets, running)) add('moves', v);
 
   // one health schedule, and at most one sweep waiting for its turn.
   const monitoring = src.queues.queue('monitoring');
@@ -250,7 +312,25 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
   return { checked: Object.keys(INVARIANTS) as Invariant[], violations };
 }
 
-async function tenantObjects(server: DbServer, secrets: SecretBox) {
+async function onServerAsAdmin(server: DbServer, secrets: SecretBox, text: string, values: unknown[]) {
+  const client = new pg.Client({
+    host: server.host!,
+    port: server.port!,
+    user: server.admin_user!,
+    password: secrets.decrypt(server.admin_password_enc!, server.id),
+    database: server.admin_database,
+    connectionTimeoutMillis: 10_000,
+  });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return (await client.query(text, values)).rows;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+export async function tenantObjects(server: DbServer, secrets: SecretBox) {
   const client = new pg.Client({
     host: server.host!,
     port: server.port!,

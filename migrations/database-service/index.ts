@@ -14,6 +14,10 @@ import * as m0010 from './0010_pending_password';
 import * as m0011 from './0011_fleet_tls';
 import * as m0012 from './0012_api_keys';
 import * as m0013 from './0013_secrets_bound_to_rows';
+import * as m0014 from './0014_plan_quotas';
+import * as m0015 from './0015_tenant_usage';
+import * as m0016 from './0016_server_major';
+import * as m0017 from './0017_tenant_moves';
 
 export const migrations: Record<string, Migration> = {
   '0001_db_servers': m0001,
@@ -29,4 +33,8 @@ export const migrations: Record<string, Migration> = {
   '0011_fleet_tls': m0011,
   '0012_api_keys': m0012,
   '0013_secrets_bound_to_rows': m0013,
+  '0014_plan_quotas': m0014,
+  '0015_tenant_usage': m0015,
+  '0016_server_major': m0016,
+  '0017_tenant_moves': m0017,
 };

@@ -95,6 +95,13 @@ export const LOCK_KEYS = {
    * customer's lock, never before.
    */
   serverCreation: 'tenantdb:server-creation',
+  /**
+   * The moves one server takes part in, counted against TENANTDB_MOVES_PER_SERVER when a move
+   * starts (transaction lock; both servers', in id order).
+   */
+  serverMoves: (serverId: string) => `server-moves:${serverId}`,
+  /** The one worker advancing a move (session lock, try): a second delivery of its job leaves it. */
+  move: (moveId: string) => `move:${moveId}`,
   /** One customer's new instances and dedicated servers, counted against its limits (transaction lock). */
   customerLimits: (customerId: string) => `customer-limits:${customerId}`,
 } as const;

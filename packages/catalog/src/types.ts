@@ -3,6 +3,7 @@ import type { ColumnType, Generated, Insertable, Selectable, Updateable } from '
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+type Nullable<T> = ColumnType<T | null, T | null | undefined, T | null>;
 /** numeric columns come back from pg as strings; written as numbers. */
 type Numeric = ColumnType<string | null, number | null | undefined, number | null>;
 
@@ -54,6 +55,9 @@ export const STARTING_STATUSES = ['provisioning', 'initializing'] as const satis
 /** A server's health that still lets it take new tenants. */
 export const PLACEABLE_HEALTH = ['healthy', 'unknown'] as const satisfies HealthStatus[];
 
+export const QUOTA_STATES = ['ok', 'warned', 'restricted'] as const;
+export type QuotaState = (typeof QUOTA_STATES)[number];
+
 export interface DbServersTable {
   id: Generated<string>;
   name: string;
@@ -63,6 +67,10 @@ export interface DbServersTable {
   orchestrator_ref: string | null;
   image: string | null;
   postgres_version: string | null;
+  /** The major that runs (or, before provisioning, the one asked for; null: the driver's default). */
+  postgres_major: ColumnType<number | null, number | null | undefined, number | null>;
+  /** wal_level = logical: the server can be a move's source or target by logical replication. */
+  logical_replication: ColumnType<boolean | null, boolean | null | undefined, boolean | null>;
   server_type: ServerType;
   allocation_strategy: Generated<'auto' | 'manual'>;
   priority: Generated<number>;
@@ -105,6 +113,20 @@ export interface PlansTable {
   max_instances_per_customer: ColumnType<number | null, number | null | undefined, number | null>;
   /** Dedicated servers one customer may have; null: the configured default. */
   max_dedicated_servers_per_customer: ColumnType<number | null, number | null | undefined, number | null>;
+  /** Storage quota of each tenant; null: none. */
+  storage_quota_mb: Nullable<number>;
+  /** Fractions of the quota: over warn → warned; under lift → ok again. numeric: strings when read. */
+  quota_warn_fraction: ColumnType<string, number | undefined, number>;
+  quota_lift_fraction: ColumnType<string, number | undefined, number>;
+  /** How long a tenant over its quota stays warned before it is restricted. */
+  quota_grace_seconds: ColumnType<number, number | undefined, number>;
+  /** Session guardrails set on each tenant role of a shared server; null: the server's default. */
+  statement_timeout_ms: Nullable<number>;
+  idle_in_transaction_timeout_ms: Nullable<number>;
+  temp_file_limit_mb: Nullable<number>;
+  work_mem_mb: Nullable<number>;
+  /** A retired plan takes no new allocations. */
+  retired_at: NullableTimestamp;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -123,6 +145,19 @@ export interface TenantDatabasesTable {
   status: TenantDbStatus;
   status_reason: string | null;
   connection_limit: number | null;
+  /** The latest usage sample: pg_database_size, sessions, when it was taken. */
+  size_bytes: Nullable<number>;
+  active_connections: Nullable<number>;
+  usage_sampled_at: NullableTimestamp;
+  quota_state: ColumnType<QuotaState, QuotaState | undefined, QuotaState>;
+  quota_state_at: NullableTimestamp;
+  /** Since when the latest samples have been over the quota (the grace period runs from it). */
+  over_quota_since: NullableTimestamp;
+  suspended_at: NullableTimestamp;
+  /** The catalog's quota state or suspension is not yet applied on the server. */
+  access_pending: ColumnType<boolean, boolean | undefined, boolean>;
+  /** 1: the login role owns the database (legacy); 2: NOLOGIN owner role + login member. */
+  access_arrangement: ColumnType<1 | 2, 1 | 2 | undefined, 1 | 2>;
   created_at: Timestamp;
   updated_at: Timestamp;
   ready_at: NullableTimestamp;
@@ -179,6 +214,75 @@ export interface ServerCertificatesTable {
   created_at: Timestamp;
 }
 
+export const MOVE_PHASES = [
+  'pending',
+  'copying_schema',
+  'syncing',
+  'cutting_over',
+  'cleaning_up',
+  'grace',
+  'dropping_source',
+  'done',
+  'cancelling',
+  'cancelled',
+  'failing',
+  'failed',
+] as const;
+export type MovePhase = (typeof MOVE_PHASES)[number];
+/** A move that is over: the only phases in which another move of the tenant may start. */
+export const FINISHED_MOVE_PHASES = ['done', 'cancelled', 'failed'] as const satisfies MovePhase[];
+export const ACTIVE_MOVE_PHASES = MOVE_PHASES.filter(
+  (p) => !(FINISHED_MOVE_PHASES as readonly string[]).includes(p),
+) as Exclude<MovePhase, (typeof FINISHED_MOVE_PHASES)[number]>[];
+/** Before the cut-over: an operator may still cancel, and everything on the target is undone. */
+export const CANCELLABLE_MOVE_PHASES = [
+  'pending',
+  'copying_schema',
+  'syncing',
+] as const satisfies MovePhase[];
+/**
+ * Until the tenant is served from the target and the move's replication objects are gone: a
+ * rotation or a release of the tenant is refused (409) meanwhile, so it never meets the role copy,
+ * the cut-over or the clean-up half way. From `grace` on the tenant is the target's like any other.
+ */
+export const MOVE_LOCKS_TENANT_PHASES = [
+  'pending',
+  'copying_schema',
+  'syncing',
+  'cutting_over',
+  'cleaning_up',
+  'cancelling',
+  'failing',
+] as const satisfies MovePhase[];
+export type MoveMethod = 'logical' | 'dump';
+
+export interface TenantMovesTable {
+  id: Generated<string>;
+  tenant_database_id: string;
+  source_server_id: string;
+  target_server_id: string;
+  /** Where the move's own slot is (target before the cut-over, source after); null once freed. */
+  slot_server_id: string | null;
+  phase: MovePhase;
+  method: MoveMethod | null;
+  method_reason: string | null;
+  bytes_total: number | null;
+  bytes_copied: number | null;
+  tables_total: number | null;
+  tables_synced: number | null;
+  lag_bytes: number | null;
+  write_blocked_ms: number | null;
+  cancel_requested: Generated<boolean>;
+  error: string | null;
+  requested_by: string;
+  request_id: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  cut_over_at: NullableTimestamp;
+  drop_source_after: NullableTimestamp;
+  finished_at: NullableTimestamp;
+}
+
 export interface CatalogDatabase {
   db_servers: DbServersTable;
   plans: PlansTable;
@@ -187,6 +291,7 @@ export interface CatalogDatabase {
   api_keys: ApiKeysTable;
   fleet_ca: FleetCaTable;
   server_certificates: ServerCertificatesTable;
+  tenant_moves: TenantMovesTable;
 }
 
 export type DbServer = Selectable<DbServersTable>;
@@ -199,3 +304,5 @@ export type AuditEvent = Insertable<AuditEventsTable>;
 export type ApiKey = Selectable<ApiKeysTable>;
 export type FleetCa = Selectable<FleetCaTable>;
 export type ServerCertificate = Selectable<ServerCertificatesTable>;
+export type TenantMove = Selectable<TenantMovesTable>;
+export type TenantMoveUpdate = Updateable<TenantMovesTable>;

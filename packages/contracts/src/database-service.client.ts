@@ -15,12 +15,15 @@ import {
   Provisioning,
   Released,
 } from './database-service';
+import { AllocationUsage } from './usage';
 
 export interface DatabaseServiceClientOptions {
   /** e.g. http://127.0.0.1:8005 */
   baseUrl: string;
   /** A bearer token with the `allocate` scope. */
   token: string;
+  /** A bearer token with the `admin` scope, for suspend and resume only (none: they throw). */
+  adminToken?: string | undefined;
   /** Deadline of one attempt (connect, request and the whole answer). */
   timeoutMs?: number;
   /** Further attempts after a network error, a timeout or a 5xx. */
@@ -40,7 +43,9 @@ export type Operation =
   | 'read_credentials'
   | 'release'
   | 'introspect_key'
-  | 'list_plans';
+  | 'list_plans'
+  | 'suspend'
+  | 'resume';
 export type AttemptOutcome = 'ok' | 'client_error' | 'server_error' | 'unreachable';
 
 /** database-service answered with an error status (after the retries, for a 5xx). */
@@ -109,7 +114,7 @@ export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) 
     path: string,
     body: unknown,
     answers: Record<number, z.ZodType<T>> | Record<number, z.ZodType>,
-    opts2: { notFoundIsAnswer?: boolean; timeoutMs?: number; retries?: number } = {},
+    opts2: { notFoundIsAnswer?: boolean; timeoutMs?: number; retries?: number; token?: string } = {},
   ): Promise<T | typeof NotFound> {
     const retries = opts2.retries ?? defaultRetries;
     const timeoutMs = opts2.timeoutMs ?? defaultTimeoutMs;
@@ -123,7 +128,7 @@ export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) 
         const response = await send(`${base}${path}`, {
           method,
           headers: {
-            authorization: `Bearer ${opts.token}`,
+            authorization: `Bearer ${opts2.token ?? opts.token}`,
             accept: 'application/json',
             ...(body === undefined ? {} : { 'content-type': 'application/json' }),
           },
@@ -245,6 +250,22 @@ export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) 
         { 200: IntrospectKeyAnswer },
       );
       return answer as IntrospectKeyAnswer;
+    },
+
+    /** Suspends (no login, sessions ended) or resumes the instance's database: admin scope. */
+    async setSuspended(instanceId: string, suspended: boolean): Promise<AllocationUsage> {
+      const id = uuid.parse(instanceId);
+      if (!opts.adminToken) throw new Error('no admin token for database-service is configured');
+      const action = suspended ? 'suspend' : 'resume';
+      const answer = await call<AllocationUsage>(
+        action,
+        'POST',
+        `/api/database/admin/allocations/${id}/${action}`,
+        {},
+        { 200: AllocationUsage },
+        { token: opts.adminToken },
+      );
+      return answer as AllocationUsage;
     },
 
     /** Drops the database and role and frees the slot; "already gone" is success. */

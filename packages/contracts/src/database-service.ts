@@ -190,6 +190,15 @@ export const Pool = z.object({
   current_instances: z.number().int(),
   capacity_percentage: z.number(),
   postgres_version: z.string().nullable(),
+  postgres_major: z
+    .number()
+    .int()
+    .nullable()
+    .describe('the major that runs (before provisioning: asked for)'),
+  logical_replication: z
+    .boolean()
+    .nullable()
+    .describe('wal_level = logical: can be a move source or target by logical replication'),
   created_at: z.iso.datetime(),
   provisioned_at: z.iso.datetime().nullable(),
 });
@@ -227,6 +236,15 @@ export const CreatePoolRequest = z.strictObject({
     .describe('CPUs, in hundredths (the column is numeric(6,2))'),
   memory_limit_mb: z.number().int().min(128).max(1_048_576).optional(),
   storage_size_gb: z.number().int().min(1).max(65_536).optional(),
+  postgres_major: z
+    .number()
+    .int()
+    .min(13)
+    .max(99)
+    .optional()
+    .describe(
+      "PostgreSQL major (local driver: 15 or 17); default the worker's TENANTDB_LOCAL_POSTGRES_MAJOR",
+    ),
 });
 export type CreatePoolRequest = z.infer<typeof CreatePoolRequest>;
 

@@ -122,3 +122,6 @@ export const InstanceCallback = z.object({
   }).extend({ status: z.enum(['ready', 'failed']) }),
 });
 export type InstanceCallback = z.infer<typeof InstanceCallback>;
+
+/** POST /api/v1/instances/{id}/suspend · /resume: the instance and whether it is suspended now. */
+export const InstanceSuspension = z.object({ id: uuid, suspended: z.boolean() });

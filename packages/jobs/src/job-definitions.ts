@@ -5,7 +5,8 @@
 import { z } from 'zod';
 
 /** The queues database-worker consumes (and only these: each process names its own). */
-export const WORKER_QUEUES = ['provisioning', 'monitoring', 'maintenance'] as const;
+/** `data`: long per-tenant work (moves, usage sampling), apart so provisioning and health checks never wait behind it. */
+export const WORKER_QUEUES = ['provisioning', 'monitoring', 'maintenance', 'data'] as const;
 /**
  * The queues instance-service consumes: its instances' work, and callback deliveries apart (their
  * own concurrency), so receivers that are slow or hang never hold up signups.
@@ -18,6 +19,7 @@ export type WorkerQueueName = (typeof WORKER_QUEUES)[number];
 const serverJob = z.object({ server_id: z.uuid() });
 const instanceJob = z.object({ instance_id: z.uuid() });
 const noPayload = z.object({});
+const moveJob = z.object({ move_id: z.uuid() });
 
 export const JOBS = {
   /** Create the orchestrator object, wait for a real login, then initializing → active. */
@@ -36,6 +38,24 @@ export const JOBS = {
   'health-check-server': { queue: 'monitoring', payload: serverJob },
   /** Remove servers in error that hold no tenants (including ones that failed to provision). */
   'cleanup-failed-servers': { queue: 'maintenance', payload: noPayload },
+  /** Fan out one sample-usage-server job per serving server, spread over the sampling period. */
+  'sample-usage-all': { queue: 'data', payload: noPayload },
+  /** Measure every ready tenant of one server (one connection), store it, climb the quota ladder. */
+  'sample-usage-server': { queue: 'data', payload: serverJob, attempts: 1 },
+  /**
+   * Bring every ready tenant of a plan in step with it after an admin changed it: connection
+   * limit and guardrails on its server, and a restricted tenant the new quota fits is lifted.
+   */
+  'apply-plan': {
+    queue: 'data',
+    payload: z.object({ plan_tier: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/) }),
+  },
+  /**
+   * Advance a tenant move phase by phase (tenant_moves: the record is the truth); in its grace
+   * period it waits delayed, then drops the source. The data queue has its own concurrency, so long
+   * copies never hold up provisioning or health checks.
+   */
+  'move-tenant': { queue: 'data', payload: moveJob, attempts: 20 },
   /** Catalog vs orchestrator vs pg_database: report drift, remove what tenantdb made and lost. */
   reconcile: { queue: 'maintenance', payload: noPayload },
   /**
@@ -50,6 +70,26 @@ export const JOBS = {
    * `instances` by an older release still run: instance-service consumes both queues.)
    */
   'deliver-callback': { queue: 'callbacks', payload: instanceJob },
+  /**
+   * instance-service: POST a change of a tenant's access (quota ladder, suspension) to its
+   * instance's callback_url, signed like deliver-callback. Sent by database-service and
+   * database-worker; one per transition (delivery_id is the job id).
+   */
+  'deliver-tenant-event': {
+    queue: 'callbacks',
+    payload: z.object({
+      instance_id: z.uuid(),
+      event: z.enum([
+        'database.quota_ok',
+        'database.quota_warned',
+        'database.quota_restricted',
+        'database.suspended',
+        'database.resumed',
+      ]),
+      occurred_at: z.iso.datetime(),
+      delivery_id: z.string().regex(/^[A-Za-z0-9_-]{1,120}$/),
+    }),
+  },
   /** instance-service: re-enqueue the work of every instance that is not settled (lost jobs). */
   'sweep-instances': { queue: 'instances', payload: noPayload },
 } as const satisfies Record<string, { queue: QueueName; payload: z.ZodType; attempts?: number }>;
@@ -68,11 +108,20 @@ export type InstanceJobName = JobsOf<(typeof INSTANCE_QUEUES)[number]>;
  * is a no-op. BullMQ forbids ':' in custom ids.
  */
 export function jobIdFor<N extends JobName>(name: N, payload: JobPayload<N>): string {
-  const { server_id: serverId, instance_id: instanceId } = payload as {
+  const {
+    server_id: serverId,
+    instance_id: instanceId,
+    delivery_id: deliveryId,
+    plan_tier: planTier,
+    move_id: moveId,
+  } = payload as {
+    plan_tier?: string;
     server_id?: string;
     instance_id?: string;
+    delivery_id?: string;
+    move_id?: string;
   };
-  const id = serverId ?? instanceId;
+  const id = deliveryId ?? serverId ?? instanceId ?? moveId ?? planTier;
   return id ? `${name}-${id}` : name;
 }
 
@@ -89,6 +138,11 @@ export const SINGLE_FLIGHT: ReadonlySet<JobName> = new Set<JobName>([
   'health-check-server',
   'cleanup-failed-servers',
   'reconcile',
+  'sample-usage-all',
+  'sample-usage-server',
+  'apply-plan',
+  // The move's record is the truth: a job that gave up must not keep reconcile from resuming it.
+  'move-tenant',
   // instance-service: the instance row is the truth; a job that gave up must not block the sweep.
   'wait-for-database',
   'release-database',

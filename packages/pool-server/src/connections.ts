@@ -40,8 +40,13 @@ export interface PoolConnections {
    * `fn` on a fresh admin connection of its own, closed when it ends: what a real login check needs,
    * and what a pass over many servers uses so it leaves no idle connection behind on each. Not
    * counted in the per-address bound. Connection failures arrive as PoolServerUnavailableError.
+   * `database`: another database than the admin one (a tenant's, for work inside it).
    */
-  withOwnClient<T>(server: PoolServerTarget, fn: (client: pg.Client) => Promise<T>): Promise<T>;
+  withOwnClient<T>(
+    server: PoolServerTarget,
+    fn: (client: pg.Client) => Promise<T>,
+    opts?: { database?: string },
+  ): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -166,8 +171,11 @@ export function createPoolConnections(secrets: SecretBox, opts: PoolConnectionOp
         leave();
       }
     },
-    async withOwnClient(server, fn) {
-      const client = new pg.Client(clientConfig(server, await sslFor(server)));
+    async withOwnClient(server, fn, own = {}) {
+      const client = new pg.Client({
+        ...clientConfig(server, await sslFor(server)),
+        ...(own.database ? { database: own.database } : {}),
+      });
       client.on('error', () => {});
       try {
         try {

@@ -1,8 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import {
-  createTenantStatements,
-  dropLeftoverStatements,
-  dropTenantStatements,
   generateTenantNames,
   quoteIdent,
   quoteLiteral,
@@ -10,6 +7,14 @@ import {
   tenantOf,
   UnsafeIdentifierError,
 } from './tenant.sql';
+import {
+  claimWarmBatch,
+  createTenantStatements,
+  createWarmStatements,
+  dropLeftoverStatements,
+  dropTenantStatements,
+  guardrailStatements,
+} from './tenant-access.sql';
 
 describe('identifiers', () => {
   it('accepts only what tenantdb generates', () => {
@@ -42,17 +47,41 @@ describe('tenant DDL', () => {
     connectionLimit: 20,
   };
 
-  it('creates a closed database, revokes PUBLIC, then opens it', () => {
-    const statements = createTenantStatements(spec);
-    expect(statements[0]).toMatch(/^CREATE ROLE "tdb_x_u" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE/);
-    expect(statements[0]).toContain('CONNECTION LIMIT 20');
-    expect(statements[1]).toBe(
-      'CREATE DATABASE "tdb_x" WITH OWNER "tdb_x_u" ALLOW_CONNECTIONS false CONNECTION LIMIT 20',
+  it('creates the owner role and the login role as its member, a closed database owned by the owner, revokes PUBLIC, then opens it', () => {
+    const [roles, database, isolation] = createTenantStatements(spec);
+    expect(createTenantStatements(spec)).toHaveLength(3);
+    expect(roles!.split(';\n')).toEqual([
+      'CREATE ROLE "tdb_x_o" WITH NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT',
+      `CREATE ROLE "tdb_x_u" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT CONNECTION LIMIT 20 PASSWORD 'SCRAM-SHA-256$4096:s$k:v' IN ROLE "tdb_x_o"`,
+      'ALTER ROLE "tdb_x_u" SET role = "tdb_x_o"',
+    ]);
+    expect(database).toBe(
+      'CREATE DATABASE "tdb_x" WITH OWNER "tdb_x_o" ALLOW_CONNECTIONS false CONNECTION LIMIT 20',
     );
-    const revoke = statements.indexOf('REVOKE ALL ON DATABASE "tdb_x" FROM PUBLIC');
-    const open = statements.indexOf('ALTER DATABASE "tdb_x" WITH ALLOW_CONNECTIONS true');
-    expect(revoke).toBeGreaterThan(1);
-    expect(open).toBeGreaterThan(revoke);
+    expect(isolation!.split(';\n')).toEqual([
+      'REVOKE ALL ON DATABASE "tdb_x" FROM PUBLIC',
+      'GRANT CONNECT, TEMPORARY ON DATABASE "tdb_x" TO "tdb_x_u"',
+      'ALTER DATABASE "tdb_x" WITH ALLOW_CONNECTIONS true',
+    ]);
+    expect(createWarmStatements(spec)[0]).toContain('CREATE ROLE "tdb_x_u" WITH NOLOGIN ');
+  });
+
+  it('sets the guardrails a plan has, in the same batch, and resets the others on a plan change', () => {
+    const g = {
+      statementTimeoutMs: 30_000,
+      idleInTransactionTimeoutMs: null,
+      tempFileLimitMb: 64,
+      workMemMb: null,
+    };
+    expect(guardrailStatements('tdb_x_u', g, { resetUnset: false })).toEqual([
+      `ALTER ROLE "tdb_x_u" SET statement_timeout = '30000ms'`,
+      `ALTER ROLE "tdb_x_u" SET temp_file_limit = '64MB'`,
+    ]);
+    expect(guardrailStatements('tdb_x_u', g, { resetUnset: true })).toContain(
+      'ALTER ROLE "tdb_x_u" RESET work_mem',
+    );
+    expect(claimWarmBatch({ ...spec, guardrails: g }).split(';\n')).toHaveLength(4);
+    expect(claimWarmBatch(spec).split(';\n')).toHaveLength(2);
   });
 
   it('never carries a plaintext password and rejects absurd limits', () => {
@@ -65,7 +94,7 @@ describe('tenant DDL', () => {
     expect(dropTenantStatements(spec)).toEqual([
       `DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'tdb_x_u') THEN ALTER ROLE "tdb_x_u" NOLOGIN; END IF; END $$`,
       'DROP DATABASE IF EXISTS "tdb_x" WITH (FORCE)',
-      'DROP ROLE IF EXISTS "tdb_x_u"',
+      'DROP ROLE IF EXISTS "tdb_x_u", "tdb_x_o"',
     ]);
     expect(setPasswordStatement('tdb_x_u', 'SCRAM-SHA-256$v')).toBe(
       `ALTER ROLE "tdb_x_u" WITH LOGIN PASSWORD 'SCRAM-SHA-256$v'`,
@@ -78,6 +107,7 @@ describe('leftovers of a tenant', () => {
     const names = generateTenantNames();
     expect(tenantOf(names.dbName)).toEqual({ names, kind: 'database' });
     expect(tenantOf(names.dbUser)).toEqual({ names, kind: 'role' });
+    expect(tenantOf(`${names.dbName}_o`)).toEqual({ names, kind: 'role' });
     const suffix = 'a'.repeat(26);
     for (const other of [
       'tdb_orphandb',

@@ -30,7 +30,7 @@ export interface TenantNames {
 }
 
 const NAME_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
-const GENERATED_NAME = new RegExp(`^(${TENANT_PREFIX}[${NAME_ALPHABET}]{26})(_u)?$`);
+const GENERATED_NAME = new RegExp(`^(${TENANT_PREFIX}[${NAME_ALPHABET}]{26})(_u|_o)?$`);
 
 /** Fresh, collision-free names: tdb_<26 random base32 chars> for the database, same + _u for its role. */
 export function generateTenantNames(): TenantNames {
@@ -49,7 +49,8 @@ export interface TenantObject {
 
 /**
  * The tenant a database or role name belongs to, when it is one generateTenantNames makes
- * (`tdb_<26>` a database, `tdb_<26>_u` its role); undefined for anything else, even with the
+ * (`tdb_<26>` a database, `tdb_<26>_u` its login role, `tdb_<26>_o` its owner role: see
+ * tenant-access.sql.ts); undefined for anything else, even with the
  * tenant prefix: tenantdb did not make it, so it is not tenantdb's to drop.
  */
 export function tenantOf(name: string): TenantObject | undefined {
@@ -65,77 +66,6 @@ export interface TenantSpec extends TenantNames {
   connectionLimit: number;
 }
 
-/**
- * Role + database with tenant isolation. The database is created closed (ALLOW_CONNECTIONS
- * false) and only opened once PUBLIC has lost CONNECT, so no other role can slip in between.
- * CREATE DATABASE cannot run inside a transaction block: these run one by one.
- */
-export function createTenantStatements(spec: TenantSpec): string[] {
-  const db = quoteIdent(spec.dbName);
-  const role = quoteIdent(spec.dbUser);
-  const limit = connectionLimit(spec.connectionLimit);
-  return [
-    `CREATE ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT CONNECTION LIMIT ${limit} PASSWORD ${quoteLiteral(spec.passwordVerifier)}`,
-    `CREATE DATABASE ${db} WITH OWNER ${role} ALLOW_CONNECTIONS false CONNECTION LIMIT ${limit}`,
-    `REVOKE ALL ON DATABASE ${db} FROM PUBLIC`,
-    `GRANT CONNECT, TEMPORARY ON DATABASE ${db} TO ${role}`,
-    `ALTER DATABASE ${db} WITH ALLOW_CONNECTIONS true`,
-  ];
-}
-
-/**
- * A warm database: made ahead of demand, owned by a role that cannot log in until it is claimed.
- * Same isolation as a tenant database; the claim sets the password and limits.
- */
-export function createWarmStatements(spec: Omit<TenantSpec, 'connectionLimit'>): string[] {
-  return createTenantStatements({ ...spec, connectionLimit: 1 }).map((statement, i) =>
-    i === 0 ? statement.replace(' WITH LOGIN ', ' WITH NOLOGIN ') : statement,
-  );
-}
-
-/**
- * Hands a warm database to a tenant: login, its password, its plan's connection limit. One batch
- * (simple query protocol): both statements run in one implicit transaction, one round trip and
- * one commit on the pool.
- */
-export function claimWarmBatch(spec: TenantSpec): string {
-  const limit = connectionLimit(spec.connectionLimit);
-  return [
-    `ALTER ROLE ${quoteIdent(spec.dbUser)} WITH LOGIN CONNECTION LIMIT ${limit} PASSWORD ${quoteLiteral(spec.passwordVerifier)}`,
-    `ALTER DATABASE ${quoteIdent(spec.dbName)} WITH CONNECTION LIMIT ${limit}`,
-  ].join(';\n');
-}
-
-/**
- * Release: stop new logins, drop the database (FORCE ends open sessions), drop the role.
- * Every statement tolerates "already gone", so a repeat is harmless.
- */
-export function dropTenantStatements(names: TenantNames): string[] {
-  const db = quoteIdent(names.dbName);
-  const role = quoteIdent(names.dbUser);
-  return [
-    `DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = ${quoteLiteral(names.dbUser)}) THEN ALTER ROLE ${role} NOLOGIN; END IF; END $$`,
-    `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`,
-    `DROP ROLE IF EXISTS ${role}`,
-  ];
-}
-
-/**
- * What is left of a tenant: its database, its role, or both (then as dropTenantStatements). A
- * role goes as in a release (no login first); every statement tolerates "already gone".
- */
-export function dropLeftoverStatements(
-  names: TenantNames,
-  left: { database: boolean; role: boolean },
-): string[] {
-  const [noLogin, dropDatabase, dropRole] = dropTenantStatements(names);
-  return [
-    ...(left.role ? [noLogin!] : []),
-    ...(left.database ? [dropDatabase!] : []),
-    ...(left.role ? [dropRole!] : []),
-  ];
-}
-
 export function setPasswordStatement(dbUser: string, passwordVerifier: string): string {
   return `ALTER ROLE ${quoteIdent(dbUser)} WITH LOGIN PASSWORD ${quoteLiteral(passwordVerifier)}`;
 }
@@ -149,7 +79,7 @@ export const HARDEN_POOL_STATEMENTS = [
   'REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC',
 ];
 
-function connectionLimit(n: number): number {
+export function connectionLimit(n: number): number {
   if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new Error('connection limit out of range');
   return n;
 }

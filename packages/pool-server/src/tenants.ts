@@ -3,19 +3,21 @@
 import { scramSha256Verifier } from '@tenantdb/secrets';
 import type { PoolConnections, PoolServerTarget } from './connections';
 import { dropLockKey, withServerLock } from './locks';
+import { HARDEN_POOL_STATEMENTS, setPasswordStatement, TENANT_PREFIX, type TenantNames } from './tenant.sql';
 import {
   claimWarmBatch,
   createTenantStatements,
   createWarmStatements,
   dropLeftoverStatements,
   dropTenantStatements,
-  HARDEN_POOL_STATEMENTS,
-  setPasswordStatement,
-  TENANT_PREFIX,
-  type TenantNames,
-} from './tenant.sql';
+  type Guardrails,
+} from './tenant-access.sql';
 
-type NewTenant = TenantNames & { password: string; connectionLimit: number };
+type NewTenant = TenantNames & {
+  password: string;
+  connectionLimit: number;
+  guardrails?: Guardrails | undefined;
+};
 
 export interface TenantOps {
   create(server: PoolServerTarget, t: NewTenant): Promise<void>;
@@ -90,6 +92,10 @@ export function createTenantOps(connections: PoolConnections): TenantOps {
 export interface ServerFacts {
   postgresVersion: string;
   versionNum: number;
+  /** server_version_num / 10000 (PostgreSQL 10 and newer). */
+  major: number;
+  /** wal_level = logical: a move source or target by logical replication. */
+  logicalReplication: boolean;
   canManageTenants: boolean;
 }
 
@@ -99,14 +105,21 @@ export async function inspectServer(
   server: PoolServerTarget,
 ): Promise<ServerFacts> {
   return connections.withOwnClient(server, async (client) => {
-    const { rows } = await client.query<{ version: string; num: string; can: boolean }>(
+    const { rows } = await client.query<{ version: string; num: string; wal: string; can: boolean }>(
       `SELECT current_setting('server_version') AS version,
               current_setting('server_version_num') AS num,
+              current_setting('wal_level') AS wal,
               (r.rolsuper OR (r.rolcreatedb AND r.rolcreaterole)) AS can
          FROM pg_roles r WHERE r.rolname = current_user`,
     );
     const row = rows[0]!;
-    return { postgresVersion: row.version, versionNum: Number(row.num), canManageTenants: row.can };
+    return {
+      postgresVersion: row.version,
+      versionNum: Number(row.num),
+      major: Math.floor(Number(row.num) / 10_000),
+      logicalReplication: row.wal === 'logical',
+      canManageTenants: row.can,
+    };
   });
 }
 

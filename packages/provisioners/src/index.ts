@@ -10,6 +10,7 @@ export {
 export { summarizePods } from './kubernetes.pods';
 export { buildHeadlessService, buildStatefulSet } from './kubernetes.statefulset';
 export * from './local';
+export { LOCAL_DEFAULT_MAJOR, LOCAL_MAJORS } from './local.binaries';
 export { localMaxConnections } from './local.postgres';
 export * from './provisioner';
 export * from './ready';

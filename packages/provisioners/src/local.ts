@@ -12,6 +12,7 @@
 // the postmaster runs are local.postgres.ts; running commands (as the postgres user) local.exec.ts.
 import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { binariesFor } from './local.binaries';
 import { ensureRoot, errCode, postgresRunAs, type RunAs } from './local.exec';
 import {
   exists,
@@ -235,6 +236,7 @@ function validateSpec(spec: ServerSpec): void {
     throw new PermanentProvisionError(`invalid server name ${JSON.stringify(spec.name)}`);
   }
   if (!spec.serverId) throw new PermanentProvisionError('serverId is required');
+  if (spec.postgresMajor !== undefined) binariesFor(spec.postgresMajor); // throws for a major it has not
   if (!/^[a-zA-Z_][a-zA-Z0-9_]{0,62}$/.test(spec.adminUser)) {
     throw new PermanentProvisionError(`invalid admin user ${JSON.stringify(spec.adminUser)}`);
   }

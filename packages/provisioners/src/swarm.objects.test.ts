@@ -66,6 +66,18 @@ describe('buildServiceSpec', () => {
       '-c',
       'work_mem=519kB',
       '-c',
+      'wal_level=logical',
+      '-c',
+      'max_replication_slots=10',
+      '-c',
+      'max_wal_senders=10',
+      '-c',
+      'max_logical_replication_workers=8',
+      '-c',
+      'max_worker_processes=16',
+      '-c',
+      'max_slot_wal_keep_size=4096MB',
+      '-c',
       'log_min_duration_statement=500',
     ]);
   });

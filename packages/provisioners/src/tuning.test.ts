@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { PermanentProvisionError } from './provisioner';
-import { maxConnectionsFor, postgresArgs, tunedSettings, validateSettings } from './tuning';
+import {
+  maxConnectionsFor,
+  postgresArgs,
+  replicationSettings,
+  tunedSettings,
+  validateSettings,
+} from './tuning';
+
+const REPLICATION = replicationSettings();
 
 describe('tunedSettings', () => {
   it('sizes max_connections from every slot at the plan limit plus the platform, never under 100', () => {
@@ -9,6 +17,7 @@ describe('tunedSettings', () => {
     expect(maxConnectionsFor(2, 5)).toBe(100);
     expect(tunedSettings({ maxInstances: 10, connectionLimit: 20, memoryLimitMb: null })).toEqual({
       max_connections: '220',
+      ...REPLICATION,
     });
     // Without a plan limit the default applies.
     expect(tunedSettings({ maxInstances: 10, memoryLimitMb: null }).max_connections).toBe('220');
@@ -21,6 +30,7 @@ describe('tunedSettings', () => {
       effective_cache_size: '768MB',
       maintenance_work_mem: '64MB',
       work_mem: '2184kB',
+      ...REPLICATION,
     });
     expect(
       tunedSettings({
@@ -35,6 +45,25 @@ describe('tunedSettings', () => {
       shared_buffers: '16MB',
       work_mem: '64kB',
     });
+  });
+
+  it('makes every server a move source and target, sized for its moves, with the WAL a slot holds bounded', () => {
+    expect(replicationSettings({ moves: 2, walKeepSizeMb: 4096 })).toEqual({
+      wal_level: 'logical',
+      max_replication_slots: '10',
+      max_wal_senders: '10',
+      max_logical_replication_workers: '8',
+      max_worker_processes: '16',
+      max_slot_wal_keep_size: '4096MB',
+    });
+    const bigger = replicationSettings({ moves: 10, walKeepSizeMb: 512 });
+    expect(bigger.max_replication_slots).toBe('34');
+    expect(bigger.max_slot_wal_keep_size).toBe('512MB');
+    // Explicit settings still win (an operator's override).
+    expect(
+      tunedSettings({ maxInstances: 1, memoryLimitMb: null, settings: { max_wal_senders: '50' } })
+        .max_wal_senders,
+    ).toBe('50');
   });
 
   it('passes settings as one argument each and refuses what the driver owns', () => {

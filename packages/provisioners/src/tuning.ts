@@ -32,6 +32,38 @@ export const RESERVED_SETTINGS: ReadonlySet<string> = new Set([
 ]);
 const SETTING_RE = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$/i;
 
+/** What a server needs to be the source or target of tenant moves (logical replication). */
+export interface ReplicationSpec {
+  /** Moves one server takes part in at once (TENANTDB_MOVES_PER_SERVER). */
+  moves: number;
+  /** max_slot_wal_keep_size: WAL a stuck move's slot may hold before Postgres invalidates it. */
+  walKeepSizeMb: number;
+}
+export const DEFAULT_REPLICATION: ReplicationSpec = { moves: 2, walKeepSizeMb: 4096 };
+/** Slots one move holds on its source at most: the subscription's, and its tablesync workers' (2 by default). */
+const SLOTS_PER_MOVE = 3;
+/** Spare slots and senders for an operator (pg_basebackup, a replica). */
+const SPARE_SLOTS = 4;
+
+/**
+ * Every server tenantdb creates can be a move's source and target: logical WAL, enough slots and
+ * WAL senders for its moves (as source), enough replication workers for them (as target), and a
+ * bound on the WAL a slot may hold, so a stuck move can never fill the disk (Postgres invalidates
+ * the slot instead, and the move fails with that reason). Changing wal_level takes a restart.
+ */
+export function replicationSettings(spec: ReplicationSpec = DEFAULT_REPLICATION): Record<string, string> {
+  const slots = spec.moves * SLOTS_PER_MOVE + SPARE_SLOTS;
+  const workers = spec.moves * SLOTS_PER_MOVE + 2;
+  return {
+    wal_level: 'logical',
+    max_replication_slots: String(slots),
+    max_wal_senders: String(slots),
+    max_logical_replication_workers: String(workers),
+    max_worker_processes: String(workers + 8),
+    max_slot_wal_keep_size: `${spec.walKeepSizeMb}MB`,
+  };
+}
+
 /** Every tenant slot at its plan's connection limit, plus the platform's own connections. */
 export function maxConnectionsFor(maxInstances: number, connectionLimit: number): number {
   return Math.max(MIN_MAX_CONNECTIONS, maxInstances * connectionLimit + ADMIN_CONNECTIONS);
@@ -44,7 +76,7 @@ export function maxConnectionsFor(maxInstances: number, connectionLimit: number)
  * memory limit; without one Postgres' defaults stay. Explicit `spec.settings` win over computed ones.
  */
 export function tunedSettings(
-  spec: Pick<ServerSpec, 'maxInstances' | 'connectionLimit' | 'memoryLimitMb' | 'settings'>,
+  spec: Pick<ServerSpec, 'maxInstances' | 'connectionLimit' | 'memoryLimitMb' | 'settings' | 'replication'>,
 ): Record<string, string> {
   const maxConnections = maxConnectionsFor(
     spec.maxInstances,
@@ -59,7 +91,7 @@ export function tunedSettings(
     tuned.maintenance_work_mem = `${Math.min(2048, Math.max(16, Math.floor(memory / 16)))}MB`;
     tuned.work_mem = `${Math.max(64, Math.floor(((memory - sharedBuffers) * 1024) / (maxConnections * 3)))}kB`;
   }
-  return { ...tuned, ...spec.settings };
+  return { ...tuned, ...replicationSettings(spec.replication), ...spec.settings };
 }
 
 /** Refuses settings a container driver cannot pass safely or that it owns. */

@@ -8,26 +8,39 @@ import {
   createFleetRepo,
   createHealthRepo,
   createLimitsRepo,
+  createMovesRepo,
   createPlansRepo,
   createReservationsRepo,
   createServersRepo,
   createTenantDatabasesRepo,
   createTlsRepo,
+  createUsageRepo,
+  createUsageStatsRepo,
   pingCatalog,
 } from '@tenantdb/catalog';
 import { createHttpApp, createOidcLookup, edgeOptions, type HttpApp, type TokenLookup } from '@tenantdb/http';
 import { createQueues, type Queues } from '@tenantdb/jobs';
 import { createRegistry, type Logger, type Registry, type ShutdownStep } from '@tenantdb/observability';
-import { createPoolConnections, createTenantOps, type PoolConnections } from '@tenantdb/pool-server';
+import {
+  createPoolConnections,
+  createTenantAccess,
+  createTenantOps,
+  type PoolConnections,
+} from '@tenantdb/pool-server';
 import { createSecretBox, type SecretBox } from '@tenantdb/secrets';
+import { accessRoutes } from './access/access.routes';
+import { createAccessService } from './access/access.service';
 import { allocationRoutes } from './allocation/allocation.routes';
 import { createAllocationService } from './allocation/allocation.service';
-import { plansRoutes } from './allocation/plans.routes';
 import { apiKeysRoutes } from './api-keys/api-keys.routes';
 import { createApiKeysService } from './api-keys/api-keys.service';
 import type { DatabaseServiceConfig } from './config';
 import { createLimits, limitsConfig } from './limits';
 import { createServiceMetrics } from './metrics';
+import { movesRoutes } from './moves/moves.routes';
+import { createMovesService } from './moves/moves.service';
+import { plansRoutes } from './plans/plans.routes';
+import { createPlansService } from './plans/plans.service';
 import { poolsRoutes } from './pools/pools.routes';
 import { createPoolsService } from './pools/pools.service';
 import { tlsRoutes } from './tls/tls.routes';
@@ -76,6 +89,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     plans: createPlansRepo(db),
     audit: createAuditRepo(db),
     tls: createTlsRepo(db),
+    moves: createMovesRepo(db),
   };
   const limits = createLimits({ limits: createLimitsRepo(), config: limitsConfig(config) });
   const allocation = createAllocationService({
@@ -105,11 +119,41 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     config: { defaultDriver: config.TENANTDB_DEFAULT_DRIVER },
   });
 
+  const moves = createMovesService({
+    db,
+    ...repos,
+    queues,
+    config: {
+      movesPerServer: config.TENANTDB_MOVES_PER_SERVER,
+      strategy: config.TENANTDB_PLACEMENT_STRATEGY,
+    },
+  });
+
   allocationRoutes(app, allocation);
-  plansRoutes(app, repos.plans);
+  movesRoutes(app, moves);
+  plansRoutes(
+    app,
+    repos.plans,
+    createPlansService({
+      plans: repos.plans,
+      planChanged: async (planTier) => {
+        await queues.enqueue('apply-plan', { plan_tier: planTier });
+      },
+    }),
+  );
   tlsRoutes(app, repos.tls);
   poolsRoutes(app, pools);
   apiKeysRoutes(app, apiKeys);
+  accessRoutes(
+    app,
+    createAccessService({
+      ...repos,
+      usage: createUsageRepo(db),
+      stats: createUsageStatsRepo(db),
+      access: createTenantAccess(connections),
+      queues,
+    }),
+  );
   return app;
 }
 

@@ -115,6 +115,11 @@ export const DatabaseServiceConfig = z
       .describe(
         "how often an allocation being created touches its row; keep it well under database-worker's TENANTDB_STALE_ALLOCATION_MS",
       ),
+    TENANTDB_MOVES_PER_SERVER: env
+      .int(2, 1, 100)
+      .describe(
+        "tenant moves one server takes part in at once (source or target); a move beyond it is refused (409). Set as on database-worker, which sizes servers' replication slots from it",
+      ),
     TENANTDB_QUEUE_PREFIX: z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,64}$/)

@@ -47,7 +47,7 @@ export async function startHarness(opts: HarnessOptions = {}) {
   const servers: (RunningPostgres & { id: string; name: string })[] = [];
 
   async function api(
-    method: 'GET' | 'POST' | 'DELETE',
+    method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
     url: string,
     body?: unknown,
     token: string | null = allocateToken,

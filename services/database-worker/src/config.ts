@@ -124,6 +124,26 @@ export const WorkerConfig = z
       .int(8, 1, 1000)
       .describe('servers reconcile compares with the catalog at once (one connection each, closed after)'),
     TENANTDB_CLEANUP_INTERVAL_MS: env.int(seconds(86_400), 1000),
+    TENANTDB_USAGE_SAMPLE_PERIOD_MS: env
+      .int(seconds(900), 1000)
+      .describe(
+        'every ready tenant is measured (pg_database_size, connections) once per period; servers are spread over it, one sampling connection per server at a time',
+      ),
+    TENANTDB_DATA_CONCURRENCY: env
+      .int(4, 1, 1000)
+      .describe(
+        'jobs of the data queue (tenant moves, usage sampling) at once per replica; each sample holds one server connection',
+      ),
+    TENANTDB_ACCESS_REPAIR_AFTER_MS: env
+      .int(seconds(60), 1000)
+      .describe(
+        'reconcile: a tenant whose quota state or suspension is not yet applied on its server for longer is applied again',
+      ),
+    TENANTDB_ACCESS_MIGRATION_BATCH: env
+      .int(100, 0, 100_000)
+      .describe(
+        'reconcile: tenants moved per pass from the old arrangement (login role owns the database) to the owner role; 0 stops it',
+      ),
     TENANTDB_SCHEDULE_CHECK_MS: env
       .int(seconds(60), 1000)
       .describe('how often a replica re-installs job schedules Redis has lost'),
@@ -139,6 +159,39 @@ export const WorkerConfig = z
         "reconcile: creating/releasing rows not touched for longer are repaired (an attempt still creating touches its row every database-service's TENANTDB_ALLOCATION_HEARTBEAT_MS)",
       ),
     TENANTDB_SHUTDOWN_DEADLINE_MS: env.int(seconds(25), 1000),
+    TENANTDB_LOCAL_POSTGRES_MAJOR: z
+      .enum(['15', '17'])
+      .default('15')
+      .transform(Number)
+      .describe(
+        'local driver: PostgreSQL major of new servers whose pool asks for none (15 matches Debian 12 client tools)',
+      ),
+
+    // --- tenant moves (docs/runbook.md "moving a tenant") ---
+    TENANTDB_MOVES_PER_SERVER: env
+      .int(2, 1, 100)
+      .describe(
+        'moves one server takes part in at once, as source or target; sizes its replication slots and WAL senders',
+      ),
+    TENANTDB_MAX_SLOT_WAL_KEEP_MB: env
+      .int(4096, 64, 1_048_576)
+      .describe(
+        'max_slot_wal_keep_size of new servers: WAL a stuck move may hold before its slot is dropped',
+      ),
+    TENANTDB_MOVE_GRACE_MS: env
+      .int(seconds(600), 0)
+      .describe("how long a moved tenant's source database stays (closed) before it is dropped"),
+    TENANTDB_MOVE_SYNC_TIMEOUT_MS: env
+      .int(seconds(3600), 1000)
+      .describe('a move whose copy has not caught up by then fails (and is undone)'),
+    TENANTDB_MOVE_CUTOVER_TIMEOUT_MS: env
+      .int(seconds(30), 1000)
+      .describe(
+        'how long writes may stay blocked waiting for the target to catch up; then the cut-over is abandoned',
+      ),
+    TENANTDB_CLIENT_TOOL_DIRS: commaList(/^\/.*/, 'each entry must be an absolute directory').describe(
+      'extra directories searched for pg_dump, pg_restore and psql (besides PATH and /usr/lib/postgresql/*/bin)',
+    ),
     TENANTDB_SERVER_SETTINGS: postgresSettings.describe(
       'extra Postgres settings for provisioned servers: name=value,name=value',
     ),
@@ -170,8 +223,8 @@ export const WorkerConfig = z
     TENANTDB_SWARM_IMAGE: z
       .string()
       .min(1)
-      .default('postgres:16-alpine')
-      .describe('pin it: postgres:16.4-alpine'),
+      .default('postgres:15-alpine')
+      .describe('pin it: postgres:15.10-alpine; moves need client tools of at least the image major'),
     TENANTDB_SWARM_NETWORK: optionalText(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/).describe(
       'overlay network servers join',
     ),
@@ -234,7 +287,7 @@ export const WorkerConfig = z
       .default('statefulset')
       .describe('statefulset: StatefulSet + headless Service + Secret; cnpg: a CloudNativePG Cluster'),
     TENANTDB_K8S_IMAGE: optionalText().describe(
-      'default postgres:16-alpine (statefulset) or ghcr.io/cloudnative-pg/postgresql:16 (cnpg)',
+      'default postgres:15-alpine (statefulset) or ghcr.io/cloudnative-pg/postgresql:15 (cnpg)',
     ),
     TENANTDB_K8S_STORAGE_CLASS: optionalText().describe("the cluster's default class when unset"),
     TENANTDB_K8S_STORAGE_SIZE_GB: env.int(10, 1, 65_536).describe('for servers whose row sets no size'),

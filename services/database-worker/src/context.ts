@@ -7,15 +7,28 @@ import type {
   FleetRepo,
   HealthRepo,
   LimitsRepo,
+  MovesRepo,
   PlansRepo,
   RetirementRepo,
   ServersRepo,
   TenantDatabasesRepo,
   TlsRepo,
+  UsageRepo,
 } from '@tenantdb/catalog';
 import { PermanentJobError, type Queues } from '@tenantdb/jobs';
 import type { Logger } from '@tenantdb/observability';
-import type { PoolConnections, TenantOps } from '@tenantdb/pool-server';
+import {
+  type AccessRowLike,
+  applyQuotaTransition,
+  type ClientTools,
+  type PoolConnections,
+  type QuotaTransitionDeps,
+  quotaTransitions,
+  type SyncResult,
+  syncAccess,
+  type TenantAccess,
+  type TenantOps,
+} from '@tenantdb/pool-server';
 import type { Provisioner, ProvisionerDriver } from '@tenantdb/provisioners';
 import type { SecretBox } from '@tenantdb/secrets';
 import type { Job } from 'bullmq';
@@ -31,6 +44,7 @@ export interface WorkerDeps {
   health: HealthRepo;
   limits: LimitsRepo;
   tenants: TenantDatabasesRepo;
+  moves: MovesRepo;
   plans: PlansRepo;
   retirement: RetirementRepo;
   audit: AuditRepo;
@@ -40,10 +54,14 @@ export interface WorkerDeps {
   secrets: SecretBox;
   connections: PoolConnections;
   tenantOps: TenantOps;
+  tenantAccess: TenantAccess;
+  usage: UsageRepo;
   queues: Queues;
   drivers: ReadonlyMap<ProvisionerDriver, Provisioner>;
   metrics: WorkerMetrics;
   logger: Logger;
+  /** pg_dump/pg_restore/psql found on this machine, by major (looked for once, at first use). */
+  clientTools: () => Promise<ClientTools[]>;
 }
 
 export interface JobContext {
@@ -58,3 +76,26 @@ export function driverFor(deps: WorkerDeps, server: DbServer): Provisioner {
   if (!driver) throw new PermanentJobError(`driver "${server.driver}" is not enabled on this worker`);
   return driver;
 }
+
+/** The catalog and queue side of access sync and quota transitions, as the worker runs them. */
+export function quotaTransitionDeps(
+  deps: Pick<WorkerDeps, 'servers' | 'usage' | 'tenantAccess' | 'queues'>,
+): QuotaTransitionDeps {
+  return quotaTransitions(
+    {
+      servers: deps.servers,
+      usage: deps.usage,
+      access: deps.tenantAccess,
+      notify: async (notice) => {
+        await deps.queues.enqueue('deliver-tenant-event', notice);
+      },
+    },
+    { actor: 'database-worker' },
+  );
+}
+
+export const syncTenantAccess = (
+  deps: Parameters<typeof quotaTransitionDeps>[0],
+  row: AccessRowLike,
+): Promise<SyncResult> => syncAccess(quotaTransitionDeps(deps), row);
+export { applyQuotaTransition };

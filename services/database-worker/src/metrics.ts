@@ -1,4 +1,4 @@
-import type { FleetRepo, TlsRepo } from '@tenantdb/catalog';
+import { type FleetRepo, QUOTA_STATES, type TlsRepo, type UsageStatsRepo } from '@tenantdb/catalog';
 import { QUEUES, type Queues } from '@tenantdb/jobs';
 import { Counter, Gauge, Histogram, type Registry } from '@tenantdb/observability';
 
@@ -7,6 +7,7 @@ export function createWorkerMetrics(
   fleet: Pick<FleetRepo, 'readDrift' | 'countWarmReady'>,
   queues: Queues,
   tls: Pick<TlsRepo, 'certificateExpiries'>,
+  usage: Pick<UsageStatsRepo, 'figures'>,
 ) {
   const jobs = new Counter({
     name: 'tenantdb_jobs_total',
@@ -81,7 +82,45 @@ export function createWorkerMetrics(
     },
   });
 
+  usageGauges(registry, usage);
+
+  // Tenant moves (jobs/move): transitions and results as counters; the copy's bytes; the lag of the
+  // moves this replica is syncing (the largest: one series whatever the number of moves); how
+  // long writes were blocked at each cut-over.
+  const movePhases = new Counter({
+    name: 'tenantdb_move_phases_total',
+    help: 'tenant moves entering each phase, on this worker',
+    labelNames: ['phase'],
+    registers: [registry],
+  });
+  const movesFinished = new Counter({
+    name: 'tenantdb_moves_total',
+    help: 'tenant moves ended on this worker, by result (done, cancelled, failed)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const moveBytes = new Counter({
+    name: 'tenantdb_move_bytes_copied_total',
+    help: 'bytes copied by tenant moves (logical: growth of the target database; dump: the archive)',
+    registers: [registry],
+  });
+  const moveLag = new Gauge({
+    name: 'tenantdb_move_replication_lag_bytes',
+    help: 'WAL the source has that the subscription of a move syncing on this worker has not confirmed (last seen)',
+    registers: [registry],
+  });
+  const moveBlocked = new Histogram({
+    name: 'tenantdb_move_write_blocked_seconds',
+    help: 'how long a cut-over blocked the tenant writes (block on the source to catalog switch)',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+    registers: [registry],
+  });
   return {
+    movePhase: (phase: string) => movePhases.inc({ phase }),
+    moveFinished: (result: 'done' | 'cancelled' | 'failed') => movesFinished.inc({ result }),
+    moveBytes: (bytes: number) => moveBytes.inc(bytes),
+    moveLag: (bytes: number) => moveLag.set(bytes),
+    moveWriteBlocked: (seconds: number) => moveBlocked.observe(seconds),
     job(queue: string, job: string, result: 'completed' | 'failed' | 'retry') {
       jobs.inc({ queue, job, result });
     },
@@ -91,3 +130,90 @@ export function createWorkerMetrics(
   };
 }
 export type WorkerMetrics = ReturnType<typeof createWorkerMetrics>;
+
+/**
+ * Usage and quota gauges, read from the catalog on every scrape (one read for all of them, shared
+ * by the collects of one scrape): every replica reports the same figures.
+ */
+function usageGauges(registry: Registry, usage: Pick<UsageStatsRepo, 'figures'>): void {
+  let pending: Promise<Awaited<ReturnType<UsageStatsRepo['figures']>> | undefined> | undefined;
+  const read = () => {
+    pending ??= usage
+      .figures()
+      .catch(() => undefined)
+      .finally(() => setTimeout(() => (pending = undefined), 1_000).unref());
+    return pending;
+  };
+  new Gauge({
+    name: 'tenantdb_tenants_by_quota_state',
+    help: 'ready tenants by quota state (ok, warned, restricted)',
+    labelNames: ['state'],
+    registers: [registry],
+    async collect() {
+      const f = await read();
+      if (!f) return;
+      for (const state of QUOTA_STATES) this.set({ state }, f.states.find((s) => s.state === state)?.n ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'tenantdb_tenants_suspended',
+    help: 'ready tenants that are suspended',
+    registers: [registry],
+    async collect() {
+      const f = await read();
+      if (f) this.set(f.states.reduce((n, s) => n + s.suspended, 0));
+    },
+  });
+  const byType = (
+    name: string,
+    help: string,
+    pick: (s: { used: number; storage: number | null }) => number | null,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['type'],
+      registers: [registry],
+      async collect() {
+        const f = await read();
+        if (!f) return;
+        this.reset();
+        const totals = new Map<string, number>();
+        for (const s of f.servers)
+          totals.set(s.server_type, (totals.get(s.server_type) ?? 0) + (pick(s) ?? 0));
+        for (const [type, n] of totals) this.set({ type }, n);
+      },
+    });
+  byType(
+    'tenantdb_storage_used_bytes',
+    "sampled size of the serving servers' ready tenants, by server type",
+    (s) => s.used,
+  );
+  byType(
+    'tenantdb_storage_capacity_bytes',
+    'storage size of the serving servers that have one set, by server type',
+    (s) => s.storage,
+  );
+  new Gauge({
+    name: 'tenantdb_server_storage_used_ratio',
+    help: "sampled size of a server's ready tenants over its storage size, for servers with a storage size",
+    labelNames: ['server', 'type'],
+    registers: [registry],
+    async collect() {
+      const f = await read();
+      if (!f) return;
+      this.reset();
+      for (const s of f.servers)
+        if (s.storage) this.set({ server: s.name, type: s.server_type }, s.used / s.storage);
+    },
+  });
+  new Gauge({
+    name: 'tenantdb_usage_sample_lag_seconds',
+    help: 'age of the oldest usage sample of a ready tenant (never sampled: since it became ready)',
+    registers: [registry],
+    async collect() {
+      const f = await read();
+      if (f?.lagSeconds !== null && f?.lagSeconds !== undefined) this.set(f.lagSeconds);
+    },
+  });
+}

@@ -26,6 +26,7 @@ const concurrency = (config: WorkerDeps['config']): Record<WorkerQueueName, numb
   provisioning: 4,
   monitoring: config.TENANTDB_HEALTH_CONCURRENCY,
   maintenance: 1,
+  data: config.TENANTDB_DATA_CONCURRENCY,
 });
 
 export function startWorkers(deps: WorkerDeps, handlers: Handlers): Consumers {
@@ -57,6 +58,7 @@ export function keepWorkerSchedules(deps: WorkerDeps): Promise<KeptSchedules> {
     { queue: 'provisioning', name: 'grow-shared-capacity', everyMs: config.TENANTDB_CAPACITY_INTERVAL_MS },
     { queue: 'provisioning', name: 'refill-warm-databases', everyMs: config.TENANTDB_CAPACITY_INTERVAL_MS },
     { queue: 'maintenance', name: 'reconcile', everyMs: config.TENANTDB_RECONCILE_INTERVAL_MS },
+    { queue: 'data', name: 'sample-usage-all', everyMs: config.TENANTDB_USAGE_SAMPLE_PERIOD_MS },
     { queue: 'maintenance', name: 'cleanup-failed-servers', everyMs: config.TENANTDB_CLEANUP_INTERVAL_MS },
   ];
   return keepSchedules(queues, schedules, { checkEveryMs: config.TENANTDB_SCHEDULE_CHECK_MS, logger });

@@ -7,17 +7,26 @@ import {
   createFleetRepo,
   createHealthRepo,
   createLimitsRepo,
+  createMovesRepo,
   createPlansRepo,
   createRetirementRepo,
   createServersRepo,
   createTenantDatabasesRepo,
   createTlsRepo,
+  createUsageRepo,
+  createUsageStatsRepo,
   pingCatalog,
 } from '@tenantdb/catalog';
 import { createHttpApp, type HttpApp } from '@tenantdb/http';
 import { type Consumers, createQueues, type KeptSchedules } from '@tenantdb/jobs';
 import { createRegistry, type Logger } from '@tenantdb/observability';
-import { createPoolConnections, createTenantOps } from '@tenantdb/pool-server';
+import {
+  type ClientTools,
+  createPoolConnections,
+  createTenantAccess,
+  createTenantOps,
+  findClientTools,
+} from '@tenantdb/pool-server';
 import {
   createKubernetesProvisioner,
   createLocalProvisioner,
@@ -29,13 +38,16 @@ import {
 import { createSecretBox } from '@tenantdb/secrets';
 import type { WorkerConfig } from './config';
 import type { WorkerDeps } from './context';
+import { applyPlan } from './jobs/apply-plan';
 import { cleanupFailedServers } from './jobs/cleanup-failed-servers';
 import { decommissionServer } from './jobs/decommission-server';
 import { growSharedCapacity } from './jobs/grow-shared-capacity';
 import { boundHealthChecks, healthCheckAll, healthCheckServer } from './jobs/health-check';
+import { moveTenant } from './jobs/move/move-tenant';
 import { provisionServer } from './jobs/provision-server';
 import { reconcile } from './jobs/reconcile';
 import { refillWarmDatabases } from './jobs/refill-warm-databases';
+import { sampleUsageAll, sampleUsageServer } from './jobs/sample-usage';
 import { createWorkerMetrics } from './metrics';
 import { type Handlers, keepWorkerSchedules, startWorkers } from './runtime';
 import { createServerCertificates } from './tls/server-certificates';
@@ -94,8 +106,8 @@ export function createDrivers(config: WorkerConfig): Map<ProvisionerDriver, Prov
         image:
           config.TENANTDB_K8S_IMAGE ??
           (config.TENANTDB_K8S_MODE === 'cnpg'
-            ? 'ghcr.io/cloudnative-pg/postgresql:16'
-            : 'postgres:16-alpine'),
+            ? 'ghcr.io/cloudnative-pg/postgresql:15'
+            : 'postgres:15-alpine'),
         ...(config.TENANTDB_K8S_STORAGE_CLASS ? { storageClass: config.TENANTDB_K8S_STORAGE_CLASS } : {}),
         storageSizeGb: config.TENANTDB_K8S_STORAGE_SIZE_GB,
         runAsUser: config.TENANTDB_K8S_RUN_AS_USER,
@@ -133,6 +145,12 @@ export async function createWorker(
   const registry = createRegistry('database-worker');
   const fleet = createFleetRepo(db);
   const tls = createTlsRepo(db);
+  const usage = createUsageRepo(db);
+  let tools: Promise<ClientTools[]> | undefined;
+  const clientTools = () => {
+    tools ??= findClientTools({ dirs: config.TENANTDB_CLIENT_TOOL_DIRS });
+    return tools;
+  };
   const deps: WorkerDeps = {
     config,
     db,
@@ -141,6 +159,7 @@ export async function createWorker(
     health: createHealthRepo(db),
     limits: createLimitsRepo(),
     tenants: createTenantDatabasesRepo(db),
+    moves: createMovesRepo(db),
     plans: createPlansRepo(db),
     retirement: createRetirementRepo(db),
     audit: createAuditRepo(db),
@@ -152,10 +171,13 @@ export async function createWorker(
     secrets,
     connections,
     tenantOps: createTenantOps(connections),
+    tenantAccess: createTenantAccess(connections),
+    usage,
     queues,
     drivers: opts.drivers ?? createDrivers(config),
-    metrics: createWorkerMetrics(registry, fleet, queues, tls),
+    metrics: createWorkerMetrics(registry, fleet, queues, tls, createUsageStatsRepo(db)),
     logger,
+    clientTools,
   };
   const handlers: Handlers = {
     'provision-server': provisionServer(deps),
@@ -166,6 +188,10 @@ export async function createWorker(
     'health-check-server': healthCheckServer(deps),
     'cleanup-failed-servers': cleanupFailedServers(deps),
     reconcile: reconcile(deps),
+    'sample-usage-all': sampleUsageAll(deps),
+    'sample-usage-server': sampleUsageServer(deps),
+    'apply-plan': applyPlan(deps),
+    'move-tenant': moveTenant(deps),
   };
   const app = await createHttpApp({
     name: 'database-worker',
@@ -189,6 +215,12 @@ export async function createWorker(
     handlers,
     app,
     async start() {
+      const found = await clientTools();
+      // A move needs tools of a major at least its servers' (client-tools.ts): say what there is.
+      logger.info(
+        { client_tools: found.map((t) => ({ major: t.major, version: t.version, dir: t.dir })) },
+        found.length ? 'client tools found' : 'no pg_dump/pg_restore/psql found: moves will fail',
+      );
       await boundHealthChecks(deps);
       schedules = await keepWorkerSchedules(deps);
       running = startWorkers(deps, handlers);

@@ -71,6 +71,7 @@ export async function startFleet(opts: FleetOptions = {}) {
     TENANTDB_CAPACITY_INTERVAL_MS: HOUR,
     TENANTDB_RECONCILE_INTERVAL_MS: HOUR,
     TENANTDB_CLEANUP_INTERVAL_MS: HOUR,
+    TENANTDB_USAGE_SAMPLE_PERIOD_MS: HOUR,
     TENANTDB_JOB_LOCK_MS: '5000',
     TENANTDB_SHUTDOWN_DEADLINE_MS: '10000',
     // Test servers need no durability; it makes CREATE DATABASE several times faster.
@@ -122,7 +123,12 @@ export async function startFleet(opts: FleetOptions = {}) {
 
   for (let i = 0; i < (opts.replicas ?? 2); i++) await addWorker();
 
-  async function api(method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown, token = allocateToken) {
+  async function api(
+    method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+    url: string,
+    body?: unknown,
+    token = allocateToken,
+  ) {
     const response = await app.inject({
       method,
       url,

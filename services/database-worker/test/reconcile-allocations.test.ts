@@ -98,6 +98,7 @@ describe('a rotation killed between its steps', () => {
         ...(crash === 'before-promote' ? { settlePendingPassword: async () => killed() } : {}),
       },
       audit: d.audit,
+      moves: d.moves,
       secrets: d.secrets,
       tenantOps: {
         drop: d.tenantOps.drop,

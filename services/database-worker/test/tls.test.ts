@@ -50,6 +50,9 @@ describe('TLS on provisioned servers', () => {
       ...(isIP(host) ? {} : { servername: host }),
     });
     await verified.connect();
+    // Sessions start as the tenant's owner role; pg_stat_ssl shows a session's details to the
+    // role that logged in (docs/security.md, quotas): look as that role.
+    await verified.query('SET ROLE NONE');
     const { rows } = await verified.query<{ ssl: boolean; version: string }>(
       'SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()',
     );

@@ -3,6 +3,8 @@
 import { pingCatalog } from '@tenantdb/catalog';
 import { createHttpApp, edgeOptions, type HttpApp } from '@tenantdb/http';
 import type { InstanceServiceDeps } from './context';
+import { createInstanceAccess } from './instances/access';
+import { instanceAccessRoutes } from './instances/access.routes';
 import { instancesRoutes } from './instances/instances.routes';
 import { createInstancesService } from './instances/instances.service';
 import { createPortalKeyLookup } from './portal-keys';
@@ -34,5 +36,6 @@ export async function buildApp(deps: InstanceServiceDeps): Promise<HttpApp> {
     },
   });
   instancesRoutes(app, createInstancesService(deps));
+  instanceAccessRoutes(app, createInstanceAccess(deps));
   return app;
 }

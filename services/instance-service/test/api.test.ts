@@ -377,6 +377,8 @@ describe('metrics', () => {
       '/api/v1/instances',
       '/api/v1/instances/{id}',
       '/api/v1/instances/{id}/credentials',
+      '/api/v1/instances/{id}/resume',
+      '/api/v1/instances/{id}/suspend',
     ]);
   });
 });

@@ -153,3 +153,40 @@ describe('callback queue', () => {
     expect(active.map((j) => j.name).sort()).toEqual(['deliver-callback', 'deliver-callback']);
   });
 });
+
+describe('tenant events (quota ladder, suspension)', () => {
+  it('are delivered signed to the instance callback_url, once per delivery id', async () => {
+    h = await startHarness();
+    const portal = await receiver();
+    const body = newInstance({ callback_url: portal.url });
+    const created = await h.api('POST', '/api/v1/instances', { body });
+    expect(created.status).toBe(202);
+    await h.waitForStatus(created.body.id, body.customer_id, ['ready']);
+    await waitUntil(() => portal.received.length === 1); // instance.ready
+    const notice = (event: 'database.quota_warned' | 'database.quota_restricted', delivery_id: string) =>
+      h!.deps.queues.enqueue('deliver-tenant-event', {
+        instance_id: created.body.id,
+        event,
+        occurred_at: new Date().toISOString(),
+        delivery_id,
+      });
+    await notice('database.quota_warned', 'd1-warned');
+    await notice('database.quota_warned', 'd1-warned'); // a repeat of the same transition
+    await notice('database.quota_restricted', 'd1-restricted');
+    await waitUntil(() => portal.received.length === 3);
+    await sleep(500);
+    const events = portal.received.slice(1);
+    expect(events).toHaveLength(2);
+    // Delivered concurrently: in either order.
+    expect(events.map((e) => `${e.delivery} ${e.headers['x-tenantdb-event']}`).sort()).toEqual([
+      'd1-restricted database.quota_restricted',
+      'd1-warned database.quota_warned',
+    ]);
+    for (const e of events) {
+      expect(e.signatureValid).toBe(true);
+      expect(JSON.parse(e.body)).toMatchObject({
+        instance: { id: created.body.id, customer_id: body.customer_id },
+      });
+    }
+  });
+});

@@ -11,13 +11,15 @@ import {
 } from '../types';
 
 /**
- * Slot drift as one set-based statement (see FleetRepo.recordSlotDrift): measures every server
+ * Slot drift as one set-based statement (a server's slots: its slot-holding tenant rows, and the
+ * moves whose extra slot it holds, tenant_moves.slot_server_id) (see FleetRepo.recordSlotDrift): measures every server
  * that still exists, stores what changed, returns how many servers drift.
  */
 export function recordSlotDriftStatement() {
   return sql<{ drifted: number }>`
     WITH measured AS (
-      SELECT s.id, s.current_instances - count(t.id)::int AS drift
+      SELECT s.id, s.current_instances - count(t.id)::int
+               - (SELECT count(*) FROM tenant_moves m WHERE m.slot_server_id = s.id)::int AS drift
         FROM db_servers s
         LEFT JOIN tenant_databases t
           ON t.db_server_id = s.id AND t.status = ANY(${SLOT_HOLDING_STATUSES}::text[])

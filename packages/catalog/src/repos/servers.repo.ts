@@ -34,6 +34,8 @@ export const LISTED_SERVER_COLUMNS = [
   'max_instances',
   'current_instances',
   'postgres_version',
+  'postgres_major',
+  'logical_replication',
   'created_at',
   'provisioned_at',
 ] as const satisfies readonly (keyof DbServer)[];

@@ -86,6 +86,10 @@ export function createTenantDatabasesRepo(db: CatalogDb) {
         .executeTakeFirstOrThrow();
     },
 
+    findById(id: string, trx: Executor = db): Promise<TenantDatabase | undefined> {
+      return trx.selectFrom('tenant_databases').selectAll().where('id', '=', id).executeTakeFirst();
+    },
+
     /** The live (slot-holding) allocation of an instance: at most one, by a unique index. */
     findLiveByInstance(instanceId: string, trx: Executor = db): Promise<TenantDatabase | undefined> {
       return trx

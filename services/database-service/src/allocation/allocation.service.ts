@@ -5,6 +5,7 @@
 import type {
   AuditRepo,
   CatalogDb,
+  MovesRepo,
   PlacementStrategy,
   Plan,
   PlansRepo,
@@ -43,6 +44,7 @@ export interface AllocationDeps {
   servers: ServersRepo;
   reservations: ReservationsRepo;
   tenants: TenantDatabasesRepo;
+  moves: MovesRepo;
   plans: PlansRepo;
   audit: AuditRepo;
   tls: TlsRepo;
@@ -57,6 +59,7 @@ export interface AllocationDeps {
 
 function knownPlan(planTier: string, plan: Plan | undefined): Plan {
   if (!plan) throw new BadRequestError(`unknown plan_tier "${planTier}"`);
+  if (plan.retired_at) throw new BadRequestError(`plan_tier "${planTier}" is retired`);
   return plan;
 }
 

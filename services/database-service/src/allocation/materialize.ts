@@ -4,7 +4,7 @@
 import type { ServerAddress, TenantDatabase, TenantDatabasesRepo } from '@tenantdb/catalog';
 import { UnavailableError } from '@tenantdb/http';
 import type { Logger } from '@tenantdb/observability';
-import { describePgError, type TenantOps } from '@tenantdb/pool-server';
+import { describePgError, type Guardrails, type TenantOps } from '@tenantdb/pool-server';
 import type { AllocationConfig } from './allocation.service';
 
 const CREATING = ['creating'] as const;
@@ -61,12 +61,14 @@ export function createMaterialize(deps: MaterializeDeps) {
     row: TenantDatabase,
     password: string,
     warm = false,
+    guardrails?: Guardrails,
   ): Promise<void> {
     const tenant = {
       dbName: row.db_name,
       dbUser: row.db_user,
       password,
       connectionLimit: row.connection_limit ?? 1,
+      guardrails,
     };
     try {
       await beating(row, () => (warm ? tenantOps.claim(server, tenant) : tenantOps.create(server, tenant)));

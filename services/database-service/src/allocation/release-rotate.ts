@@ -4,6 +4,8 @@ import {
   type AuditRepo,
   type CatalogDb,
   LOCK_KEYS,
+  MOVE_LOCKS_TENANT_PHASES,
+  type MovesRepo,
   type ServersRepo,
   type TenantDatabasesRepo,
   trySessionLock,
@@ -24,6 +26,7 @@ export interface ReleaseRotateDeps {
     'findLiveByInstance' | 'transition' | 'leaveSlot' | 'setPendingPassword' | 'settlePendingPassword'
   >;
   audit: Pick<AuditRepo, 'record' | 'audited'>;
+  moves: Pick<MovesRepo, 'findActiveForTenant'>;
   secrets: Pick<SecretBox, 'encrypt'>;
   tenantOps: Pick<TenantOps, 'drop' | 'setPassword'>;
   answers: Pick<Answers, 'credentials'>;
@@ -31,7 +34,19 @@ export interface ReleaseRotateDeps {
 }
 
 export function createReleaseRotate(deps: ReleaseRotateDeps) {
-  const { db, servers, tenants, audit, secrets, tenantOps, answers, config } = deps;
+  const { db, servers, tenants, audit, moves, secrets, tenantOps, answers, config } = deps;
+
+  /**
+   * A move of the tenant that has not reached its grace period holds the tenant's role and
+   * database on two servers: a rotation or release now would meet its role copy, its cut-over or
+   * its clean-up half way, so they are refused (409, retry later). Checked under the rotation
+   * lock, which the start of a move takes too.
+   */
+  async function refuseWhileMoving(tenantDatabaseId: string, conn: CatalogDb): Promise<void> {
+    const move = await moves.findActiveForTenant(tenantDatabaseId, conn);
+    if (move && (MOVE_LOCKS_TENANT_PHASES as readonly string[]).includes(move.phase))
+      throw new ConflictError(`the allocation is being moved (move ${move.id}, ${move.phase}); retry later`);
+  }
 
   /**
    * Runs `fn` holding an allocation's rotation lock: an advisory lock on a catalog session (not a
@@ -70,9 +85,10 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
       const releasing =
         row.status === 'releasing'
           ? row
-          : await holdingRotationLock(row.id, 'wait', (conn) =>
-              tenants.transition(row.id, ['ready'], 'releasing', {}, conn),
-            );
+          : await holdingRotationLock(row.id, 'wait', async (conn) => {
+              await refuseWhileMoving(row.id, conn);
+              return tenants.transition(row.id, ['ready'], 'releasing', {}, conn);
+            });
       if (!releasing) throw new ConflictError('the allocation changed concurrently; retry');
       const server = await servers.findById(row.db_server_id);
       if (server) {
@@ -115,6 +131,9 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
         const current = await tenants.findLiveByInstance(instanceId, conn);
         if (current?.id !== row.id || current.status !== 'ready')
           throw new ConflictError('the allocation changed; retry');
+        // Setting a password also sets LOGIN on the server: it would undo the suspension.
+        if (current.suspended_at) throw new ConflictError('the allocation is suspended; resume it first');
+        await refuseWhileMoving(row.id, conn);
         const password = generatePassword();
         const pendingEnc = secrets.encrypt(password, row.id);
         if (!(await tenants.setPendingPassword(row.id, pendingEnc, conn)))

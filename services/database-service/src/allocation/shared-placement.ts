@@ -13,7 +13,12 @@ import type {
 import type { Allocated, AllocateRequest, Provisioning } from '@tenantdb/contracts';
 import { type RequestContext, UnavailableError } from '@tenantdb/http';
 import { type Queues, recordUnmetDemand } from '@tenantdb/jobs';
-import { generateTenantNames, PoolServerBusyError, PoolServerUnavailableError } from '@tenantdb/pool-server';
+import {
+  generateTenantNames,
+  guardrailsOf,
+  PoolServerBusyError,
+  PoolServerUnavailableError,
+} from '@tenantdb/pool-server';
 import { generatePassword, type SecretBox } from '@tenantdb/secrets';
 import type { Limits } from '../limits';
 import type { AllocationConfig } from './allocation.service';
@@ -148,7 +153,7 @@ export function createSharedPlacement(deps: SharedPlacementDeps) {
       }
       const { server, row, password, warm } = reservation;
       try {
-        await materialize(server, row, password, warm);
+        await materialize(server, row, password, warm, guardrailsOf(plan));
       } catch (err) {
         if (err instanceof PoolServerUnavailableError) {
           excluded.push(server.id);

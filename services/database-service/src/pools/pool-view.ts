@@ -22,6 +22,8 @@ export function toPool(s: ListedServer): Pool {
     current_instances: s.current_instances,
     capacity_percentage: Math.round((s.current_instances / s.max_instances) * 1000) / 10,
     postgres_version: s.postgres_version,
+    postgres_major: s.postgres_major,
+    logical_replication: s.logical_replication,
     created_at: s.created_at.toISOString(),
     provisioned_at: s.provisioned_at?.toISOString() ?? null,
   };

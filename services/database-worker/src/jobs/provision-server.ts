@@ -6,7 +6,7 @@
 // orchestrator's reason, instead of at the ready timeout.
 import { type ServerType, STARTING_STATUSES } from '@tenantdb/catalog';
 import { PermanentJobError } from '@tenantdb/jobs';
-import { describePgError, hardenPool } from '@tenantdb/pool-server';
+import { describePgError, hardenPool, inspectServer } from '@tenantdb/pool-server';
 import {
   PermanentProvisionError,
   type Provisioner,
@@ -74,6 +74,11 @@ export function provisionServer(deps: WorkerDeps) {
         memoryLimitMb: server.memory_limit_mb,
         storageSizeGb: server.storage_size_gb,
         settings: { ...config.TENANTDB_SERVER_SETTINGS },
+        replication: {
+          moves: config.TENANTDB_MOVES_PER_SERVER,
+          walKeepSizeMb: config.TENANTDB_MAX_SLOT_WAL_KEEP_MB,
+        },
+        postgresMajor: server.postgres_major ?? config.TENANTDB_LOCAL_POSTGRES_MAJOR,
         ...(tls ? { tls } : {}),
       });
       ref = created.ref;
@@ -96,10 +101,14 @@ export function provisionServer(deps: WorkerDeps) {
         config.TENANTDB_READY_TIMEOUT_MS,
       );
       await hardenPool(connections, server);
+      // What actually runs: the image of a container driver decides the major, not the request.
+      const facts = await inspectServer(connections, server);
       await servers.update(server_id, {
         status: 'active',
         status_reason: null,
         postgres_version: ready.postgresVersion,
+        postgres_major: facts.major,
+        logical_replication: facts.logicalReplication,
         health_status: 'healthy',
         health_failures: 0,
         last_health_check: new Date(),

@@ -5,7 +5,12 @@
 //   - allocations stuck in creating or releasing past a deadline (a process died mid-way);
 //   - warm rows whose database was never made (a refill died mid-way);
 //   - rotations a crash left with a pending password (reconcile-rotations.ts);
-//   - servers still provisioning with no job (a lost enqueue).
+//   - quota states and suspensions not yet applied on the server, and tenants still in the
+//     arrangement before the owner role (reconcile-access.ts);
+//   - servers still provisioning with no job (a lost enqueue);
+//   - tenant moves no worker has touched for a while (a lost job, a worker killed past its
+//     retries), and moves whose grace period is over: their (idempotent) job again. A move's
+//     databases on its source and target are known names, never orphans.
 // Unlabelled objects, and databases or roles whose names tenantdb does not generate (with the
 // tenant prefix or not), are never touched. One row's or one server's failure is logged and
 // counted (the summary's errors) and the pass goes on; the next run tries again.
@@ -14,11 +19,13 @@
 import { type DbServer, SERVING_STATUSES, STARTING_STATUSES } from '@tenantdb/catalog';
 import {
   listTenantObjects,
+  ownerRoleOf,
   PoolServerUnavailableError,
   type TenantNames,
   tenantOf,
 } from '@tenantdb/pool-server';
 import type { JobContext, WorkerDeps } from '../context';
+import { legacyArrangements, pendingAccess } from './reconcile-access';
 import { pendingRotations } from './reconcile-rotations';
 
 /** One pass: its log, and what it could not do (logged where it happened; the next run tries again). */
@@ -118,7 +125,7 @@ export async function orphanObjects(
 }
 
 export function reconcile(deps: WorkerDeps) {
-  const { servers, fleet, tenants, connections, tenantOps, queues, audit, config } = deps;
+  const { servers, fleet, tenants, moves, connections, tenantOps, queues, audit, config } = deps;
   const staleBefore = () => new Date(Date.now() - config.TENANTDB_STALE_ALLOCATION_MS);
 
   /**
@@ -133,9 +140,10 @@ export function reconcile(deps: WorkerDeps) {
     // The server is listed before the catalog is read: every row is written before the SQL
     // that makes its database, so whatever is on the server by now has its row in the catalog.
     const onServer = await listTenantObjects(connections, server);
-    const rows = await tenants.listNamesOnServer(server.id);
+    const rows = [...(await tenants.listNamesOnServer(server.id)), ...(await moves.namesHeldOn(server.id))];
     const knownDbs = new Set(rows.map((r) => r.db_name));
-    const knownRoles = new Set(rows.map((r) => r.db_user));
+    // Each tenant has a login role and (tenant-access.sql.ts) an owner role.
+    const knownRoles = new Set(rows.flatMap((r) => [r.db_user, ownerRoleOf({ dbName: r.db_name })]));
 
     const leftovers = new Map<string, Leftover>();
     const unknown = [
@@ -214,7 +222,11 @@ export function reconcile(deps: WorkerDeps) {
   return async (_payload: unknown, { log }: JobContext) => {
     const pass: Pass = { log, errors: 0 };
     const objects = await orphanObjects(deps, pass);
-    const allocations = (await stuckAllocations(pass)) + (await pendingRotations(deps, pass));
+    const allocations =
+      (await stuckAllocations(pass)) +
+      (await pendingRotations(deps, pass)) +
+      (await pendingAccess(deps, pass)) +
+      (await legacyArrangements(deps, pass));
     // Before the pass over every server, which is long on a large fleet.
     const slotDrift = await fleet.recordSlotDrift();
     let databases = 0;
@@ -235,7 +247,17 @@ export function reconcile(deps: WorkerDeps) {
     const starting = await fleet.idsInStatuses(STARTING_STATUSES);
     for (const id of starting) await queues.enqueue('provision-server', { server_id: id });
 
-    const summary = { objects, databases, allocations, slot_drift: slotDrift, errors: pass.errors };
+    const resumed = await moves.findStale(staleBefore());
+    for (const move of resumed) await queues.enqueue('move-tenant', { move_id: move.id });
+
+    const summary = {
+      objects,
+      databases,
+      allocations,
+      moves_resumed: resumed.length,
+      slot_drift: slotDrift,
+      errors: pass.errors,
+    };
     if (objects + databases + allocations > 0) {
       await audit.record({ actor: 'database-worker', action: 'fleet.reconcile', details: summary });
     }

@@ -11,6 +11,7 @@ import {
 } from '@tenantdb/jobs';
 import type { InstanceServiceDeps } from '../context';
 import { deliverCallback } from './deliver-callback';
+import { deliverTenantEvent } from './deliver-tenant-event';
 import type { JobContext } from './job-context';
 import { releaseDatabase } from './release-database';
 import { sweepInstances } from './sweep';
@@ -30,6 +31,7 @@ export function createHandlers(deps: InstanceServiceDeps): InstanceHandlers {
     'wait-for-database': waitForDatabase(deps),
     'release-database': releaseDatabase(deps),
     'deliver-callback': deliverCallback(deps),
+    'deliver-tenant-event': deliverTenantEvent(deps),
     'sweep-instances': sweepInstances(deps),
   };
 }

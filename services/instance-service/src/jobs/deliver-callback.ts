@@ -36,47 +36,66 @@ export function callbackBody(row: InstanceRow): InstanceCallback {
   };
 }
 
+/**
+ * One signed POST of `body` to `url` at the pinned (checked) address: undefined when answered
+ * 2xx, else what went wrong. Every event a portal receives goes through here.
+ */
+export async function postSigned(
+  deps: Pick<InstanceServiceDeps, 'config'>,
+  target: { url: string; address: ResolvedAddress; event: string; deliveryId: string },
+  body: string,
+): Promise<string | undefined> {
+  const { config } = deps;
+  const timestamp = Math.floor(Date.now() / 1000);
+  const dispatcher = pinnedDispatcher(target.address);
+  try {
+    const response = await fetch(target.url, {
+      dispatcher,
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': 'tenantdb-instance-service',
+        'x-tenantdb-event': target.event,
+        'x-tenantdb-delivery': target.deliveryId,
+        'x-tenantdb-timestamp': String(timestamp),
+        'x-tenantdb-signature': signCallback(config.TENANTDB_CALLBACK_SECRET, timestamp, body),
+      },
+      body,
+      // A redirect could point anywhere (past the allow-list): it is an answer, not followed.
+      redirect: 'manual',
+      signal: AbortSignal.timeout(config.TENANTDB_CALLBACK_TIMEOUT_MS),
+    });
+    await response.body?.cancel().catch(() => {});
+    if (response.status >= 200 && response.status < 300) return undefined;
+    return `the receiver answered ${response.status}`;
+  } catch (err) {
+    const e = err as Error & { cause?: { code?: string } };
+    return e.name === 'TimeoutError'
+      ? `no answer within ${config.TENANTDB_CALLBACK_TIMEOUT_MS} ms`
+      : `could not reach the receiver (${e.cause?.code ?? e.message})`;
+  } finally {
+    await dispatcher.destroy().catch(() => {});
+  }
+}
+
 export function deliverCallback(deps: InstanceServiceDeps) {
   const { config, repo, callbackTargets, resolveHost, metrics } = deps;
+  const post = (row: InstanceRow, address: ResolvedAddress, body: string) =>
+    postSigned(
+      deps,
+      {
+        url: row.callback_url!,
+        address,
+        event: row.ready_at ? 'instance.ready' : 'instance.failed',
+        deliveryId: row.id,
+      },
+      body,
+    );
 
   async function refuse(id: string, reason: string, ctx: JobContext): Promise<void> {
     await repo.settleCallback(id, 'failed', reason);
     metrics.callback('failed');
     ctx.log.warn({ instance_id: id, reason }, 'callback refused');
-  }
-
-  /** One POST to the pinned address: undefined when answered 2xx, else what went wrong. */
-  async function post(row: InstanceRow, address: ResolvedAddress, body: string): Promise<string | undefined> {
-    const timestamp = Math.floor(Date.now() / 1000);
-    const dispatcher = pinnedDispatcher(address);
-    try {
-      const response = await fetch(row.callback_url!, {
-        dispatcher,
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'tenantdb-instance-service',
-          'x-tenantdb-event': row.ready_at ? 'instance.ready' : 'instance.failed',
-          'x-tenantdb-delivery': row.id,
-          'x-tenantdb-timestamp': String(timestamp),
-          'x-tenantdb-signature': signCallback(config.TENANTDB_CALLBACK_SECRET, timestamp, body),
-        },
-        body,
-        // A redirect could point anywhere (past the allow-list): it is an answer, not followed.
-        redirect: 'manual',
-        signal: AbortSignal.timeout(config.TENANTDB_CALLBACK_TIMEOUT_MS),
-      });
-      await response.body?.cancel().catch(() => {});
-      if (response.status >= 200 && response.status < 300) return undefined;
-      return `the receiver answered ${response.status}`;
-    } catch (err) {
-      const e = err as Error & { cause?: { code?: string } };
-      return e.name === 'TimeoutError'
-        ? `no answer within ${config.TENANTDB_CALLBACK_TIMEOUT_MS} ms`
-        : `could not reach the receiver (${e.cause?.code ?? e.message})`;
-    } finally {
-      await dispatcher.destroy().catch(() => {});
-    }
   }
 
   return async (payload: { instance_id: string }, ctx: JobContext): Promise<void> => {

@@ -1,0 +1,136 @@
+// Brings one tenant's server in line with its catalog row (restricted, suspended) and clears the
+// row's access_pending once it is; and one rung of the quota ladder end to end (catalog with its
+// audit event, the callback, the server). Shared by database-service (suspend, resume, plan
+// change) and database-worker (sampling, the reconciler), which inject the catalog side.
+import type { PoolServerTarget } from './connections';
+import type { AccessResult, TenantAccess } from './tenant-access';
+
+/** What the catalog says of a tenant's access. */
+export interface AccessRowLike {
+  id: string;
+  instance_id: string | null;
+  db_server_id: string;
+  db_name: string;
+  db_user: string;
+  quota_state: 'ok' | 'warned' | 'restricted';
+  suspended_at: Date | null;
+}
+
+export interface AccessSyncDeps {
+  access: Pick<TenantAccess, 'apply'>;
+  serverOf(id: string): Promise<PoolServerTarget | undefined>;
+  /** Clears access_pending unless the row changed meanwhile. */
+  markApplied(row: AccessRowLike): Promise<boolean>;
+}
+
+export type SyncResult = AccessResult | { kind: 'no-server' };
+
+export async function syncAccess(deps: AccessSyncDeps, row: AccessRowLike): Promise<SyncResult> {
+  const server = await deps.serverOf(row.db_server_id);
+  if (!server?.host) return { kind: 'no-server' };
+  const result = await deps.access.apply(
+    server,
+    { dbName: row.db_name, dbUser: row.db_user },
+    { restricted: row.quota_state === 'restricted', suspended: row.suspended_at !== null },
+  );
+  await deps.markApplied(row);
+  return result;
+}
+
+/** The events a tenant's changes of access send to the portal (through instance-service). */
+export type TenantEvent =
+  | 'database.quota_ok'
+  | 'database.quota_warned'
+  | 'database.quota_restricted'
+  | 'database.suspended'
+  | 'database.resumed';
+
+export interface TenantEventNotice {
+  instance_id: string;
+  event: TenantEvent;
+  occurred_at: string;
+  /** One per transition: repeats of the notice for it are one delivery. */
+  delivery_id: string;
+}
+
+export interface QuotaTransitionDeps extends AccessSyncDeps {
+  /** The catalog's transition with its audit event; undefined when the row moved meanwhile. */
+  transition(
+    id: string,
+    from: AccessRowLike['quota_state'],
+    to: AccessRowLike['quota_state'],
+  ): Promise<(AccessRowLike & { quota_state_at: Date }) | undefined>;
+  notify(notice: TenantEventNotice): Promise<void>;
+}
+
+/**
+ * One rung: catalog first (with access_pending when the server must change), then the callback
+ * notice (after the commit; its delivery id makes a repeat one delivery), then the server. A
+ * crash after the commit leaves access_pending for the reconciler.
+ */
+export async function applyQuotaTransition(
+  deps: QuotaTransitionDeps,
+  row: Pick<AccessRowLike, 'id' | 'quota_state'>,
+  to: AccessRowLike['quota_state'],
+): Promise<{ moved: boolean; sync?: SyncResult }> {
+  if (row.quota_state === to) return { moved: false };
+  const moved = await deps.transition(row.id, row.quota_state, to);
+  if (!moved) return { moved: false };
+  if (moved.instance_id) {
+    await deps.notify({
+      instance_id: moved.instance_id,
+      event: `database.quota_${to}`,
+      occurred_at: moved.quota_state_at.toISOString(),
+      delivery_id: `${moved.id}-quota-${to}-${moved.quota_state_at.getTime()}`,
+    });
+  }
+  const serverChanges = row.quota_state === 'restricted' || to === 'restricted';
+  return { moved: true, ...(serverChanges ? { sync: await syncAccess(deps, moved) } : {}) };
+}
+
+/** The catalog side as both services have it (UsageRepo, ServersRepo, Queues), structurally. */
+export interface QuotaCatalog {
+  servers: { findById(id: string): Promise<PoolServerTarget | undefined> };
+  usage: {
+    markAccessApplied(row: AccessRowLike): Promise<boolean>;
+    transitionQuota(
+      id: string,
+      from: AccessRowLike['quota_state'],
+      to: AccessRowLike['quota_state'],
+      audit: (row: AccessRowLike & { quota_state_at: Date }) => {
+        actor: string;
+        action: string;
+        request_id?: string | null;
+        instance_id: string | null;
+        db_server_id: string;
+        tenant_database_id: string;
+        details: Record<string, unknown>;
+      },
+    ): Promise<(AccessRowLike & { quota_state_at: Date }) | undefined>;
+  };
+  access: Pick<TenantAccess, 'apply'>;
+  notify(notice: TenantEventNotice): Promise<void>;
+}
+
+/** Quota transitions audited as `actor` (and the request, when a request made them). */
+export function quotaTransitions(
+  c: QuotaCatalog,
+  who: { actor: string; requestId?: string; reason?: string },
+): QuotaTransitionDeps {
+  return {
+    access: c.access,
+    serverOf: (id) => c.servers.findById(id),
+    markApplied: (row) => c.usage.markAccessApplied(row),
+    transition: (id, from, to) =>
+      c.usage.transitionQuota(id, from, to, (row) => ({
+        actor: who.actor,
+        action: `tenant.quota_${to}`,
+        request_id: who.requestId ?? null,
+        instance_id: row.instance_id,
+        db_server_id: row.db_server_id,
+        tenant_database_id: row.id,
+        details: { from, to, ...(who.reason ? { reason: who.reason } : {}) },
+      })),
+    notify: c.notify,
+  };
+}

@@ -1,0 +1,92 @@
+// Usage and access of allocations, and a server's usage (admin; reads admin:read):
+//   GET  /api/database/admin/allocations/{instance_id}/usage
+//   POST /api/database/admin/allocations/{instance_id}/suspend · /resume · /plan
+//   GET  /api/database/admin/pools/{id}/usage
+import {
+  AllocationUsage,
+  ChangePlanRequest,
+  ErrorResponse,
+  InstanceParams,
+  PoolParams,
+  ServerUsage,
+  ServerUsageQuery,
+} from '@tenantdb/contracts';
+import { requestContext as ctx, type HttpApp } from '@tenantdb/http';
+import type { AccessService } from './access.service';
+
+const tags = ['usage and access'];
+const changed = { 200: AllocationUsage, 409: ErrorResponse, 503: ErrorResponse };
+
+export function accessRoutes(app: HttpApp, service: AccessService): void {
+  app.get(
+    '/api/database/admin/allocations/:instance_id/usage',
+    {
+      config: { scope: 'admin:read' },
+      schema: {
+        summary: "An allocation's latest usage sample, quota state and suspension",
+        tags,
+        params: InstanceParams,
+        response: { 200: AllocationUsage },
+      },
+    },
+    async (request) => service.usage(request.params.instance_id),
+  );
+
+  app.post(
+    '/api/database/admin/allocations/:instance_id/suspend',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        summary: 'Suspend: no login, open sessions ended, data kept (idempotent)',
+        tags,
+        params: InstanceParams,
+        response: changed,
+      },
+    },
+    async (request) => service.suspend(request.params.instance_id, ctx(request)),
+  );
+
+  app.post(
+    '/api/database/admin/allocations/:instance_id/resume',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        summary: 'Resume: the same credentials log in again (idempotent)',
+        tags,
+        params: InstanceParams,
+        response: changed,
+      },
+    },
+    async (request) => service.resume(request.params.instance_id, ctx(request)),
+  );
+
+  app.post(
+    '/api/database/admin/allocations/:instance_id/plan',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        summary: 'Change the plan within its placement: connection limit, guardrails and quota at once',
+        tags,
+        params: InstanceParams,
+        body: ChangePlanRequest,
+        response: { ...changed, 404: ErrorResponse },
+      },
+    },
+    async (request) => service.changePlan(request.params.instance_id, request.body.plan_tier, ctx(request)),
+  );
+
+  app.get(
+    '/api/database/admin/pools/:id/usage',
+    {
+      config: { scope: 'admin:read' },
+      schema: {
+        summary: "A server's sampled total against its storage size, and its largest tenants",
+        tags,
+        params: PoolParams,
+        querystring: ServerUsageQuery,
+        response: { 200: ServerUsage },
+      },
+    },
+    async (request) => service.serverUsage(request.params.id, request.query.limit),
+  );
+}

@@ -1,0 +1,244 @@
+// The work a move does on its two servers, one function per step, each safe to repeat: what an
+// earlier attempt made is found by its name (moveObjectName) and either kept or made again.
+// Phases and their order are move-tenant.ts; the SQL is @tenantdb/pool-server's move.sql.ts.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DbServer, TenantDatabase, TenantMove } from '@tenantdb/catalog';
+import { PermanentJobError } from '@tenantdb/jobs';
+import {
+  allowLoginStatement,
+  blockWritesStatements,
+  type ClientTools,
+  chooseTools,
+  createTenantStatements,
+  type DumpConnection,
+  dropSubscriptionStatements,
+  dumpAndRestore,
+  dumpSchema,
+  inspectServer,
+  listArchive,
+  type PoolServerTarget,
+  PRIMARY_KEYS,
+  restoreArchive,
+  splitPrimaryKeys,
+  TABLES_WITHOUT_IDENTITY,
+  TENANT_SESSIONS,
+  type TenantNames,
+} from '@tenantdb/pool-server';
+import type pg from 'pg';
+import type { WorkerDeps } from '../../context';
+import { createReplicationSteps, isMissingDatabase, type ServerAccess } from './move-replication';
+
+export interface MoveParts {
+  move: TenantMove;
+  tenant: TenantDatabase;
+  source: DbServer;
+  target: DbServer;
+  names: TenantNames;
+  /** Publication, subscription, slot and replication role of this move. */
+  object: string;
+}
+
+type StepDeps = Pick<
+  WorkerDeps,
+  'connections' | 'secrets' | 'tls' | 'tenantOps' | 'tenantAccess' | 'clientTools'
+>;
+
+export function createMoveSteps(deps: StepDeps) {
+  const { connections, secrets, tls, tenantOps, tenantAccess } = deps;
+  const inDb = (server: DbServer, database: string): PoolServerTarget => ({
+    ...server,
+    admin_database: database,
+  });
+  const onDb = <T>(server: DbServer, database: string, fn: (c: pg.Client) => Promise<T>) =>
+    connections.withOwnClient(inDb(server, database), fn);
+  const run = (server: DbServer, statements: string[]) =>
+    connections.withClient(server, async (c) => {
+      for (const s of statements) await c.query(s);
+    });
+  const dumpConn = (server: DbServer, dbname: string): DumpConnection => ({
+    host: server.host!,
+    port: server.port!,
+    user: server.admin_user!,
+    password: secrets.decrypt(server.admin_password_enc!, server.id),
+    dbname,
+  });
+
+  /** The archive's TOC split into the primary keys and the rest (move.sql.ts splitPrimaryKeys). */
+  const access: ServerAccess = { onDb, run, connections, tls };
+
+  async function primaryKeyEntries(p: MoveParts, t: ClientTools, archive: string) {
+    const { rows } = await onDb(p.source, p.names.dbName, (c) => c.query<{ key: string }>(PRIMARY_KEYS));
+    return splitPrimaryKeys(await listArchive(t, archive), new Set(rows.map((r) => r.key)));
+  }
+
+  async function tools(source: DbServer): Promise<ClientTools> {
+    const facts = await inspectServer(connections, source);
+    const choice = chooseTools(await deps.clientTools(), facts.major);
+    if (choice.kind === 'none') throw new PermanentJobError(choice.reason);
+    return choice.tools;
+  }
+
+  /** Runs `fn` with a private directory for archives and listings, removed afterwards. */
+  async function withWorkDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+    const dir = await mkdtemp(join(tmpdir(), 'tenantdb-move-'));
+    try {
+      return await fn(dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  const steps = {
+    tools,
+    ...createReplicationSteps(access),
+
+    /**
+     * Which way the data goes: logical replication when both servers run wal_level=logical and
+     * every table has a primary key or REPLICA IDENTITY FULL; dump/restore otherwise (and why).
+     */
+    async chooseMethod(p: MoveParts): Promise<{ method: 'logical' | 'dump'; reason: string }> {
+      const [src, dst] = await Promise.all([
+        inspectServer(connections, p.source),
+        inspectServer(connections, p.target),
+      ]);
+      if (!src.canManageTenants || !dst.canManageTenants)
+        throw new PermanentJobError('admin login cannot manage tenants');
+      if (dst.major < src.major)
+        throw new PermanentJobError(
+          `the target runs PostgreSQL ${dst.major}, older than the source's ${src.major}`,
+        );
+      if (!src.logicalReplication || !dst.logicalReplication)
+        return {
+          method: 'dump',
+          reason: `wal_level is not logical on the ${src.logicalReplication ? 'target' : 'source'}`,
+        };
+      const { rows } = await onDb(p.source, p.names.dbName, (c) =>
+        c.query<{ name: string }>(TABLES_WITHOUT_IDENTITY),
+      );
+      if (rows.length > 0) {
+        const list = rows
+          .slice(0, 5)
+          .map((r) => r.name)
+          .join(', ');
+        return {
+          method: 'dump',
+          reason: `tables without a primary key or replica identity: ${list}${rows.length > 5 ? ', …' : ''}`,
+        };
+      }
+      return { method: 'logical', reason: 'every table has a primary key or replica identity' };
+    },
+
+    /**
+     * The tenant's roles and database on the target, arranged as every tenant's is
+     * (tenant-access.sql.ts: a NOLOGIN owner role owns the database; the login role keeps its name
+     * and the source's SCRAM verifier, NOLOGIN until the cut-over), made afresh: whatever an
+     * earlier attempt left there is dropped first. A source tenant from before the owner role is
+     * brought to that arrangement first (idempotent), so its objects keep one owner on the copy.
+     */
+    async prepareTarget(p: MoveParts): Promise<void> {
+      if ((await tenantAccess.migrate(p.source, p.names)) === 'gone')
+        throw new PermanentJobError('the tenant role is gone from the source');
+      const verifier = await connections.withClient(p.source, async (c) => {
+        const { rows } = await c.query<{ v: string | null }>(
+          'SELECT rolpassword AS v FROM pg_authid WHERE rolname = $1',
+          [p.names.dbUser],
+        );
+        return rows[0]?.v;
+      });
+      if (!verifier?.startsWith('SCRAM-SHA-256$'))
+        throw new PermanentJobError('the tenant role has no SCRAM-SHA-256 password on the source');
+      await steps.undoTarget(p);
+      const limit = p.tenant.connection_limit ?? 20;
+      await run(
+        p.target,
+        createTenantStatements({
+          ...p.names,
+          passwordVerifier: verifier,
+          connectionLimit: limit,
+          login: false,
+        }),
+      );
+    },
+
+    /** Schema before the data (pre-data and the primary keys); returns the tools used. */
+    async copyPreData(p: MoveParts): Promise<void> {
+      const t = await tools(p.source);
+      await withWorkDir(async (dir) => {
+        const archive = join(dir, 'schema.dump');
+        await dumpSchema(t, dumpConn(p.source, p.names.dbName), archive);
+        await restoreArchive(t, dumpConn(p.target, p.names.dbName), archive, { section: 'pre-data' });
+        const keys = await primaryKeyEntries(p, t, archive);
+        await writeFile(join(dir, 'keys.list'), keys.keys);
+        await restoreArchive(t, dumpConn(p.target, p.names.dbName), archive, {
+          listFile: join(dir, 'keys.list'),
+        });
+      });
+    },
+
+    /**
+     * Indexes, foreign keys, triggers: built after the initial copy, in one transaction (a crash
+     * leaves none of them, so a repeat starts clean). Skipped when the target already has every
+     * index the source has (an earlier attempt committed them).
+     */
+    async copyPostData(p: MoveParts): Promise<void> {
+      const count = (server: DbServer) =>
+        onDb(server, p.names.dbName, async (c) => {
+          const { rows } = await c.query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+          );
+          return rows[0]!.n;
+        });
+      if ((await count(p.target)) >= (await count(p.source))) return;
+      const t = await tools(p.source);
+      await withWorkDir(async (dir) => {
+        const archive = join(dir, 'schema.dump');
+        await dumpSchema(t, dumpConn(p.source, p.names.dbName), archive);
+        await writeFile(join(dir, 'rest.list'), (await primaryKeyEntries(p, t, archive)).rest);
+        await restoreArchive(t, dumpConn(p.target, p.names.dbName), archive, {
+          section: 'post-data',
+          listFile: join(dir, 'rest.list'),
+          singleTransaction: true,
+        });
+      });
+    },
+
+    /** The whole database by pg_dump | pg_restore (writes blocked by the caller). Bytes piped. */
+    async dumpAll(p: MoveParts): Promise<number> {
+      const t = await tools(p.source);
+      return dumpAndRestore(t, dumpConn(p.source, p.names.dbName), dumpConn(p.target, p.names.dbName));
+    },
+
+    /** No login, every session ended and gone: nothing the tenant does reaches the source any more. */
+    async blockWrites(p: MoveParts): Promise<void> {
+      await run(p.source, blockWritesStatements(p.names.dbUser));
+      await connections.withClient(p.source, async (c) => {
+        for (let i = 0; ; i++) {
+          const { rows } = await c.query<{ n: number }>(TENANT_SESSIONS, [p.names.dbUser]);
+          if (rows[0]!.n === 0) return;
+          if (i >= 100) throw new Error('sessions of the tenant are still open on the source');
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      });
+    },
+    allowSourceLogins: (p: MoveParts) => run(p.source, [allowLoginStatement(p.names.dbUser)]),
+    openTarget: (p: MoveParts) => run(p.target, [allowLoginStatement(p.names.dbUser)]),
+
+    /** Everything of the move on the target: its replication objects, the database and the role. */
+    async undoTarget(p: MoveParts): Promise<void> {
+      await onDb(p.target, p.names.dbName, async (c) => {
+        for (const s of dropSubscriptionStatements(p.object)) await c.query(s);
+      }).catch((err) => {
+        if (!isMissingDatabase(err)) throw err;
+      });
+      await tenantOps.drop(p.target, p.names);
+    },
+
+    /** The source's copy of the tenant, once its grace period is over. */
+    dropSource: (p: MoveParts) => tenantOps.drop(p.source, p.names),
+  };
+  return steps;
+}
+
+export type MoveSteps = ReturnType<typeof createMoveSteps>;
