@@ -122,7 +122,7 @@ async function violated(): Promise<Set<Invariant>> {
     knownSecrets: [token],
     acknowledged,
   });
-  expect(report.checked).toHaveLength(8);
+  expect(report.checked).toHaveLength(9);
   return new Set(report.violations.map((v) => v.invariant));
 }
 
