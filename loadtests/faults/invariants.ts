@@ -312,7 +312,8 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
   return { checked: Object.keys(INVARIANTS) as Invariant[], violations };
 }
 
-async function onServerAsAdmin(server: DbServer, secrets: SecretBox, text: string, values: unknown[]) {
+/** `fn` on a connection of its own to the server as its admin, closed after. */
+async function withAdmin<T>(server: DbServer, secrets: SecretBox, fn: (c: pg.Client) => Promise<T>) {
   const client = new pg.Client({
     host: server.host!,
     port: server.port!,
@@ -324,33 +325,24 @@ async function onServerAsAdmin(server: DbServer, secrets: SecretBox, text: strin
   client.on('error', () => {});
   await client.connect();
   try {
-    return (await client.query(text, values)).rows;
+    return await fn(client);
   } finally {
     await client.end().catch(() => {});
   }
 }
 
-export async function tenantObjects(server: DbServer, secrets: SecretBox) {
-  const client = new pg.Client({
-    host: server.host!,
-    port: server.port!,
-    user: server.admin_user!,
-    password: secrets.decrypt(server.admin_password_enc!, server.id),
-    database: server.admin_database,
-    connectionTimeoutMillis: 10_000,
-  });
-  client.on('error', () => {});
-  await client.connect();
-  try {
+const onServerAsAdmin = (server: DbServer, secrets: SecretBox, text: string, values: unknown[]) =>
+  withAdmin(server, secrets, async (c) => (await c.query(text, values)).rows);
+
+export function tenantObjects(server: DbServer, secrets: SecretBox) {
+  return withAdmin(server, secrets, async (client) => {
     const names = async (sql: string) =>
       (await client.query<{ name: string }>(sql, [TENANT_PREFIX])).rows.map((r) => r.name);
     return {
       dbs: await names('SELECT datname AS name FROM pg_database WHERE starts_with(datname, $1)'),
       roles: await names('SELECT rolname AS name FROM pg_roles WHERE starts_with(rolname, $1)'),
     };
-  } finally {
-    await client.end().catch(() => {});
-  }
+  });
 }
 
 /** Directories (names under root) in which a postmaster runs: `postgres -D <root>/<name>/data`. */

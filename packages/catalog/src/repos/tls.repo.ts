@@ -4,8 +4,6 @@
 import type { CatalogDb, Executor } from '../db';
 import type { FleetCa, ServerCertificate } from '../types';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 export type TlsRepo = ReturnType<typeof createTlsRepo>;
 
 export interface NewFleetCa {
@@ -85,14 +83,12 @@ export function createTlsRepo(db: CatalogDb) {
     /**
      * The CA certificate that signed a server's certificate (what a client verifies the server
      * with) and when that certificate expires; undefined for a server without one (created before
-     * TLS, or registered from outside) and for an id that is not a catalog row's (registration's
-     * login check names the server it is about to add by a placeholder).
+     * TLS, or registered from outside).
      */
     serverTrust(
       serverId: string,
       trx: Executor = db,
     ): Promise<{ ca_pem: string; not_after: Date } | undefined> {
-      if (!UUID.test(serverId)) return Promise.resolve(undefined);
       return trx
         .selectFrom('server_certificates as sc')
         .innerJoin('fleet_ca as ca', 'ca.id', 'sc.ca_id')
