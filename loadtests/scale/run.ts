@@ -21,7 +21,13 @@ import { type CatalogService, type Stack, startStack, tail } from '../bench/stac
 import { supervise } from '../bench/supervise';
 import { type ExplainedStatement, explainAll, hotStatements, scanLines } from './explain';
 import { allocateOp, type CreatedTenant, poolsPageOp, reservationOp, statsOp } from './measure';
-import { type SamplingCatalogCost, sampleCatalogOp, samplingResult } from './sampling';
+import {
+  commonTenantCount,
+  readyPerServer,
+  type SamplingCatalogCost,
+  sampleCatalogOp,
+  samplingResult,
+} from './sampling';
 import { clearFleet, type FleetCensus, type FleetSize, fleetCensus, seedFleet } from './seed';
 import { measureSweep, type SweepResult } from './sweep';
 
@@ -287,9 +293,15 @@ async function main(): Promise<number> {
     }
     log(`  ${summary(reserve)}`);
 
+    const sampleRequests = settings.reserveRequests / 4;
+    const sampleWarmup = Math.ceil(sampleRequests / 5);
+    const tenantsPerServer = commonTenantCount(
+      await readyPerServer(small.client),
+      await readyPerServer(large.client),
+    );
     const sampler = {
-      small: await sampleCatalogOp(small.target, 4),
-      large: await sampleCatalogOp(large.target, 4),
+      small: await sampleCatalogOp(small.target, tenantsPerServer),
+      large: await sampleCatalogOp(large.target, tenantsPerServer),
     };
     let sample: Record<Label, LoadResult>;
     let sampleLoad: Load;
@@ -299,10 +311,12 @@ async function main(): Promise<number> {
         () =>
           alternating(
             {
-              concurrency: 4,
+              // One at a time: a server is never sampled twice at once (its rows would wait on
+              // each other), and the small catalog has fewer such servers than sessions.
+              concurrency: 1,
               blocks,
-              block: { durationMs: 60_000, maxRequests: settings.reserveRequests / blocks },
-              warmup: { durationMs: 60_000, maxRequests: warmupRequests },
+              block: { durationMs: 60_000, maxRequests: sampleRequests / blocks },
+              warmup: { durationMs: 60_000, maxRequests: sampleWarmup },
             },
             { small: sampler.small.op, large: sampler.large.op },
           ),
@@ -312,7 +326,7 @@ async function main(): Promise<number> {
     }
     log(`  ${summary(sample)}`);
     // Warm-up requests sampled too: tenants per request over every request made.
-    const perSample = (label: Label) => sampler[label].tenants() / (sample[label].requests + warmupRequests);
+    const perSample = (label: Label) => sampler[label].tenants() / (sample[label].requests + sampleWarmup);
 
     const read = {
       concurrency: settings.adminConcurrency,
@@ -349,7 +363,8 @@ async function main(): Promise<number> {
       sample: {
         results: sample,
         tenantsPerSample: { small: perSample('small'), large: perSample('large') },
-        sessions: 4,
+        servers: { small: sampler.small.servers, large: sampler.large.servers },
+        sessions: 1,
         load: sampleLoad,
       },
       placement,
@@ -393,7 +408,7 @@ async function main(): Promise<number> {
         {
           ...measured.sample,
           notes: [
-            blocksNote(`${settings.reserveRequests / settings.blocks} samples each`),
+            blocksNote(`${settings.reserveRequests / 4 / settings.blocks} samples each`),
             loadNote(measured.sample.load),
           ],
         },

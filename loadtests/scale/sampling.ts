@@ -15,28 +15,50 @@ import type { CatalogService, Stack, WorkerProcess } from '../bench/stack';
 /** Thrown to roll a measured transaction back. */
 class RolledBack extends Error {}
 
+/** Ready tenants per server → how many servers have that many, on one catalog. */
+export async function readyPerServer(catalog: pg.Client): Promise<Map<number, number>> {
+  const { rows } = await catalog.query<{ tenants: number; servers: number }>(
+    `SELECT tenants, count(*)::int AS servers FROM (
+       SELECT count(*)::int AS tenants FROM tenant_databases WHERE status = 'ready' GROUP BY db_server_id) c
+      GROUP BY tenants`,
+  );
+  return new Map(rows.map((r) => [r.tenants, r.servers]));
+}
+
+/**
+ * The number of ready tenants per server that both catalogs have servers with, the most common
+ * on the smaller one: samples of that many tenants compare like for like (a statement's fixed
+ * cost is spread over its tenants).
+ */
+export function commonTenantCount(small: Map<number, number>, large: Map<number, number>): number {
+  const shared = [...small].filter(([tenants]) => tenants > 0 && large.has(tenants));
+  if (shared.length === 0)
+    throw new Error('no server of either catalog has as many ready tenants as one of the other');
+  return shared.sort((a, b) => b[1] - a[1] || b[0] - a[0])[0]![0];
+}
+
 /**
  * One server's sample as sample-usage-server makes it in the catalog (UsageRepo.listToSample,
  * then recordSamples with a figure for each tenant, which also reads the ladder's view of them),
- * in a transaction that is rolled back; servers taken in turn from the seeded pools with ready
- * tenants. Counts the tenants sampled, so a report can tell the cost per tenant.
+ * in a transaction that is rolled back; servers taken in turn from those with exactly `tenants`
+ * ready tenants. Counts the tenants sampled, so a report can tell the cost per tenant.
  */
 export async function sampleCatalogOp(
   target: CatalogService,
-  sessions: number,
-): Promise<{ op: Operation; tenants: () => number; close(): Promise<void> }> {
-  const db: CatalogDb = createCatalogDb({ url: target.catalogUrl, poolSize: sessions });
+  tenantsPerServer: number,
+): Promise<{ op: Operation; servers: number; tenants: () => number; close(): Promise<void> }> {
+  const db: CatalogDb = createCatalogDb({ url: target.catalogUrl, poolSize: 1 });
   const usage = createUsageRepo(db);
   const servers = (
     await db
       .selectFrom('tenant_databases')
       .select('db_server_id')
-      .distinct()
       .where('status', '=', 'ready')
-      .where('db_name', 'like', 'tdb_sim%')
+      .groupBy('db_server_id')
+      .having((eb) => eb.fn.countAll(), '=', tenantsPerServer)
       .execute()
   ).map((r) => r.db_server_id);
-  if (servers.length === 0) throw new Error('no seeded server has a ready tenant to sample');
+  if (servers.length === 0) throw new Error(`no server has ${tenantsPerServer} ready tenants to sample`);
   let tenants = 0;
   return {
     op: async (_worker, seq) => {
@@ -58,6 +80,7 @@ export async function sampleCatalogOp(
       }
       return fail('the transaction was not rolled back');
     },
+    servers: servers.length,
     tenants: () => tenants,
     close: () => db.destroy(),
   };
@@ -156,6 +179,8 @@ export interface SamplingCatalogCost {
   results: Record<'small' | 'large', LoadResult>;
   /** Tenants a sample covered, on average, on each catalog. */
   tenantsPerSample: Record<'small' | 'large', number>;
+  /** Servers the samples went round, on each catalog. */
+  servers: Record<'small' | 'large', number>;
   sessions: number;
   /** Sentences on how the blocks ran and the load, from run.ts (they are shared by every scenario). */
   notes: string[];
@@ -203,17 +228,19 @@ export function samplingResult(cost: SamplingCatalogCost, pass: SamplingPassResu
       },
     ],
     notes: [
-      `Catalog cost: ${cost.sessions} sessions on each catalog, each request one server’s sample as ` +
+      `Catalog cost: ${cost.sessions} session on each catalog (a server is never sampled twice at once), each request one server’s sample as ` +
         'sample-usage-server makes it in the catalog (UsageRepo.listToSample, then recordSamples with a figure ' +
         'for every tenant, which also reads the quota ladder’s view of them), through the repository’s own ' +
-        'kysely code, in a transaction that is rolled back; servers in turn from the seeded ones with ready ' +
-        `tenants. A sample covered ${cost.tenantsPerSample.small.toFixed(1)} tenants on the small catalog and ` +
+        'kysely code, in a transaction that is rolled back; servers in turn from those with the same number ' +
+        `of ready tenants on both catalogs (${cost.servers.small} servers on the small catalog, ` +
+        `${cost.servers.large.toLocaleString('en-US')} on the large one): a sample covered ` +
+        `${cost.tenantsPerSample.small.toFixed(1)} tenants on the small catalog and ` +
         `${cost.tenantsPerSample.large.toFixed(1)} on the large one; the ratio is of the cost per tenant.`,
       ...cost.notes,
       `The pass: the health sweep’s fleet behind its counting proxies, after reconcile; the sweep’s workers stopped ` +
         `and the data queue emptied, then one database-worker with TENANTDB_USAGE_SAMPLE_PERIOD_MS=${pass.periodMs} ` +
         `and TENANTDB_DATA_CONCURRENCY=${pass.dataConcurrency} (every other schedule an hour away). Its schedule’s ` +
-        `first run queues every serving server’s sample at its offset in the period; measured from the first ` +
+        `first run queues every serving server’s sample at its offset in the first nine tenths of the period; measured from the first ` +
         `server’s connection to the last one’s (proxies polled every 50 ms): ${s(pass.passMs)} for ` +
         `${pass.servers.toLocaleString('en-US')} servers with ready tenants. Connections per server: ` +
         `${pass.connectionsPerServer[0]}–${pass.connectionsPerServer[1]}; open at once: at most ` +
