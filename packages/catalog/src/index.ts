@@ -14,6 +14,7 @@ export * from './repos/reservations.repo';
 export * from './repos/retirement.repo';
 export * from './repos/servers.repo';
 export * from './repos/tenant-databases.repo';
+export * from './repos/tenant-events.repo';
 export * from './repos/tls.repo';
 export * from './repos/usage.repo';
 export * from './repos/usage-stats.repo';

@@ -283,6 +283,16 @@ export interface TenantMovesTable {
   finished_at: NullableTimestamp;
 }
 
+/** The outbox of events to the portal (migration 0021). */
+export interface TenantEventsTable {
+  delivery_id: string;
+  instance_id: string;
+  event: string;
+  occurred_at: Timestamp;
+  created_at: Generated<Date>;
+  queued_at: NullableTimestamp;
+}
+
 export interface CatalogDatabase {
   db_servers: DbServersTable;
   plans: PlansTable;
@@ -292,6 +302,7 @@ export interface CatalogDatabase {
   fleet_ca: FleetCaTable;
   server_certificates: ServerCertificatesTable;
   tenant_moves: TenantMovesTable;
+  tenant_events: TenantEventsTable;
 }
 
 export type DbServer = Selectable<DbServersTable>;

@@ -13,6 +13,7 @@ import {
   createReservationsRepo,
   createServersRepo,
   createTenantDatabasesRepo,
+  createTenantEventsRepo,
   createTlsRepo,
   createUsageRepo,
   createUsageStatsRepo,
@@ -149,6 +150,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     createAccessService({
       ...repos,
       usage: createUsageRepo(db),
+      events: createTenantEventsRepo(db),
       stats: createUsageStatsRepo(db),
       access: createTenantAccess(connections),
       queues,

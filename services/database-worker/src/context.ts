@@ -12,6 +12,7 @@ import type {
   RetirementRepo,
   ServersRepo,
   TenantDatabasesRepo,
+  TenantEventsRepo,
   TlsRepo,
   UsageRepo,
 } from '@tenantdb/catalog';
@@ -56,6 +57,7 @@ export interface WorkerDeps {
   tenantOps: TenantOps;
   tenantAccess: TenantAccess;
   usage: UsageRepo;
+  tenantEvents: TenantEventsRepo;
   queues: Queues;
   drivers: ReadonlyMap<ProvisionerDriver, Provisioner>;
   metrics: WorkerMetrics;
@@ -79,12 +81,13 @@ export function driverFor(deps: WorkerDeps, server: DbServer): Provisioner {
 
 /** The catalog and queue side of access sync and quota transitions, as the worker runs them. */
 export function quotaTransitionDeps(
-  deps: Pick<WorkerDeps, 'servers' | 'usage' | 'tenantAccess' | 'queues'>,
+  deps: Pick<WorkerDeps, 'servers' | 'usage' | 'tenantEvents' | 'tenantAccess' | 'queues'>,
 ): QuotaTransitionDeps {
   return quotaTransitions(
     {
       servers: deps.servers,
       usage: deps.usage,
+      events: deps.tenantEvents,
       access: deps.tenantAccess,
       notify: async (notice) => {
         await deps.queues.enqueue('deliver-tenant-event', notice);

@@ -10,6 +10,7 @@ import {
   QUOTA_STATES,
   type ServersRepo,
   type TenantDatabasesRepo,
+  type TenantEventsRepo,
   type UsageRepo,
   type UsageStatsRepo,
 } from '@tenantdb/catalog';
@@ -32,6 +33,7 @@ export interface AccessDeps {
   servers: Pick<ServersRepo, 'findById'>;
   tenants: Pick<TenantDatabasesRepo, 'findLiveByInstance'>;
   usage: UsageRepo;
+  events: Pick<TenantEventsRepo, 'markQueued'>;
   stats: Pick<UsageStatsRepo, 'serverTotal' | 'largestOnServer'>;
   plans: Pick<PlansRepo, 'find'>;
   access: TenantAccess;
@@ -41,13 +43,13 @@ export interface AccessDeps {
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
 export function createAccessService(deps: AccessDeps) {
-  const { servers, tenants, usage, stats, plans, access, queues } = deps;
+  const { servers, tenants, usage, events, stats, plans, access, queues } = deps;
   const notify = async (notice: TenantEventNotice) => {
     await queues.enqueue('deliver-tenant-event', notice);
   };
   const transitions = (ctx: RequestContext, reason: string) =>
     quotaTransitions(
-      { servers, usage, access, notify },
+      { servers, usage, events, access, notify },
       { actor: ctx.actor, requestId: ctx.requestId, reason },
     );
 
@@ -91,24 +93,32 @@ export function createAccessService(deps: AccessDeps) {
 
   async function setSuspended(instanceId: string, suspended: boolean, ctx: RequestContext) {
     const row = await ready(instanceId);
-    const result = await usage.setSuspended(row.id, suspended, (r) => ({
-      actor: ctx.actor,
-      action: suspended ? 'allocation.suspended' : 'allocation.resumed',
-      request_id: ctx.requestId,
-      instance_id: r.instance_id,
-      db_server_id: r.db_server_id,
-      tenant_database_id: r.id,
-      details: {},
-    }));
-    if (!result) throw new ConflictError('the allocation changed; retry');
-    if (result.changed) {
-      await notify({
+    const verb = suspended ? 'suspended' : 'resumed';
+    const result = await usage.setSuspended(
+      row.id,
+      suspended,
+      (r) => ({
+        actor: ctx.actor,
+        action: `allocation.${verb}`,
+        request_id: ctx.requestId,
+        instance_id: r.instance_id,
+        db_server_id: r.db_server_id,
+        tenant_database_id: r.id,
+        details: {},
+      }),
+      (r) => ({
         instance_id: instanceId,
-        event: suspended ? 'database.suspended' : 'database.resumed',
-        occurred_at: new Date().toISOString(),
-        delivery_id: `${row.id}-${suspended ? 'suspended' : 'resumed'}-${Date.now()}`,
-      });
-    }
+        event: `database.${verb}`,
+        occurred_at: r.changed_at.toISOString(),
+        delivery_id: `${r.id}-${verb}-${r.changed_at.getTime()}`,
+      }),
+    );
+    if (!result) throw new ConflictError('the allocation changed; retry');
+    // In the outbox with the change: a queue that cannot take it now gets it from the reconciler.
+    if (result.event)
+      await transitions(ctx, verb)
+        .notify(result.event as TenantEventNotice)
+        .catch(() => {});
     // Applied even when the catalog already said so: a repeat finishes a change a crash left.
     await onServer(() => syncAccess(transitions(ctx, suspended ? 'suspend' : 'resume'), result.row));
     return usageOf(instanceId);

@@ -25,7 +25,7 @@ import {
   tenantOf,
 } from '@tenantdb/pool-server';
 import type { JobContext, WorkerDeps } from '../context';
-import { legacyArrangements, pendingAccess } from './reconcile-access';
+import { legacyArrangements, pendingAccess, pendingEvents } from './reconcile-access';
 import { pendingRotations } from './reconcile-rotations';
 
 /** One pass: its log, and what it could not do (logged where it happened; the next run tries again). */
@@ -226,6 +226,7 @@ export function reconcile(deps: WorkerDeps) {
       (await stuckAllocations(pass)) +
       (await pendingRotations(deps, pass)) +
       (await pendingAccess(deps, pass)) +
+      (await pendingEvents(deps, pass)) +
       (await legacyArrangements(deps, pass));
     // Before the pass over every server, which is long on a large fleet.
     const slotDrift = await fleet.recordSlotDrift();
