@@ -1,0 +1,170 @@
+// Plan changes between shared and dedicated servers, with real servers (local driver), a real
+// worker, database-service and instance-service (the portal's API and its callback deliveries):
+// up to a dedicated plan and back, the tenant's data and password going with it, instance-service
+// learning each new address with a signed callback; and the refusals (4xx, nothing changed).
+import { canLogin } from '@tenantdb/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Fleet, startFleet, waitFor } from './harness';
+import { fleetRepoSlotDrift } from './moves-drift';
+import { asTenant, makePool, moveOf, waitForPhase } from './moves-kit';
+import { type Portal, startPortal } from './plan-change-kit';
+
+let f: Fleet;
+let p: Portal;
+let poolId: string;
+
+beforeAll(async () => {
+  f = await startFleet({ replicas: 1, env: { TENANTDB_MOVE_GRACE_MS: '1000' } });
+  poolId = (await makePool(f, { name: 'plans-a', priority: 10 })).id;
+  p = await startPortal(f);
+}, 180_000);
+
+afterAll(async () => {
+  await p?.close();
+  await f?.close();
+}, 120_000);
+
+const admin = (method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown) =>
+  f.api(method, url, body, f.adminToken);
+
+async function tenantRow(instanceId: string) {
+  return f.db
+    .selectFrom('tenant_databases')
+    .selectAll()
+    .where('instance_id', '=', instanceId)
+    .where('status', '=', 'ready')
+    .executeTakeFirstOrThrow();
+}
+
+/** The delivery of `database.moved` for a move, once it arrived with a valid signature. */
+async function movedCallback(moveId: string) {
+  const delivery = `moved-${moveId}`;
+  await waitFor(
+    async () => p.receiver.for(delivery).some((r) => r.answered === 200),
+    30_000,
+    `the database.moved callback of move ${moveId}`,
+  );
+  const got = p.receiver.for(delivery).find((r) => r.answered === 200)!;
+  expect(got.signatureValid).toBe(true);
+  expect(got.headers['x-tenantdb-event']).toBe('database.moved');
+  return JSON.parse(got.body);
+}
+
+describe('a plan change between shared and dedicated', () => {
+  it('moves a tenant with data to its own dedicated server and back to a pool; instance-service follows', async () => {
+    const { id, q } = await p.readyInstance('standard');
+    const creds = (await p.api('POST', `/api/v1/instances/${id}/credentials${q}`)).body;
+    expect(creds.db_port).toBe((await f.servers()).find((s) => s.id === poolId)!.port);
+    await asTenant(
+      creds,
+      `CREATE SCHEMA app;
+       CREATE TABLE app.items (id bigserial PRIMARY KEY, v integer NOT NULL);
+       INSERT INTO app.items (v) SELECT g FROM generate_series(1, 5000) g;`,
+    );
+
+    // Up: a dedicated server is provisioned for the instance, then the tenant moves there.
+    const up = await p.api('POST', `/api/v1/instances/${id}/plan${q}`, { plan_tier: 'premium' });
+    expect(up.status, JSON.stringify(up.body)).toBe(202);
+    expect(up.body).toMatchObject({
+      id,
+      status: 'moving',
+      plan_tier: 'standard',
+      requested_plan_tier: 'premium',
+    });
+    const upMove = up.body.move_id as string;
+    const dedicated = (await f.servers()).find((s) => s.dedicated_to_instance_id === id)!;
+    expect(dedicated.server_type).toBe('dedicated');
+    const first = await moveOf(f, upMove);
+    expect(first).toMatchObject({
+      target_server_id: dedicated.id,
+      source_server_id: poolId,
+      plan_tier: 'premium',
+    });
+    expect(['awaiting_target', 'pending', 'copying_schema', 'syncing']).toContain(first.phase);
+    await waitForPhase(f, upMove, ['done'], 180_000);
+
+    const onDedicated = await tenantRow(id);
+    expect(onDedicated).toMatchObject({
+      db_server_id: dedicated.id,
+      plan_tier: 'premium',
+      connection_limit: 100,
+    });
+    const dedicatedNow = (await f.servers()).find((s) => s.id === dedicated.id)!;
+    const body = await movedCallback(upMove);
+    expect(body).toMatchObject({
+      event: 'database.moved',
+      instance: { id, plan_tier: 'premium', db_host: dedicatedNow.host, db_port: dedicatedNow.port },
+    });
+    const shown = (await p.api('GET', `/api/v1/instances/${id}${q}`)).body;
+    expect(shown).toMatchObject({
+      plan_tier: 'premium',
+      db_host: dedicatedNow.host,
+      db_port: dedicatedNow.port,
+    });
+    const there = (await p.api('POST', `/api/v1/instances/${id}/credentials${q}`)).body;
+    expect(there).toMatchObject({ db_port: dedicatedNow.port, db_password: creds.db_password });
+    expect(await canLogin(there)).toBe(true);
+    const [count] = await asTenant<{ n: number }>(there, 'SELECT count(*)::int AS n FROM app.items');
+    expect(count!.n).toBe(5000);
+    // The target role carries the new plan's connection limit.
+    const [limit] = await asTenant<{ l: number }>(
+      there,
+      'SELECT rolconnlimit AS l FROM pg_roles WHERE rolname = session_user',
+    );
+    expect(limit!.l).toBe(100);
+    await asTenant(there, 'INSERT INTO app.items (v) VALUES (-1)');
+
+    // Down: anywhere on a shared pool; the emptied dedicated server is retired.
+    const down = await p.api('POST', `/api/v1/instances/${id}/plan${q}`, { plan_tier: 'standard' });
+    expect(down.status, JSON.stringify(down.body)).toBe(202);
+    const downMove = down.body.move_id as string;
+    expect(downMove).not.toBe(upMove);
+    await waitForPhase(f, downMove, ['done'], 180_000);
+    expect(await tenantRow(id)).toMatchObject({
+      db_server_id: poolId,
+      plan_tier: 'standard',
+      connection_limit: 20,
+    });
+    await f.waitForServer(
+      (servers) => servers.find((s) => s.id === dedicated.id)?.status === 'decommissioned',
+      60_000,
+    );
+    const pool = (await f.servers()).find((s) => s.id === poolId)!;
+    const back = await movedCallback(downMove);
+    expect(back.instance).toMatchObject({ plan_tier: 'standard', db_port: pool.port });
+    const shownBack = (await p.api('GET', `/api/v1/instances/${id}${q}`)).body;
+    expect(shownBack).toMatchObject({ plan_tier: 'standard', db_host: pool.host, db_port: pool.port });
+    const home = (await p.api('POST', `/api/v1/instances/${id}/credentials${q}`)).body;
+    expect(home).toMatchObject({ db_port: pool.port, db_password: creds.db_password });
+    const [after] = await asTenant<{ n: number }>(home, 'SELECT count(*)::int AS n FROM app.items');
+    expect(after!.n).toBe(5001);
+    // One delivery per cut-over; the audit trail on both sides.
+    expect(p.receiver.received.filter((r) => r.headers['x-tenantdb-event'] === 'database.moved').length).toBe(
+      2,
+    );
+    const audited = await p.deps.db
+      .selectFrom('audit_events')
+      .select('action')
+      .where('instance_id', '=', id)
+      .where('action', 'in', ['instance.plan_change', 'instance.database_moved'])
+      .execute();
+    expect(audited.map((a) => a.action).sort()).toEqual([
+      'instance.database_moved',
+      'instance.database_moved',
+      'instance.plan_change',
+      'instance.plan_change',
+    ]);
+    const catalogAudit = await f.db
+      .selectFrom('audit_events')
+      .select('action')
+      .where('instance_id', '=', id)
+      .where('action', 'in', ['allocation.plan_changed', 'move.cut_over', 'server.retire_dedicated'])
+      .execute();
+    expect(catalogAudit.map((a) => a.action).sort()).toEqual([
+      'move.cut_over',
+      'move.cut_over',
+      'server.retire_dedicated',
+    ]);
+    expect(await fleetRepoSlotDrift(f)).toBe(0);
+  }, 400_000);
+});
