@@ -167,4 +167,116 @@ describe('a plan change between shared and dedicated', () => {
     ]);
     expect(await fleetRepoSlotDrift(f)).toBe(0);
   }, 400_000);
+
+  it('refuses what it cannot do with a clear 4xx, changing nothing; a change under way is one, and its cancel frees everything', async () => {
+    const { id, q } = await p.readyInstance('standard');
+    const before = await tenantRow(id);
+    const change = (plan_tier: string, query = q) =>
+      p.api('POST', `/api/v1/instances/${id}/plan${query}`, { plan_tier });
+    const dedicatedOf = async () => (await f.servers()).filter((s) => s.dedicated_to_instance_id === id);
+
+    expect((await change('nosuch')).status).toBe(400);
+    expect((await change('X!')).status).toBe(400);
+    expect((await change('premium', `?customer_id=${crypto.randomUUID()}`)).status).toBe(404);
+    expect(
+      (await p.api('POST', `/api/v1/instances/${id}/plan${q}`, { plan_tier: 'premium' }, 'wrong')).status,
+    ).toBe(401);
+    expect(
+      (
+        await admin('POST', `/api/database/admin/allocations/${crypto.randomUUID()}/plan`, {
+          plan_tier: 'premium',
+        })
+      ).status,
+    ).toBe(404);
+    expect(
+      (await admin('POST', `/api/database/admin/allocations/${id}/plan`, { plan_tier: 'nosuch' })).status,
+    ).toBe(400);
+
+    // Over the customer's dedicated limit (the plan allows none): 409, no server, no move.
+    for (const plan of [
+      {
+        plan_tier: 'ded-none',
+        placement: 'dedicated',
+        connection_limit: 50,
+        max_dedicated_servers_per_customer: 0,
+      },
+      { plan_tier: 'old-shared', placement: 'shared', connection_limit: 5 },
+    ])
+      expect((await admin('POST', '/api/database/admin/plans', plan)).status).toBe(201);
+    const limited = await change('ded-none');
+    expect(limited.status, JSON.stringify(limited.body)).toBe(409);
+    expect(limited.body.message).toContain('dedicated servers');
+    expect((await admin('DELETE', '/api/database/admin/plans/old-shared')).status).toBe(200);
+    const retired = await admin('POST', `/api/database/admin/allocations/${id}/plan`, {
+      plan_tier: 'old-shared',
+    });
+    expect(retired.status).toBe(409);
+    expect(retired.body.message).toContain('retired');
+    expect((await change('old-shared')).status).toBe(409);
+
+    // Suspended: no move, and no dedicated server made for it.
+    expect((await p.api('POST', `/api/v1/instances/${id}/suspend${q}`)).status).toBe(200);
+    const suspended = await change('premium');
+    expect(suspended.status).toBe(409);
+    expect(suspended.body.message).toContain('suspended');
+    expect((await p.api('POST', `/api/v1/instances/${id}/resume${q}`)).status).toBe(200);
+    expect(await dedicatedOf()).toEqual([]);
+    expect((await admin('GET', `/api/database/admin/moves?instance_id=${id}`)).body.total_count).toBe(0);
+
+    // With no worker running, the change waits for its dedicated server: a second one is 409, and
+    // so are a plain move and a release meanwhile.
+    await f.workers.shift()!.stop();
+    const started = await change('premium');
+    expect(started.status, JSON.stringify(started.body)).toBe(202);
+    const moveId = started.body.move_id as string;
+    expect((await moveOf(f, moveId)).phase).toBe('awaiting_target');
+    const again = await change('enterprise');
+    expect(again.status).toBe(409);
+    expect(again.body.message).toContain('already under way');
+    expect((await change('professional')).status).toBe(409);
+    expect((await admin('POST', '/api/database/admin/moves', { instance_id: id })).status).toBe(409);
+    expect((await f.api('DELETE', `/api/database/allocations/${id}`)).status).toBe(409);
+    // The waiting move holds no slot: the dedicated server, not yet active, has none to give.
+    const [waitingOn] = await dedicatedOf();
+    expect(waitingOn).toMatchObject({ status: 'provisioning', current_instances: 0 });
+
+    // Cancelled while it waits: ended, and the dedicated server retired once it is up.
+    expect((await admin('POST', `/api/database/admin/moves/${moveId}/cancel`)).status).toBe(202);
+    await f.addWorker();
+    await waitForPhase(f, moveId, ['cancelled'], 120_000);
+    await f.waitForServer(
+      (servers) => servers.find((s) => s.id === waitingOn!.id)?.status === 'decommissioned',
+      120_000,
+    );
+    const after = await tenantRow(id);
+    expect(after).toMatchObject({
+      db_server_id: before.db_server_id,
+      plan_tier: 'standard',
+      connection_limit: before.connection_limit,
+    });
+    expect((await p.api('GET', `/api/v1/instances/${id}${q}`)).body).toMatchObject({ plan_tier: 'standard' });
+    expect(await fleetRepoSlotDrift(f)).toBe(0);
+  }, 300_000);
+
+  it('a plain move (no plan change) also reaches instance-service: new address stored, one signed callback', async () => {
+    const { id, q } = await p.readyInstance('standard');
+    const other = await makePool(f, { name: 'plans-b', priority: 20 });
+    const started = await admin('POST', '/api/database/admin/moves', {
+      instance_id: id,
+      target_server_id: other.id,
+    });
+    expect(started.status, JSON.stringify(started.body)).toBe(202);
+    expect(started.body.plan_tier).toBeNull();
+    await waitForPhase(f, started.body.id, ['grace', 'dropping_source', 'done']);
+    const body = await movedCallback(started.body.id);
+    expect(body.instance).toMatchObject({
+      id,
+      plan_tier: 'standard',
+      db_host: other.host,
+      db_port: other.port,
+    });
+    const shown = (await p.api('GET', `/api/v1/instances/${id}${q}`)).body;
+    expect(shown).toMatchObject({ plan_tier: 'standard', db_host: other.host, db_port: other.port });
+    expect((await tenantRow(id)).db_server_id).toBe(other.id);
+  }, 180_000);
 });

@@ -16,7 +16,13 @@ import {
   type UsageStatsRepo,
 } from '@tenantdb/catalog';
 import type { AllocationUsage, PlanChangeStarted, ServerUsage } from '@tenantdb/contracts';
-import { ConflictError, NotFoundError, type RequestContext, UnavailableError } from '@tenantdb/http';
+import {
+  BadRequestError,
+  ConflictError,
+  NotFoundError,
+  type RequestContext,
+  UnavailableError,
+} from '@tenantdb/http';
 import type { Queues } from '@tenantdb/jobs';
 import {
   applyQuotaTransition,
@@ -152,7 +158,8 @@ export function createAccessService(deps: AccessDeps) {
         row.plan_tier ? plans.find(row.plan_tier) : undefined,
         moves.findActiveForTenant(row.id),
       ]);
-      if (!plan) throw new NotFoundError(`no plan "${planTier}"`);
+      // As allocate answers it: the request names no plan there is (400), not a missing resource.
+      if (!plan) throw new BadRequestError(`unknown plan_tier "${planTier}"`);
       if (plan.retired_at) throw new ConflictError(`plan "${planTier}" is retired`);
       if (active)
         throw new ConflictError(

@@ -14,7 +14,7 @@ import type { MovesService } from '../moves/moves.service';
 
 export interface PlacementChangeDeps {
   dedicatedServerFor: DedicatedServerFor;
-  moves: Pick<MovesService, 'startForPlan'>;
+  moves: Pick<MovesService, 'startForPlan' | 'movable'>;
   queues: Pick<Queues, 'enqueue'>;
 }
 
@@ -75,6 +75,8 @@ export function createPlacementChange(deps: PlacementChangeDeps) {
     plan: Plan,
     ctx: RequestContext,
   ): Promise<PlanChangeStarted> {
+    // Before anything is made: a tenant that cannot be moved gets no dedicated server either.
+    await moves.movable(row);
     const move =
       plan.placement === 'dedicated'
         ? await toDedicated(row, instanceId, plan, ctx)

@@ -154,6 +154,9 @@ export function createMovesService(deps: MovesDeps) {
   }
 
   return {
+    /** 409 unless the allocation may be moved now (ready, not suspended or restricted): its server. */
+    movable,
+
     async start(req: StartMoveRequest, ctx: RequestContext): Promise<Move> {
       const row = await tenants.findLiveByInstance(req.instance_id);
       if (!row) throw new NotFoundError('no live allocation for this instance_id');

@@ -5,7 +5,6 @@
 // like suspension; audited here as well as in database-service.
 import { DatabaseServiceError, type InstancePlanChange } from '@tenantdb/contracts';
 import {
-  BadRequestError,
   ConflictError,
   HttpError,
   NotFoundError,
@@ -16,10 +15,8 @@ import type { InstanceServiceDeps } from '../context';
 
 export type InstancePlan = ReturnType<typeof createInstancePlan>;
 
-export function createInstancePlan(
-  deps: Pick<InstanceServiceDeps, 'config' | 'repo' | 'databaseService' | 'plans'>,
-) {
-  const { config, repo, databaseService, plans } = deps;
+export function createInstancePlan(deps: Pick<InstanceServiceDeps, 'config' | 'repo' | 'databaseService'>) {
+  const { config, repo, databaseService } = deps;
   return async function changePlan(
     id: string,
     customerId: string,
@@ -34,15 +31,14 @@ export function createInstancePlan(
         'plan changes are not configured (TENANTDB_DATABASE_SERVICE_ADMIN_TOKEN)',
         60,
       );
-    if ((await plans.check(planTier)) === 'unknown')
-      throw new BadRequestError(`unknown plan_tier "${planTier}"`);
     let result: Awaited<ReturnType<typeof databaseService.changePlan>>;
     try {
       result = await databaseService.changePlan(row.id, planTier);
     } catch (err) {
       if (err instanceof DatabaseServiceError && err.status < 500 && err.status !== 401 && err.status !== 403)
         throw new HttpError(
-          // 404 here: the plan (checked above) or the database went meanwhile; the instance is ours.
+          // 404: the instance is ours but database-service holds no live database for it now.
+          // (An unknown plan is its 400, passed on as it is.)
           err.status === 404 ? 409 : err.status,
           err.body?.message ?? 'database-service refused it',
           err.retryAfterSeconds !== undefined ? { 'retry-after': String(err.retryAfterSeconds) } : {},
