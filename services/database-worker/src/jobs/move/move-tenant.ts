@@ -91,15 +91,16 @@ export function moveTenant(deps: WorkerDeps) {
     // Never drop the copy that serves the tenant: undo is for moves that have not cut over.
     if (tenant?.db_server_id === p.target.id)
       throw new Error('the tenant is served from the target; not undoing');
-    // A move that never took its target slot (awaiting_target) made nothing on either server.
+    // A move that never took its target slot (awaiting_target) made nothing on either server and
+    // never blocked the source (a suspension meanwhile must stay).
     if (p.move.slot_server_id !== null) {
       await steps.dropReplication(p);
       await steps.undoTarget(p);
+      await steps.allowSourceLogins(p).catch((err) => {
+        // A tenant released meanwhile has no role to open; anything else is retried.
+        if ((err as { code?: string }).code !== '42704') throw err;
+      });
     }
-    await steps.allowSourceLogins(p).catch((err) => {
-      // A tenant released meanwhile has no role to open; anything else is retried.
-      if ((err as { code?: string }).code !== '42704') throw err;
-    });
     const ended = await moves.finish(p.move.id, [from], to, p.move.error);
     if (ended) {
       metrics.moveFinished(to);
