@@ -240,10 +240,17 @@ describe('a plan change between shared and dedicated', () => {
     const [waitingOn] = await dedicatedOf();
     expect(waitingOn).toMatchObject({ status: 'provisioning', current_instances: 0 });
 
-    // Cancelled while it waits: ended, and the dedicated server retired once it is up.
+    // Suspended meanwhile, then cancelled while it waits: ended, the suspension kept (the waiting
+    // move never closed the source, so its undo does not open it), and the dedicated server
+    // retired once it is up.
+    const creds = (await p.api('POST', `/api/v1/instances/${id}/credentials${q}`)).body;
+    expect((await p.api('POST', `/api/v1/instances/${id}/suspend${q}`)).status).toBe(200);
     expect((await admin('POST', `/api/database/admin/moves/${moveId}/cancel`)).status).toBe(202);
     await f.addWorker();
     await waitForPhase(f, moveId, ['cancelled'], 120_000);
+    expect(await canLogin(creds)).toBe(false);
+    expect((await p.api('POST', `/api/v1/instances/${id}/resume${q}`)).status).toBe(200);
+    expect(await canLogin(creds)).toBe(true);
     await f.waitForServer(
       (servers) => servers.find((s) => s.id === waitingOn!.id)?.status === 'decommissioned',
       120_000,
@@ -279,4 +286,28 @@ describe('a plan change between shared and dedicated', () => {
     expect(shown).toMatchObject({ plan_tier: 'standard', db_host: other.host, db_port: other.port });
     expect((await tenantRow(id)).db_server_id).toBe(other.id);
   }, 180_000);
+
+  it('a dedicated server that fails to provision fails the plan change cleanly: nothing held, the tenant where it was', async () => {
+    const { id, q } = await p.readyInstance('standard');
+    const before = await tenantRow(id);
+    await f.workers.shift()!.stop();
+    const started = await p.api('POST', `/api/v1/instances/${id}/plan${q}`, { plan_tier: 'premium' });
+    expect(started.status, JSON.stringify(started.body)).toBe(202);
+    const [server] = (await f.servers()).filter((s) => s.dedicated_to_instance_id === id);
+    // What provision-server leaves when it gives up (its attempts spent): the server in error.
+    await f.db
+      .updateTable('db_servers')
+      .set({ status: 'error', status_reason: 'provisioning failed (test)' })
+      .where('id', '=', server!.id)
+      .execute();
+    await f.addWorker();
+    const failed = await waitForPhase(f, started.body.move_id, ['failed'], 60_000);
+    expect(failed.error).toContain('provisioning failed (test)');
+    expect(await tenantRow(id)).toMatchObject({ db_server_id: before.db_server_id, plan_tier: 'standard' });
+    expect((await f.servers()).find((s) => s.id === server!.id)!.current_instances).toBe(0);
+    expect(await fleetRepoSlotDrift(f)).toBe(0);
+    // The tenant was never closed: it logs in where it was (cleanup-failed-servers removes the server).
+    const creds = (await p.api('POST', `/api/v1/instances/${id}/credentials${q}`)).body;
+    expect(await canLogin(creds)).toBe(true);
+  }, 120_000);
 });
