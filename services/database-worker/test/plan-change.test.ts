@@ -166,6 +166,15 @@ describe('a plan change between shared and dedicated', () => {
       'server.retire_dedicated',
     ]);
     expect(await fleetRepoSlotDrift(f)).toBe(0);
+    const scrape = (await f.workers[0]!.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(scrape).toContain(
+      'tenantdb_plan_changes_total{direction="to_dedicated",result="done",service="database-worker"} 1',
+    );
+    expect(scrape).toContain(
+      'tenantdb_plan_changes_total{direction="to_shared",result="done",service="database-worker"} 1',
+    );
+    // The up-move waited for its server: it entered pending from awaiting_target on this worker.
+    expect(scrape).toContain('tenantdb_move_phases_total{phase="pending",service="database-worker"} 1');
   }, 400_000);
 
   it('refuses what it cannot do with a clear 4xx, changing nothing; a change under way is one, and its cancel frees everything', async () => {

@@ -24,7 +24,7 @@ type PlanChangeDeps = Pick<
 export function createPlanChangeSteps(deps: PlanChangeDeps) {
   const { db, moves, servers, plans, audit, queues, tenantAccess, metrics } = deps;
 
-  return {
+  const steps = {
     /**
      * awaiting_target: the dedicated server active → its slot taken and on to pending (the record
      * after it); still starting → its provisioning enqueued again (a no-op while queued; a lost
@@ -72,6 +72,15 @@ export function createPlanChangeSteps(deps: PlanChangeDeps) {
         });
     },
 
+    /** A plan change just ended (once per move): counted, and its emptied dedicated server retired. */
+    async finished(move: TenantMove, log: JobContext['log']): Promise<void> {
+      if (!move.plan_tier) return;
+      const target = await servers.findById(move.target_server_id);
+      const result = move.phase === 'done' ? 'done' : move.phase === 'cancelled' ? 'cancelled' : 'failed';
+      metrics.planChangeFinished(target?.server_type === 'dedicated' ? 'to_dedicated' : 'to_shared', result);
+      await steps.retireEmptied(move, log);
+    },
+
     /** A finished plan change's dedicated server that holds no tenant now: decommissioned. */
     async retireEmptied(move: TenantMove, log: JobContext['log']): Promise<void> {
       if (!move.plan_tier) return;
@@ -112,6 +121,7 @@ export function createPlanChangeSteps(deps: PlanChangeDeps) {
       await enqueueRetire(server);
     },
   };
+  return steps;
 
   async function enqueueRetire(server: DbServer): Promise<void> {
     await queues.enqueue('decommission-server', { server_id: server.id });

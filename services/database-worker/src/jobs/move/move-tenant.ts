@@ -105,7 +105,7 @@ export function moveTenant(deps: WorkerDeps) {
     if (ended) {
       metrics.moveFinished(to);
       log.warn({ move_id: p.move.id, error: p.move.error }, `move ${to}`);
-      await planChange.retireEmptied(ended, log);
+      await planChange.finished(ended, log);
     }
     return ended?.phase ?? 'gone';
   }
@@ -226,7 +226,7 @@ export function moveTenant(deps: WorkerDeps) {
         const done = await moves.finish(move.id, ['dropping_source'], 'done', null);
         if (done) {
           metrics.moveFinished('done');
-          await planChange.retireEmptied(done, log);
+          await planChange.finished(done, log);
         }
         return 'done';
       }
