@@ -35,7 +35,16 @@ export function createPlanChangeSteps(deps: PlanChangeDeps) {
       if (target.status === 'active' || target.status === 'full') {
         const taken = await moves.takeTargetSlot(p.move);
         if (taken === 'no-room') throw new PermanentJobError('the dedicated server has no free slot');
-        if (taken === 'taken') metrics.movePhase('pending');
+        if (taken === 'taken') {
+          metrics.movePhase('pending');
+          await audit.record({
+            actor: 'database-worker',
+            action: 'move.pending',
+            db_server_id: target.id,
+            tenant_database_id: p.move.tenant_database_id,
+            details: { move_id: p.move.id, from: 'awaiting_target' },
+          });
+        }
         return (await moves.findById(p.move.id))!;
       }
       if (STARTING.includes(target.status)) {
