@@ -2,6 +2,7 @@
 // worker, database-service and instance-service (the portal's API and its callback deliveries):
 // up to a dedicated plan and back, the tenant's data and password going with it, instance-service
 // learning each new address with a signed callback; and the refusals (4xx, nothing changed).
+import { LOCK_KEYS, trySessionLock } from '@tenantdb/catalog';
 import { canLogin } from '@tenantdb/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Fleet, startFleet, waitFor } from './harness';
@@ -319,4 +320,28 @@ describe('a plan change between shared and dedicated', () => {
     const creds = (await p.api('POST', `/api/v1/instances/${id}/credentials${q}`)).body;
     expect(await canLogin(creds)).toBe(true);
   }, 120_000);
+
+  it('a dedicated server left by a plan change whose move could not be recorded is retired by the cleanup', async () => {
+    const { id, q } = await p.readyInstance();
+    const before = await tenantRow(id);
+    // A rotation of the allocation holds its lock: the move cannot be recorded once the server is made.
+    const held = await trySessionLock(f.db, LOCK_KEYS.rotation(before.id), () =>
+      p.api('POST', `/api/v1/instances/${id}/plan${q}`, { plan_tier: 'premium' }),
+    );
+    expect(held.acquired).toBe(true);
+    const refused = held.acquired ? held.value : undefined;
+    expect(refused?.status, JSON.stringify(refused?.body)).toBe(409);
+    expect(refused?.body.message).toContain('rotated or released');
+    const [left] = (await f.servers()).filter((s) => s.dedicated_to_instance_id === id);
+    expect(left).toBeDefined();
+    expect((await admin('GET', `/api/database/admin/moves?instance_id=${id}`)).body.total_count).toBe(0);
+    await f.waitForServer((servers) => servers.find((s) => s.id === left!.id)?.status === 'active', 90_000);
+    await f.queues.enqueue('cleanup-failed-servers', {});
+    await f.waitForServer(
+      (servers) => servers.find((s) => s.id === left!.id)?.status === 'decommissioned',
+      60_000,
+    );
+    expect(await tenantRow(id)).toMatchObject({ db_server_id: before.db_server_id, plan_tier: 'standard' });
+    expect(await fleetRepoSlotDrift(f)).toBe(0);
+  }, 240_000);
 });
