@@ -215,6 +215,8 @@ export interface ServerCertificatesTable {
 }
 
 export const MOVE_PHASES = [
+  /** A plan change's move to a dedicated server still being provisioned: no slot held yet. */
+  'awaiting_target',
   'pending',
   'copying_schema',
   'syncing',
@@ -236,6 +238,7 @@ export const ACTIVE_MOVE_PHASES = MOVE_PHASES.filter(
 ) as Exclude<MovePhase, (typeof FINISHED_MOVE_PHASES)[number]>[];
 /** Before the cut-over: an operator may still cancel, and everything on the target is undone. */
 export const CANCELLABLE_MOVE_PHASES = [
+  'awaiting_target',
   'pending',
   'copying_schema',
   'syncing',
@@ -246,6 +249,7 @@ export const CANCELLABLE_MOVE_PHASES = [
  * the cut-over or the clean-up half way. From `grace` on the tenant is the target's like any other.
  */
 export const MOVE_LOCKS_TENANT_PHASES = [
+  'awaiting_target',
   'pending',
   'copying_schema',
   'syncing',
@@ -281,6 +285,8 @@ export interface TenantMovesTable {
   cut_over_at: NullableTimestamp;
   drop_source_after: NullableTimestamp;
   finished_at: NullableTimestamp;
+  /** A plan change: the plan written onto the tenant row (and its connection limit) at the cut-over. */
+  plan_tier: string | null;
 }
 
 /** The outbox of events to the portal (migration 0021). */

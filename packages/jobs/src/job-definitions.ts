@@ -71,9 +71,11 @@ export const JOBS = {
    */
   'deliver-callback': { queue: 'callbacks', payload: instanceJob },
   /**
-   * instance-service: POST a change of a tenant's access (quota ladder, suspension) to its
-   * instance's callback_url, signed like deliver-callback. Sent by database-service and
-   * database-worker; one per transition (delivery_id is the job id).
+   * instance-service: POST a change of a tenant's access (quota ladder, suspension) or of its
+   * address (database.moved, after a move's cut-over: instance-service reads the new address from
+   * database-service and stores it first) to its instance's callback_url, signed like
+   * deliver-callback. Sent by database-service and database-worker; one per transition or
+   * cut-over (delivery_id is the job id).
    */
   'deliver-tenant-event': {
     queue: 'callbacks',
@@ -85,6 +87,7 @@ export const JOBS = {
         'database.quota_restricted',
         'database.suspended',
         'database.resumed',
+        'database.moved',
       ]),
       occurred_at: z.iso.datetime(),
       delivery_id: z.string().regex(/^[A-Za-z0-9_-]{1,120}$/),

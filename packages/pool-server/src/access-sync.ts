@@ -37,13 +37,14 @@ export async function syncAccess(deps: AccessSyncDeps, row: AccessRowLike): Prom
   return result;
 }
 
-/** The events a tenant's changes of access send to the portal (through instance-service). */
+/** The events a tenant's changes of access (and of address) send to the portal (through instance-service). */
 export type TenantEvent =
   | 'database.quota_ok'
   | 'database.quota_warned'
   | 'database.quota_restricted'
   | 'database.suspended'
-  | 'database.resumed';
+  | 'database.resumed'
+  | 'database.moved';
 
 export interface TenantEventNotice {
   instance_id: string;

@@ -31,8 +31,10 @@ import {
 import { createSecretBox, type SecretBox } from '@tenantdb/secrets';
 import { accessRoutes } from './access/access.routes';
 import { createAccessService } from './access/access.service';
+import { createPlacementChange } from './access/plan-change';
 import { allocationRoutes } from './allocation/allocation.routes';
 import { createAllocationService } from './allocation/allocation.service';
+import { createDedicatedServerFor } from './allocation/dedicated-placement';
 import { apiKeysRoutes } from './api-keys/api-keys.routes';
 import { createApiKeysService } from './api-keys/api-keys.service';
 import type { DatabaseServiceConfig } from './config';
@@ -154,6 +156,15 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
       stats: createUsageStatsRepo(db),
       access: createTenantAccess(connections),
       queues,
+      changePlacement: createPlacementChange({
+        dedicatedServerFor: createDedicatedServerFor({
+          ...repos,
+          limits,
+          config: { defaultDriver: config.TENANTDB_DEFAULT_DRIVER },
+        }),
+        moves,
+        queues,
+      }),
     }),
   );
   return app;

@@ -99,6 +99,12 @@ export function createWorkerMetrics(
     labelNames: ['result'],
     registers: [registry],
   });
+  const planChanges = new Counter({
+    name: 'tenantdb_plan_changes_total',
+    help: 'plan changes between shared and dedicated (moves carrying a plan) ended on this worker, by direction and result',
+    labelNames: ['direction', 'result'],
+    registers: [registry],
+  });
   const moveBytes = new Counter({
     name: 'tenantdb_move_bytes_copied_total',
     help: 'bytes copied by tenant moves (logical: growth of the target database; dump: the archive)',
@@ -118,6 +124,8 @@ export function createWorkerMetrics(
   return {
     movePhase: (phase: string) => movePhases.inc({ phase }),
     moveFinished: (result: 'done' | 'cancelled' | 'failed') => movesFinished.inc({ result }),
+    planChangeFinished: (direction: 'to_dedicated' | 'to_shared', result: 'done' | 'cancelled' | 'failed') =>
+      planChanges.inc({ direction, result }),
     moveBytes: (bytes: number) => moveBytes.inc(bytes),
     moveLag: (bytes: number) => moveLag.set(bytes),
     moveWriteBlocked: (seconds: number) => moveBlocked.observe(seconds),

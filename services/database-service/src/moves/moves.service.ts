@@ -14,6 +14,7 @@ import {
   PLACEABLE_HEALTH,
   type PlacementStrategy,
   type ServersRepo,
+  type TenantDatabase,
   type TenantDatabasesRepo,
   type TenantMove,
   trySessionLock,
@@ -85,22 +86,81 @@ export function createMovesService(deps: MovesDeps) {
       cut_over_at: move.cut_over_at?.toISOString() ?? null,
       drop_source_after: move.drop_source_after?.toISOString() ?? null,
       finished_at: move.finished_at?.toISOString() ?? null,
+      plan_tier: move.plan_tier,
     };
   }
 
+  /** The allocation's server, when the allocation may be moved now (409 otherwise). */
+  async function movable(row: TenantDatabase): Promise<DbServer> {
+    if (row.status !== 'ready') throw new ConflictError(`the allocation is ${row.status}`);
+    // The cut-over opens the tenant's login on the target and does not carry a restriction or a
+    // suspension over yet: such a tenant is not moved until it is lifted or resumed.
+    if (row.suspended_at) throw new ConflictError('the allocation is suspended; resume it before moving it');
+    if (row.quota_state === 'restricted')
+      throw new ConflictError('the allocation is restricted by its quota; it can be moved once lifted');
+    const source = await servers.findById(row.db_server_id);
+    if (!source) throw new ConflictError('the server of this allocation is missing from the catalog');
+    return source;
+  }
+
+  /** Records the move under the allocation's rotation lock and hands it to the worker. */
+  async function begin(
+    row: TenantDatabase,
+    source: DbServer,
+    opts: { target_server_id?: string | undefined; plan_tier?: string; await_target?: boolean },
+    ctx: RequestContext,
+  ): Promise<TenantMove> {
+    const attempt = await trySessionLock(db, LOCK_KEYS.rotation(row.id), async () => {
+      const current = await tenants.findById(row.id);
+      if (current?.status !== 'ready' || current.db_server_id !== source.id)
+        throw new ConflictError('the allocation changed; retry');
+      if (current.password_pending_enc)
+        throw new ConflictError('a password rotation of this allocation is not settled yet; retry later');
+      return moves.start({
+        tenant_database_id: row.id,
+        source_server_id: source.id,
+        ...(opts.target_server_id ? { target_server_id: opts.target_server_id } : {}),
+        ...(opts.plan_tier ? { plan_tier: opts.plan_tier } : {}),
+        ...(opts.await_target ? { await_target: true } : {}),
+        source_major: source.postgres_major,
+        moves_per_server: config.movesPerServer,
+        strategy: config.strategy,
+        requested_by: ctx.actor,
+        request_id: ctx.requestId,
+      });
+    });
+    if (!attempt.acquired) throw new ConflictError('this allocation is being rotated or released; retry');
+    const started = attempt.value;
+    switch (started.kind) {
+      case 'duplicate':
+        throw new ConflictError('a move of this allocation is already under way');
+      case 'no-target':
+        throw new ConflictError('no active shared pool with room can take this tenant');
+      case 'no-room':
+        throw new ConflictError('the target has no room or is not placeable');
+      case 'busy':
+        throw new ConflictError(
+          `server ${started.server_id} already takes part in ${config.movesPerServer} moves (TENANTDB_MOVES_PER_SERVER)`,
+        );
+    }
+    try {
+      await queues.enqueue('move-tenant', { move_id: started.move.id });
+    } catch (err) {
+      // Nothing was done on a server yet: the move is ended and its slot freed, then 503.
+      await moves.finish(started.move.id, [started.move.phase], 'cancelled', 'the job queue was unavailable');
+      throw err;
+    }
+    return started.move;
+  }
+
   return {
+    /** 409 unless the allocation may be moved now (ready, not suspended or restricted): its server. */
+    movable,
+
     async start(req: StartMoveRequest, ctx: RequestContext): Promise<Move> {
       const row = await tenants.findLiveByInstance(req.instance_id);
       if (!row) throw new NotFoundError('no live allocation for this instance_id');
-      if (row.status !== 'ready') throw new ConflictError(`the allocation is ${row.status}`);
-      // The cut-over opens the tenant's login on the target and does not carry a restriction or a
-      // suspension over yet: such a tenant is not moved until it is lifted or resumed.
-      if (row.suspended_at)
-        throw new ConflictError('the allocation is suspended; resume it before moving it');
-      if (row.quota_state === 'restricted')
-        throw new ConflictError('the allocation is restricted by its quota; it can be moved once lifted');
-      const source = await servers.findById(row.db_server_id);
-      if (!source) throw new ConflictError('the server of this allocation is missing from the catalog');
+      const source = await movable(row);
       if (req.target_server_id) {
         const target = await servers.findById(req.target_server_id);
         if (!target) throw new NotFoundError('no server with this target_server_id');
@@ -108,45 +168,21 @@ export function createMovesService(deps: MovesDeps) {
         const refusal = targetRefusal(target, source, row);
         if (refusal) throw new ConflictError(refusal);
       }
-      const attempt = await trySessionLock(db, LOCK_KEYS.rotation(row.id), async () => {
-        const current = await tenants.findById(row.id);
-        if (current?.status !== 'ready' || current.db_server_id !== source.id)
-          throw new ConflictError('the allocation changed; retry');
-        if (current.password_pending_enc)
-          throw new ConflictError('a password rotation of this allocation is not settled yet; retry later');
-        return moves.start({
-          tenant_database_id: row.id,
-          source_server_id: source.id,
-          ...(req.target_server_id ? { target_server_id: req.target_server_id } : {}),
-          source_major: source.postgres_major,
-          moves_per_server: config.movesPerServer,
-          strategy: config.strategy,
-          requested_by: ctx.actor,
-          request_id: ctx.requestId,
-        });
-      });
-      if (!attempt.acquired) throw new ConflictError('this allocation is being rotated or released; retry');
-      const started = attempt.value;
-      switch (started.kind) {
-        case 'duplicate':
-          throw new ConflictError('a move of this allocation is already under way');
-        case 'no-target':
-          throw new ConflictError('no active shared pool with room can take this tenant');
-        case 'no-room':
-          throw new ConflictError('the target has no room or is not placeable');
-        case 'busy':
-          throw new ConflictError(
-            `server ${started.server_id} already takes part in ${config.movesPerServer} moves (TENANTDB_MOVES_PER_SERVER)`,
-          );
-      }
-      try {
-        await queues.enqueue('move-tenant', { move_id: started.move.id });
-      } catch (err) {
-        // Nothing was done on a server yet: the move is ended and its slot freed, then 503.
-        await moves.finish(started.move.id, ['pending'], 'cancelled', 'the job queue was unavailable');
-        throw err;
-      }
-      return view(started.move);
+      return view(await begin(row, source, { target_server_id: req.target_server_id }, ctx));
+    },
+
+    /**
+     * The move that carries a plan change of placement (plan-change.ts has checked the plan):
+     * anywhere on a shared pool, or to the instance's dedicated server, waiting in awaiting_target
+     * while that server is being provisioned.
+     */
+    async startForPlan(
+      row: TenantDatabase,
+      opts: { plan_tier: string; target_server_id?: string; await_target?: boolean },
+      ctx: RequestContext,
+    ): Promise<Move> {
+      const source = await movable(row);
+      return view(await begin(row, source, opts, ctx));
     },
 
     async get(id: string): Promise<Move> {

@@ -4,7 +4,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { DbServer, TenantDatabase, TenantMove } from '@tenantdb/catalog';
+import type { DbServer, Plan, TenantDatabase, TenantMove } from '@tenantdb/catalog';
 import { PermanentJobError } from '@tenantdb/jobs';
 import {
   allowLoginStatement,
@@ -38,6 +38,8 @@ export interface MoveParts {
   names: TenantNames;
   /** Publication, subscription, slot and replication role of this move. */
   object: string;
+  /** A plan change's plan (tenant_moves.plan_tier): the target role gets its connection limit. */
+  plan?: Plan;
 }
 
 type StepDeps = Pick<
@@ -150,7 +152,7 @@ export function createMoveSteps(deps: StepDeps) {
       if (!verifier?.startsWith('SCRAM-SHA-256$'))
         throw new PermanentJobError('the tenant role has no SCRAM-SHA-256 password on the source');
       await steps.undoTarget(p);
-      const limit = p.tenant.connection_limit ?? 20;
+      const limit = p.plan?.connection_limit ?? p.tenant.connection_limit ?? 20;
       await run(
         p.target,
         createTenantStatements({
