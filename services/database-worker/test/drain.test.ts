@@ -40,7 +40,12 @@ const detail = async (id: string) => (await admin('GET', `/api/database/admin/po
 
 /** Every 100 ms until stopped: no server over its slots, no more moves off `source` than the bound. */
 function sampleCapacity(source: string) {
-  const seen = { samples: 0, overCommitted: [] as string[], maxMovesOffSource: 0 };
+  const seen = {
+    samples: 0,
+    overCommitted: [] as string[],
+    maxMovesOffSource: 0,
+    blocked: new Set<string>(),
+  };
   let stop = false;
   const done = (async () => {
     while (!stop) {
@@ -55,6 +60,7 @@ function sampleCapacity(source: string) {
         .where('phase', 'not in', ['done', 'cancelled', 'failed'])
         .executeTakeFirstOrThrow();
       seen.maxMovesOffSource = Math.max(seen.maxMovesOffSource, Number(running.n));
+      for (const b of (await detail(source)).drain?.blocked ?? []) seen.blocked.add(b.reason);
       seen.samples++;
       await sleep(100);
     }
@@ -107,6 +113,8 @@ describe('drain of a pool with 20 tenants', () => {
     expect(sampler.seen.overCommitted).toEqual([]);
     expect(sampler.seen.maxMovesOffSource).toBeGreaterThan(0);
     expect(sampler.seen.maxMovesOffSource).toBeLessThanOrEqual(MOVES_PER_SERVER);
+    // There was room all along: nothing was ever shown as blocked.
+    expect([...sampler.seen.blocked]).toEqual([]);
 
     const drained = await detail(a.id);
     expect(drained).toMatchObject({ status: 'drained', current_instances: 0 });

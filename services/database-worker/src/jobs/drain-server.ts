@@ -5,9 +5,9 @@
 // is lost. A step:
 //   - drops the server's warm (unclaimed) databases: nobody holds them, they are not moved;
 //   - begins a move "anywhere with room" (beginMove, the API's own path) for every ready tenant
-//     not already moving, until the server is at TENANTDB_MOVES_PER_SERVER (busy: the next step
-//     goes on) or no pool has room (blocked: waits, never over-commits: every target slot is
-//     taken by MovesRepo.start under its CHECK);
+//     not already moving, until the server, or every target, is at TENANTDB_MOVES_PER_SERVER
+//     (the next step goes on) or no pool has room (blocked: waits, never over-commits: every
+//     target slot is taken by MovesRepo.start under its CHECK);
 //   - a tenant whose moves failed TENANTDB_DRAIN_MOVE_ATTEMPTS times, or that cannot move as it
 //     is (suspended, restricted by its quota), is listed as blocked with the reason, and the
 //     server is not drained while it is there;
@@ -99,8 +99,10 @@ export function drainServer(deps: WorkerDeps) {
           if (begun.kind === 'busy') starting = false;
           break;
         case 'no-target':
-          // Nothing is over-committed: the drain waits for room (a new pool, a release elsewhere).
-          block(null, 'no pool with room: no active shared pool can take a tenant now');
+          // Every pool with room may only be at its bound of moves (the next step goes on); with
+          // none, the drain waits for room (a new pool, a release elsewhere): never over-committed.
+          if (!(await servers.hasPlaceableRoom([server.id])))
+            block(null, 'no pool with room: no active shared pool can take a tenant now');
           starting = false;
           break;
         default:
