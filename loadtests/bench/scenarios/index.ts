@@ -6,6 +6,7 @@ import { adminPolling } from './admin-polling';
 import { allocateNew, rawCreate } from './allocate';
 import { allocateWarm, rawClaim } from './allocate-warm';
 import { rawRead, readAllocation, repeatAllocate } from './catalog-paths';
+import { drain } from './drain';
 import { provisionLocal } from './provision-local';
 import { provisionSwarm } from './provision-swarm';
 import { rawTx } from './raw-tx';
@@ -33,4 +34,6 @@ export const scenarios: Scenario[] = [
   rawClaim,
   allocateWarm,
   signupBurst,
+  // Makes two pools of its own and cordons every other one: after everything that needs them.
+  drain,
 ];
