@@ -2,9 +2,10 @@
 // 1 s TENANTDB_MOVE_SYNC_TIMEOUT_MS): each failed move is undone, the drain begins it again up to
 // TENANTDB_DRAIN_MOVE_ATTEMPTS times, then reports the tenant blocked with the move's error, and
 // the server stays draining (never drained with a tenant on it) while the tenant stays served.
+// Its warm (unclaimed) databases are dropped, not moved.
 import { canLogin } from '@tenantdb/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Fleet, newIds, startFleet, waitFor } from './harness';
+import { asAdmin, type Fleet, newIds, startFleet, waitFor } from './harness';
 import { fleetRepoSlotDrift } from './moves-drift';
 import { allocate, asTenant, makePool } from './moves-kit';
 
@@ -18,6 +19,7 @@ beforeAll(async () => {
       TENANTDB_DRAIN_MOVE_ATTEMPTS: '2',
       TENANTDB_DRAIN_STEP_MS: '300',
       TENANTDB_SHARED_HEADROOM: '0',
+      TENANTDB_WARM_DATABASES: '2',
     },
   });
 }, 180_000);
@@ -40,6 +42,16 @@ describe('a drain whose moves keep failing', () => {
        INSERT INTO app.big (v) SELECT repeat(md5(g::text), 8) FROM generate_series(1, 200000) g;`,
     );
     const target = await makePool(f, { name: 'fail-dst', priority: 20, max_instances: 3 });
+    const warmOnSource = () =>
+      f.db
+        .selectFrom('tenant_databases')
+        .select('db_name')
+        .where('db_server_id', '=', source.id)
+        .where('status', '=', 'warm')
+        .where('ready_at', 'is not', null)
+        .execute();
+    await waitFor(async () => (await warmOnSource()).length > 0, 60_000, 'warm databases on the source');
+    const warm = (await warmOnSource()).map((w) => w.db_name);
 
     expect((await admin('POST', `/api/database/admin/pools/${source.id}/drain`)).status).toBe(200);
     let drain:
@@ -77,6 +89,15 @@ describe('a drain whose moves keep failing', () => {
     await new Promise((r) => setTimeout(r, 2_000));
     const detail = (await admin('GET', `/api/database/admin/pools/${source.id}`)).body;
     expect(detail).toMatchObject({ status: 'draining', current_instances: 1 });
+    // The warm databases went: rows and databases, none left on the server.
+    expect(detail.drain.warm_left).toBe(0);
+    const names = warm.map((w) => `'${w}'`).join(', ');
+    const [left] = await asAdmin<{ n: number }>(
+      f,
+      source,
+      `SELECT count(*)::int AS n FROM pg_database WHERE datname IN (${names})`,
+    );
+    expect(left!.n).toBe(0);
     expect(
       await f.db.selectFrom('tenant_moves').select('id').where('source_server_id', '=', source.id).execute(),
     ).toHaveLength(2);
