@@ -23,8 +23,7 @@ export interface BeginMoveDeps {
 }
 
 /**
- * Why a move was not begun. `not-movable`: the tenant cannot move as it is (not ready, suspended,
- * restricted); `target`: the named target cannot take it (missing, the same server, refused: see
+ * Why a move was not begun. `not-movable`: the tenant cannot move as it is (not ready); `target`: the named target cannot take it (missing, the same server, refused: see
  * the message); `transient`: try again soon (a rotation or release holds the allocation, it changed
  * meanwhile, a rotation is not settled); then MovesRepo.start's own refusals.
  */
@@ -65,14 +64,13 @@ export function targetRefusal(
   return undefined;
 }
 
-/** What keeps a tenant from moving as it is; undefined when nothing does. */
+/**
+ * What keeps a tenant from moving as it is; undefined when nothing does. A suspended or restricted
+ * tenant moves: the cut-over opens its role on the target as the catalog says (move-steps.ts,
+ * openTarget), so it stays NOLOGIN or restricted there.
+ */
 export function tenantRefusal(row: TenantDatabase): string | undefined {
   if (row.status !== 'ready') return `the allocation is ${row.status}`;
-  // The cut-over opens the tenant's login on the target and does not carry a restriction or a
-  // suspension over yet: such a tenant is not moved until it is lifted or resumed.
-  if (row.suspended_at) return 'the allocation is suspended; resume it before moving it';
-  if (row.quota_state === 'restricted')
-    return 'the allocation is restricted by its quota; it can be moved once lifted';
   return undefined;
 }
 

@@ -147,8 +147,9 @@ export function poolsRoutes(app: HttpApp, service: PoolsService): void {
           'moves every tenant "anywhere with room" (at most TENANTDB_MOVES_PER_SERVER moves at once), ' +
           'and marks the server `drained` when nothing is left (ready for decommission). Progress is ' +
           'in `drain` here and in GET …/pools/{id}: tenants left, moves running and failed, and what ' +
-          'blocks it (no pool with room, a suspended or restricted tenant, a tenant whose moves ' +
-          'failed TENANTDB_DRAIN_MOVE_ATTEMPTS times); it waits rather than over-commit. Uncordon ' +
+          'blocks it (no pool with room, a tenant whose moves failed TENANTDB_DRAIN_MOVE_ATTEMPTS ' +
+          'times); it waits rather than over-commit. Suspended and restricted tenants move and stay ' +
+          'so on the target. Uncordon ' +
           'stops it (moves already begun finish). 409 for a dedicated server (emptied by a plan ' +
           'change of its tenant), a platform server, or one that is provisioning, decommissioning ' +
           'or decommissioned; 503 when the job queue is down (the server stays draining; retry).',

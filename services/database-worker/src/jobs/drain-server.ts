@@ -8,9 +8,9 @@
 //     not already moving, until the server, or every target, is at TENANTDB_MOVES_PER_SERVER
 //     (the next step goes on) or no pool has room (blocked: waits, never over-commits: every
 //     target slot is taken by MovesRepo.start under its CHECK);
-//   - a tenant whose moves failed TENANTDB_DRAIN_MOVE_ATTEMPTS times, or that cannot move as it
-//     is (suspended, restricted by its quota), is listed as blocked with the reason, and the
-//     server is not drained while it is there;
+//   - a tenant whose moves failed TENANTDB_DRAIN_MOVE_ATTEMPTS times is listed as blocked with the
+//     last error, and the server is not drained while it is there (a suspended or restricted
+//     tenant moves like any other and stays so on the target: move-steps.ts, openTarget);
 //   - records what blocks it (the pool's detail shows it); ends the drain when nothing is left.
 import {
   beginMove,
