@@ -1,8 +1,10 @@
-// A drain whose moves fail (real failures: the copy of a tenant too big to catch up within a
-// 1 s TENANTDB_MOVE_SYNC_TIMEOUT_MS): each failed move is undone, the drain begins it again up to
-// TENANTDB_DRAIN_MOVE_ATTEMPTS times, then reports the tenant blocked with the move's error, and
-// the server stays draining (never drained with a tenant on it) while the tenant stays served.
-// Its warm (unclaimed) databases are dropped, not moved.
+// A drain whose moves fail (real failures: the tenant's password was set by hand as md5 on its
+// server, so a move cannot copy its SCRAM verifier): each failed move is undone, the drain begins
+// it again up to TENANTDB_DRAIN_MOVE_ATTEMPTS times, then reports the tenant blocked with the move's
+// error, and
+// the server stays draining (never drained with a tenant on it) while the tenant stays on its
+// server, suspended as it was (an undone move leaves the source role as the catalog says). The
+// server's warm (unclaimed) databases are dropped, not moved.
 import { canLogin } from '@tenantdb/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asAdmin, type Fleet, newIds, startFleet, waitFor } from './harness';
@@ -15,7 +17,6 @@ beforeAll(async () => {
   f = await startFleet({
     replicas: 1,
     env: {
-      TENANTDB_MOVE_SYNC_TIMEOUT_MS: '1000',
       TENANTDB_DRAIN_MOVE_ATTEMPTS: '2',
       TENANTDB_DRAIN_STEP_MS: '300',
       TENANTDB_SHARED_HEADROOM: '0',
@@ -39,7 +40,20 @@ describe('a drain whose moves keep failing', () => {
       t.creds,
       `CREATE SCHEMA app;
        CREATE TABLE app.big (id bigserial PRIMARY KEY, v text);
-       INSERT INTO app.big (v) SELECT repeat(md5(g::text), 8) FROM generate_series(1, 200000) g;`,
+       INSERT INTO app.big (v) SELECT md5(g::text) FROM generate_series(1, 1000) g;`,
+    );
+    // A password changed by hand, stored as md5: no SCRAM verifier a move could copy. And suspended:
+    // each undone move must leave its source role as the catalog says (still NOLOGIN).
+    const setPassword = (encryption: 'md5' | 'scram-sha-256') =>
+      asAdmin(
+        f,
+        source,
+        `SET password_encryption = '${encryption}';
+         ALTER ROLE "${t.creds.db_user}" PASSWORD $pw$${t.creds.db_password}$pw$`,
+      );
+    await setPassword('md5');
+    expect((await admin('POST', `/api/database/admin/allocations/${t.ids.instance_id}/suspend`)).status).toBe(
+      200,
     );
     const target = await makePool(f, { name: 'fail-dst', priority: 20, max_instances: 3 });
     const warmOnSource = () =>
@@ -70,9 +84,7 @@ describe('a drain whose moves keep failing', () => {
       {
         tenant_database_id: expect.any(String),
         instance_id: t.ids.instance_id,
-        reason: expect.stringMatching(
-          /failed 2 times.*did not catch up within TENANTDB_MOVE_SYNC_TIMEOUT_MS/,
-        ),
+        reason: expect.stringMatching(/failed 2 times.*no SCRAM-SHA-256 password on the source/),
       },
     ]);
     const moves = await f.db
@@ -101,6 +113,17 @@ describe('a drain whose moves keep failing', () => {
     expect(
       await f.db.selectFrom('tenant_moves').select('id').where('source_server_id', '=', source.id).execute(),
     ).toHaveLength(2);
+    const [role] = await asAdmin<{ login: boolean }>(
+      f,
+      source,
+      `SELECT rolcanlogin AS login FROM pg_roles WHERE rolname = '${t.creds.db_user}'`,
+    );
+    expect(role?.login).toBe(false);
+    // Put right and resumed, it logs in where it always was.
+    await setPassword('scram-sha-256');
+    expect((await admin('POST', `/api/database/admin/allocations/${t.ids.instance_id}/resume`)).status).toBe(
+      200,
+    );
     const now = (await f.api('POST', '/api/database/allocate', t.ids)).body;
     expect(now.db_server_id).toBe(source.id);
     expect(await canLogin(now)).toBe(true);
