@@ -56,6 +56,13 @@ export const JOBS = {
    * copies never hold up provisioning or health checks.
    */
   'move-tenant': { queue: 'data', payload: moveJob, attempts: 20 },
+  /**
+   * One step of a server's drain (db_servers.status draining: the row is the truth): drop its warm
+   * databases, start moves off it up to TENANTDB_MOVES_PER_SERVER, record what is blocked; then
+   * again after TENANTDB_DRAIN_STEP_MS (delayed), until nothing is left (drained) or the drain is
+   * stopped (uncordon). A step is short catalog work, so the moves' data-queue slots stay free.
+   */
+  'drain-server': { queue: 'maintenance', payload: serverJob, attempts: 20 },
   /** Catalog vs orchestrator vs pg_database: report drift, remove what tenantdb made and lost. */
   reconcile: { queue: 'maintenance', payload: noPayload },
   /**
@@ -146,6 +153,8 @@ export const SINGLE_FLIGHT: ReadonlySet<JobName> = new Set<JobName>([
   'apply-plan',
   // The move's record is the truth: a job that gave up must not keep reconcile from resuming it.
   'move-tenant',
+  // The server's status is the truth: reconcile re-enqueues a drain whose job gave up.
+  'drain-server',
   // instance-service: the instance row is the truth; a job that gave up must not block the sweep.
   'wait-for-database',
   'release-database',

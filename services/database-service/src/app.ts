@@ -5,6 +5,7 @@ import {
   createApiKeysRepo,
   createAuditRepo,
   createCatalogDb,
+  createDrainsRepo,
   createFleetRepo,
   createHealthRepo,
   createLimitsRepo,
@@ -93,6 +94,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     audit: createAuditRepo(db),
     tls: createTlsRepo(db),
     moves: createMovesRepo(db),
+    drains: createDrainsRepo(db),
   };
   const limits = createLimits({ limits: createLimitsRepo(), config: limitsConfig(config) });
   const allocation = createAllocationService({

@@ -189,6 +189,22 @@ export const WorkerConfig = z
       .describe(
         'how long writes may stay blocked waiting for the target to catch up; then the cut-over is abandoned',
       ),
+    TENANTDB_PLACEMENT_STRATEGY: z
+      .enum(['pack', 'spread'])
+      .default('pack')
+      .describe(
+        'where a drain sends each tenant among the shared pools with room: pack fills the fullest first, spread the emptiest (as on database-service)',
+      ),
+    TENANTDB_DRAIN_STEP_MS: env
+      .int(seconds(5), 100)
+      .describe(
+        'how often a drain (drain-server) looks at its server again: starts the next moves, records what is blocked, ends it drained',
+      ),
+    TENANTDB_DRAIN_MOVE_ATTEMPTS: env
+      .int(3, 1, 100)
+      .describe(
+        'moves of one tenant a drain starts before it gives up on that tenant and reports it blocked (with the last error)',
+      ),
     TENANTDB_CLIENT_TOOL_DIRS: commaList(/^\/.*/, 'each entry must be an absolute directory').describe(
       'extra directories searched for pg_dump, pg_restore and psql (besides PATH and /usr/lib/postgresql/*/bin)',
     ),

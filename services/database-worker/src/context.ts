@@ -4,6 +4,7 @@ import type {
   AuditRepo,
   CatalogDb,
   DbServer,
+  DrainsRepo,
   FleetRepo,
   HealthRepo,
   LimitsRepo,
@@ -46,6 +47,7 @@ export interface WorkerDeps {
   limits: LimitsRepo;
   tenants: TenantDatabasesRepo;
   moves: MovesRepo;
+  drains: DrainsRepo;
   plans: PlansRepo;
   retirement: RetirementRepo;
   audit: AuditRepo;

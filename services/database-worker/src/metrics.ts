@@ -1,4 +1,10 @@
-import { type FleetRepo, QUOTA_STATES, type TlsRepo, type UsageStatsRepo } from '@tenantdb/catalog';
+import {
+  type DrainsRepo,
+  type FleetRepo,
+  QUOTA_STATES,
+  type TlsRepo,
+  type UsageStatsRepo,
+} from '@tenantdb/catalog';
 import { QUEUES, type Queues } from '@tenantdb/jobs';
 import { Counter, Gauge, Histogram, type Registry } from '@tenantdb/observability';
 
@@ -8,6 +14,7 @@ export function createWorkerMetrics(
   queues: Queues,
   tls: Pick<TlsRepo, 'certificateExpiries'>,
   usage: Pick<UsageStatsRepo, 'figures'>,
+  drains: Pick<DrainsRepo, 'tenantsLeftOnDraining'>,
 ) {
   const jobs = new Counter({
     name: 'tenantdb_jobs_total',
@@ -121,7 +128,25 @@ export function createWorkerMetrics(
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
     registers: [registry],
   });
+  // Drains (jobs/drain-server.ts): how they ended on this worker, and (from the catalog on every
+  // scrape, aggregate only: no server label) the tenants still on draining servers.
+  const drainsEnded = new Counter({
+    name: 'tenantdb_drains_total',
+    help: 'server drains ended on this worker, by result (drained: emptied; stopped: uncordoned or left draining)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'tenantdb_drain_tenants_left',
+    help: 'tenant databases still on draining servers, fleet-wide',
+    registers: [registry],
+    async collect() {
+      const n = await drains.tenantsLeftOnDraining().catch(() => undefined);
+      if (n !== undefined) this.set(n);
+    },
+  });
   return {
+    drainEnded: (result: 'drained' | 'stopped') => drainsEnded.inc({ result }),
     movePhase: (phase: string) => movePhases.inc({ phase }),
     moveFinished: (result: 'done' | 'cancelled' | 'failed') => movesFinished.inc({ result }),
     planChangeFinished: (direction: 'to_dedicated' | 'to_shared', result: 'done' | 'cancelled' | 'failed') =>

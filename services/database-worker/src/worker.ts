@@ -4,6 +4,7 @@ import {
   type CatalogDb,
   createAuditRepo,
   createCatalogDb,
+  createDrainsRepo,
   createFleetRepo,
   createHealthRepo,
   createLimitsRepo,
@@ -42,6 +43,7 @@ import type { WorkerDeps } from './context';
 import { applyPlan } from './jobs/apply-plan';
 import { cleanupFailedServers } from './jobs/cleanup-failed-servers';
 import { decommissionServer } from './jobs/decommission-server';
+import { drainServer } from './jobs/drain-server';
 import { growSharedCapacity } from './jobs/grow-shared-capacity';
 import { boundHealthChecks, healthCheckAll, healthCheckServer } from './jobs/health-check';
 import { moveTenant } from './jobs/move/move-tenant';
@@ -147,6 +149,7 @@ export async function createWorker(
   const fleet = createFleetRepo(db);
   const tls = createTlsRepo(db);
   const usage = createUsageRepo(db);
+  const drains = createDrainsRepo(db);
   let tools: Promise<ClientTools[]> | undefined;
   const clientTools = () => {
     tools ??= findClientTools({ dirs: config.TENANTDB_CLIENT_TOOL_DIRS });
@@ -161,6 +164,7 @@ export async function createWorker(
     limits: createLimitsRepo(),
     tenants: createTenantDatabasesRepo(db),
     moves: createMovesRepo(db),
+    drains,
     plans: createPlansRepo(db),
     retirement: createRetirementRepo(db),
     audit: createAuditRepo(db),
@@ -177,7 +181,7 @@ export async function createWorker(
     tenantEvents: createTenantEventsRepo(db),
     queues,
     drivers: opts.drivers ?? createDrivers(config),
-    metrics: createWorkerMetrics(registry, fleet, queues, tls, createUsageStatsRepo(db)),
+    metrics: createWorkerMetrics(registry, fleet, queues, tls, createUsageStatsRepo(db), drains),
     logger,
     clientTools,
   };
@@ -194,6 +198,7 @@ export async function createWorker(
     'sample-usage-server': sampleUsageServer(deps),
     'apply-plan': applyPlan(deps),
     'move-tenant': moveTenant(deps),
+    'drain-server': drainServer(deps),
   };
   const app = await createHttpApp({
     name: 'database-worker',

@@ -10,7 +10,8 @@
 //   - servers still provisioning with no job (a lost enqueue);
 //   - tenant moves no worker has touched for a while (a lost job, a worker killed past its
 //     retries), and moves whose grace period is over: their (idempotent) job again. A move's
-//     databases on its source and target are known names, never orphans.
+//     databases on its source and target are known names, never orphans;
+//   - draining servers: their drain-server job again (a no-op while it is queued or delayed).
 // Unlabelled objects, and databases or roles whose names tenantdb does not generate (with the
 // tenant prefix or not), are never touched. One row's or one server's failure is logged and
 // counted (the summary's errors) and the pass goes on; the next run tries again.
@@ -231,7 +232,8 @@ export function reconcile(deps: WorkerDeps) {
     // Before the pass over every server, which is long on a large fleet.
     const slotDrift = await fleet.recordSlotDrift();
     let databases = 0;
-    const live = await fleet.listInStatuses(SERVING_STATUSES);
+    // Drained servers too: what a drain left behind there is found and removed like anywhere.
+    const live = await fleet.listInStatuses([...SERVING_STATUSES, 'drained']);
     await eachAtMost(config.TENANTDB_RECONCILE_CONCURRENCY, live, async (server) => {
       try {
         // Awaited apart: `databases += await …` would read the total before the await and lose what
@@ -250,12 +252,16 @@ export function reconcile(deps: WorkerDeps) {
 
     const resumed = await moves.findStale(staleBefore());
     for (const move of resumed) await queues.enqueue('move-tenant', { move_id: move.id });
+    // Drains whose job is lost (a worker killed past its retries): the job again, a no-op while queued.
+    const draining = await fleet.idsInStatuses(['draining']);
+    for (const id of draining) await queues.enqueue('drain-server', { server_id: id });
 
     const summary = {
       objects,
       databases,
       allocations,
       moves_resumed: resumed.length,
+      drains: draining.length,
       slot_drift: slotDrift,
       errors: pass.errors,
     };

@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import type { DbServer, Plan, TenantDatabase, TenantMove } from '@tenantdb/catalog';
 import { PermanentJobError } from '@tenantdb/jobs';
 import {
-  allowLoginStatement,
   blockWritesStatements,
   type ClientTools,
   chooseTools,
@@ -44,11 +43,26 @@ export interface MoveParts {
 
 type StepDeps = Pick<
   WorkerDeps,
-  'connections' | 'secrets' | 'tls' | 'tenantOps' | 'tenantAccess' | 'clientTools'
+  'connections' | 'secrets' | 'tls' | 'tenantOps' | 'tenantAccess' | 'clientTools' | 'tenants'
 >;
 
 export function createMoveSteps(deps: StepDeps) {
-  const { connections, secrets, tls, tenantOps, tenantAccess } = deps;
+  const { connections, secrets, tls, tenantOps, tenantAccess, tenants } = deps;
+  /**
+   * Opens the tenant's role on a server as the catalog says it is now (read at the call, so a
+   * suspension or restriction decided during the move is seen): restricted first, while it still
+   * cannot log in; a suspended tenant stays NOLOGIN. A move carries both over, either way it goes.
+   */
+  const openAsCatalogSays = async (server: DbServer, p: MoveParts) => {
+    const row = await tenants.findById(p.tenant.id);
+    const restricted = row?.quota_state === 'restricted';
+    const suspended = row !== undefined && row.suspended_at !== null;
+    // The restriction with the login left as it is (a repeat after the cut-over must not end the
+    // sessions the target serves), then the login.
+    const { canLogin } = await tenantAccess.read(server, p.names);
+    await tenantAccess.apply(server, p.names, { restricted, suspended: !canLogin });
+    if (suspended === canLogin) await tenantAccess.apply(server, p.names, { restricted, suspended });
+  };
   const inDb = (server: DbServer, database: string): PoolServerTarget => ({
     ...server,
     admin_database: database,
@@ -224,8 +238,8 @@ export function createMoveSteps(deps: StepDeps) {
         }
       });
     },
-    allowSourceLogins: (p: MoveParts) => run(p.source, [allowLoginStatement(p.names.dbUser)]),
-    openTarget: (p: MoveParts) => run(p.target, [allowLoginStatement(p.names.dbUser)]),
+    allowSourceLogins: (p: MoveParts) => openAsCatalogSays(p.source, p),
+    openTarget: (p: MoveParts) => openAsCatalogSays(p.target, p),
 
     /** Everything of the move on the target: its replication objects, the database and the role. */
     async undoTarget(p: MoveParts): Promise<void> {
