@@ -209,7 +209,7 @@ describe('database-service client', () => {
     expect(s.seen).toHaveLength(1);
   });
 
-  it('changePlan: admin token, 200 (applied) and 202 (moving) told apart by the contract, a 503 not retried', async () => {
+  it('changePlan: the allocate token, 200 (applied) and 202 (moving) told apart by the contract, a 503 not retried', async () => {
     const usage = {
       instance_id: ids.instance_id,
       tenant_database_id: allocated.db_server_id,
@@ -257,7 +257,7 @@ describe('database-service client', () => {
       json(202, { instance_id: ids.instance_id, from_plan_tier: 'standard', plan_tier: 'premium', move }),
       error(503, 'down'),
     ]);
-    const c = client(s.url, { adminToken: 'adm' });
+    const c = client(s.url);
     expect(await c.changePlan(ids.instance_id, 'professional')).toMatchObject({
       kind: 'applied',
       usage: { plan_tier: 'professional' },
@@ -268,8 +268,8 @@ describe('database-service client', () => {
     });
     expect(s.seen[0]).toMatchObject({
       method: 'POST',
-      url: `/api/database/admin/allocations/${ids.instance_id}/plan`,
-      authorization: 'Bearer adm',
+      url: `/api/database/allocations/${ids.instance_id}/plan`,
+      authorization: 'Bearer tok',
     });
     expect(JSON.parse(s.seen[1]!.body)).toEqual({ plan_tier: 'premium' });
     await expect(c.changePlan(ids.instance_id, 'premium')).rejects.toBeInstanceOf(DatabaseServiceError);

@@ -23,8 +23,6 @@ export interface DatabaseServiceClientOptions {
   baseUrl: string;
   /** A bearer token with the `allocate` scope. */
   token: string;
-  /** A bearer token with the `admin` scope, for suspend and resume only (none: they throw). */
-  adminToken?: string | undefined;
   /** Deadline of one attempt (connect, request and the whole answer). */
   timeoutMs?: number;
   /** Further attempts after a network error, a timeout or a 5xx. */
@@ -254,24 +252,22 @@ export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) 
       return answer as IntrospectKeyAnswer;
     },
 
-    /** Suspends (no login, sessions ended) or resumes the instance's database: admin scope. */
+    /** Suspends (no login, sessions ended) or resumes the instance's database. */
     async setSuspended(instanceId: string, suspended: boolean): Promise<AllocationUsage> {
       const id = uuid.parse(instanceId);
-      if (!opts.adminToken) throw new Error('no admin token for database-service is configured');
       const action = suspended ? 'suspend' : 'resume';
       const answer = await call<AllocationUsage>(
         action,
         'POST',
-        `/api/database/admin/allocations/${id}/${action}`,
+        `/api/database/allocations/${id}/${action}`,
         {},
         { 200: AllocationUsage },
-        { token: opts.adminToken },
       );
       return answer as AllocationUsage;
     },
 
     /**
-     * Changes the instance's plan: admin scope. Within its placement the change is in effect now
+     * Changes the instance's plan. Within its placement the change is in effect now
      * (`applied`, its usage); to the other placement the database moves (`moving`, the move).
      */
     async changePlan(
@@ -279,15 +275,14 @@ export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) 
       planTier: string,
     ): Promise<{ kind: 'applied'; usage: AllocationUsage } | { kind: 'moving'; change: PlanChangeStarted }> {
       const id = uuid.parse(instanceId);
-      if (!opts.adminToken) throw new Error('no admin token for database-service is configured');
       const answer = await call<AllocationUsage | PlanChangeStarted>(
         'change_plan',
         'POST',
-        `/api/database/admin/allocations/${id}/plan`,
+        `/api/database/allocations/${id}/plan`,
         { plan_tier: planTier },
         { 200: AllocationUsage, 202: PlanChangeStarted },
         // Not retried: a change of placement is not a repeatable request (the second meets the first).
-        { token: opts.adminToken, retries: 0 },
+        { retries: 0 },
       );
       return 'move' in (answer as object)
         ? { kind: 'moving', change: answer as PlanChangeStarted }

@@ -118,7 +118,6 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       TENANTDB_ADMIN_TOKEN: adminToken,
       TENANTDB_ALLOCATE_TOKEN: allocateToken,
       // instance-service suspends and resumes instances with it (database-service's admin scope).
-      TENANTDB_DATABASE_SERVICE_ADMIN_TOKEN: adminToken,
       TENANTDB_PORTAL_TOKEN: portalToken,
       TENANTDB_CALLBACK_SECRET: callbackSecret,
       // A local stack's portal (and the tests' receivers) listen on loopback, refused unless listed.

@@ -24,7 +24,6 @@ export async function startPortal(f: Fleet) {
     TENANTDB_QUEUE_PREFIX: f.env.TENANTDB_QUEUE_PREFIX!,
     TENANTDB_PORTAL_TOKEN: portalToken,
     TENANTDB_ALLOCATE_TOKEN: f.allocateToken,
-    TENANTDB_DATABASE_SERVICE_ADMIN_TOKEN: f.adminToken,
     TENANTDB_CALLBACK_SECRET: callbackSecret,
     DATABASE_SERVICE_URL: databaseServiceUrl,
     TENANTDB_RATE_LIMIT_PER_MINUTE: '1000000',

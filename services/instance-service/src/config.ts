@@ -46,12 +46,6 @@ export const InstanceServiceConfig = z
         "PEM CA certificate(s) that signed database-service's certificate, for an https:// DATABASE_SERVICE_URL with a private CA (the system's CAs otherwise)",
       ),
     TENANTDB_ALLOCATE_TOKEN: env.token().describe('bearer token with the allocate scope of database-service'),
-    TENANTDB_DATABASE_SERVICE_ADMIN_TOKEN: env
-      .token()
-      .optional()
-      .describe(
-        "bearer token with database-service's admin scope (e.g. a named admin API key), for suspending and resuming instances; unset: those routes answer 503",
-      ),
     TENANTDB_DATABASE_WAIT_MS: env
       .int(minutes(15), 1000, minutes(7 * 24 * 60))
       .describe('how long an instance may wait for its database before it fails'),

@@ -48,7 +48,6 @@ export function createDeps(
   const databaseService = createDatabaseServiceClient({
     baseUrl: config.DATABASE_SERVICE_URL,
     token: config.TENANTDB_ALLOCATE_TOKEN,
-    adminToken: config.TENANTDB_DATABASE_SERVICE_ADMIN_TOKEN,
     timeoutMs: config.TENANTDB_DATABASE_SERVICE_TIMEOUT_MS,
     retries: config.TENANTDB_DATABASE_SERVICE_RETRIES,
     maxBackoffMs: MAX_BACKOFF_MS,

@@ -94,7 +94,6 @@ export async function startHarness(opts: HarnessOptions = {}) {
     TENANTDB_QUEUE_PREFIX: queuePrefix,
     TENANTDB_PORTAL_TOKEN: portalToken,
     TENANTDB_ALLOCATE_TOKEN: allocateToken,
-    TENANTDB_DATABASE_SERVICE_ADMIN_TOKEN: adminToken,
     TENANTDB_CALLBACK_SECRET: callbackSecret,
     DATABASE_SERVICE_URL: databaseServiceUrl,
     TENANTDB_RATE_LIMIT_PER_MINUTE: '1000000',

@@ -1,6 +1,7 @@
 // Usage and access of allocations, and a server's usage (admin; reads admin:read):
 //   GET  /api/database/admin/allocations/{instance_id}/usage
 //   POST /api/database/admin/allocations/{instance_id}/suspend · /resume · /plan (202 when it moves)
+//   POST /api/database/allocations/{instance_id}/suspend · /resume · /plan: the same, allocate scope
 //   GET  /api/database/admin/pools/{id}/usage
 import {
   AllocationUsage,
@@ -33,57 +34,64 @@ export function accessRoutes(app: HttpApp, service: AccessService): void {
     async (request) => service.usage(request.params.instance_id),
   );
 
-  app.post(
-    '/api/database/admin/allocations/:instance_id/suspend',
-    {
-      config: { scope: 'admin' },
-      schema: {
-        summary: 'Suspend: no login, open sessions ended, data kept (idempotent)',
-        tags,
-        params: InstanceParams,
-        response: changed,
+  // The same three changes twice: for an operator (admin) and for instance-service, which changes
+  // its instances for the portal with the token it allocates with (allocate), not an admin one.
+  for (const { prefix, scope } of [
+    { prefix: '/api/database/admin/allocations', scope: 'admin' },
+    { prefix: '/api/database/allocations', scope: 'allocate' },
+  ]) {
+    app.post(
+      `${prefix}/:instance_id/suspend`,
+      {
+        config: { scope },
+        schema: {
+          summary: 'Suspend: no login, open sessions ended, data kept (idempotent)',
+          tags,
+          params: InstanceParams,
+          response: changed,
+        },
       },
-    },
-    async (request) => service.suspend(request.params.instance_id, ctx(request)),
-  );
+      async (request) => service.suspend(request.params.instance_id, ctx(request)),
+    );
 
-  app.post(
-    '/api/database/admin/allocations/:instance_id/resume',
-    {
-      config: { scope: 'admin' },
-      schema: {
-        summary: 'Resume: the same credentials log in again (idempotent)',
-        tags,
-        params: InstanceParams,
-        response: changed,
+    app.post(
+      `${prefix}/:instance_id/resume`,
+      {
+        config: { scope },
+        schema: {
+          summary: 'Resume: the same credentials log in again (idempotent)',
+          tags,
+          params: InstanceParams,
+          response: changed,
+        },
       },
-    },
-    async (request) => service.resume(request.params.instance_id, ctx(request)),
-  );
+      async (request) => service.resume(request.params.instance_id, ctx(request)),
+    );
 
-  app.post(
-    '/api/database/admin/allocations/:instance_id/plan',
-    {
-      config: { scope: 'admin' },
-      schema: {
-        summary:
-          'Change the plan: within its placement at once (200); to the other placement by a move of the tenant (202)',
-        tags,
-        params: InstanceParams,
-        body: ChangePlanRequest,
-        response: { ...changed, 202: PlanChangeStarted, 404: ErrorResponse, 429: ErrorResponse },
+    app.post(
+      `${prefix}/:instance_id/plan`,
+      {
+        config: { scope },
+        schema: {
+          summary:
+            'Change the plan: within its placement at once (200); to the other placement by a move of the tenant (202)',
+          tags,
+          params: InstanceParams,
+          body: ChangePlanRequest,
+          response: { ...changed, 202: PlanChangeStarted, 404: ErrorResponse, 429: ErrorResponse },
+        },
       },
-    },
-    async (request, reply) => {
-      const result = await service.changePlan(
-        request.params.instance_id,
-        request.body.plan_tier,
-        ctx(request),
-      );
-      if (result.kind === 'moving') return reply.code(202).send(result.change);
-      return result.usage;
-    },
-  );
+      async (request, reply) => {
+        const result = await service.changePlan(
+          request.params.instance_id,
+          request.body.plan_tier,
+          ctx(request),
+        );
+        if (result.kind === 'moving') return reply.code(202).send(result.change);
+        return result.usage;
+      },
+    );
+  }
 
   app.get(
     '/api/database/admin/pools/:id/usage',

@@ -1,7 +1,8 @@
 // Suspend and resume an instance for the portal (a customer who stopped paying): database-service
 // makes the instance's database refuse logins and ends its sessions, or lets the same password in
-// again. Needs TENANTDB_DATABASE_SERVICE_ADMIN_TOKEN (database-service's admin scope): without it
-// the routes answer 503. Audited here as well as in database-service.
+// again, through database-service's allocate-scope routes with the token instance-service
+// allocates with (no admin token: a portal-facing service holds none). Audited here as well as in
+// database-service.
 import { DatabaseServiceError } from '@tenantdb/contracts';
 import {
   ConflictError,
@@ -14,8 +15,8 @@ import type { InstanceServiceDeps } from '../context';
 
 export type InstanceAccess = ReturnType<typeof createInstanceAccess>;
 
-export function createInstanceAccess(deps: Pick<InstanceServiceDeps, 'config' | 'repo' | 'databaseService'>) {
-  const { config, repo, databaseService } = deps;
+export function createInstanceAccess(deps: Pick<InstanceServiceDeps, 'repo' | 'databaseService'>) {
+  const { repo, databaseService } = deps;
   return async function setSuspended(
     id: string,
     customerId: string,
@@ -25,8 +26,6 @@ export function createInstanceAccess(deps: Pick<InstanceServiceDeps, 'config' | 
     const row = await repo.findForCustomer(id, customerId);
     if (!row) throw new NotFoundError('no such instance for this customer');
     if (row.status !== 'ready') throw new ConflictError(`the instance is ${row.status}`);
-    if (!config.TENANTDB_DATABASE_SERVICE_ADMIN_TOKEN)
-      throw new UnavailableError('suspension is not configured (TENANTDB_DATABASE_SERVICE_ADMIN_TOKEN)', 60);
     let answer: Awaited<ReturnType<typeof databaseService.setSuspended>>;
     try {
       answer = await databaseService.setSuspended(row.id, suspended);

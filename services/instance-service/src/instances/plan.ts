@@ -1,8 +1,8 @@
 // A plan change of an instance for the portal: database-service changes the database's plan,
 // at once within its placement (the instance's plan_tier now), or by moving it between shared and
 // dedicated servers (the instance keeps its old plan_tier until the move's cut-over, when the
-// database.moved event brings the new address and plan). Needs TENANTDB_DATABASE_SERVICE_ADMIN_TOKEN
-// like suspension; audited here as well as in database-service.
+// database.moved event brings the new address and plan). Through database-service's allocate-scope
+// route, with the token instance-service allocates with; audited here as well as in database-service.
 import { DatabaseServiceError, type InstancePlanChange } from '@tenantdb/contracts';
 import {
   ConflictError,
@@ -15,8 +15,8 @@ import type { InstanceServiceDeps } from '../context';
 
 export type InstancePlan = ReturnType<typeof createInstancePlan>;
 
-export function createInstancePlan(deps: Pick<InstanceServiceDeps, 'config' | 'repo' | 'databaseService'>) {
-  const { config, repo, databaseService } = deps;
+export function createInstancePlan(deps: Pick<InstanceServiceDeps, 'repo' | 'databaseService'>) {
+  const { repo, databaseService } = deps;
   return async function changePlan(
     id: string,
     customerId: string,
@@ -26,11 +26,6 @@ export function createInstancePlan(deps: Pick<InstanceServiceDeps, 'config' | 'r
     const row = await repo.findForCustomer(id, customerId);
     if (!row) throw new NotFoundError('no such instance for this customer');
     if (row.status !== 'ready') throw new ConflictError(`the instance is ${row.status}`);
-    if (!config.TENANTDB_DATABASE_SERVICE_ADMIN_TOKEN)
-      throw new UnavailableError(
-        'plan changes are not configured (TENANTDB_DATABASE_SERVICE_ADMIN_TOKEN)',
-        60,
-      );
     let result: Awaited<ReturnType<typeof databaseService.changePlan>>;
     try {
       result = await databaseService.changePlan(row.id, planTier);
