@@ -77,12 +77,19 @@ export const move: Scenario = {
         if (first.db_server_id !== a)
           throw new Error(`the tenant landed on ${first.db_server_id}, not move-a`);
         const tenant = await connectTenant(first);
+        let bytes: number;
         try {
           await fill(tenant, size.mb);
+          bytes = Number(
+            (await tenant.query<{ b: string }>('SELECT pg_database_size(current_database()) AS b')).rows[0]!
+              .b,
+          );
         } finally {
           await tenant.end().catch(() => {});
         }
-        log(`  ${size.mb} MB tenant on move-a; its raw copy`);
+        log(
+          `  ${size.mb} MB tenant on move-a (pg_database_size ${(bytes / 2 ** 20).toFixed(0)} MiB); its raw copy`,
+        );
         const rawMs = await rawCopy(stack, catalog, tools.tools, first.db_name, a);
 
         const runs: MoveRun[] = [];
@@ -119,7 +126,7 @@ export const move: Scenario = {
           verdict: maxWindow <= WINDOW_TARGET_MS && maxCutOver <= TOTAL_RATIO * rawMs ? 'PASS' : 'FAIL',
         });
         notes.push(
-          `${size.mb} MB: ` +
+          `${size.mb} MB (pg_database_size ${(bytes / 2 ** 20).toFixed(0)} MiB): ` +
             runs
               .map(
                 (r, i) =>
