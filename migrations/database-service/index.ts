@@ -18,6 +18,7 @@ import * as m0014 from './0014_plan_quotas';
 import * as m0015 from './0015_tenant_usage';
 import * as m0016 from './0016_server_major';
 import * as m0017 from './0017_tenant_moves';
+import * as m0020 from './0020_backups';
 
 export const migrations: Record<string, Migration> = {
   '0001_db_servers': m0001,
@@ -37,4 +38,5 @@ export const migrations: Record<string, Migration> = {
   '0015_tenant_usage': m0015,
   '0016_server_major': m0016,
   '0017_tenant_moves': m0017,
+  '0020_backups': m0020,
 };

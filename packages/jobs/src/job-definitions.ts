@@ -56,6 +56,17 @@ export const JOBS = {
    * copies never hold up provisioning or health checks.
    */
   'move-tenant': { queue: 'data', payload: moveJob, attempts: 20 },
+  /**
+   * One pg_dump -Fc of a tenant into the backup store (backups: the row, made running by whoever
+   * asked, is the truth). A row is completed only with its object whole; one whose attempts are
+   * used up is failed and its object deleted.
+   */
+  'backup-tenant': { queue: 'data', payload: z.object({ backup_id: z.uuid() }), attempts: 3 },
+  /**
+   * Advance a restore (tenant_restores) phase by phase: into a new database, then swapped in; in
+   * its grace period it waits delayed, then drops the replaced database.
+   */
+  'restore-tenant': { queue: 'data', payload: z.object({ restore_id: z.uuid() }), attempts: 10 },
   /** Catalog vs orchestrator vs pg_database: report drift, remove what tenantdb made and lost. */
   reconcile: { queue: 'maintenance', payload: noPayload },
   /**
@@ -114,14 +125,18 @@ export function jobIdFor<N extends JobName>(name: N, payload: JobPayload<N>): st
     delivery_id: deliveryId,
     plan_tier: planTier,
     move_id: moveId,
+    backup_id: backupId,
+    restore_id: restoreId,
   } = payload as {
+    backup_id?: string;
+    restore_id?: string;
     plan_tier?: string;
     server_id?: string;
     instance_id?: string;
     delivery_id?: string;
     move_id?: string;
   };
-  const id = deliveryId ?? serverId ?? instanceId ?? moveId ?? planTier;
+  const id = deliveryId ?? serverId ?? instanceId ?? moveId ?? backupId ?? restoreId ?? planTier;
   return id ? `${name}-${id}` : name;
 }
 
@@ -143,6 +158,9 @@ export const SINGLE_FLIGHT: ReadonlySet<JobName> = new Set<JobName>([
   'apply-plan',
   // The move's record is the truth: a job that gave up must not keep reconcile from resuming it.
   'move-tenant',
+  // The backup's and the restore's records are the truth, as a move's.
+  'backup-tenant',
+  'restore-tenant',
   // instance-service: the instance row is the truth; a job that gave up must not block the sweep.
   'wait-for-database',
   'release-database',

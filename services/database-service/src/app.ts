@@ -1,9 +1,11 @@
 // buildApp wires database-service from what it is given and does not listen; createDatabaseService
 // builds what it runs on from its config (main.ts, the bench's service process and the tests).
+import { openBackupStore } from '@tenantdb/backups';
 import {
   type CatalogDb,
   createApiKeysRepo,
   createAuditRepo,
+  createBackupsRepo,
   createCatalogDb,
   createFleetRepo,
   createHealthRepo,
@@ -11,6 +13,7 @@ import {
   createMovesRepo,
   createPlansRepo,
   createReservationsRepo,
+  createRestoresRepo,
   createServersRepo,
   createTenantDatabasesRepo,
   createTlsRepo,
@@ -34,6 +37,8 @@ import { allocationRoutes } from './allocation/allocation.routes';
 import { createAllocationService } from './allocation/allocation.service';
 import { apiKeysRoutes } from './api-keys/api-keys.routes';
 import { createApiKeysService } from './api-keys/api-keys.service';
+import { backupsRoutes } from './backups/backups.routes';
+import { createBackupsService } from './backups/backups.service';
 import type { DatabaseServiceConfig } from './config';
 import { createLimits, limitsConfig } from './limits';
 import { createServiceMetrics } from './metrics';
@@ -129,8 +134,18 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     },
   });
 
+  const backupsService = createBackupsService({
+    db,
+    ...repos,
+    backups: createBackupsRepo(db),
+    restores: createRestoresRepo(db),
+    queues,
+    store: openBackupStore(config),
+  });
+
   allocationRoutes(app, allocation);
   movesRoutes(app, moves);
+  backupsRoutes(app, backupsService);
   plansRoutes(
     app,
     repos.plans,

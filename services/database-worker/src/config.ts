@@ -1,4 +1,13 @@
-import { encryptionKeys, env, parseConfig, poolAdminTls, postgresSettings, z } from '@tenantdb/config';
+import {
+  backupStoreSettings,
+  checkBackupStore,
+  encryptionKeys,
+  env,
+  parseConfig,
+  poolAdminTls,
+  postgresSettings,
+  z,
+} from '@tenantdb/config';
 
 const seconds = (n: number) => n * 1000;
 
@@ -189,6 +198,11 @@ export const WorkerConfig = z
       .describe(
         'how long writes may stay blocked waiting for the target to catch up; then the cut-over is abandoned',
       ),
+    // --- backups and restores (docs/operations.md "restoring a tenant") ---
+    ...backupStoreSettings,
+    TENANTDB_RESTORE_GRACE_MS: env
+      .int(seconds(3600), 0)
+      .describe('how long the database a restore replaced stays (closed) before it is dropped'),
     TENANTDB_CLIENT_TOOL_DIRS: commaList(/^\/.*/, 'each entry must be an absolute directory').describe(
       'extra directories searched for pg_dump, pg_restore and psql (besides PATH and /usr/lib/postgresql/*/bin)',
     ),
@@ -316,7 +330,8 @@ export const WorkerConfig = z
     },
     // Checked even when other variables are wrong, so that every problem is reported at once.
     { when: () => true },
-  );
+  )
+  .superRefine(checkBackupStore, { when: () => true });
 export type WorkerConfig = z.output<typeof WorkerConfig>;
 
 export const loadConfig = (source?: Record<string, string | undefined>) => parseConfig(WorkerConfig, source);

@@ -115,7 +115,40 @@ export function createWorkerMetrics(
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
     registers: [registry],
   });
+  // Backups and restores (jobs/backup): aggregates only, never a series per tenant.
+  const backupsFinished = new Counter({
+    name: 'tenantdb_backups_total',
+    help: 'backups ended on this worker, by result (completed, failed)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const backupBytes = new Counter({
+    name: 'tenantdb_backup_bytes_total',
+    help: 'bytes of archives (before encryption) written by completed backups',
+    registers: [registry],
+  });
+  const backupDuration = new Histogram({
+    name: 'tenantdb_backup_duration_seconds',
+    help: 'how long a completed backup took (snapshot, row counts, dump, upload, read-back)',
+    buckets: [0.5, 1, 5, 15, 60, 300, 900, 3600],
+    registers: [registry],
+  });
+  const restoresFinished = new Counter({
+    name: 'tenantdb_restores_total',
+    help: 'restores ended on this worker, by mode and result (done, failed)',
+    labelNames: ['mode', 'result'],
+    registers: [registry],
+  });
   return {
+    backupFinished(result: 'completed' | 'failed', bytes: number, seconds: number) {
+      backupsFinished.inc({ result });
+      if (result === 'completed') {
+        backupBytes.inc(bytes);
+        backupDuration.observe(seconds);
+      }
+    },
+    restoreFinished: (mode: 'replace' | 'copy', result: 'done' | 'failed') =>
+      restoresFinished.inc({ mode, result }),
     movePhase: (phase: string) => movePhases.inc({ phase }),
     moveFinished: (result: 'done' | 'cancelled' | 'failed') => movesFinished.inc({ result }),
     moveBytes: (bytes: number) => moveBytes.inc(bytes),

@@ -1,14 +1,17 @@
 // createWorker wires database-worker from configuration and does not start consuming; main.ts
 // (or a test) calls start() and stop().
+import { openBackupStore } from '@tenantdb/backups';
 import {
   type CatalogDb,
   createAuditRepo,
+  createBackupsRepo,
   createCatalogDb,
   createFleetRepo,
   createHealthRepo,
   createLimitsRepo,
   createMovesRepo,
   createPlansRepo,
+  createRestoresRepo,
   createRetirementRepo,
   createServersRepo,
   createTenantDatabasesRepo,
@@ -39,6 +42,8 @@ import { createSecretBox } from '@tenantdb/secrets';
 import type { WorkerConfig } from './config';
 import type { WorkerDeps } from './context';
 import { applyPlan } from './jobs/apply-plan';
+import { backupTenant } from './jobs/backup/backup-tenant';
+import { restoreTenant } from './jobs/backup/restore-tenant';
 import { cleanupFailedServers } from './jobs/cleanup-failed-servers';
 import { decommissionServer } from './jobs/decommission-server';
 import { growSharedCapacity } from './jobs/grow-shared-capacity';
@@ -160,6 +165,9 @@ export async function createWorker(
     limits: createLimitsRepo(),
     tenants: createTenantDatabasesRepo(db),
     moves: createMovesRepo(db),
+    backups: createBackupsRepo(db),
+    restores: createRestoresRepo(db),
+    backupStore: openBackupStore(config),
     plans: createPlansRepo(db),
     retirement: createRetirementRepo(db),
     audit: createAuditRepo(db),
@@ -192,6 +200,8 @@ export async function createWorker(
     'sample-usage-server': sampleUsageServer(deps),
     'apply-plan': applyPlan(deps),
     'move-tenant': moveTenant(deps),
+    'backup-tenant': backupTenant(deps),
+    'restore-tenant': restoreTenant(deps),
   };
   const app = await createHttpApp({
     name: 'database-worker',

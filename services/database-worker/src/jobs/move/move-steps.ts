@@ -10,9 +10,7 @@ import {
   allowLoginStatement,
   blockWritesStatements,
   type ClientTools,
-  chooseTools,
   createTenantStatements,
-  type DumpConnection,
   dropSubscriptionStatements,
   dumpAndRestore,
   dumpSchema,
@@ -28,6 +26,7 @@ import {
 } from '@tenantdb/pool-server';
 import type pg from 'pg';
 import type { WorkerDeps } from '../../context';
+import { dumpConnection, toolsFor } from '../server-tools';
 import { createReplicationSteps, isMissingDatabase, type ServerAccess } from './move-replication';
 
 export interface MoveParts {
@@ -46,7 +45,7 @@ type StepDeps = Pick<
 >;
 
 export function createMoveSteps(deps: StepDeps) {
-  const { connections, secrets, tls, tenantOps, tenantAccess } = deps;
+  const { connections, tls, tenantOps, tenantAccess } = deps;
   const inDb = (server: DbServer, database: string): PoolServerTarget => ({
     ...server,
     admin_database: database,
@@ -57,13 +56,7 @@ export function createMoveSteps(deps: StepDeps) {
     connections.withClient(server, async (c) => {
       for (const s of statements) await c.query(s);
     });
-  const dumpConn = (server: DbServer, dbname: string): DumpConnection => ({
-    host: server.host!,
-    port: server.port!,
-    user: server.admin_user!,
-    password: secrets.decrypt(server.admin_password_enc!, server.id),
-    dbname,
-  });
+  const dumpConn = (server: DbServer, dbname: string) => dumpConnection(deps, server, dbname);
 
   /** The archive's TOC split into the primary keys and the rest (move.sql.ts splitPrimaryKeys). */
   const access: ServerAccess = { onDb, run, connections, tls };
@@ -73,12 +66,7 @@ export function createMoveSteps(deps: StepDeps) {
     return splitPrimaryKeys(await listArchive(t, archive), new Set(rows.map((r) => r.key)));
   }
 
-  async function tools(source: DbServer): Promise<ClientTools> {
-    const facts = await inspectServer(connections, source);
-    const choice = chooseTools(await deps.clientTools(), facts.major);
-    if (choice.kind === 'none') throw new PermanentJobError(choice.reason);
-    return choice.tools;
-  }
+  const tools = async (source: DbServer): Promise<ClientTools> => (await toolsFor(deps, source)).tools;
 
   /** Runs `fn` with a private directory for archives and listings, removed afterwards. */
   async function withWorkDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
