@@ -346,6 +346,17 @@ export const RESTORE_PHASES = [
 ] as const;
 export type RestorePhase = (typeof RESTORE_PHASES)[number];
 export const ACTIVE_RESTORE_PHASES = RESTORE_PHASES.filter((p) => p !== 'done' && p !== 'failed');
+/**
+ * Phases in which a restore is working on the tenant's database (restoring beside it, swapping it
+ * in, or undoing): a release, rotation or move then is refused. From grace on, the tenant's
+ * database is the restored one and only the closed, replaced one is left to drop.
+ */
+export const RESTORE_LOCKS_TENANT_PHASES = [
+  'pending',
+  'restoring',
+  'cutting_over',
+  'failing',
+] as const satisfies RestorePhase[];
 
 export interface TenantRestoresTable {
   id: Generated<string>;

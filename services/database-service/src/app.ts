@@ -95,6 +95,8 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     audit: createAuditRepo(db),
     tls: createTlsRepo(db),
     moves: createMovesRepo(db),
+    backups: createBackupsRepo(db),
+    restores: createRestoresRepo(db),
   };
   const limits = createLimits({ limits: createLimitsRepo(), config: limitsConfig(config) });
   const allocation = createAllocationService({
@@ -137,8 +139,6 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
   const backupsService = createBackupsService({
     db,
     ...repos,
-    backups: createBackupsRepo(db),
-    restores: createRestoresRepo(db),
     queues,
     store: openBackupStore(config),
   });

@@ -255,6 +255,38 @@ describe('refusals', () => {
     expect(await f.db.selectFrom('tenant_restores').select('id').execute()).toEqual(restoresBefore);
   });
 
+  it('refuses a release, a rotation, a move, a backup and another restore while a restore works on the allocation', async () => {
+    const { ids, creds } = await allocate(f, newIds());
+    await asTenant(creds, 'CREATE TABLE t (i int)');
+    const backup = await backupNow(ids.instance_id);
+    // A restore caught in its restoring phase (recorded, no job: nothing moves it on).
+    const restore = await f.db
+      .insertInto('tenant_restores')
+      .values({
+        backup_id: backup.id,
+        tenant_database_id: backup.tenant_database_id as string,
+        mode: 'replace',
+        phase: 'restoring',
+        requested_by: 'test',
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    try {
+      const answers = [
+        await f.api('DELETE', `/api/database/allocations/${ids.instance_id}`),
+        await f.api('POST', `/api/database/allocations/${ids.instance_id}/rotate-credentials`, {}),
+        await admin('POST', '/api/database/admin/moves', { instance_id: ids.instance_id }),
+        await admin('POST', '/api/database/admin/backups', { instance_id: ids.instance_id }),
+        await admin('POST', `/api/database/admin/backups/${backup.id}/restore`, { mode: 'replace' }),
+      ];
+      expect(answers.map((a) => a.status)).toEqual([409, 409, 409, 409, 409]);
+      expect(answers[0]!.body.message).toMatch(/being restored/);
+      expect(await canLogin(creds)).toBe(true);
+    } finally {
+      await f.db.deleteFrom('tenant_restores').where('id', '=', restore.id).execute();
+    }
+  });
+
   it('fails a backup no fitting pg_dump can make (a PostgreSQL 17 server, tools of 15 only), says why, and keeps no object', async () => {
     const pg17 = await makePool(f, { name: 'backups-17', priority: 1, postgres_major: 17 });
     const { ids, creds } = await allocate(f, newIds());

@@ -129,7 +129,12 @@ export function createBackupsService(deps: BackupsDeps) {
           requested_by: ctx.actor,
         }),
       );
-      if (started.kind === 'running') return backupView(started.backup);
+      if (started.kind === 'running') {
+        // Asking again resumes one whose job was lost (a worker killed on its last attempt): the
+        // job id is the backup's, so a job still queued or running is not added twice.
+        await queues.enqueue('backup-tenant', { backup_id: started.backup.id }).catch(() => {});
+        return backupView(started.backup);
+      }
       try {
         await queues.enqueue('backup-tenant', { backup_id: started.backup.id });
       } catch (err) {

@@ -13,6 +13,8 @@ import {
   type MovesRepo,
   PLACEABLE_HEALTH,
   type PlacementStrategy,
+  RESTORE_LOCKS_TENANT_PHASES,
+  type RestoresRepo,
   type ServersRepo,
   type TenantDatabasesRepo,
   type TenantMove,
@@ -25,6 +27,7 @@ import type { Queues } from '@tenantdb/jobs';
 export interface MovesDeps {
   db: CatalogDb;
   moves: MovesRepo;
+  restores: Pick<RestoresRepo, 'findActiveForTenant'>;
   servers: Pick<ServersRepo, 'findById'>;
   tenants: Pick<TenantDatabasesRepo, 'findLiveByInstance' | 'findLatestByInstance' | 'findById'>;
   queues: Pick<Queues, 'enqueue'>;
@@ -112,6 +115,9 @@ export function createMovesService(deps: MovesDeps) {
         const current = await tenants.findById(row.id);
         if (current?.status !== 'ready' || current.db_server_id !== source.id)
           throw new ConflictError('the allocation changed; retry');
+        const restore = await deps.restores.findActiveForTenant(row.id);
+        if (restore && (RESTORE_LOCKS_TENANT_PHASES as readonly string[]).includes(restore.phase))
+          throw new ConflictError('a restore of this allocation is under way; retry once it is done');
         if (current.password_pending_enc)
           throw new ConflictError('a password rotation of this allocation is not settled yet; retry later');
         return moves.start({
