@@ -5,6 +5,7 @@
 // customer (both there, isolated); a dump that cannot be made is never listed as a backup; bad
 // requests and a store that is down change nothing; nothing secret in manifests, payloads, logs.
 import type { DbServer } from '@tenantdb/catalog';
+import { createDatabaseServiceClient } from '@tenantdb/contracts';
 import { canLogin, type S3TestServer, startS3Server, type TenantCredentials } from '@tenantdb/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -208,6 +209,58 @@ describe('restore as a copy', () => {
       await expect(client.connect()).rejects.toThrow(/permission denied|not permitted|no pg_hba/);
       await client.end().catch(() => {});
     }
+  });
+});
+
+describe('the typed client', () => {
+  it('takes, lists and reads backups and follows a restore through database-service', async () => {
+    // database-service in this process: the client's fetch goes through app.inject.
+    const inject: typeof fetch = async (input, init) => {
+      const url = new URL(String(input));
+      const res = await f.app.inject({
+        method: (init?.method ?? 'GET') as 'GET',
+        url: `${url.pathname}${url.search}`,
+        headers: init?.headers as Record<string, string>,
+        ...(init?.body ? { payload: String(init.body) } : {}),
+      });
+      return new Response(res.body, {
+        status: res.statusCode,
+        headers: res.headers as Record<string, string>,
+      });
+    };
+    const client = createDatabaseServiceClient({
+      baseUrl: 'http://database-service.test',
+      token: f.allocateToken,
+      adminToken: f.adminToken,
+      fetch: inject,
+    });
+    const { ids, creds } = await allocate(f, newIds());
+    await asTenant(creds, 'CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 7)');
+    const started = await client.startBackup(ids.instance_id);
+    expect(started.status).toBe('running');
+    await waitFor(
+      async () => (await client.getBackup(started.id))?.status === 'completed',
+      60_000,
+      'the backup',
+    );
+    const done = (await client.getBackup(started.id))!;
+    expect(done.status, done.error ?? '').toBe('completed');
+    expect(done.manifest?.row_counts).toEqual({ 'public.t': 7 });
+    expect(
+      (await client.listBackups(ids.instance_id, { status: 'completed' })).backups.map((b) => b.id),
+    ).toEqual([started.id]);
+    expect(await client.getBackup(crypto.randomUUID())).toBeNull();
+    await asTenant(creds, 'TRUNCATE t');
+    const restore = await client.restoreBackup(started.id, { mode: 'replace' });
+    await waitFor(
+      async () => ['grace', 'dropping_old', 'done'].includes((await client.getRestore(restore.id))!.phase),
+      60_000,
+      'the restore',
+    );
+    expect(await asTenant(creds, 'SELECT count(*)::int AS n FROM t')).toEqual([{ n: 7 }]);
+    await expect(client.restoreBackup(crypto.randomUUID(), { mode: 'replace' })).rejects.toMatchObject({
+      status: 404,
+    });
   });
 });
 
