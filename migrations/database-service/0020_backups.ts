@@ -51,7 +51,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
     CREATE TABLE tenant_restores (
       id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-      backup_id uuid NOT NULL REFERENCES backups (id),
+      -- null once retention has deleted the backup (the restore's record stays).
+      backup_id uuid REFERENCES backups (id) ON DELETE SET NULL,
       -- replace: the backup's own allocation; copy: the new allocation it is restored into.
       tenant_database_id uuid NOT NULL REFERENCES tenant_databases (id),
       mode text NOT NULL CHECK (mode IN ('replace', 'copy')),

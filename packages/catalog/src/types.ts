@@ -360,7 +360,8 @@ export const RESTORE_LOCKS_TENANT_PHASES = [
 
 export interface TenantRestoresTable {
   id: Generated<string>;
-  backup_id: string;
+  /** null once retention deleted the backup. */
+  backup_id: string | null;
   tenant_database_id: string;
   mode: RestoreMode;
   phase: RestorePhase;

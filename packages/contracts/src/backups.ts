@@ -88,7 +88,7 @@ export const RESTORE_PHASE = z.enum([
 
 export const Restore = z.object({
   id: uuid,
-  backup_id: uuid,
+  backup_id: uuid.nullable().describe('null once retention deleted the backup'),
   mode: z.enum(['replace', 'copy']),
   tenant_database_id: uuid.describe('the allocation restored into'),
   instance_id: z.string().nullable(),

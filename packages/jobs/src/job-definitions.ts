@@ -62,6 +62,8 @@ export const JOBS = {
    * used up is failed and its object deleted.
    */
   'backup-tenant': { queue: 'data', payload: z.object({ backup_id: z.uuid() }), attempts: 3 },
+  /** Start the backups that are due (per plan interval, capped per server) and apply retention. */
+  'schedule-backups': { queue: 'data', payload: noPayload },
   /**
    * Advance a restore (tenant_restores) phase by phase: into a new database, then swapped in; in
    * its grace period it waits delayed, then drops the replaced database.
@@ -161,6 +163,7 @@ export const SINGLE_FLIGHT: ReadonlySet<JobName> = new Set<JobName>([
   // The backup's and the restore's records are the truth, as a move's.
   'backup-tenant',
   'restore-tenant',
+  'schedule-backups',
   // instance-service: the instance row is the truth; a job that gave up must not block the sweep.
   'wait-for-database',
   'release-database',

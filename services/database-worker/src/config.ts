@@ -200,6 +200,12 @@ export const WorkerConfig = z
       ),
     // --- backups and restores (docs/operations.md "restoring a tenant") ---
     ...backupStoreSettings,
+    TENANTDB_BACKUPS_PER_SERVER: env
+      .int(1, 1, 100)
+      .describe('backups (pg_dump) one server runs at once at most, scheduled ones held back to it'),
+    TENANTDB_BACKUP_SCHEDULE_MS: env
+      .int(seconds(300), 1000)
+      .describe('how often due backups are started and expired ones deleted'),
     TENANTDB_RESTORE_GRACE_MS: env
       .int(seconds(3600), 0)
       .describe('how long the database a restore replaced stays (closed) before it is dropped'),

@@ -44,6 +44,7 @@ import type { WorkerDeps } from './context';
 import { applyPlan } from './jobs/apply-plan';
 import { backupTenant } from './jobs/backup/backup-tenant';
 import { restoreTenant } from './jobs/backup/restore-tenant';
+import { scheduleBackups } from './jobs/backup/schedule-backups';
 import { cleanupFailedServers } from './jobs/cleanup-failed-servers';
 import { decommissionServer } from './jobs/decommission-server';
 import { growSharedCapacity } from './jobs/grow-shared-capacity';
@@ -202,6 +203,7 @@ export async function createWorker(
     'move-tenant': moveTenant(deps),
     'backup-tenant': backupTenant(deps),
     'restore-tenant': restoreTenant(deps),
+    'schedule-backups': scheduleBackups(deps),
   };
   const app = await createHttpApp({
     name: 'database-worker',

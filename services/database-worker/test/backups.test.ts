@@ -7,6 +7,7 @@
 import type { DbServer } from '@tenantdb/catalog';
 import { createDatabaseServiceClient } from '@tenantdb/contracts';
 import { canLogin, type S3TestServer, startS3Server, type TenantCredentials } from '@tenantdb/testkit';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asAdmin, type Fleet, newIds, startFleet, waitFor } from './harness';
@@ -31,6 +32,9 @@ beforeAll(async () => {
       TENANTDB_BACKUP_S3_ACCESS_KEY_ID: s3.accessKeyId,
       TENANTDB_BACKUP_S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
       TENANTDB_RESTORE_GRACE_MS: '2000',
+      // The test runs the scheduler itself.
+      TENANTDB_BACKUP_SCHEDULE_MS: String(3_600_000),
+      TENANTDB_BACKUPS_PER_SERVER: '1',
     },
   });
   f.seenSecrets.add(s3.secretAccessKey);
@@ -261,6 +265,97 @@ describe('the typed client', () => {
     await expect(client.restoreBackup(crypto.randomUUID(), { mode: 'replace' })).rejects.toMatchObject({
       status: 404,
     });
+  });
+});
+
+describe('scheduled backups and retention', () => {
+  it('backs up due tenants of a plan with an interval, spread over it, at most TENANTDB_BACKUPS_PER_SERVER per server; expired backups go', async () => {
+    await sql`INSERT INTO plans (plan_tier, placement, connection_limit, cpu_limit, memory_limit_mb, storage_size_gb, backup_interval_hours, backup_retention_days, created_at, updated_at)
+              SELECT 'backed', placement, connection_limit, cpu_limit, memory_limit_mb, storage_size_gb, 1, 1, now(), now()
+                FROM plans WHERE plan_tier = 'standard'`.execute(f.db);
+    const tenants = [];
+    for (let i = 0; i < 3; i++) tenants.push(await allocate(f, newIds('backed')));
+    const ids = tenants.map((t) => (t.creds as unknown as { tenant_database_id: string }).tenant_database_id);
+    const serverOf = new Map(tenants.map((t, i) => [ids[i]!, t.creds.db_server_id]));
+    const worker = f.workers[0]!;
+    const tick = () =>
+      worker.handlers['schedule-backups'](
+        {},
+        { job: undefined as never, log: worker.deps.logger },
+      ) as Promise<{
+        started: number;
+        expired: number;
+      }>;
+    const rowsOf = () =>
+      f.db.selectFrom('backups').selectAll().where('tenant_database_id', 'in', ids).execute();
+
+    // Spread: a tenant never backed up is due at ready_at plus its own offset in the interval.
+    const offsets = await sql<{ id: string; off: number }>`
+      SELECT id, abs(hashtext(id::text)::bigint) % 3600 AS off FROM tenant_databases WHERE id IN (${sql.join(ids)})`.execute(
+      f.db,
+    );
+    const offsetOf = new Map(offsets.rows.map((r) => [r.id, Number(r.off)]));
+    const readyAgo = async (id: string, seconds: number) =>
+      sql`UPDATE tenant_databases SET ready_at = now() - make_interval(secs => ${seconds}) WHERE id = ${id}`.execute(
+        f.db,
+      );
+    for (const id of ids) await readyAgo(id, offsetOf.get(id)! - 120); // two minutes before its time
+    expect(await tick()).toEqual({ started: 0, expired: 0 });
+    for (const id of ids) await readyAgo(id, offsetOf.get(id)! + 120); // two minutes past it
+
+    // The cap: on each server, at most perServer minus the dumps running there (rows counted).
+    const dueNow = (perServer: number) => worker.deps.backups.dueForBackup({ perServer, limit: 100 });
+    const perServerOf = (list: { db_server_id: string }[]) => {
+      const counts = new Map<string, number>();
+      for (const r of list) counts.set(r.db_server_id, (counts.get(r.db_server_id) ?? 0) + 1);
+      return counts;
+    };
+    const ours = perServerOf(ids.map((id) => ({ db_server_id: serverOf.get(id)! })));
+    expect((await dueNow(5)).map((d) => d.tenant_database_id).sort()).toEqual([...ids].sort());
+    expect(perServerOf(await dueNow(1))).toEqual(new Map([...ours.keys()].map((k) => [k, 1])));
+    // A dump of the first tenant running (recorded, no job): its server takes no other now.
+    const held = await worker.deps.backups.start({
+      id: crypto.randomUUID(),
+      tenant_database_id: ids[0]!,
+      instance_id: null,
+      customer_id: null,
+      db_server_id: serverOf.get(ids[0]!)!,
+      reason: 'manual',
+      requested_by: 'test',
+    });
+    const heldServer = serverOf.get(ids[0]!)!;
+    expect((await dueNow(1)).filter((d) => d.db_server_id === heldServer)).toEqual([]);
+    expect((await dueNow(2)).filter((d) => d.db_server_id === heldServer)).toHaveLength(
+      Math.min(1, ours.get(heldServer)! - 1),
+    );
+    await f.db.deleteFrom('backups').where('id', '=', held.backup.id).execute();
+
+    // The scheduler itself, until each has a backup: never more than one dump per server at once.
+    for (
+      let round = 0;
+      round < 6 && (await rowsOf()).filter((r) => r.status === 'completed').length < 3;
+      round++
+    ) {
+      expect((await tick()).started).toBeGreaterThanOrEqual(1);
+      const running = (await rowsOf()).filter((r) => r.status === 'running');
+      expect([...perServerOf(running).values()].every((n) => n <= 1)).toBe(true);
+      await waitFor(async () => (await rowsOf()).every((r) => r.status !== 'running'), 60_000, 'the dumps');
+    }
+    const rows = await rowsOf();
+    expect(rows.map((r) => [r.status, r.reason])).toEqual(Array(3).fill(['completed', 'scheduled']));
+    expect(new Set(rows.map((r) => r.tenant_database_id)).size).toBe(3);
+    // Backed up within the interval: none due.
+    expect(await tick()).toEqual({ started: 0, expired: 0 });
+    // Retention (1 day on this plan): an expired backup loses its object, then its row.
+    const expiredOne = rows[0]!;
+    expect(expiredOne.expires_at!.getTime()).toBeGreaterThan(Date.now() + 23 * 3600_000);
+    await sql`UPDATE backups SET expires_at = now() - interval '1 second' WHERE id = ${expiredOne.id}`.execute(
+      f.db,
+    );
+    expect(await worker.deps.backupStore!.head(expiredOne.object_key)).toBeDefined();
+    expect(await tick()).toMatchObject({ expired: 1 });
+    expect(await worker.deps.backupStore!.head(expiredOne.object_key)).toBeUndefined();
+    expect((await rowsOf()).map((r) => r.id)).not.toContain(expiredOne.id);
   });
 });
 

@@ -100,6 +100,78 @@ export function createBackupsRepo(db: CatalogDb) {
       return Number(res.numUpdatedRows) > 0;
     },
 
+    /**
+     * Tenants due a scheduled backup, at most `perServer` dumps per server at once (the running
+     * backups of a server count against it): ready tenants of a plan with backup_interval_hours
+     * whose latest backup is older than the interval (a failed one: older than an hour, or the
+     * interval if shorter). A tenant never backed up is due at ready_at plus an offset of its
+     * own in the interval (a hash of its id), so a plan's tenants are spread over the interval
+     * rather than all due at once. Oldest-latest first on each server.
+     */
+    async dueForBackup(
+      opts: { perServer: number; limit: number },
+      trx: Executor = db,
+    ): Promise<Pick<Backup, 'tenant_database_id' | 'instance_id' | 'customer_id' | 'db_server_id'>[]> {
+      const { rows } = await sql<
+        Pick<Backup, 'tenant_database_id' | 'instance_id' | 'customer_id' | 'db_server_id'>
+      >`
+        WITH running AS (
+          SELECT db_server_id, count(*)::int AS n FROM backups WHERE status = 'running' GROUP BY db_server_id
+        ), due AS (
+          SELECT t.id AS tenant_database_id, t.instance_id, t.customer_id, t.db_server_id,
+                 row_number() OVER (PARTITION BY t.db_server_id ORDER BY last.created_at NULLS FIRST, t.id) AS rank
+            FROM tenant_databases t
+            JOIN plans p ON p.plan_tier = t.plan_tier AND p.backup_interval_hours IS NOT NULL
+            LEFT JOIN LATERAL (
+              SELECT b.created_at, b.status FROM backups b
+               WHERE b.tenant_database_id = t.id ORDER BY b.created_at DESC LIMIT 1
+            ) last ON true
+           WHERE t.status = 'ready'
+             AND (last.status IS NULL OR last.status <> 'running')
+             AND CASE
+                   WHEN last.created_at IS NULL THEN
+                     coalesce(t.ready_at, t.created_at)
+                       + make_interval(secs => abs(hashtext(t.id::text)::bigint) % (p.backup_interval_hours * 3600)) <= now()
+                   WHEN last.status = 'failed' THEN
+                     last.created_at + least(make_interval(hours => p.backup_interval_hours), interval '1 hour') <= now()
+                   ELSE last.created_at + make_interval(hours => p.backup_interval_hours) <= now()
+                 END
+        )
+        SELECT due.tenant_database_id, due.instance_id, due.customer_id, due.db_server_id
+          FROM due LEFT JOIN running r ON r.db_server_id = due.db_server_id
+         WHERE due.rank <= ${opts.perServer} - coalesce(r.n, 0)
+         ORDER BY due.rank, due.tenant_database_id
+         LIMIT ${opts.limit}`.execute(trx);
+      return rows;
+    },
+
+    /** Completed backups past their expiry that no unfinished restore reads, oldest first. */
+    expired(limit: number, trx: Executor = db): Promise<Backup[]> {
+      return trx
+        .selectFrom('backups')
+        .selectAll()
+        .where('status', '=', 'completed')
+        .where('expires_at', '<=', sql<Date>`now()`)
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom('tenant_restores as r')
+                .select('r.id')
+                .whereRef('r.backup_id', '=', 'backups.id')
+                .where('r.phase', 'not in', ['done', 'failed']),
+            ),
+          ),
+        )
+        .orderBy('expires_at')
+        .limit(limit)
+        .execute();
+    },
+
+    /** Removes a row (retention, once its object is deleted); a finished restore keeps its record. */
+    async delete(id: string, trx: Executor = db): Promise<void> {
+      await trx.deleteFrom('backups').where('id', '=', id).execute();
+    },
+
     /** Newest first; by status. */
     async listForTenant(
       tenantDatabaseId: string,

@@ -25,7 +25,7 @@ export function restoreTenant(deps: WorkerDeps) {
 
   async function partsOf(restore: TenantRestore): Promise<RestoreParts> {
     const [backup, tenant] = await Promise.all([
-      backups.findById(restore.backup_id),
+      restore.backup_id ? backups.findById(restore.backup_id) : undefined,
       tenants.findById(restore.tenant_database_id),
     ]);
     if (!backup || !tenant) throw new PermanentJobError('the restore names a row that is gone');
