@@ -82,8 +82,9 @@ export function createS3Store(opts: S3StoreOptions): BackupStore {
       return bytes;
     },
     async get(key) {
+      const Key = full(key);
       try {
-        const res = await client.send(new GetObjectCommand({ Bucket, Key: full(key) }));
+        const res = await client.send(new GetObjectCommand({ Bucket, Key }));
         return res.Body as Readable;
       } catch (err) {
         if (err instanceof NoSuchKey) throw new StoreNotFoundError(key);
@@ -91,8 +92,9 @@ export function createS3Store(opts: S3StoreOptions): BackupStore {
       }
     },
     async head(key) {
+      const Key = full(key);
       try {
-        const res = await client.send(new HeadObjectCommand({ Bucket, Key: full(key) }));
+        const res = await client.send(new HeadObjectCommand({ Bucket, Key }));
         return { key, bytes: res.ContentLength ?? 0, modified: res.LastModified ?? new Date(0) };
       } catch (err) {
         if (
@@ -104,8 +106,9 @@ export function createS3Store(opts: S3StoreOptions): BackupStore {
       }
     },
     async delete(key) {
+      const Key = full(key);
       try {
-        await client.send(new DeleteObjectCommand({ Bucket, Key: full(key) }));
+        await client.send(new DeleteObjectCommand({ Bucket, Key }));
       } catch (err) {
         throw unavailable('delete', err);
       }

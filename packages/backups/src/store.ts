@@ -45,7 +45,11 @@ export class StoreNotFoundError extends Error {
  * segments of safe characters only, so a key never climbs out of a directory store's root.
  */
 export function checkKey(key: string): string {
-  if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/.test(key) || key.length > 512)
+  if (
+    typeof key !== 'string' ||
+    !/^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/.test(key) ||
+    key.length > 512
+  )
     throw new Error('a backup object key is /-separated segments of letters, digits, . _ -');
   return key;
 }

@@ -46,6 +46,9 @@ export const Backup = z.object({
   created_at: z.iso.datetime(),
   finished_at: z.iso.datetime().nullable(),
   expires_at: z.iso.datetime().nullable(),
+  last_verified_at: z.iso.datetime().nullable().describe('the latest restore drill of this backup'),
+  last_verify_result: z.enum(['passed', 'failed']).nullable(),
+  last_verify_error: z.string().nullable(),
 });
 export type Backup = z.infer<typeof Backup>;
 

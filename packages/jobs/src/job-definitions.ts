@@ -65,6 +65,11 @@ export const JOBS = {
   /** Start the backups that are due (per plan interval, capped per server) and apply retention. */
   'schedule-backups': { queue: 'data', payload: noPayload },
   /**
+   * Restore drills: a sample of recent backups restored into scratch databases, checked against
+   * their manifests (digest, archive entries, rows per table), dropped; the result recorded.
+   */
+  'verify-backups': { queue: 'data', payload: noPayload, attempts: 1 },
+  /**
    * Advance a restore (tenant_restores) phase by phase: into a new database, then swapped in; in
    * its grace period it waits delayed, then drops the replaced database.
    */
@@ -164,6 +169,7 @@ export const SINGLE_FLIGHT: ReadonlySet<JobName> = new Set<JobName>([
   'backup-tenant',
   'restore-tenant',
   'schedule-backups',
+  'verify-backups',
   // instance-service: the instance row is the truth; a job that gave up must not block the sweep.
   'wait-for-database',
   'release-database',

@@ -66,7 +66,7 @@ export function dumpToStream(
 
 /**
  * `pg_restore` of an archive arriving on `input` into `target`. Objects are created as `role`
- * (SET ROLE; the tenant's owner role) with the archive's owners ignored; `noAcl` also leaves out
+ * (SET ROLE; the tenant's owner role; none: the admin) with the archive's owners ignored; `noAcl` also leaves out
  * its grants (a copy for another tenant must not grant to the source's roles). Rejects when the
  * input errors (pg_restore is killed) or pg_restore fails.
  */
@@ -74,7 +74,7 @@ export function restoreFromStream(
   tools: ClientTools,
   target: DumpConnection,
   input: Readable,
-  opts: { role: string; noAcl: boolean },
+  opts: { role?: string; noAcl: boolean },
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(
@@ -83,7 +83,7 @@ export function restoreFromStream(
         ...connArgs(target),
         '--exit-on-error',
         '--no-owner',
-        `--role=${opts.role}`,
+        ...(opts.role ? [`--role=${opts.role}`] : []),
         ...(opts.noAcl ? ['--no-acl'] : []),
       ],
       { env: envFor(target, 'tenantdb-restore'), stdio: ['pipe', 'ignore', 'pipe'] },
@@ -120,12 +120,17 @@ export function countArchiveEntries(tools: ClientTools, input: Readable): Promis
     child.stderr.on('data', (d: Buffer) => {
       stderr = `${stderr}${d.toString()}`.slice(-4000);
     });
+    let inputError: Error | undefined;
     child.stdin.on('error', () => {}); // it stops reading once it has the table of contents
-    input.on('error', () => child.kill('SIGKILL'));
+    input.on('error', (err) => {
+      inputError = err;
+      child.kill('SIGKILL');
+    });
     input.pipe(child.stdin);
     child.on('error', (err) => reject(new DumpError(`pg_restore -l: ${err.message}`)));
     child.on('close', (code) => {
       input.destroy();
+      if (inputError) return reject(inputError);
       if (code !== 0) return reject(new DumpError(`pg_restore -l exited ${code}: ${tail(stderr)}`));
       resolve(stdout.split('\n').filter((l) => l.trim() && !l.startsWith(';')).length);
     });

@@ -206,6 +206,9 @@ export const WorkerConfig = z
     TENANTDB_BACKUP_SCHEDULE_MS: env
       .int(seconds(300), 1000)
       .describe('how often due backups are started and expired ones deleted'),
+    TENANTDB_BACKUP_DRILL_INTERVAL_MS: env
+      .int(seconds(86_400), 1000)
+      .describe('how often restore drills run (verify-backups: a sample of recent backups each time)'),
     TENANTDB_RESTORE_GRACE_MS: env
       .int(seconds(3600), 0)
       .describe('how long the database a restore replaced stays (closed) before it is dropped'),

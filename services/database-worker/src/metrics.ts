@@ -139,7 +139,14 @@ export function createWorkerMetrics(
     labelNames: ['mode', 'result'],
     registers: [registry],
   });
+  const drills = new Counter({
+    name: 'tenantdb_backup_drills_total',
+    help: 'restore drills (verify-backups) on this worker, by result (passed, failed)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
   return {
+    drillFinished: (result: 'passed' | 'failed') => drills.inc({ result }),
     backupFinished(result: 'completed' | 'failed', bytes: number, seconds: number) {
       backupsFinished.inc({ result });
       if (result === 'completed') {

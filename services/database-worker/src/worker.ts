@@ -45,6 +45,7 @@ import { applyPlan } from './jobs/apply-plan';
 import { backupTenant } from './jobs/backup/backup-tenant';
 import { restoreTenant } from './jobs/backup/restore-tenant';
 import { scheduleBackups } from './jobs/backup/schedule-backups';
+import { verifyBackups } from './jobs/backup/verify-backups';
 import { cleanupFailedServers } from './jobs/cleanup-failed-servers';
 import { decommissionServer } from './jobs/decommission-server';
 import { growSharedCapacity } from './jobs/grow-shared-capacity';
@@ -204,6 +205,7 @@ export async function createWorker(
     'backup-tenant': backupTenant(deps),
     'restore-tenant': restoreTenant(deps),
     'schedule-backups': scheduleBackups(deps),
+    'verify-backups': verifyBackups(deps),
   };
   const app = await createHttpApp({
     name: 'database-worker',

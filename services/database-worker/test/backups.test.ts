@@ -4,6 +4,9 @@
 // the replaced database closed then dropped); a restore as a copy into another allocation of the
 // customer (both there, isolated); a dump that cannot be made is never listed as a backup; bad
 // requests and a store that is down change nothing; nothing secret in manifests, payloads, logs.
+
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
 import type { DbServer } from '@tenantdb/catalog';
 import { createDatabaseServiceClient } from '@tenantdb/contracts';
 import { canLogin, type S3TestServer, startS3Server, type TenantCredentials } from '@tenantdb/testkit';
@@ -35,6 +38,7 @@ beforeAll(async () => {
       // The test runs the scheduler itself.
       TENANTDB_BACKUP_SCHEDULE_MS: String(3_600_000),
       TENANTDB_BACKUPS_PER_SERVER: '1',
+      TENANTDB_BACKUP_DRILL_INTERVAL_MS: String(3_600_000),
     },
   });
   f.seenSecrets.add(s3.secretAccessKey);
@@ -356,6 +360,68 @@ describe('scheduled backups and retention', () => {
     expect(await tick()).toMatchObject({ expired: 1 });
     expect(await worker.deps.backupStore!.head(expiredOne.object_key)).toBeUndefined();
     expect((await rowsOf()).map((r) => r.id)).not.toContain(expiredOne.id);
+  });
+});
+
+describe('restore drills', () => {
+  it('passes a good backup and fails those whose object was damaged (a flipped bit, a cut), recording each; the tenant is untouched', async () => {
+    const good = await allocate(f, newIds());
+    const bad = await allocate(f, newIds());
+    const cut = await allocate(f, newIds());
+    for (const t of [good, bad, cut]) await asTenant(t.creds, SCHEMA);
+    const [goodBackup, badBackup, cutBackup] = [
+      await backupNow(good.ids.instance_id),
+      await backupNow(bad.ids.instance_id),
+      await backupNow(cut.ids.instance_id),
+    ];
+    const worker = f.workers[0]!;
+    const store = worker.deps.backupStore!;
+    // Damage in the store: one byte in the middle of the object flipped.
+    const keyOf = async (id: string) =>
+      (await f.db.selectFrom('backups').select('object_key').where('id', '=', id).executeTakeFirstOrThrow())
+        .object_key;
+    const raw = await buffer(await store.get(await keyOf(badBackup.id)));
+    raw[Math.floor(raw.length / 2)]! ^= 0x10;
+    await store.put(await keyOf(badBackup.id), Readable.from([raw]));
+    // And one truncated (its last 1000 bytes gone).
+    const whole = await buffer(await store.get(await keyOf(cutBackup.id)));
+    await store.put(await keyOf(cutBackup.id), Readable.from([whole.subarray(0, whole.length - 1000)]));
+    // Only these two are due a drill (the file's other backups count as verified just now).
+    await sql`UPDATE backups SET last_verified_at = now() WHERE id NOT IN (${goodBackup.id}, ${badBackup.id}, ${cutBackup.id})`.execute(
+      f.db,
+    );
+
+    const drilled = await worker.handlers['verify-backups'](
+      {},
+      { job: undefined as never, log: worker.deps.logger },
+    );
+    expect(drilled).toEqual({ passed: 1, failed: 2 });
+    const cutRow = (await admin('GET', `/api/database/admin/backups/${cutBackup.id}`)).body;
+    expect(cutRow).toMatchObject({ last_verify_result: 'failed' });
+    expect(cutRow.last_verify_error).toMatch(/truncated|failed authentication/);
+    const [g, b] = [
+      (await admin('GET', `/api/database/admin/backups/${goodBackup.id}`)).body,
+      (await admin('GET', `/api/database/admin/backups/${badBackup.id}`)).body,
+    ];
+    expect(g).toMatchObject({ last_verify_result: 'passed', last_verify_error: null });
+    expect(b).toMatchObject({ last_verify_result: 'failed' });
+    expect(b.last_verify_error).toMatch(/failed authentication/);
+    expect(Date.parse(g.last_verified_at)).toBeGreaterThan(Date.now() - 60_000);
+    // No scratch database stays; the tenants' own are as they were.
+    const left = await asAdmin<{ n: number }>(
+      f,
+      pool,
+      "SELECT count(*)::int AS n FROM pg_database WHERE datname LIKE 'tenantdb_drill_%'",
+    );
+    expect(left).toEqual([{ n: 0 }]);
+    expect((await snapshotOf(bad.creds)).items).toBe(5000);
+    // Verified within the day: not drilled again.
+    expect(
+      await worker.handlers['verify-backups']({}, { job: undefined as never, log: worker.deps.logger }),
+    ).toEqual({
+      passed: 0,
+      failed: 0,
+    });
   });
 });
 

@@ -172,6 +172,41 @@ export function createBackupsRepo(db: CatalogDb) {
       await trx.deleteFrom('backups').where('id', '=', id).execute();
     },
 
+    /**
+     * A sample for restore drills: the latest completed backup of tenants whose latest one has
+     * not been verified within `staleAfterHours`, least recently verified first.
+     */
+    async toVerify(opts: { limit: number; staleAfterHours: number }, trx: Executor = db): Promise<Backup[]> {
+      const { rows } = await sql<Backup>`
+        SELECT b.* FROM (
+          SELECT DISTINCT ON (tenant_database_id) * FROM backups
+           WHERE status = 'completed' AND expires_at > now()
+           ORDER BY tenant_database_id, created_at DESC
+        ) b
+         WHERE b.last_verified_at IS NULL OR b.last_verified_at < now() - make_interval(hours => ${opts.staleAfterHours})
+         ORDER BY b.last_verified_at NULLS FIRST, b.created_at
+         LIMIT ${opts.limit}`.execute(trx);
+      return rows;
+    },
+
+    /** The outcome of a restore drill, and when. */
+    async recordVerification(
+      id: string,
+      passed: boolean,
+      error: string | null,
+      trx: Executor = db,
+    ): Promise<void> {
+      await trx
+        .updateTable('backups')
+        .set({
+          last_verified_at: sql<Date>`now()`,
+          last_verify_result: passed ? 'passed' : 'failed',
+          last_verify_error: error?.slice(0, 2000) ?? null,
+        })
+        .where('id', '=', id)
+        .execute();
+    },
+
     /** Newest first; by status. */
     async listForTenant(
       tenantDatabaseId: string,

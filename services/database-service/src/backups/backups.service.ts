@@ -61,6 +61,9 @@ export function createBackupsService(deps: BackupsDeps) {
     created_at: b.created_at.toISOString(),
     finished_at: b.finished_at?.toISOString() ?? null,
     expires_at: b.expires_at?.toISOString() ?? null,
+    last_verified_at: b.last_verified_at?.toISOString() ?? null,
+    last_verify_result: b.last_verify_result,
+    last_verify_error: b.last_verify_error,
   });
 
   const restoreView = (r: TenantRestore, tenant: TenantDatabase | undefined): Restore => ({
