@@ -1,11 +1,11 @@
 // A directory as the backup store (`pnpm dev` keeps one under its state directory). A write goes
-// to a hidden temporary name in the object's directory, is fsynced, then renamed into place (and
-// the directory fsynced): a crash leaves either the whole object or a temporary file that list()
-// never shows and the next write of the key replaces.
-import { randomBytes } from 'node:crypto';
+// to a hidden temporary name in the object's directory (one per key), is fsynced, then renamed
+// into place (and the directory fsynced): a crash leaves either the whole object or a temporary
+// file that list() never shows and the next write of the key replaces. One writer per key at a
+// time (a backup's job holds its session lock).
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join, relative, sep } from 'node:path';
+import { basename, dirname, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
@@ -52,13 +52,13 @@ export function createDirStore(root: string): BackupStore {
     async put(key, body) {
       const target = pathOf(key);
       await mkdir(dirname(target), { recursive: true });
-      const temp = join(dirname(target), `${TEMP}${randomBytes(6).toString('hex')}`);
+      const temp = join(dirname(target), `${TEMP}${basename(target)}`);
       let bytes = 0;
       body.on('data', (d: Buffer) => {
         bytes += d.length;
       });
       try {
-        await pipeline(body, createWriteStream(temp, { flags: 'wx' }));
+        await pipeline(body, createWriteStream(temp, { flags: 'w' }));
         await fsyncPath(temp);
         await rename(temp, target);
         await fsyncPath(dirname(target));
