@@ -1,4 +1,10 @@
-import { type FleetRepo, QUOTA_STATES, type TlsRepo, type UsageStatsRepo } from '@tenantdb/catalog';
+import {
+  type BackupsRepo,
+  type FleetRepo,
+  QUOTA_STATES,
+  type TlsRepo,
+  type UsageStatsRepo,
+} from '@tenantdb/catalog';
 import { QUEUES, type Queues } from '@tenantdb/jobs';
 import { Counter, Gauge, Histogram, type Registry } from '@tenantdb/observability';
 
@@ -8,6 +14,7 @@ export function createWorkerMetrics(
   queues: Queues,
   tls: Pick<TlsRepo, 'certificateExpiries'>,
   usage: Pick<UsageStatsRepo, 'figures'>,
+  backups?: Pick<BackupsRepo, 'figures'>,
 ) {
   const jobs = new Counter({
     name: 'tenantdb_jobs_total',
@@ -139,6 +146,45 @@ export function createWorkerMetrics(
     labelNames: ['mode', 'result'],
     registers: [registry],
   });
+  // From the catalog on every scrape (one query for the three), like the drift: aggregates only.
+  let figures:
+    | Promise<{ overdue: number; oldestAgeSeconds: number; drillsFailing: number } | undefined>
+    | undefined;
+  const backupFigures = () => {
+    figures ??= (backups?.figures() ?? Promise.resolve(undefined))
+      .catch(() => undefined)
+      .finally(() => setTimeout(() => (figures = undefined), 1000).unref());
+    return figures;
+  };
+  const figureGauge = (
+    name: string,
+    help: string,
+    pick: (f: { overdue: number; oldestAgeSeconds: number; drillsFailing: number }) => number,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        const f = await backupFigures();
+        if (f) this.set(pick(f));
+      },
+    });
+  figureGauge(
+    'tenantdb_backup_tenants_overdue',
+    'ready tenants of a plan with backup_interval_hours without a completed backup within 1.5 intervals',
+    (f) => f.overdue,
+  );
+  figureGauge(
+    'tenantdb_backup_oldest_latest_age_seconds',
+    'age of the oldest latest completed backup among tenants with scheduled backups (never backed up: since ready)',
+    (f) => f.oldestAgeSeconds,
+  );
+  figureGauge(
+    'tenantdb_backup_drills_failing',
+    'tenants whose latest backup failed its restore drill',
+    (f) => f.drillsFailing,
+  );
   const drills = new Counter({
     name: 'tenantdb_backup_drills_total',
     help: 'restore drills (verify-backups) on this worker, by result (passed, failed)',

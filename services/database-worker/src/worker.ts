@@ -185,7 +185,14 @@ export async function createWorker(
     usage,
     queues,
     drivers: opts.drivers ?? createDrivers(config),
-    metrics: createWorkerMetrics(registry, fleet, queues, tls, createUsageStatsRepo(db)),
+    metrics: createWorkerMetrics(
+      registry,
+      fleet,
+      queues,
+      tls,
+      createUsageStatsRepo(db),
+      createBackupsRepo(db),
+    ),
     logger,
     clientTools,
   };

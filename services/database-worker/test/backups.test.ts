@@ -13,7 +13,7 @@ import { canLogin, type S3TestServer, startS3Server, type TenantCredentials } fr
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asAdmin, type Fleet, newIds, startFleet, waitFor } from './harness';
+import { asAdmin, type Fleet, newIds, sleep, startFleet, waitFor } from './harness';
 import { allocate, asTenant, makePool } from './moves-kit';
 
 let f: Fleet;
@@ -306,6 +306,15 @@ describe('scheduled backups and retention', () => {
     for (const id of ids) await readyAgo(id, offsetOf.get(id)! - 120); // two minutes before its time
     expect(await tick()).toEqual({ started: 0, expired: 0 });
     for (const id of ids) await readyAgo(id, offsetOf.get(id)! + 120); // two minutes past it
+    // One of them ready for two hours without a backup: overdue (1.5 intervals), in the metrics.
+    await readyAgo(ids[2]!, 7200);
+    const gauge = async (name: string) => {
+      await sleep(1100); // the figures are read at most once a second
+      const text = (await worker.app.inject({ method: 'GET', url: '/metrics' })).body;
+      return Number(new RegExp(`^${name}(?:{[^}]*})? (\\S+)$`, 'm').exec(text)?.[1]);
+    };
+    expect(await gauge('tenantdb_backup_tenants_overdue')).toBe(1);
+    expect(await gauge('tenantdb_backup_oldest_latest_age_seconds')).toBeGreaterThanOrEqual(7200);
 
     // The cap: on each server, at most perServer minus the dumps running there (rows counted).
     const dueNow = (perServer: number) => worker.deps.backups.dueForBackup({ perServer, limit: 100 });
@@ -348,6 +357,7 @@ describe('scheduled backups and retention', () => {
     const rows = await rowsOf();
     expect(rows.map((r) => [r.status, r.reason])).toEqual(Array(3).fill(['completed', 'scheduled']));
     expect(new Set(rows.map((r) => r.tenant_database_id)).size).toBe(3);
+    expect(await gauge('tenantdb_backup_tenants_overdue')).toBe(0);
     // Backed up within the interval: none due.
     expect(await tick()).toEqual({ started: 0, expired: 0 });
     // Retention (1 day on this plan): an expired backup loses its object, then its row.

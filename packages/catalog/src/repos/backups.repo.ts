@@ -207,6 +207,34 @@ export function createBackupsRepo(db: CatalogDb) {
         .execute();
     },
 
+    /**
+     * Aggregates for the metrics (no tenant named): ready tenants of a plan with an interval whose
+     * latest completed backup (or, never backed up, their ready time) is older than 1.5 intervals;
+     * the age of the oldest such latest backup; latest backups whose restore drill failed.
+     */
+    async figures(
+      trx: Executor = db,
+    ): Promise<{ overdue: number; oldestAgeSeconds: number; drillsFailing: number }> {
+      const { rows } = await sql<{ overdue: number; oldest: number | null; failing: number }>`
+        WITH latest AS (
+          SELECT p.backup_interval_hours AS hours,
+                 coalesce((SELECT max(b.finished_at) FROM backups b
+                            WHERE b.tenant_database_id = t.id AND b.status = 'completed'),
+                          t.ready_at, t.created_at) AS since
+            FROM tenant_databases t
+            JOIN plans p ON p.plan_tier = t.plan_tier AND p.backup_interval_hours IS NOT NULL
+           WHERE t.status = 'ready'
+        )
+        SELECT (SELECT count(*)::int FROM latest WHERE since < now() - make_interval(secs => hours * 5400)) AS overdue,
+               (SELECT extract(epoch FROM now() - min(since))::float8 FROM latest) AS oldest,
+               (SELECT count(*)::int FROM (
+                  SELECT DISTINCT ON (tenant_database_id) last_verify_result FROM backups
+                   WHERE status = 'completed' ORDER BY tenant_database_id, created_at DESC
+                ) l WHERE l.last_verify_result = 'failed') AS failing`.execute(trx);
+      const r = rows[0]!;
+      return { overdue: r.overdue, oldestAgeSeconds: Math.round(r.oldest ?? 0), drillsFailing: r.failing };
+    },
+
     /** Newest first; by status. */
     async listForTenant(
       tenantDatabaseId: string,
