@@ -13,7 +13,7 @@ import { canLogin, type S3TestServer, startS3Server, type TenantCredentials } fr
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asAdmin, type Fleet, newIds, sleep, startFleet, waitFor } from './harness';
+import { asAdmin, type Fleet, newIds, runReconcile, sleep, startFleet, waitFor } from './harness';
 import { allocate, asTenant, makePool } from './moves-kit';
 
 let f: Fleet;
@@ -432,6 +432,51 @@ describe('restore drills', () => {
       passed: 0,
       failed: 0,
     });
+  });
+});
+
+describe('lost jobs', () => {
+  it('reconcile gives a backup and a restore whose jobs were lost their jobs again; both finish', async () => {
+    const { ids, creds } = await allocate(f, newIds());
+    await asTenant(creds, 'CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 5)');
+    const tenantId = (creds as unknown as { tenant_database_id: string }).tenant_database_id;
+    // A backup recorded as running an hour ago, its job gone (a worker killed past its retries).
+    const lost = await f.workers[0]!.deps.backups.start({
+      id: crypto.randomUUID(),
+      tenant_database_id: tenantId,
+      instance_id: ids.instance_id,
+      customer_id: ids.customer_id,
+      db_server_id: creds.db_server_id,
+      reason: 'manual',
+      requested_by: 'test',
+    });
+    await sql`UPDATE backups SET started_at = now() - interval '1 hour' WHERE id = ${lost.backup.id}`.execute(
+      f.db,
+    );
+    await runReconcile(f);
+    await waitFor(
+      async () =>
+        (await admin('GET', `/api/database/admin/backups/${lost.backup.id}`)).body.status === 'completed',
+      60_000,
+      'the resumed backup',
+    );
+    // A restore recorded as pending a while ago, its job gone.
+    await asTenant(creds, 'DELETE FROM t');
+    const restore = await f.db
+      .insertInto('tenant_restores')
+      .values({
+        backup_id: lost.backup.id,
+        tenant_database_id: tenantId,
+        mode: 'replace',
+        phase: 'pending',
+        requested_by: 'test',
+        updated_at: new Date(Date.now() - 3_600_000),
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    await runReconcile(f);
+    await waitForRestore(restore.id, ['grace', 'dropping_old', 'done']);
+    expect(await asTenant(creds, 'SELECT count(*)::int AS n FROM t')).toEqual([{ n: 5 }]);
   });
 });
 

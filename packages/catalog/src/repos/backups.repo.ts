@@ -89,6 +89,16 @@ export function createBackupsRepo(db: CatalogDb) {
         .executeTakeFirst();
     },
 
+    /** Backups running since before `before`: for the reconciler to give their job again. */
+    findStaleRunning(before: Date, trx: Executor = db): Promise<Backup[]> {
+      return trx
+        .selectFrom('backups')
+        .selectAll()
+        .where('status', '=', 'running')
+        .where('started_at', '<', before)
+        .execute();
+    },
+
     /** running → failed with the reason (its object is deleted by the caller). */
     async fail(id: string, error: string, trx: Executor = db): Promise<boolean> {
       const res = await trx

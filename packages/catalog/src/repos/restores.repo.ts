@@ -62,6 +62,27 @@ export function createRestoresRepo(db: CatalogDb) {
       return this.start(req, trx);
     },
 
+    /**
+     * Restores no worker has moved on since `before` (a lost job, a worker killed past its
+     * retries), and restores whose grace period is over: for the reconciler to resume.
+     */
+    findStale(before: Date, trx: Executor = db): Promise<TenantRestore[]> {
+      return trx
+        .selectFrom('tenant_restores')
+        .selectAll()
+        .where((eb) =>
+          eb.or([
+            eb.and([
+              eb('phase', 'in', ACTIVE_RESTORE_PHASES),
+              eb('phase', '<>', 'grace'),
+              eb('updated_at', '<', before),
+            ]),
+            eb.and([eb('phase', '=', 'grace'), eb('drop_old_after', '<=', sql<Date>`now()`)]),
+          ]),
+        )
+        .execute();
+    },
+
     /** `from` one of these phases to `to` (with `patch`); undefined when it was in none. */
     advance(
       id: string,
