@@ -507,6 +507,17 @@ describe('refusals', () => {
     ];
     expect(answers.map((a) => a.status)).toEqual([404, 404, 404, 409, 400, 400, 404, 403]);
     expect(answers[3]!.body.message).toMatch(/another customer/);
+    // A suspended allocation is not restored into (the swap would open its login again).
+    expect(
+      (await admin('POST', `/api/database/admin/allocations/${ids.instance_id}/suspend`, {})).status,
+    ).toBe(200);
+    const suspended = await admin('POST', `/api/database/admin/backups/${backup.id}/restore`, {
+      mode: 'replace',
+    });
+    expect([suspended.status, suspended.body.message]).toEqual([409, expect.stringMatching(/suspended/)]);
+    expect(
+      (await admin('POST', `/api/database/admin/allocations/${ids.instance_id}/resume`, {})).status,
+    ).toBe(200);
 
     await s3.stop();
     try {

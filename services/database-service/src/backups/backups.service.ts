@@ -194,6 +194,12 @@ export function createBackupsService(deps: BackupsDeps) {
         if (!target.customer_id || target.customer_id !== backup.customer_id)
           throw new ConflictError('the target allocation belongs to another customer');
       }
+      // The swap ends with the login open, and the restored database carries none of a
+      // restriction's grants: such a tenant is restored once resumed or lifted (as moves are).
+      if (target.suspended_at)
+        throw new ConflictError('the allocation is suspended; resume it before restoring into it');
+      if (target.quota_state === 'restricted')
+        throw new ConflictError('the allocation is restricted by its quota; it can be restored once lifted');
       await storeUp();
       if (!(await deps.store!.head(backup.object_key)))
         throw new ConflictError('the backup object is missing from the store');
