@@ -1,8 +1,9 @@
-// Backups under faults: both database-workers SIGKILLed while a pg_dump streams into the store
-// (the dev stack's directory store), with the allocation load running beside it. The backup is
-// never listed as completed while cut, nothing but a hidden partial file is in the store, and once
-// the workers are back the same backup runs again to completion (its job is re-delivered) and
-// restores into a copy with the tenant's rows.
+// Backups and restores under faults: both database-workers SIGKILLed while a pg_dump streams into
+// the store (the dev stack's directory store), and again while a restore streams into its new
+// database, with the allocation load running beside it. The backup is never listed as completed
+// while cut, nothing but a hidden partial file is in the store, and once the workers are back the
+// same backup runs again to completion (its job is re-delivered) and restores into a copy with the
+// tenant's rows; the tenant keeps its own database through a cut restore, which then finishes.
 import { randomUUID } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -56,7 +57,7 @@ async function filesOf(dir: string): Promise<[string, number][]> {
   return Promise.all(names.map(async (n) => [n, (await stat(join(dir, n))).size] as [string, number]));
 }
 
-describe('database-worker SIGKILL mid-dump', () => {
+describe('database-worker SIGKILL during backups and restores', () => {
   it('leaves no completed backup and nothing visible in the store; the backup then completes and restores', async () => {
     const ids = { instance_id: randomUUID(), customer_id: randomUUID(), plan_tier: 'standard' };
     let landed = '';
@@ -152,5 +153,65 @@ describe('database-worker SIGKILL mid-dump', () => {
       'failed',
     );
     expect(await asTenant(copy.body, 'SELECT count(*)::int AS n FROM app.big')).toEqual([{ n: 400000 }]);
+  });
+
+  it('a restore cut mid-stream leaves the tenant on its own database; the restore then finishes', async () => {
+    const ids = { instance_id: randomUUID(), customer_id: randomUUID(), plan_tier: 'standard' };
+    let landed = '';
+    const report = await s.underLoad(
+      {
+        name: 'database-worker SIGKILL during a restore',
+        injected: 'a restore streaming into its new database; both workers SIGKILLed, restarted',
+      },
+      async () => {
+        const first = await allocate(ids);
+        expect(first.status).toBe(200);
+        await asTenant(
+          first.body,
+          `CREATE SCHEMA app; CREATE TABLE app.big (id bigserial PRIMARY KEY, v text);
+           INSERT INTO app.big (v) SELECT md5(g::text) || md5((g * 7)::text) FROM generate_series(1, 400000) g;`,
+        );
+        const started = await s.admin('POST', '/api/database/admin/backups', {
+          instance_id: ids.instance_id,
+        });
+        await waitUntil(
+          async () =>
+            (await s.admin('GET', `/api/database/admin/backups/${started.body.id}`)).body.status !==
+            'running',
+          120_000,
+          'the backup',
+        );
+        await asTenant(first.body, 'DELETE FROM app.big WHERE id > 1000');
+        const restore = await s.admin('POST', `/api/database/admin/backups/${started.body.id}/restore`, {
+          mode: 'replace',
+        });
+        expect(restore.status, JSON.stringify(restore.body)).toBe(202);
+        const phase = async () =>
+          (await s.admin('GET', `/api/database/admin/restores/${restore.body.id}`)).body.phase;
+        await waitUntil(async () => (await phase()) !== 'pending', 60_000, 'the restore to start');
+        await Promise.all([
+          s.stack.process('database-worker-1').stop('SIGKILL'),
+          s.stack.process('database-worker-2').stop('SIGKILL'),
+        ]);
+        landed = await phase();
+        if (landed === 'restoring') {
+          // Cut before the swap: the tenant is still on its own (damaged) database, and logs in.
+          expect(await asTenant(first.body, 'SELECT count(*)::int AS n FROM app.big')).toEqual([{ n: 1000 }]);
+        }
+        await Promise.all([
+          s.stack.process('database-worker-1').start(),
+          s.stack.process('database-worker-2').start(),
+        ]);
+        await waitUntil(
+          async () => ['grace', 'dropping_old', 'done', 'failed'].includes(await phase()),
+          180_000,
+          'the restore to finish after the restart',
+        );
+        expect(await phase()).not.toBe('failed');
+        expect(await asTenant(first.body, 'SELECT count(*)::int AS n FROM app.big')).toEqual([{ n: 400000 }]);
+      },
+    );
+    console.log(`restore SIGKILL landed while the restore was ${landed}`);
+    expect(report.violations).toEqual([]);
   });
 });
