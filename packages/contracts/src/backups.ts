@@ -56,7 +56,9 @@ export const BackupList = z.object({ backups: z.array(Backup), total_count: z.nu
 export type BackupList = z.infer<typeof BackupList>;
 
 export const BackupsQuery = z.strictObject({
-  instance_id: uuid.describe('the allocation whose backups to list (its live or latest tenant database)'),
+  instance_id: uuid
+    .optional()
+    .describe("the allocation whose backups to list (its live or latest tenant database); none: the fleet's"),
   status: BACKUP_STATUS.optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
   offset: z.coerce.number().int().min(0).max(1_000_000).default(0),

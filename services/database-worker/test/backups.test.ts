@@ -296,6 +296,10 @@ describe('refusals', () => {
       `/api/database/admin/backups?instance_id=${ids.instance_id}&status=completed`,
     );
     expect(listed.body.total_count).toBe(0);
+    // Fleet-wide, the failed ones: this one among them, nothing else in that list.
+    const failedAll = await admin('GET', '/api/database/admin/backups?status=failed');
+    expect(failedAll.body.backups.map((b: { id: string }) => b.id)).toContain(failed.id);
+    expect(failedAll.body.backups.every((b: { status: string }) => b.status === 'failed')).toBe(true);
     const restore = await admin('POST', `/api/database/admin/backups/${failed.id}/restore`, {
       mode: 'replace',
     });

@@ -245,13 +245,14 @@ export function createBackupsRepo(db: CatalogDb) {
       return { overdue: r.overdue, oldestAgeSeconds: Math.round(r.oldest ?? 0), drillsFailing: r.failing };
     },
 
-    /** Newest first; by status. */
-    async listForTenant(
-      tenantDatabaseId: string,
-      filter: { status?: BackupStatus; limit: number; offset: number },
+    /** Newest first; by tenant and status (none: the whole fleet's, e.g. every failed backup). */
+    async list(
+      filter: { tenant_database_id?: string; status?: BackupStatus; limit: number; offset: number },
       trx: Executor = db,
     ): Promise<{ rows: Backup[]; total: number }> {
-      let query = trx.selectFrom('backups').where('tenant_database_id', '=', tenantDatabaseId);
+      let query = trx.selectFrom('backups');
+      if (filter.tenant_database_id)
+        query = query.where('tenant_database_id', '=', filter.tenant_database_id);
       if (filter.status) query = query.where('status', '=', filter.status);
       const [rows, count] = await Promise.all([
         query

@@ -40,7 +40,8 @@ export function backupsRoutes(app: HttpApp, service: BackupsService): void {
     {
       config: adminRead,
       schema: {
-        summary: "An allocation's backups, newest first",
+        summary:
+          "An allocation's backups (or, without instance_id, the fleet's: e.g. status=failed), newest first",
         tags,
         querystring: BackupsQuery,
         response: { 200: BackupList },

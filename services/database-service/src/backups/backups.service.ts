@@ -163,9 +163,14 @@ export function createBackupsService(deps: BackupsDeps) {
     },
 
     async list(query: BackupsQuery): Promise<BackupList> {
-      const row = await tenants.findLatestByInstance(query.instance_id);
-      if (!row) return { backups: [], total_count: 0 };
-      const { rows, total } = await backups.listForTenant(row.id, {
+      let tenantId: string | undefined;
+      if (query.instance_id) {
+        const row = await tenants.findLatestByInstance(query.instance_id);
+        if (!row) return { backups: [], total_count: 0 };
+        tenantId = row.id;
+      }
+      const { rows, total } = await backups.list({
+        ...(tenantId ? { tenant_database_id: tenantId } : {}),
         ...(query.status ? { status: query.status } : {}),
         limit: query.limit,
         offset: query.offset,
