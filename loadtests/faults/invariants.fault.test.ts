@@ -122,7 +122,7 @@ async function violated(): Promise<Set<Invariant>> {
     knownSecrets: [token],
     acknowledged,
   });
-  expect(report.checked).toHaveLength(9);
+  expect(report.checked).toHaveLength(10);
   return new Set(report.violations.map((v) => v.invariant));
 }
 
@@ -204,6 +204,15 @@ describe('the invariant checker', () => {
       'moves',
       () => adminQuery(adminUrl(), 'CREATE ROLE tenantdb_move_0123456789abcdef0123456789abcdef NOLOGIN'),
       () => adminQuery(adminUrl(), 'DROP ROLE tenantdb_move_0123456789abcdef0123456789abcdef'),
+    ));
+
+  it('catches a drained server that still holds a tenant', () =>
+    // The self-test server, marked drained with its tenant still there: everything else about it
+    // stays true (a drained server is inspected like a serving one), only the drain invariant fails.
+    planted(
+      'drains',
+      () => db.updateTable('db_servers').set({ status: 'drained' }).where('id', '=', serverId).execute(),
+      () => db.updateTable('db_servers').set({ status: 'active' }).where('id', '=', serverId).execute(),
     ));
 
   it('catches an orphaned tenant database', () =>

@@ -16,6 +16,7 @@ import { createLocalProvisioner } from '@tenantdb/provisioners';
 import type { SecretBox } from '@tenantdb/secrets';
 import { canLogin, type TenantCredentials } from '@tenantdb/testkit';
 import pg from 'pg';
+import { checkDrains } from './invariants.drains';
 import { checkMoves, followMoves, namesHeldByMoves } from './invariants.moves';
 
 export const INVARIANTS = {
@@ -29,6 +30,7 @@ export const INVARIANTS = {
     "every ready tenant's server agrees with its catalog row (restricted ⇔ not a member of its owner role, suspended ⇔ no login) and none is left pending",
   moves:
     'every move finished or still advancing; a moved tenant served from one server, its other copy closed or gone; nothing of a finished move left (subscription, publication, slot, replication role)',
+  drains: 'a drained server holds no tenant (slot-holding or warm), no move under way and no slot',
   secrets: 'no secret in any log or job payload',
 } as const;
 export type Invariant = keyof typeof INVARIANTS;
@@ -66,7 +68,7 @@ export interface InvariantSources {
 }
 
 /** Server statuses where the server runs and holds what the catalog says. */
-const ON_SERVER = ['active', 'full', 'cordoned', 'draining', 'maintenance'] as const;
+const ON_SERVER = ['active', 'full', 'cordoned', 'draining', 'maintenance', 'drained'] as const;
 /** Payload fields a job may carry: ids (a move's too), a reason, a tenant event's name and time, never a secret. */
 const PAYLOAD_FIELDS = new Set([
   'server_id',
@@ -278,6 +280,7 @@ export async function checkInvariants(src: InvariantSources): Promise<InvariantR
     }
   }
   for (const v of await checkMoves(src.db, src.secrets, running)) add('moves', v);
+  for (const v of await checkDrains(src.db)) add('drains', v);
 
   // one health schedule, and at most one sweep waiting for its turn.
   const monitoring = src.queues.queue('monitoring');

@@ -21,6 +21,13 @@ import { type CatalogService, type Stack, startStack, tail } from '../bench/stac
 import { supervise } from '../bench/supervise';
 import { type ExplainedStatement, explainAll, hotStatements, scanLines } from './explain';
 import { allocateOp, type CreatedTenant, poolsPageOp, reservationOp, statsOp } from './measure';
+import {
+  commonTenantCount,
+  readyPerServer,
+  type SamplingCatalogCost,
+  sampleCatalogOp,
+  samplingResult,
+} from './sampling';
 import { clearFleet, type FleetCensus, type FleetSize, fleetCensus, seedFleet } from './seed';
 import { measureSweep, type SweepResult } from './sweep';
 
@@ -129,6 +136,8 @@ interface Measured {
   /** The first page on both, and the large catalog's with the small catalog's whole fleet as page size. */
   pools: Record<Label | 'largeSmallPage', LoadResult>;
   load: Record<'allocate' | 'reserve' | 'stats' | 'pools', Load>;
+  /** One server's usage sample in the catalog, side by side (sampling.ts). */
+  sample: Omit<SamplingCatalogCost, 'notes'> & { load: Load };
   /** Where the measured allocations went: simulated servers used, by real pool server. */
   placement: Record<Label, string>;
   accounting: Record<Label, string[]>;
@@ -284,6 +293,41 @@ async function main(): Promise<number> {
     }
     log(`  ${summary(reserve)}`);
 
+    const sampleRequests = settings.reserveRequests / 4;
+    const sampleWarmup = Math.ceil(sampleRequests / 5);
+    const tenantsPerServer = commonTenantCount(
+      await readyPerServer(small.client),
+      await readyPerServer(large.client),
+    );
+    const sampler = {
+      small: await sampleCatalogOp(small.target, tenantsPerServer),
+      large: await sampleCatalogOp(large.target, tenantsPerServer),
+    };
+    let sample: Record<Label, LoadResult>;
+    let sampleLoad: Load;
+    try {
+      [sample, sampleLoad] = await scenario(
+        'usage sample of one server (catalog statements, rolled back)',
+        () =>
+          alternating(
+            {
+              // One at a time: a server is never sampled twice at once (its rows would wait on
+              // each other), and the small catalog has fewer such servers than sessions.
+              concurrency: 1,
+              blocks,
+              block: { durationMs: 60_000, maxRequests: sampleRequests / blocks },
+              warmup: { durationMs: 60_000, maxRequests: sampleWarmup },
+            },
+            { small: sampler.small.op, large: sampler.large.op },
+          ),
+      );
+    } finally {
+      await Promise.all([sampler.small.close(), sampler.large.close()]);
+    }
+    log(`  ${summary(sample)}`);
+    // Warm-up requests sampled too: tenants per request over every request made.
+    const perSample = (label: Label) => sampler[label].tenants() / (sample[label].requests + sampleWarmup);
+
     const read = {
       concurrency: settings.adminConcurrency,
       blocks,
@@ -316,6 +360,13 @@ async function main(): Promise<number> {
       stats,
       pools,
       load: { allocate: allocateLoad, reserve: reserveLoad, stats: statsLoad, pools: poolsLoad },
+      sample: {
+        results: sample,
+        tenantsPerSample: { small: perSample('small'), large: perSample('large') },
+        servers: { small: sampler.small.servers, large: sampler.large.servers },
+        sessions: 1,
+        load: sampleLoad,
+      },
       placement,
       accounting,
     };
@@ -336,6 +387,7 @@ async function main(): Promise<number> {
         replicas: SWEEP_REPLICAS,
         concurrency: SWEEP_CONCURRENCY,
         timeoutMs: (quick ? 1 : 5) * 60_000,
+        sampling: { periodMs: quick ? 10_000 : 30_000, dataConcurrency: 4 },
       },
       log,
     );
@@ -350,7 +402,20 @@ async function main(): Promise<number> {
         `raw ${(sweep.reconcile.raw.elapsedMs / 1000).toFixed(2)} s`,
     );
 
-    const results = [...scenarioResults(small, large, measured), sweepResult(sweep)];
+    const results = [
+      ...scenarioResults(small, large, measured),
+      samplingResult(
+        {
+          ...measured.sample,
+          notes: [
+            blocksNote(`${settings.reserveRequests / 4 / settings.blocks} samples each`),
+            loadNote(measured.sample.load),
+          ],
+        },
+        sweep.sampling,
+      ),
+      sweepResult(sweep),
+    ];
     const facts = await machineFacts(s, { command, quick, startedAt: t0, loadAtStart });
     const markdown = renderMarkdown({
       heading: {
@@ -416,6 +481,13 @@ async function placementOf(c: Catalog): Promise<string> {
 const fmtRatio = (r: number) => `×${r.toFixed(2)}`;
 const sizeName = (c: Catalog) =>
   `${c.label} (${c.size.servers.toLocaleString('en-US')} servers, ${c.size.rows.toLocaleString('en-US')} rows)`;
+
+const loadNote = (load: Load) =>
+  `1-minute load average at the start and end of the scenario (${os.cpus().length} cores): ` +
+  `${load[0].toFixed(1)} → ${load[1].toFixed(1)}; both catalogs ran under it alike.`;
+const blocksNote = (what: string) =>
+  `In ${settings.blocks} blocks per catalog, ${what}, alternating small, large, large, small, … with each ` +
+  'catalog’s blocks tallied together.';
 
 function scenarioResults(small: Catalog, large: Catalog, m: Measured): ScenarioResult[] {
   const both = [small, large];
@@ -489,12 +561,6 @@ function scenarioResults(small: Catalog, large: Catalog, m: Measured): ScenarioR
     );
   const allErrorNotes = (r: Partial<Record<string, LoadResult>>) =>
     Object.entries(r).flatMap(([label, v]) => errorNotes(v!).map((e) => `${label}: ${e}`));
-  const loadNote = (load: Load) =>
-    `1-minute load average at the start and end of the scenario (${os.cpus().length} cores): ` +
-    `${load[0].toFixed(1)} → ${load[1].toFixed(1)}; both catalogs ran under it alike.`;
-  const blocks = (what: string) =>
-    `In ${settings.blocks} blocks per catalog, ${what}, alternating small, large, large, small, … with each ` +
-    'catalog’s blocks tallied together.';
   const smallTotal = small.totalServers;
   const samePage = compare(m.pools.largeSmallPage, m.pools.small);
 
@@ -520,7 +586,7 @@ function scenarioResults(small: Catalog, large: Catalog, m: Measured): ScenarioR
         `${settings.concurrency} HTTP clients per catalog, ${settings.allocateRequests} requests per catalog after ` +
           `${settings.allocateWarmupMs / 1000} s warm-up; a fresh instance_id per request, plan "standard". ` +
           'Every 200 created a role and a database on a real pool server, as in `pnpm bench` S1.',
-        blocks(
+        blocksNote(
           `${settings.allocateRequests / settings.blocks} requests each (or ${settings.allocateMaxMs / settings.blocks / 1000} s)`,
         ),
         'An allocation here is bound by CREATE DATABASE on the one real pool server, 4 at a time (compare RAW-CREATE in ' +
@@ -554,7 +620,7 @@ function scenarioResults(small: Catalog, large: Catalog, m: Measured): ScenarioR
           'repository builds it (pack, skip locked; the waiting variant when every pool with room was held), each in ' +
           'a transaction that is rolled back. It isolates the catalog’s share of an allocation, which the pool ' +
           'server’s CREATE DATABASE dwarfs in the API figures above.',
-        blocks(`${settings.reserveRequests / settings.blocks} statements each`),
+        blocksNote(`${settings.reserveRequests / settings.blocks} statements each`),
         'On the small catalog 16 sessions share 5 placeable pools, so some wait for a pool lock; on the large one ' +
           'they never meet. Rolled back, the pools never fill: the same pools are picked all along.',
         loadNote(m.load.reserve),
@@ -571,7 +637,7 @@ function scenarioResults(small: Catalog, large: Catalog, m: Measured): ScenarioR
           `${settings.warmupMs / 1000} s warm-up; each answer checked: total_pools equals the servers not decommissioned.`,
         'The service answers the requests that arrive while its aggregate over db_servers runs from that one read ' +
           '(docs/api.md), so 4 clients cost about one read at a time, not four side by side.',
-        blocks(`${settings.durationMs / settings.blocks / 1000} s each`),
+        blocksNote(`${settings.durationMs / settings.blocks / 1000} s each`),
         loadNote(m.load.stats),
         ...latencyNotes(m.stats),
         ...allErrorNotes(m.stats),
@@ -597,7 +663,7 @@ function scenarioResults(small: Catalog, large: Catalog, m: Measured): ScenarioR
         `The last row asks the large catalog for a page of ${smallTotal} pools, the small catalog’s whole fleet: ` +
           'what remains of the difference is the catalog’s size, the rest is the page’s (100 pools serialized). ' +
           'The three kinds of request alternate in blocks as above.',
-        blocks(`${settings.durationMs / settings.blocks / 1000} s each`),
+        blocksNote(`${settings.durationMs / settings.blocks / 1000} s each`),
         loadNote(m.load.pools),
         ...latencyNotes(m.pools),
         ...allErrorNotes(m.pools),
@@ -647,7 +713,8 @@ function sweepResult(r: SweepResult): ScenarioResult {
         'counts the connections it carries; all of them also count into one shared total.',
       `${r.replicas} database-worker processes (\`services/database-worker/src/main.ts\`) with ` +
         `TENANTDB_HEALTH_CONCURRENCY=${r.concurrency}: each may run ${r.concurrency} checks, the monitoring ` +
-        'queue’s global concurrency holds both together to that. Their schedules are set an hour apart, so the ' +
+        'queue’s global concurrency holds both together to that. Their schedules are set an hour apart (the usage ' +
+        'samples that installing the sampling schedule queued are taken off the data queue once settled), so the ' +
         'measured sweep is the one enqueued once they had settled (no job waiting or running, no connection ' +
         `open, for two seconds: ${seconds(r.settleMs)} after start).`,
       `Duration: enqueued → the last server’s last_health_check, ${seconds(r.durationMs)}; from the sweep’s ` +

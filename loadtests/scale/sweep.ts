@@ -2,8 +2,8 @@
 // sits behind a counting TCP proxy of its own in front of a real pool server, two database-worker
 // processes, one health-check-all. Measured: how long until every server has been checked (from
 // the catalog's own timestamps), connections per server (each proxy's count) and connections open
-// at once in all (the proxies share one count). Then reconcile's pass over the same fleet, counted
-// the same way.
+// at once in all (the proxies share one count). Then reconcile's pass over the same fleet, and a
+// usage sampling pass (sampling.ts), counted the same way.
 import { ConnectionCount, startTcpProxy, type TcpProxy } from '@tenantdb/testkit';
 import pg from 'pg';
 
@@ -12,6 +12,7 @@ const { Client } = pg;
 import { waitFor } from '../bench/catalog';
 import { closedLoop, fail, type LoadResult, OK, Tally } from '../bench/load';
 import type { Stack, WorkerProcess } from '../bench/stack';
+import { measureSamplingPass, type SamplingPassResult } from './sampling';
 import { type FleetSize, seedFleet } from './seed';
 
 /** Statuses health-check-all checks (services/database-worker/src/jobs/health-check.ts). */
@@ -37,6 +38,8 @@ export interface SweepSettings {
   /** TENANTDB_HEALTH_CONCURRENCY of every replica. */
   concurrency: number;
   timeoutMs: number;
+  /** The usage sampling pass after reconcile: its worker's period and data-queue concurrency. */
+  sampling: { periodMs: number; dataConcurrency: number };
 }
 
 export interface SweepResult {
@@ -65,6 +68,7 @@ export interface SweepResult {
    */
   raw: LoadResult;
   reconcile: ReconcileResult;
+  sampling: SamplingPassResult;
 }
 
 /** One reconcile over the same fleet, after the sweep. */
@@ -131,6 +135,7 @@ export async function measureSweep(
           TENANTDB_CAPACITY_INTERVAL_MS: hour,
           TENANTDB_RECONCILE_INTERVAL_MS: hour,
           TENANTDB_CLEANUP_INTERVAL_MS: hour,
+          TENANTDB_USAGE_SAMPLE_PERIOD_MS: hour,
           TENANTDB_WARM_DATABASES: '0',
         }),
       );
@@ -151,6 +156,9 @@ export async function measureSweep(
       },
     );
     const settleMs = performance.now() - settleStart;
+    // Installing the sampling schedule ran it once (settled: it has queued its samples): those,
+    // spread over the hour, are taken off the queue so that none falls into the counts below.
+    await s.queues.queue('data').drain(true);
     log(`  replicas settled (no job, no connection) ${(settleMs / 1000).toFixed(1)} s after start`);
 
     all.reset();
@@ -197,6 +205,14 @@ export async function measureSweep(
       settleMs,
       raw: await rawPass(s, catalog, [...proxies.values()], settings.concurrency, CHECK_QUERIES),
       reconcile: await measureReconcile(s, catalog, proxies, all, settings.timeoutMs, workers[0]!),
+      // The period also places each server in it: the sweep's workers (an hour) make way first.
+      sampling: await Promise.all(workers.map((w) => w.stop())).then(async () => {
+        await s.queues.queue('data').drain(true);
+        return measureSamplingPass(s, catalog, proxies, all, {
+          ...settings.sampling,
+          timeoutMs: settings.timeoutMs,
+        });
+      }),
     };
   } finally {
     // The rows point at proxies about to close: give them their addresses back.
@@ -319,7 +335,7 @@ async function checkedSince(catalog: pg.Client, since: Date): Promise<number> {
 /** Queues with jobs waiting or running, and how many. */
 async function busyQueues(s: Stack): Promise<string[]> {
   const busy: string[] = [];
-  for (const name of ['monitoring', 'maintenance', 'provisioning'] as const) {
+  for (const name of ['monitoring', 'maintenance', 'provisioning', 'data'] as const) {
     const counts = await s.queues.queue(name).getJobCounts('waiting', 'active');
     const n = (counts.waiting ?? 0) + (counts.active ?? 0);
     if (n > 0) busy.push(`${name}: ${n}`);

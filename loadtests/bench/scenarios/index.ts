@@ -6,6 +6,8 @@ import { adminPolling } from './admin-polling';
 import { allocateNew, rawCreate } from './allocate';
 import { allocateWarm, rawClaim } from './allocate-warm';
 import { rawRead, readAllocation, repeatAllocate } from './catalog-paths';
+import { drain } from './drain';
+import { move } from './move';
 import { provisionLocal } from './provision-local';
 import { provisionSwarm } from './provision-swarm';
 import { rawTx } from './raw-tx';
@@ -32,5 +34,9 @@ export const scenarios: Scenario[] = [
   timeToLoginWarm,
   rawClaim,
   allocateWarm,
+  // Pools of its own, every other one cordoned meanwhile (and opened again after).
+  move,
   signupBurst,
+  // Makes two pools of its own and cordons every other one: after everything that needs them.
+  drain,
 ];

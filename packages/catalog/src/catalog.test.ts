@@ -45,6 +45,7 @@ describe('database-service catalog', () => {
       'plans',
       'server_certificates',
       'tenant_databases',
+      'tenant_events',
       'tenant_moves',
     ]);
     for (const name of [...all].reverse()) expect(await migrateDown(db)).toEqual([`Down ${name}`]);

@@ -18,6 +18,8 @@ export const SERVER_STATUSES = [
   'error',
   'decommissioning',
   'decommissioned',
+  /** Emptied by a drain: no tenant left, out of placement and capacity, ready for decommission. */
+  'drained',
 ] as const;
 export type ServerStatus = (typeof SERVER_STATUSES)[number];
 export const SERVER_TYPES = ['shared', 'dedicated', 'platform'] as const;
@@ -48,8 +50,8 @@ export const SERVING_STATUSES = [
 ] as const satisfies ServerStatus[];
 /** Servers the health check visits: the serving ones, and errored ones so that they recover. */
 export const CHECKABLE_STATUSES = [...SERVING_STATUSES, 'error'] as const satisfies ServerStatus[];
-/** Servers an operator may decommission (once empty): the same set as the checkable ones. */
-export const RETIRABLE_STATUSES = CHECKABLE_STATUSES;
+/** Servers an operator may decommission (once empty): the checkable ones, and drained ones. */
+export const RETIRABLE_STATUSES = [...CHECKABLE_STATUSES, 'drained'] as const satisfies ServerStatus[];
 /** Servers on their way up: pending capacity, and rows a provision-server job must finish. */
 export const STARTING_STATUSES = ['provisioning', 'initializing'] as const satisfies ServerStatus[];
 /** A server's health that still lets it take new tenants. */
@@ -100,6 +102,20 @@ export interface DbServersTable {
   provisioned_at: NullableTimestamp;
   last_allocated_at: NullableTimestamp;
   deleted_at: NullableTimestamp;
+  /** The drain under way or done (migration 0018); null: never drained. */
+  drain_started_at: NullableTimestamp;
+  drain_requested_by: string | null;
+  /** The drain-server job's last step, and what it found in the way then. */
+  drain_checked_at: NullableTimestamp;
+  drain_finished_at: NullableTimestamp;
+  drain_blocked: ColumnType<DrainBlock[], string | undefined, string>;
+}
+
+/** A tenant a drain cannot move (yet), or what keeps the whole drain waiting (no tenant named). */
+export interface DrainBlock {
+  tenant_database_id: string | null;
+  instance_id: string | null;
+  reason: string;
 }
 
 export interface PlansTable {
@@ -219,6 +235,8 @@ export interface ServerCertificatesTable {
 }
 
 export const MOVE_PHASES = [
+  /** A plan change's move to a dedicated server still being provisioned: no slot held yet. */
+  'awaiting_target',
   'pending',
   'copying_schema',
   'syncing',
@@ -240,6 +258,7 @@ export const ACTIVE_MOVE_PHASES = MOVE_PHASES.filter(
 ) as Exclude<MovePhase, (typeof FINISHED_MOVE_PHASES)[number]>[];
 /** Before the cut-over: an operator may still cancel, and everything on the target is undone. */
 export const CANCELLABLE_MOVE_PHASES = [
+  'awaiting_target',
   'pending',
   'copying_schema',
   'syncing',
@@ -250,6 +269,7 @@ export const CANCELLABLE_MOVE_PHASES = [
  * the cut-over or the clean-up half way. From `grace` on the tenant is the target's like any other.
  */
 export const MOVE_LOCKS_TENANT_PHASES = [
+  'awaiting_target',
   'pending',
   'copying_schema',
   'syncing',
@@ -285,6 +305,18 @@ export interface TenantMovesTable {
   cut_over_at: NullableTimestamp;
   drop_source_after: NullableTimestamp;
   finished_at: NullableTimestamp;
+  /** A plan change: the plan written onto the tenant row (and its connection limit) at the cut-over. */
+  plan_tier: string | null;
+}
+
+/** The outbox of events to the portal (migration 0021). */
+export interface TenantEventsTable {
+  delivery_id: string;
+  instance_id: string;
+  event: string;
+  occurred_at: Timestamp;
+  created_at: Generated<Date>;
+  queued_at: NullableTimestamp;
 }
 
 export type BackupStatus = 'running' | 'completed' | 'failed';
@@ -387,6 +419,7 @@ export interface CatalogDatabase {
   tenant_moves: TenantMovesTable;
   backups: BackupsTable;
   tenant_restores: TenantRestoresTable;
+  tenant_events: TenantEventsTable;
 }
 
 export type DbServer = Selectable<DbServersTable>;

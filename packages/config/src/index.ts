@@ -107,6 +107,11 @@ export const httpEdgeSettings = {
     .describe(
       'where rate-limit counters live: redis (REDIS_URL, shared by every replica) or memory (per replica)',
     ),
+  TENANTDB_RATE_LIMIT_REDIS_TIMEOUT_MS: env
+    .int(500, 1)
+    .describe(
+      'how long a request waits for its rate-limit counter in Redis before it is let through unlimited (fail open)',
+    ),
   TENANTDB_TRUST_PROXY: trustProxy.describe(
     'proxies whose X-Forwarded-For is believed (addresses/CIDRs); empty believes none',
   ),

@@ -208,4 +208,71 @@ describe('database-service client', () => {
     await expect(client(s.url).allocate(ids)).rejects.toBeInstanceOf(DatabaseServiceProtocolError);
     expect(s.seen).toHaveLength(1);
   });
+
+  it('changePlan: admin token, 200 (applied) and 202 (moving) told apart by the contract, a 503 not retried', async () => {
+    const usage = {
+      instance_id: ids.instance_id,
+      tenant_database_id: allocated.db_server_id,
+      plan_tier: 'professional',
+      size_bytes: null,
+      active_connections: null,
+      sampled_at: null,
+      storage_quota_bytes: null,
+      quota_state: 'ok',
+      quota_state_at: null,
+      suspended: false,
+      suspended_at: null,
+      access_pending: false,
+    };
+    const at = '2026-12-04T19:00:00.000Z';
+    const move = {
+      id: allocated.db_server_id,
+      tenant_database_id: allocated.db_server_id,
+      instance_id: ids.instance_id,
+      source_server_id: ids.customer_id,
+      target_server_id: allocated.db_server_id,
+      phase: 'awaiting_target',
+      method: null,
+      method_reason: null,
+      progress: {
+        tables_total: null,
+        tables_synced: null,
+        bytes_total: null,
+        bytes_copied: null,
+        lag_bytes: null,
+      },
+      write_blocked_ms: null,
+      cancel_requested: false,
+      error: null,
+      requested_by: 'admin',
+      created_at: at,
+      updated_at: at,
+      cut_over_at: null,
+      drop_source_after: null,
+      finished_at: null,
+      plan_tier: 'premium',
+    };
+    const s = await scripted([
+      json(200, usage),
+      json(202, { instance_id: ids.instance_id, from_plan_tier: 'standard', plan_tier: 'premium', move }),
+      error(503, 'down'),
+    ]);
+    const c = client(s.url, { adminToken: 'adm' });
+    expect(await c.changePlan(ids.instance_id, 'professional')).toMatchObject({
+      kind: 'applied',
+      usage: { plan_tier: 'professional' },
+    });
+    expect(await c.changePlan(ids.instance_id, 'premium')).toMatchObject({
+      kind: 'moving',
+      change: { plan_tier: 'premium', move: { phase: 'awaiting_target' } },
+    });
+    expect(s.seen[0]).toMatchObject({
+      method: 'POST',
+      url: `/api/database/admin/allocations/${ids.instance_id}/plan`,
+      authorization: 'Bearer adm',
+    });
+    expect(JSON.parse(s.seen[1]!.body)).toEqual({ plan_tier: 'premium' });
+    await expect(c.changePlan(ids.instance_id, 'premium')).rejects.toBeInstanceOf(DatabaseServiceError);
+    expect(s.seen).toHaveLength(3);
+  });
 });

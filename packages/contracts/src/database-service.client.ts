@@ -16,6 +16,7 @@ import {
   Provisioning,
   Released,
 } from './database-service';
+import { PlanChangeStarted } from './moves';
 import { AllocationUsage } from './usage';
 
 export interface DatabaseServiceClientOptions {
@@ -51,7 +52,8 @@ export type Operation =
   | 'get_backup'
   | 'list_backups'
   | 'restore_backup'
-  | 'get_restore';
+  | 'get_restore'
+  | 'change_plan';
 export type AttemptOutcome = 'ok' | 'client_error' | 'server_error' | 'unreachable';
 
 /** database-service answered with an error status (after the retries, for a 5xx). */
@@ -351,6 +353,30 @@ export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) 
         { token: adminToken(), notFoundIsAnswer: true },
       );
       return answer === NotFound ? null : (answer as Restore);
+    },
+
+    /**
+     * Changes the instance's plan: admin scope. Within its placement the change is in effect now
+     * (`applied`, its usage); to the other placement the database moves (`moving`, the move).
+     */
+    async changePlan(
+      instanceId: string,
+      planTier: string,
+    ): Promise<{ kind: 'applied'; usage: AllocationUsage } | { kind: 'moving'; change: PlanChangeStarted }> {
+      const id = uuid.parse(instanceId);
+      if (!opts.adminToken) throw new Error('no admin token for database-service is configured');
+      const answer = await call<AllocationUsage | PlanChangeStarted>(
+        'change_plan',
+        'POST',
+        `/api/database/admin/allocations/${id}/plan`,
+        { plan_tier: planTier },
+        { 200: AllocationUsage, 202: PlanChangeStarted },
+        // Not retried: a change of placement is not a repeatable request (the second meets the first).
+        { token: opts.adminToken, retries: 0 },
+      );
+      return 'move' in (answer as object)
+        ? { kind: 'moving', change: answer as PlanChangeStarted }
+        : { kind: 'applied', usage: answer as AllocationUsage };
     },
 
     /** Drops the database and role and frees the slot; "already gone" is success. */

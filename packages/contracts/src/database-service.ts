@@ -14,6 +14,7 @@ export const SERVER_STATUS = z.enum([
   'error',
   'decommissioning',
   'decommissioned',
+  'drained',
 ]);
 export const SERVER_TYPE = z.enum(['shared', 'dedicated', 'platform']);
 export const HEALTH_STATUS = z.enum(['healthy', 'degraded', 'unhealthy', 'unknown']);
@@ -206,6 +207,36 @@ export type Pool = z.infer<typeof Pool>;
 
 export const PoolList = z.object({ pools: z.array(Pool), total_count: z.number().int() });
 
+export const DrainBlock = z.object({
+  tenant_database_id: uuid.nullable(),
+  instance_id: uuid.nullable(),
+  reason: z.string(),
+});
+
+/** A drain's progress, as the drain-server job last measured and the catalog says now. */
+export const DrainProgress = z.object({
+  started_at: z.iso.datetime(),
+  requested_by: z.string().nullable(),
+  checked_at: z.iso.datetime().nullable().describe("the drain-server job's last step"),
+  finished_at: z.iso.datetime().nullable().describe('when the server became drained'),
+  tenants_left: z
+    .number()
+    .int()
+    .describe('tenant databases still served from the server (creating, ready, releasing)'),
+  warm_left: z.number().int().describe('unclaimed warm databases not yet dropped'),
+  moves_running: z
+    .number()
+    .int()
+    .describe('moves off the server not yet done (the source is dropped at done)'),
+  moves_failed: z.number().int().describe('moves off the server that failed since the drain started'),
+  blocked: z
+    .array(DrainBlock)
+    .describe(
+      'what keeps tenants (or the whole drain, tenant_database_id null) from moving at the last step',
+    ),
+});
+export type DrainProgress = z.infer<typeof DrainProgress>;
+
 export const PoolDetail = Pool.extend({
   orchestrator_ref: z.string().nullable(),
   image: z.string().nullable(),
@@ -218,6 +249,7 @@ export const PoolDetail = Pool.extend({
   admin_user: z.string().nullable(),
   last_allocated_at: z.iso.datetime().nullable(),
   tenant_databases: z.record(z.string(), z.number().int()).describe('tenant database rows by status'),
+  drain: DrainProgress.nullable().describe('while the server is draining or once drained; null otherwise'),
 });
 export type PoolDetail = z.infer<typeof PoolDetail>;
 
@@ -286,6 +318,7 @@ export const DrainResult = Pool.extend({
     .number()
     .int()
     .describe('tenant databases still on the server (creating, ready or releasing)'),
+  drain: DrainProgress.nullable(),
 });
 export type DrainResult = z.infer<typeof DrainResult>;
 

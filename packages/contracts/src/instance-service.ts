@@ -125,3 +125,21 @@ export type InstanceCallback = z.infer<typeof InstanceCallback>;
 
 /** POST /api/v1/instances/{id}/suspend · /resume: the instance and whether it is suspended now. */
 export const InstanceSuspension = z.object({ id: uuid, suspended: z.boolean() });
+
+/** POST /api/v1/instances/{id}/plan: the plan to change to. */
+export const InstancePlanRequest = z.strictObject({ plan_tier: planTier });
+export type InstancePlanRequest = z.infer<typeof InstancePlanRequest>;
+
+/**
+ * The answer to a plan change: `applied` (200; within the placement, in effect now) or `moving`
+ * (202; shared ⇄ dedicated: the database moves, and a `database.moved` callback says when it is
+ * on its new address with the new plan; until then plan_tier is the old one).
+ */
+export const InstancePlanChange = z.object({
+  id: uuid,
+  status: z.enum(['applied', 'moving']),
+  plan_tier: z.string().describe("the instance's plan now"),
+  requested_plan_tier: z.string(),
+  move_id: uuid.nullable(),
+});
+export type InstancePlanChange = z.infer<typeof InstancePlanChange>;

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { uuid } from './common';
 
 export const MOVE_PHASE = z.enum([
+  'awaiting_target',
   'pending',
   'copying_schema',
   'syncing',
@@ -55,8 +56,24 @@ export const Move = z.object({
   cut_over_at: z.iso.datetime().nullable(),
   drop_source_after: z.iso.datetime().nullable().describe('end of the grace period of the closed source'),
   finished_at: z.iso.datetime().nullable(),
+  plan_tier: z
+    .string()
+    .nullable()
+    .describe("a plan change's move: the plan the allocation has from its cut-over on"),
 });
 export type Move = z.infer<typeof Move>;
+
+/**
+ * A plan change that changes placement (shared ⇄ dedicated): 202 with the move that carries it
+ * (a dedicated server is provisioned first: the move waits in awaiting_target until it is active).
+ */
+export const PlanChangeStarted = z.object({
+  instance_id: uuid,
+  from_plan_tier: z.string().nullable(),
+  plan_tier: z.string(),
+  move: Move,
+});
+export type PlanChangeStarted = z.infer<typeof PlanChangeStarted>;
 
 export const MoveList = z.object({ moves: z.array(Move), total_count: z.number().int() });
 export type MoveList = z.infer<typeof MoveList>;

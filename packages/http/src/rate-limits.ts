@@ -30,6 +30,7 @@ export interface HttpEdgeConfig {
   TENANTDB_RATE_LIMIT_PER_MINUTE: number;
   TENANTDB_AUTH_FAILURES_PER_MINUTE: number;
   TENANTDB_RATE_LIMIT_STORE: 'redis' | 'memory';
+  TENANTDB_RATE_LIMIT_REDIS_TIMEOUT_MS: number;
   TENANTDB_TRUST_PROXY: false | string[];
   TENANTDB_HTTPS_CERT_FILE?: string | undefined;
   TENANTDB_HTTPS_KEY_FILE?: string | undefined;
@@ -64,10 +65,14 @@ export function edgeOptions(
     authFailuresPerMinute: config.TENANTDB_AUTH_FAILURES_PER_MINUTE,
     trustProxy: config.TENANTDB_TRUST_PROXY,
     // Its own connection with a short command deadline: a slow Redis cannot hold every request.
+    // The deadline is a timer in this process, so an event loop stalled past it also lets a
+    // request through: a busy host should raise it rather than count less exactly.
     ...(config.TENANTDB_RATE_LIMIT_STORE === 'redis'
       ? {
           rateLimitStore: {
-            redis: redis.connection.duplicate({ commandTimeout: 500 }),
+            redis: redis.connection.duplicate({
+              commandTimeout: config.TENANTDB_RATE_LIMIT_REDIS_TIMEOUT_MS,
+            }),
             namespace: `${redis.prefix}:rate-limit:`,
           },
         }

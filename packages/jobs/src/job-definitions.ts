@@ -74,6 +74,13 @@ export const JOBS = {
    * its grace period it waits delayed, then drops the replaced database.
    */
   'restore-tenant': { queue: 'data', payload: z.object({ restore_id: z.uuid() }), attempts: 10 },
+  /**
+   * One step of a server's drain (db_servers.status draining: the row is the truth): drop its warm
+   * databases, start moves off it up to TENANTDB_MOVES_PER_SERVER, record what is blocked; then
+   * again after TENANTDB_DRAIN_STEP_MS (delayed), until nothing is left (drained) or the drain is
+   * stopped (uncordon). A step is short catalog work, so the moves' data-queue slots stay free.
+   */
+  'drain-server': { queue: 'maintenance', payload: serverJob, attempts: 20 },
   /** Catalog vs orchestrator vs pg_database: report drift, remove what tenantdb made and lost. */
   reconcile: { queue: 'maintenance', payload: noPayload },
   /**
@@ -89,9 +96,11 @@ export const JOBS = {
    */
   'deliver-callback': { queue: 'callbacks', payload: instanceJob },
   /**
-   * instance-service: POST a change of a tenant's access (quota ladder, suspension) to its
-   * instance's callback_url, signed like deliver-callback. Sent by database-service and
-   * database-worker; one per transition (delivery_id is the job id).
+   * instance-service: POST a change of a tenant's access (quota ladder, suspension) or of its
+   * address (database.moved, after a move's cut-over: instance-service reads the new address from
+   * database-service and stores it first) to its instance's callback_url, signed like
+   * deliver-callback. Sent by database-service and database-worker; one per transition or
+   * cut-over (delivery_id is the job id).
    */
   'deliver-tenant-event': {
     queue: 'callbacks',
@@ -103,6 +112,7 @@ export const JOBS = {
         'database.quota_restricted',
         'database.suspended',
         'database.resumed',
+        'database.moved',
       ]),
       occurred_at: z.iso.datetime(),
       delivery_id: z.string().regex(/^[A-Za-z0-9_-]{1,120}$/),
@@ -170,6 +180,8 @@ export const SINGLE_FLIGHT: ReadonlySet<JobName> = new Set<JobName>([
   'restore-tenant',
   'schedule-backups',
   'verify-backups',
+  // The server's status is the truth: reconcile re-enqueues a drain whose job gave up.
+  'drain-server',
   // instance-service: the instance row is the truth; a job that gave up must not block the sweep.
   'wait-for-database',
   'release-database',

@@ -37,13 +37,14 @@ export async function syncAccess(deps: AccessSyncDeps, row: AccessRowLike): Prom
   return result;
 }
 
-/** The events a tenant's changes of access send to the portal (through instance-service). */
+/** The events a tenant's changes of access (and of address) send to the portal (through instance-service). */
 export type TenantEvent =
   | 'database.quota_ok'
   | 'database.quota_warned'
   | 'database.quota_restricted'
   | 'database.suspended'
-  | 'database.resumed';
+  | 'database.resumed'
+  | 'database.moved';
 
 export interface TenantEventNotice {
   instance_id: string;
@@ -63,10 +64,25 @@ export interface QuotaTransitionDeps extends AccessSyncDeps {
   notify(notice: TenantEventNotice): Promise<void>;
 }
 
+/** The event a quota transition sends the portal; the same for every repeat of that transition. */
+export function quotaNotice(
+  row: { id: string; instance_id: string | null; quota_state_at: Date },
+  to: AccessRowLike['quota_state'],
+): TenantEventNotice | undefined {
+  if (!row.instance_id) return undefined;
+  return {
+    instance_id: row.instance_id,
+    event: `database.quota_${to}`,
+    occurred_at: row.quota_state_at.toISOString(),
+    delivery_id: `${row.id}-quota-${to}-${row.quota_state_at.getTime()}`,
+  };
+}
+
 /**
- * One rung: catalog first (with access_pending when the server must change), then the callback
- * notice (after the commit; its delivery id makes a repeat one delivery), then the server. A
- * crash after the commit leaves access_pending for the reconciler.
+ * One rung: catalog first (with access_pending when the server must change, and the portal's
+ * event in the outbox), then the event queued (after the commit; its delivery id makes a repeat
+ * one delivery), then the server. A crash after the commit leaves access_pending and the unqueued
+ * event for the reconciler; so does a queue that is away, which does not hold the server back.
  */
 export async function applyQuotaTransition(
   deps: QuotaTransitionDeps,
@@ -76,14 +92,10 @@ export async function applyQuotaTransition(
   if (row.quota_state === to) return { moved: false };
   const moved = await deps.transition(row.id, row.quota_state, to);
   if (!moved) return { moved: false };
-  if (moved.instance_id) {
-    await deps.notify({
-      instance_id: moved.instance_id,
-      event: `database.quota_${to}`,
-      occurred_at: moved.quota_state_at.toISOString(),
-      delivery_id: `${moved.id}-quota-${to}-${moved.quota_state_at.getTime()}`,
-    });
-  }
+  const notice = quotaNotice(moved, to);
+  // Recorded in the outbox with the transition: a queue that cannot take it now gets it from the
+  // reconciler.
+  if (notice) await deps.notify(notice).catch(() => {});
   const serverChanges = row.quota_state === 'restricted' || to === 'restricted';
   return { moved: true, ...(serverChanges ? { sync: await syncAccess(deps, moved) } : {}) };
 }
@@ -106,9 +118,13 @@ export interface QuotaCatalog {
         tenant_database_id: string;
         details: Record<string, unknown>;
       },
+      event: (row: AccessRowLike & { quota_state_at: Date }) => TenantEventNotice | undefined,
     ): Promise<(AccessRowLike & { quota_state_at: Date }) | undefined>;
   };
+  /** The outbox: an event recorded with its change is marked once its job is queued. */
+  events: { markQueued(deliveryId: string): Promise<void> };
   access: Pick<TenantAccess, 'apply'>;
+  /** Queues the event's delivery (deliver-tenant-event, the delivery id as job id). */
   notify(notice: TenantEventNotice): Promise<void>;
 }
 
@@ -122,15 +138,24 @@ export function quotaTransitions(
     serverOf: (id) => c.servers.findById(id),
     markApplied: (row) => c.usage.markAccessApplied(row),
     transition: (id, from, to) =>
-      c.usage.transitionQuota(id, from, to, (row) => ({
-        actor: who.actor,
-        action: `tenant.quota_${to}`,
-        request_id: who.requestId ?? null,
-        instance_id: row.instance_id,
-        db_server_id: row.db_server_id,
-        tenant_database_id: row.id,
-        details: { from, to, ...(who.reason ? { reason: who.reason } : {}) },
-      })),
-    notify: c.notify,
+      c.usage.transitionQuota(
+        id,
+        from,
+        to,
+        (row) => ({
+          actor: who.actor,
+          action: `tenant.quota_${to}`,
+          request_id: who.requestId ?? null,
+          instance_id: row.instance_id,
+          db_server_id: row.db_server_id,
+          tenant_database_id: row.id,
+          details: { from, to, ...(who.reason ? { reason: who.reason } : {}) },
+        }),
+        (row) => quotaNotice(row, to),
+      ),
+    notify: async (notice) => {
+      await c.notify(notice);
+      await c.events.markQueued(notice.delivery_id);
+    },
   };
 }

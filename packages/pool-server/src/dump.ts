@@ -131,8 +131,18 @@ export function dumpAndRestore(
           child.on('close', (code) => done(code ?? -1));
         }),
     );
+    // A restore that fails first leaves pg_dump blocked on a pipe nobody reads: it is stopped, and
+    // the restore's reason is the one reported.
+    let restoreFailedFirst = false;
+    void exits[1]!.then((code) => {
+      if (code !== 0 && dump.exitCode === null && dump.signalCode === null) {
+        restoreFailedFirst = true;
+        dump.kill('SIGTERM');
+      }
+    });
     void Promise.all(exits).then(([dumpCode, restoreCode]) => {
-      if (dumpCode !== 0) reject(new DumpError(`pg_dump exited ${dumpCode}: ${tail(dumpErr)}`));
+      if (restoreFailedFirst) reject(new DumpError(`pg_restore exited ${restoreCode}: ${tail(restoreErr)}`));
+      else if (dumpCode !== 0) reject(new DumpError(`pg_dump exited ${dumpCode}: ${tail(dumpErr)}`));
       else if (restoreCode !== 0)
         reject(new DumpError(`pg_restore exited ${restoreCode}: ${tail(restoreErr)}`));
       else resolve(bytes);

@@ -168,13 +168,46 @@ export function endSessionsStatement(dbUser: string): string {
 }
 
 /**
+ * The owner's tables a restricted tenant may empty: plain and partitioned tables (a view's DELETE
+ * runs its rules as the view's owner) where neither the table nor any table that references it or
+ * inherits from it, however far down, has a rule (it runs as the table's owner) or a trigger of the
+ * tenant's (PostgreSQL does not check EXECUTE when a trigger fires, so a SECURITY DEFINER one runs
+ * as the owner). Those the tenant drops with tenantdb.drop_table instead.
+ */
+const EMPTIABLE_TABLES = (owner: string) => `
+  WITH RECURSIVE reach(root, rel) AS (
+    SELECT c.oid, c.oid FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner
+     WHERE r.rolname = ${quoteLiteral(owner)} AND c.relkind IN ('r', 'p')
+    UNION
+    SELECT reach.root, x.rel FROM reach JOIN (
+      SELECT conrelid AS rel, confrelid AS ref FROM pg_constraint WHERE contype = 'f'
+      UNION ALL SELECT inhrelid, inhparent FROM pg_inherits) x ON x.ref = reach.rel)
+  SELECT root::regclass FROM reach GROUP BY root
+  HAVING NOT bool_or(EXISTS (SELECT FROM pg_rewrite w WHERE w.ev_class = reach.rel)
+                  OR EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = reach.rel AND NOT g.tgisinternal))`;
+
+/** The large-object functions that create or grow one (not those that read or remove). */
+const LARGE_OBJECT_WRITERS = [
+  'lo_creat(integer)',
+  'lo_create(oid)',
+  'lo_from_bytea(oid, bytea)',
+  'lowrite(integer, bytea)',
+  'lo_put(oid, bigint, bytea)',
+  'lo_truncate(integer, integer)',
+  'lo_truncate64(integer, bigint)',
+].join(', ');
+
+/**
  * Restriction, run as the superuser **connected to the tenant's database** (the grants name its
  * schemas), as one batch. Then endSessionsStatement. Besides the membership it takes away what
  * the owner may have handed out while it could (INSERT/UPDATE granted to the login role or to
  * PUBLIC, EXECUTE on its SECURITY DEFINER functions), and hands the login role what gets a tenant
- * back under its quota: SELECT, DELETE, TRUNCATE, MAINTAIN (VACUUM FULL, PostgreSQL 17+) and
- * `tenantdb.drop_table(regclass)`, a function of the superuser's that drops one of the owner's
- * tables or views (DROP needs ownership, which the login role must not have).
+ * back under its quota: SELECT; DELETE, TRUNCATE and MAINTAIN (VACUUM FULL, PostgreSQL 17+) on
+ * the tables it can empty without running anything of the owner's (EMPTIABLE_TABLES; MAINTAIN on
+ * a materialized view would REFRESH it); and `tenantdb.drop_table(regclass)`, a function of the
+ * superuser's that drops one of the owner's tables or views (DROP needs ownership, which the
+ * login role must not have). Each restriction revokes before it grants, so a table that got a
+ * rule or a trigger since an earlier one loses what that one granted.
  */
 export function restrictBatch(names: TenantNames): string {
   const role = quoteIdent(names.dbUser);
@@ -183,22 +216,31 @@ export function restrictBatch(names: TenantNames): string {
     `REVOKE ${quoteIdent(owner)} FROM ${role}`,
     `ALTER ROLE ${role} RESET role`,
     `REVOKE TEMPORARY ON DATABASE ${quoteIdent(names.dbName)} FROM ${role}`,
-    `DO $$ DECLARE s name; f regprocedure; BEGIN
+    `DO $$ DECLARE s name; f regprocedure; t regclass;
+       v17 boolean := current_setting('server_version_num')::int >= 170000; BEGIN
        FOR s IN SELECT n.nspname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
                  WHERE r.rolname IN (${quoteLiteral(owner)}, 'pg_database_owner') LOOP
-         EXECUTE format('REVOKE INSERT, UPDATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA %I FROM ${role}, PUBLIC', s);
+         EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA %I FROM ${role}, PUBLIC', s);
+         IF v17 THEN
+           EXECUTE format('REVOKE MAINTAIN ON ALL TABLES IN SCHEMA %I FROM ${role}, PUBLIC', s);
+         END IF;
          EXECUTE format('REVOKE USAGE, UPDATE ON ALL SEQUENCES IN SCHEMA %I FROM ${role}, PUBLIC', s);
          EXECUTE format('GRANT USAGE ON SCHEMA %I TO ${role}', s);
-         EXECUTE format('GRANT SELECT, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA %I TO ${role}', s);
-         IF current_setting('server_version_num')::int >= 170000 THEN
-           EXECUTE format('GRANT MAINTAIN ON ALL TABLES IN SCHEMA %I TO ${role}', s);
-         END IF;
+         EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO ${role}', s);
          EXECUTE format('GRANT SELECT ON ALL SEQUENCES IN SCHEMA %I TO ${role}', s);
+       END LOOP;
+       FOR t IN ${EMPTIABLE_TABLES(owner)} LOOP
+         EXECUTE format('GRANT DELETE, TRUNCATE ON %s TO ${role}', t);
+         IF v17 THEN EXECUTE format('GRANT MAINTAIN ON %s TO ${role}', t); END IF;
        END LOOP;
        FOR f IN SELECT p.oid FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner
                  WHERE r.rolname = ${quoteLiteral(owner)} AND p.prosecdef LOOP
          EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM ${role}, PUBLIC', f);
        END LOOP; END $$`,
+    // Large objects need no privilege to create (any role may, and then write to its own): the
+    // functions that make or grow one are the owner role's only, in this database.
+    `REVOKE EXECUTE ON FUNCTION ${LARGE_OBJECT_WRITERS} FROM PUBLIC`,
+    `GRANT EXECUTE ON FUNCTION ${LARGE_OBJECT_WRITERS} TO ${quoteIdent(owner)}`,
     'CREATE SCHEMA IF NOT EXISTS tenantdb',
     'REVOKE ALL ON SCHEMA tenantdb FROM PUBLIC',
     `CREATE OR REPLACE FUNCTION tenantdb.drop_table(target regclass) RETURNS void

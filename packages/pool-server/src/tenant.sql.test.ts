@@ -97,7 +97,7 @@ describe('tenant DDL', () => {
       'DROP ROLE IF EXISTS "tdb_x_u", "tdb_x_o"',
     ]);
     expect(setPasswordStatement('tdb_x_u', 'SCRAM-SHA-256$v')).toBe(
-      `ALTER ROLE "tdb_x_u" WITH LOGIN PASSWORD 'SCRAM-SHA-256$v'`,
+      `ALTER ROLE "tdb_x_u" WITH PASSWORD 'SCRAM-SHA-256$v'`,
     );
   });
 });

@@ -66,8 +66,12 @@ export interface TenantSpec extends TenantNames {
   connectionLimit: number;
 }
 
+/**
+ * A new password and nothing else: whether the role may log in is the suspension's and the move's
+ * to say (a rotation repaired while suspended must not open the login).
+ */
 export function setPasswordStatement(dbUser: string, passwordVerifier: string): string {
-  return `ALTER ROLE ${quoteIdent(dbUser)} WITH LOGIN PASSWORD ${quoteLiteral(passwordVerifier)}`;
+  return `ALTER ROLE ${quoteIdent(dbUser)} WITH PASSWORD ${quoteLiteral(passwordVerifier)}`;
 }
 
 /**

@@ -187,6 +187,72 @@ describe('restriction', () => {
   });
 });
 
+describe('restriction against what the owner prepared', () => {
+  it('no rule, trigger, cascade, large object or materialized view writes for a restricted tenant', async () => {
+    const { t, password } = await newTenant();
+    const setup = await login(t, password);
+    // Each of these ran, before this arrangement closed them, as the owner (or as nobody's
+    // privilege at all): a DELETE or TRUNCATE the tenant may still make wrote through them.
+    await setup.query(`CREATE TABLE log (v text);
+      CREATE TABLE ruled (id int);
+      CREATE RULE r AS ON DELETE TO ruled DO ALSO INSERT INTO log VALUES ('rule');
+      CREATE FUNCTION definer_log() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS
+        $f$ BEGIN INSERT INTO log VALUES (TG_TABLE_NAME || ' ' || TG_OP); RETURN NULL; END $f$;
+      CREATE FUNCTION invoker_log() RETURNS trigger LANGUAGE plpgsql AS
+        $f$ BEGIN INSERT INTO log VALUES (TG_TABLE_NAME || ' ' || TG_OP); RETURN NULL; END $f$;
+      CREATE TABLE triggered (id int);
+      CREATE TRIGGER d AFTER DELETE ON triggered FOR EACH ROW EXECUTE FUNCTION definer_log();
+      CREATE TRIGGER tr AFTER TRUNCATE ON triggered FOR EACH STATEMENT EXECUTE FUNCTION definer_log();
+      CREATE TABLE parent (id int PRIMARY KEY);
+      CREATE TABLE child (pid int REFERENCES parent ON DELETE CASCADE);
+      CREATE TRIGGER c AFTER DELETE ON child FOR EACH ROW EXECUTE FUNCTION invoker_log();
+      CREATE TABLE plain (id int);
+      CREATE MATERIALIZED VIEW mv AS SELECT g FROM generate_series(1, 10000) g WITH NO DATA;
+      INSERT INTO ruled VALUES (1); INSERT INTO triggered VALUES (1); INSERT INTO parent VALUES (1);
+      INSERT INTO child VALUES (1); INSERT INTO plain VALUES (1);`);
+    await setup.end();
+    await access().apply(target, t, { restricted: true, suspended: false });
+
+    const c = await login(t, password);
+    try {
+      expect((await c.query('SELECT current_user AS cur')).rows[0].cur).toBe(t.dbUser);
+      for (const statement of [
+        'DELETE FROM ruled',
+        'DELETE FROM triggered',
+        'TRUNCATE triggered',
+        'DELETE FROM parent',
+        'TRUNCATE parent CASCADE',
+        "SELECT lo_from_bytea(0, 'x')",
+        'SELECT lo_create(0)',
+        'SELECT lo_creat(-1)',
+        'REFRESH MATERIALIZED VIEW mv',
+      ])
+        expect(await outcome(c, statement), statement).toBe('42501');
+      expect((await c.query('SELECT count(*)::int AS n FROM log')).rows[0].n).toBe(0);
+      expect((await c.query('SELECT count(*)::int AS n FROM pg_largeobject_metadata')).rows[0].n).toBe(0);
+      expect((await c.query('SELECT count(*)::int AS n FROM ruled')).rows[0].n).toBe(1);
+      // What has no such path stays as before: delete, truncate, and drop for the rest.
+      expect(await outcome(c, 'DELETE FROM plain')).toBe('ok');
+      expect(await outcome(c, 'TRUNCATE plain')).toBe('ok');
+      for (const table of ['ruled', 'triggered', 'child', 'parent', 'mv'])
+        expect(await outcome(c, `SELECT tenantdb.drop_table('${table}')`), table).toBe('ok');
+      expect((await c.query('SELECT count(*)::int AS n FROM log')).rows[0].n).toBe(0);
+    } finally {
+      await c.end();
+    }
+
+    // Lifted: the owner's sessions have all of it again, large objects included.
+    await access().apply(target, t, { restricted: false, suspended: false });
+    const after = await login(t, password);
+    try {
+      expect(await outcome(after, "SELECT lo_from_bytea(0, 'x')")).toBe('ok');
+      expect(await outcome(after, 'INSERT INTO plain VALUES (2)')).toBe('ok');
+    } finally {
+      await after.end();
+    }
+  });
+});
+
 describe('suspension', () => {
   it('ends open sessions and refuses logins; resume lets the same password in, data intact', async () => {
     const { t, password } = await newTenant();

@@ -7,6 +7,7 @@ import {
   createAuditRepo,
   createBackupsRepo,
   createCatalogDb,
+  createDrainsRepo,
   createFleetRepo,
   createHealthRepo,
   createLimitsRepo,
@@ -16,6 +17,7 @@ import {
   createRestoresRepo,
   createServersRepo,
   createTenantDatabasesRepo,
+  createTenantEventsRepo,
   createTlsRepo,
   createUsageRepo,
   createUsageStatsRepo,
@@ -33,8 +35,10 @@ import {
 import { createSecretBox, type SecretBox } from '@tenantdb/secrets';
 import { accessRoutes } from './access/access.routes';
 import { createAccessService } from './access/access.service';
+import { createPlacementChange } from './access/plan-change';
 import { allocationRoutes } from './allocation/allocation.routes';
 import { createAllocationService } from './allocation/allocation.service';
+import { createDedicatedServerFor } from './allocation/dedicated-placement';
 import { apiKeysRoutes } from './api-keys/api-keys.routes';
 import { createApiKeysService } from './api-keys/api-keys.service';
 import { backupsRoutes } from './backups/backups.routes';
@@ -97,6 +101,7 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     moves: createMovesRepo(db),
     backups: createBackupsRepo(db),
     restores: createRestoresRepo(db),
+    drains: createDrainsRepo(db),
   };
   const limits = createLimits({ limits: createLimitsRepo(), config: limitsConfig(config) });
   const allocation = createAllocationService({
@@ -164,9 +169,19 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     createAccessService({
       ...repos,
       usage: createUsageRepo(db),
+      events: createTenantEventsRepo(db),
       stats: createUsageStatsRepo(db),
       access: createTenantAccess(connections),
       queues,
+      changePlacement: createPlacementChange({
+        dedicatedServerFor: createDedicatedServerFor({
+          ...repos,
+          limits,
+          config: { defaultDriver: config.TENANTDB_DEFAULT_DRIVER },
+        }),
+        moves,
+        queues,
+      }),
     }),
   );
   return app;

@@ -1,6 +1,7 @@
 // Operator actions on pool servers, against real pool servers and the real queue: cordon and drain
-// take a server out of placement without touching its tenants, uncordon puts it back, and
-// decommission retires an empty server through the worker queue (and only an empty one).
+// take a server out of placement (drain then queues the worker's drain-server job, which moves the
+// tenants: services/database-worker/test/drain.test.ts), uncordon puts it back, and decommission
+// retires an empty server through the worker queue (and only an empty one).
 import net from 'node:net';
 import { createServersRepo } from '@tenantdb/catalog';
 import { createQueues } from '@tenantdb/jobs';
@@ -70,6 +71,12 @@ const audits = (id: string, action: string) =>
 async function decommissionJobs(): Promise<unknown[]> {
   const jobs = await h.queues.queue('provisioning').getJobs(['waiting', 'delayed', 'prioritized', 'active']);
   return jobs.filter((j) => j.name === 'decommission-server').map((j) => j.data);
+}
+
+/** drain-server jobs waiting in the maintenance queue (delayed included), as their payloads. */
+async function drainJobs(): Promise<unknown[]> {
+  const jobs = await h.queues.queue('maintenance').getJobs(['waiting', 'delayed', 'prioritized', 'active']);
+  return jobs.filter((j) => j.name === 'drain-server').map((j) => j.data);
 }
 
 function expectError(res: Res, status: number, message?: RegExp) {
@@ -208,13 +215,16 @@ describe('drain', () => {
     const drained = await act(small, 'drain');
     expect(drained.status).toBe(200);
     expect(drained.body).toMatchObject({ status: 'draining', remaining_tenants: 0 });
+    expect(drained.body.drain).toMatchObject({ tenants_left: 0, moves_running: 0, requested_by: 'admin' });
     expect(await server(small)).toMatchObject({ status: 'draining' });
+    expect(await drainJobs()).toContainEqual({ server_id: small });
     expect((await audits(small, 'server.drain')).map((e) => e.details)).toEqual([
       { from: 'cordoned', to: 'draining' },
     ]);
     const reopened = await act(small, 'uncordon');
     expect(reopened.body).toMatchObject({ status: 'active', status_reason: null });
     expect(await server(small)).toMatchObject({ status: 'active' });
+    expect((await admin('GET', `${base}/${small}`)).body.drain).toBeNull();
     // out of placement again for the rest of the file: the 503 test decommissions it empty
     expect((await act(small, 'cordon')).body.status).toBe('cordoned');
   });
@@ -247,6 +257,33 @@ describe('drain', () => {
     expect(await audits(a, 'server.drain')).toHaveLength(1);
     // a draining server cannot be cordoned (it is already out of placement; uncordon reopens it)
     expectError(await act(a, 'cordon'), 409, /draining/);
+    // its progress is in the pool's detail
+    const d = (await admin('GET', `${base}/${a}`)).body;
+    expect(d.drain).toMatchObject({ tenants_left: 2, warm_left: 0, moves_failed: 0, finished_at: null });
+  });
+
+  it('refuses a dedicated server (emptied by a plan change) and a platform server, changing nothing', async () => {
+    for (const server_type of ['dedicated', 'platform'] as const) {
+      const row = await h.db
+        .insertInto('db_servers')
+        .values({
+          name: `drain-refused-${server_type}`,
+          driver: 'external',
+          server_type,
+          max_instances: 1,
+          status: 'active',
+          ...(server_type === 'dedicated'
+            ? { dedicated_to_instance_id: crypto.randomUUID(), dedicated_to_customer_id: crypto.randomUUID() }
+            : {}),
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      expectError(await act(row.id, 'drain'), 409, server_type === 'dedicated' ? /plan change/ : /platform/);
+      expect(await server(row.id)).toMatchObject({ status: 'active', status_reason: null });
+      expect(await audits(row.id, 'server.drain')).toEqual([]);
+      expect(await drainJobs()).not.toContainEqual({ server_id: row.id });
+      await h.db.deleteFrom('db_servers').where('id', '=', row.id).execute();
+    }
   });
 });
 
@@ -447,7 +484,9 @@ describe('access and validation', () => {
       expect(op.parameters[0].schema.format).toBe('uuid');
     }
     expect(Object.keys(ops[3].responses)).toEqual(expect.arrayContaining(['200', '202', '503']));
-    expect(ops[2].description).toMatch(/not implemented/i);
+    expect(ops[2].description).toMatch(/moves every tenant/i);
+    expect(ops[2].description).not.toMatch(/not implemented/i);
+    expect(Object.keys(ops[2].responses)).toEqual(expect.arrayContaining(['200', '503']));
   });
 });
 

@@ -716,7 +716,13 @@ describe('rate limit', () => {
   let limited: Harness;
   beforeAll(async () => {
     limited = await startHarness({
-      env: { TENANTDB_RATE_LIMIT_PER_MINUTE: '5', TENANTDB_AUTH_FAILURES_PER_MINUTE: '4' },
+      env: {
+        TENANTDB_RATE_LIMIT_PER_MINUTE: '5',
+        TENANTDB_AUTH_FAILURES_PER_MINUTE: '4',
+        // The counter's deadline is a timer in this (test) process: a loaded CI host that stalls
+        // the event loop past the 500 ms default let the 6th request through, failing open.
+        TENANTDB_RATE_LIMIT_REDIS_TIMEOUT_MS: '10000',
+      },
     });
   });
   afterAll(async () => {

@@ -212,6 +212,22 @@ export const WorkerConfig = z
     TENANTDB_RESTORE_GRACE_MS: env
       .int(seconds(3600), 0)
       .describe('how long the database a restore replaced stays (closed) before it is dropped'),
+    TENANTDB_PLACEMENT_STRATEGY: z
+      .enum(['pack', 'spread'])
+      .default('pack')
+      .describe(
+        'where a drain sends each tenant among the shared pools with room: pack fills the fullest first, spread the emptiest (as on database-service)',
+      ),
+    TENANTDB_DRAIN_STEP_MS: env
+      .int(seconds(5), 100)
+      .describe(
+        'how often a drain (drain-server) looks at its server again: starts the next moves, records what is blocked, ends it drained',
+      ),
+    TENANTDB_DRAIN_MOVE_ATTEMPTS: env
+      .int(3, 1, 100)
+      .describe(
+        'moves of one tenant a drain starts before it gives up on that tenant and reports it blocked (with the last error)',
+      ),
     TENANTDB_CLIENT_TOOL_DIRS: commaList(/^\/.*/, 'each entry must be an absolute directory').describe(
       'extra directories searched for pg_dump, pg_restore and psql (besides PATH and /usr/lib/postgresql/*/bin)',
     ),

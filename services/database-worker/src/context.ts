@@ -6,6 +6,7 @@ import type {
   BackupsRepo,
   CatalogDb,
   DbServer,
+  DrainsRepo,
   FleetRepo,
   HealthRepo,
   LimitsRepo,
@@ -15,6 +16,7 @@ import type {
   RetirementRepo,
   ServersRepo,
   TenantDatabasesRepo,
+  TenantEventsRepo,
   TlsRepo,
   UsageRepo,
 } from '@tenantdb/catalog';
@@ -52,6 +54,7 @@ export interface WorkerDeps {
   restores: RestoresRepo;
   /** Where backups are kept; undefined when TENANTDB_BACKUP_STORE=none (backup jobs then fail). */
   backupStore: BackupStore | undefined;
+  drains: DrainsRepo;
   plans: PlansRepo;
   retirement: RetirementRepo;
   audit: AuditRepo;
@@ -63,6 +66,7 @@ export interface WorkerDeps {
   tenantOps: TenantOps;
   tenantAccess: TenantAccess;
   usage: UsageRepo;
+  tenantEvents: TenantEventsRepo;
   queues: Queues;
   drivers: ReadonlyMap<ProvisionerDriver, Provisioner>;
   metrics: WorkerMetrics;
@@ -86,12 +90,13 @@ export function driverFor(deps: WorkerDeps, server: DbServer): Provisioner {
 
 /** The catalog and queue side of access sync and quota transitions, as the worker runs them. */
 export function quotaTransitionDeps(
-  deps: Pick<WorkerDeps, 'servers' | 'usage' | 'tenantAccess' | 'queues'>,
+  deps: Pick<WorkerDeps, 'servers' | 'usage' | 'tenantEvents' | 'tenantAccess' | 'queues'>,
 ): QuotaTransitionDeps {
   return quotaTransitions(
     {
       servers: deps.servers,
       usage: deps.usage,
+      events: deps.tenantEvents,
       access: deps.tenantAccess,
       notify: async (notice) => {
         await deps.queues.enqueue('deliver-tenant-event', notice);

@@ -1,5 +1,6 @@
 import {
   type BackupsRepo,
+  type DrainsRepo,
   type FleetRepo,
   QUOTA_STATES,
   type TlsRepo,
@@ -14,6 +15,7 @@ export function createWorkerMetrics(
   queues: Queues,
   tls: Pick<TlsRepo, 'certificateExpiries'>,
   usage: Pick<UsageStatsRepo, 'figures'>,
+  drains: Pick<DrainsRepo, 'tenantsLeftOnDraining'>,
   backups?: Pick<BackupsRepo, 'figures'>,
 ) {
   const jobs = new Counter({
@@ -106,6 +108,12 @@ export function createWorkerMetrics(
     labelNames: ['result'],
     registers: [registry],
   });
+  const planChanges = new Counter({
+    name: 'tenantdb_plan_changes_total',
+    help: 'plan changes between shared and dedicated (moves carrying a plan) ended on this worker, by direction and result',
+    labelNames: ['direction', 'result'],
+    registers: [registry],
+  });
   const moveBytes = new Counter({
     name: 'tenantdb_move_bytes_copied_total',
     help: 'bytes copied by tenant moves (logical: growth of the target database; dump: the archive)',
@@ -121,6 +129,23 @@ export function createWorkerMetrics(
     help: 'how long a cut-over blocked the tenant writes (block on the source to catalog switch)',
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
     registers: [registry],
+  });
+  // Drains (jobs/drain-server.ts): how they ended on this worker, and (from the catalog on every
+  // scrape, aggregate only: no server label) the tenants still on draining servers.
+  const drainsEnded = new Counter({
+    name: 'tenantdb_drains_total',
+    help: 'server drains ended on this worker, by result (drained: emptied; stopped: uncordoned or left draining)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'tenantdb_drain_tenants_left',
+    help: 'tenant databases still on draining servers, fleet-wide',
+    registers: [registry],
+    async collect() {
+      const n = await drains.tenantsLeftOnDraining().catch(() => undefined);
+      if (n !== undefined) this.set(n);
+    },
   });
   // Backups and restores (jobs/backup): aggregates only, never a series per tenant.
   const backupsFinished = new Counter({
@@ -202,8 +227,11 @@ export function createWorkerMetrics(
     },
     restoreFinished: (mode: 'replace' | 'copy', result: 'done' | 'failed') =>
       restoresFinished.inc({ mode, result }),
+    drainEnded: (result: 'drained' | 'stopped') => drainsEnded.inc({ result }),
     movePhase: (phase: string) => movePhases.inc({ phase }),
     moveFinished: (result: 'done' | 'cancelled' | 'failed') => movesFinished.inc({ result }),
+    planChangeFinished: (direction: 'to_dedicated' | 'to_shared', result: 'done' | 'cancelled' | 'failed') =>
+      planChanges.inc({ direction, result }),
     moveBytes: (bytes: number) => moveBytes.inc(bytes),
     moveLag: (bytes: number) => moveLag.set(bytes),
     moveWriteBlocked: (seconds: number) => moveBlocked.observe(seconds),

@@ -6,6 +6,7 @@ import {
   createAuditRepo,
   createBackupsRepo,
   createCatalogDb,
+  createDrainsRepo,
   createFleetRepo,
   createHealthRepo,
   createLimitsRepo,
@@ -15,6 +16,7 @@ import {
   createRetirementRepo,
   createServersRepo,
   createTenantDatabasesRepo,
+  createTenantEventsRepo,
   createTlsRepo,
   createUsageRepo,
   createUsageStatsRepo,
@@ -48,6 +50,7 @@ import { scheduleBackups } from './jobs/backup/schedule-backups';
 import { verifyBackups } from './jobs/backup/verify-backups';
 import { cleanupFailedServers } from './jobs/cleanup-failed-servers';
 import { decommissionServer } from './jobs/decommission-server';
+import { drainServer } from './jobs/drain-server';
 import { growSharedCapacity } from './jobs/grow-shared-capacity';
 import { boundHealthChecks, healthCheckAll, healthCheckServer } from './jobs/health-check';
 import { moveTenant } from './jobs/move/move-tenant';
@@ -153,6 +156,7 @@ export async function createWorker(
   const fleet = createFleetRepo(db);
   const tls = createTlsRepo(db);
   const usage = createUsageRepo(db);
+  const drains = createDrainsRepo(db);
   let tools: Promise<ClientTools[]> | undefined;
   const clientTools = () => {
     tools ??= findClientTools({ dirs: config.TENANTDB_CLIENT_TOOL_DIRS });
@@ -170,6 +174,7 @@ export async function createWorker(
     backups: createBackupsRepo(db),
     restores: createRestoresRepo(db),
     backupStore: openBackupStore(config),
+    drains,
     plans: createPlansRepo(db),
     retirement: createRetirementRepo(db),
     audit: createAuditRepo(db),
@@ -183,6 +188,7 @@ export async function createWorker(
     tenantOps: createTenantOps(connections),
     tenantAccess: createTenantAccess(connections),
     usage,
+    tenantEvents: createTenantEventsRepo(db),
     queues,
     drivers: opts.drivers ?? createDrivers(config),
     metrics: createWorkerMetrics(
@@ -191,6 +197,7 @@ export async function createWorker(
       queues,
       tls,
       createUsageStatsRepo(db),
+      drains,
       createBackupsRepo(db),
     ),
     logger,
@@ -213,6 +220,7 @@ export async function createWorker(
     'restore-tenant': restoreTenant(deps),
     'schedule-backups': scheduleBackups(deps),
     'verify-backups': verifyBackups(deps),
+    'drain-server': drainServer(deps),
   };
   const app = await createHttpApp({
     name: 'database-worker',

@@ -4,10 +4,13 @@
 // truncate, and is lifted automatically once under the lower threshold; one audit event and one
 // callback notice per transition. Suspension ends sessions and refuses logins until resume, with
 // the same password; a plan upgrade lifts a restricted tenant at once; a placement change is 409.
+// An event the process died before queueing is queued by the reconciler from the outbox.
 import type { DbServer } from '@tenantdb/catalog';
+import { applyQuotaTransition, quotaTransitions } from '@tenantdb/pool-server';
 import { tenantSsl } from '@tenantdb/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pendingEvents } from '../src/jobs/reconcile-access';
 import { activePool, canLogin, type Fleet, newIds, startFleet } from './harness';
 
 let f: Fleet;
@@ -316,5 +319,44 @@ describe('suspension', () => {
       f.adminToken,
     );
     expect(bad.status).toBe(400);
+  });
+});
+
+describe('the events to the portal (outbox)', () => {
+  it('a transition whose process dies before its event is queued: the reconciler queues it, once', async () => {
+    const { ids } = await allocate('tiny');
+    const d = f.workers[0]!.deps;
+    const row = await f.db
+      .selectFrom('tenant_databases')
+      .select('id')
+      .where('instance_id', '=', ids.instance_id)
+      .where('status', '=', 'ready')
+      .executeTakeFirstOrThrow();
+    // The catalog's transition commits; the process "dies" before the queue has the event.
+    const dying = quotaTransitions(
+      {
+        servers: d.servers,
+        usage: d.usage,
+        events: d.tenantEvents,
+        access: d.tenantAccess,
+        notify: async () => {
+          throw new Error('killed before the queue');
+        },
+      },
+      { actor: 'test' },
+    );
+    const ladder = (await d.usage.findLadderRow(row.id))!;
+    expect((await applyQuotaTransition(dying, ladder, 'warned')).moved).toBe(true);
+    expect((await state(ids.instance_id)).quota_state).toBe('warned');
+    expect(await notices(ids.instance_id)).toEqual([]);
+
+    const pass = { log: d.logger, errors: 0 };
+    const now = { ...d, config: { ...d.config, TENANTDB_ACCESS_REPAIR_AFTER_MS: 0 } };
+    expect(await pendingEvents(now, pass)).toBe(1);
+    expect(await notices(ids.instance_id)).toEqual(['database.quota_warned']);
+    // Queued once: the next pass finds nothing left.
+    expect(await pendingEvents(now, pass)).toBe(0);
+    expect(await notices(ids.instance_id)).toEqual(['database.quota_warned']);
+    expect(pass.errors).toBe(0);
   });
 });

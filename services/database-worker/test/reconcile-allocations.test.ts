@@ -164,6 +164,47 @@ describe('a rotation killed between its steps', () => {
     expect(await canLogin(after.body)).toBe(true);
   });
 
+  it('a suspended tenant whose rotation was left half done: settled without opening its login', async () => {
+    const { ids, body } = await allocated();
+    const suspend = (verb: 'suspend' | 'resume') =>
+      fleet.api(
+        'POST',
+        `/api/database/admin/allocations/${ids.instance_id}/${verb}`,
+        undefined,
+        fleet.adminToken,
+      );
+    expect((await suspend('suspend')).status).toBe(200);
+    const row = await rowOf(ids.instance_id);
+    const pending = generatePassword();
+    fleet.seenSecrets.add(pending);
+    await fleet.db
+      .updateTable('tenant_databases')
+      .set({ password_pending_enc: fleet.secrets.encrypt(pending, row.id) })
+      .where('id', '=', row.id)
+      .execute();
+    const pool = (await fleet.servers('active')).find((s) => s.id === row.db_server_id)!;
+    const canLoginRole = async () =>
+      (
+        await asAdmin<{ rolcanlogin: boolean }>(
+          fleet,
+          pool,
+          `SELECT rolcanlogin FROM pg_roles WHERE rolname = '${row.db_user}'`,
+        )
+      )[0]?.rolcanlogin;
+
+    // Neither password logs in while suspended: reconcile gives the role the pending one, and
+    // the role stays NOLOGIN (it once came out of this repair with LOGIN: suspension undone).
+    expect(((await once()) as { errors: number }).errors).toBe(0);
+    expect((await rowOf(ids.instance_id)).password_pending_enc).toBeNull();
+    expect(await canLoginRole()).toBe(false);
+    expect(await canLogin({ ...body, db_password: pending })).toBe(false);
+
+    expect((await suspend('resume')).status).toBe(200);
+    const after = await credentials(ids.instance_id);
+    expect(after.body.db_password).toBe(pending);
+    expect(await canLogin(after.body)).toBe(true);
+  });
+
   it('a rotation that is not killed leaves no pending password and answers a password that logs in', async () => {
     const { ids, body } = await allocated();
     const rotated = await fleet.api(

@@ -7,6 +7,7 @@ import { createInstanceAccess } from './instances/access';
 import { instanceAccessRoutes } from './instances/access.routes';
 import { instancesRoutes } from './instances/instances.routes';
 import { createInstancesService } from './instances/instances.service';
+import { createInstancePlan } from './instances/plan';
 import { createPortalKeyLookup } from './portal-keys';
 
 export { createDeps, type InstanceServiceDeps } from './context';
@@ -36,6 +37,6 @@ export async function buildApp(deps: InstanceServiceDeps): Promise<HttpApp> {
     },
   });
   instancesRoutes(app, createInstancesService(deps));
-  instanceAccessRoutes(app, createInstanceAccess(deps));
+  instanceAccessRoutes(app, createInstanceAccess(deps), createInstancePlan(deps));
   return app;
 }

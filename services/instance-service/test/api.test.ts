@@ -377,6 +377,7 @@ describe('metrics', () => {
       '/api/v1/instances',
       '/api/v1/instances/{id}',
       '/api/v1/instances/{id}/credentials',
+      '/api/v1/instances/{id}/plan',
       '/api/v1/instances/{id}/resume',
       '/api/v1/instances/{id}/suspend',
     ]);

@@ -20,6 +20,13 @@ export interface MoveRequest {
   strategy: PlacementStrategy;
   requested_by: string;
   request_id: string | null;
+  /** A plan change: the plan the cut-over writes onto the tenant row. */
+  plan_tier?: string;
+  /**
+   * The target (named) is a dedicated server still being provisioned: the move is recorded in
+   * awaiting_target without a slot, and takes one when the server is active (takeTargetSlot).
+   */
+  await_target?: boolean;
 }
 
 /**
@@ -61,6 +68,23 @@ export function moveTargetStatement(req: MoveRequest) {
      LIMIT 1`;
 }
 
+/**
+ * One slot on a placeable server with room, by a conditional update (the CHECK on
+ * current_instances is the last guard); false when there was none.
+ */
+export async function takeSlotOn(serverId: string, trx: Executor): Promise<boolean> {
+  const { rows } = await sql<{ id: string }>`
+    UPDATE db_servers
+       SET current_instances = current_instances + 1,
+           status = CASE WHEN current_instances + 1 >= max_instances THEN 'full' ELSE status END,
+           updated_at = now()
+     WHERE id = ${serverId} AND status = 'active'
+       AND health_status = ANY(${PLACEABLE_HEALTH}::text[])
+       AND current_instances < max_instances
+    RETURNING id`.execute(trx);
+  return rows.length > 0;
+}
+
 async function countActiveOn(serverId: string, trx: Executor): Promise<number> {
   const { rows } = await sql<{ n: number }>`SELECT ${activeMovesOn(serverId)} AS n`.execute(trx);
   return Number(rows[0]!.n);
@@ -94,25 +118,17 @@ export async function startMove(db: CatalogDb, req: MoveRequest): Promise<MoveSt
           tenant_database_id: req.tenant_database_id,
           source_server_id: req.source_server_id,
           target_server_id: targetId,
-          slot_server_id: targetId,
-          phase: 'pending',
+          slot_server_id: req.await_target ? null : targetId,
+          phase: req.await_target ? 'awaiting_target' : 'pending',
           requested_by: req.requested_by,
           request_id: req.request_id,
+          plan_tier: req.plan_tier ?? null,
         })
         .onConflict((oc) => oc.column('tenant_database_id').where(IS_ACTIVE).doNothing())
         .returningAll()
         .executeTakeFirst();
       if (!move) throw new Refused({ kind: 'duplicate' });
-      const { rows: taken } = await sql<{ id: string }>`
-        UPDATE db_servers
-           SET current_instances = current_instances + 1,
-               status = CASE WHEN current_instances + 1 >= max_instances THEN 'full' ELSE status END,
-               updated_at = now()
-         WHERE id = ${targetId} AND status = 'active'
-           AND health_status = ANY(${PLACEABLE_HEALTH}::text[])
-           AND current_instances < max_instances
-        RETURNING id`.execute(trx);
-      if (!taken[0]) throw new Refused({ kind: 'no-room' });
+      if (!req.await_target && !(await takeSlotOn(targetId, trx))) throw new Refused({ kind: 'no-room' });
       await trx
         .insertInto('audit_events')
         .values({
@@ -125,6 +141,7 @@ export async function startMove(db: CatalogDb, req: MoveRequest): Promise<MoveSt
             move_id: move.id,
             source_server_id: req.source_server_id,
             target_server_id: targetId,
+            ...(req.plan_tier ? { plan_tier: req.plan_tier } : {}),
           },
         })
         .execute();

@@ -11,7 +11,7 @@ import {
   type TenantMove,
   type TenantMoveUpdate,
 } from '../types';
-import { type MoveRequest, type MoveStart, startMove } from './moves-start';
+import { type MoveRequest, type MoveStart, startMove, takeSlotOn } from './moves-start';
 import { createServersRepo } from './servers.repo';
 
 export type MovesRepo = ReturnType<typeof createMovesRepo>;
@@ -70,6 +70,30 @@ export function createMovesRepo(db: CatalogDb) {
       return { rows, total: Number(count.n) };
     },
 
+    /**
+     * A move in awaiting_target whose dedicated server is active now: the target slot taken and
+     * the move on to pending, in one transaction. 'no-room' (nothing written) when the server had
+     * no slot to give; 'moved-on' when the move had left awaiting_target (a repeat).
+     */
+    async takeTargetSlot(move: TenantMove): Promise<'taken' | 'no-room' | 'moved-on'> {
+      return db.transaction().execute(async (trx) => {
+        const row = await trx
+          .selectFrom('tenant_moves')
+          .select('phase')
+          .where('id', '=', move.id)
+          .forUpdate()
+          .executeTakeFirst();
+        if (row?.phase !== 'awaiting_target') return 'moved-on';
+        if (!(await takeSlotOn(move.target_server_id, trx))) return 'no-room';
+        await trx
+          .updateTable('tenant_moves')
+          .set({ phase: 'pending', slot_server_id: move.target_server_id, updated_at: sql<Date>`now()` })
+          .where('id', '=', move.id)
+          .execute();
+        return 'taken';
+      });
+    },
+
     /** Moves `from` one of these phases to `to` (with `patch`); undefined when it was in none. */
     advance(
       id: string,
@@ -123,13 +147,24 @@ export function createMovesRepo(db: CatalogDb) {
      * The cut-over in the catalog, one transaction: the tenant row now names the target (only if it
      * still names the source and is ready), the move's slot becomes the source's (so both slots
      * stay held until the source is dropped), the move leaves cutting_over, and the audit event.
-     * False, nothing written, when the tenant row or the move was not as expected.
+     * A plan change's plan (and its connection limit) is written onto the tenant row in the same
+     * statement. False, nothing written, when the tenant row or the move was not as expected.
      */
     async cutOver(move: TenantMove, writeBlockedMs: number): Promise<boolean> {
       return db.transaction().execute(async (trx: CatalogTrx) => {
+        const planTier = move.plan_tier;
         const switched = await trx
           .updateTable('tenant_databases')
-          .set({ db_server_id: move.target_server_id, updated_at: sql<Date>`now()` })
+          .set({
+            db_server_id: move.target_server_id,
+            updated_at: sql<Date>`now()`,
+            ...(planTier
+              ? {
+                  plan_tier: planTier,
+                  connection_limit: sql<number>`(SELECT connection_limit FROM plans WHERE plan_tier = ${planTier})`,
+                }
+              : {}),
+          })
           .where('id', '=', move.tenant_database_id)
           .where('db_server_id', '=', move.source_server_id)
           .where('status', '=', 'ready')
@@ -162,6 +197,7 @@ export function createMovesRepo(db: CatalogDb) {
               move_id: move.id,
               source_server_id: move.source_server_id,
               write_blocked_ms: writeBlockedMs,
+              ...(planTier ? { plan_tier: planTier } : {}),
             },
           })
           .execute();

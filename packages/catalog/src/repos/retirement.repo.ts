@@ -5,6 +5,7 @@ import type { CatalogDb, Executor } from '../db';
 import {
   type CatalogDatabase,
   type DbServer,
+  FINISHED_MOVE_PHASES,
   SERVING_STATUSES,
   type ServerStatus,
   SLOT_HOLDING_STATUSES,
@@ -70,6 +71,48 @@ export function createRetirementRepo(db: CatalogDb) {
                   .whereRef('t.db_server_id', '=', 'db_servers.id')
                   .where('t.status', '=', 'released')
                   .where('t.released_at', '>=', releasedBefore),
+              ),
+            ),
+          ),
+        )
+        .execute();
+    },
+
+    /**
+     * Dedicated servers no one will use: empty, serving, no move under way takes part in them, and
+     * their instance's live tenant database is on another server (allocate never places an
+     * instance that has one elsewhere: refuseIfHeldElsewhere). What a plan change to dedicated
+     * leaves when its move could not be recorded, or ended before its worker retired the server;
+     * the cleanup sweep retires them. No grace is needed: a plan change that uses the server has
+     * its move recorded (or the server is not serving yet), and marking it is conditional on it
+     * holding no tenant (markDecommissioning).
+     */
+    listUnusedDedicated(trx: Executor = db): Promise<DbServer[]> {
+      return trx
+        .selectFrom('db_servers')
+        .selectAll()
+        .where('server_type', '=', 'dedicated')
+        .where('status', 'in', SERVING_STATUSES)
+        .where(holdsNoTenant)
+        .where(({ exists, not, selectFrom }) =>
+          exists(
+            selectFrom('tenant_databases as t')
+              .select(sql`1`.as('one'))
+              .whereRef('t.instance_id', '=', 'db_servers.dedicated_to_instance_id')
+              .whereRef('t.db_server_id', '<>', 'db_servers.id')
+              .where('t.status', 'in', SLOT_HOLDING_STATUSES),
+          ).and(
+            not(
+              exists(
+                selectFrom('tenant_moves as m')
+                  .select(sql`1`.as('one'))
+                  .where((eb) =>
+                    eb.or([
+                      eb('m.target_server_id', '=', eb.ref('db_servers.id')),
+                      eb('m.source_server_id', '=', eb.ref('db_servers.id')),
+                    ]),
+                  )
+                  .where('m.phase', 'not in', FINISHED_MOVE_PHASES),
               ),
             ),
           ),

@@ -5,6 +5,7 @@
 import { sql } from 'kysely';
 import type { CatalogDb, Executor } from '../db';
 import type { AuditEvent, QuotaState, TenantDatabase } from '../types';
+import { createTenantEventsRepo, type TenantEventRecord } from './tenant-events.repo';
 
 export type UsageRepo = ReturnType<typeof createUsageRepo>;
 
@@ -49,6 +50,7 @@ const ACCESS_FIELDS = [
 ] as const;
 
 export function createUsageRepo(db: CatalogDb) {
+  const events = createTenantEventsRepo(db);
   /** The ladder's view of tenants (rows joined to their plan). */
   const ladderRows = (trx: Executor) =>
     trx
@@ -112,15 +114,16 @@ export function createUsageRepo(db: CatalogDb) {
     },
 
     /**
-     * One rung of the ladder, with its audit event, in one transaction. Only from `from` (a
-     * concurrent transition wins, this one is then undefined). access_pending is set when the
-     * server must change (into or out of restricted).
+     * One rung of the ladder, with its audit event and the portal's event (the outbox), in one
+     * transaction. Only from `from` (a concurrent transition wins, this one is then undefined).
+     * access_pending is set when the server must change (into or out of restricted).
      */
     transitionQuota(
       id: string,
       from: QuotaState,
       to: QuotaState,
       audit: (row: AccessRow & { quota_state_at: Date }) => AuditEvent,
+      event?: (row: AccessRow & { quota_state_at: Date }) => TenantEventRecord | undefined,
     ): Promise<(AccessRow & { quota_state_at: Date }) | undefined> {
       const serverChanges = from === 'restricted' || to === 'restricted';
       return db.transaction().execute(async (trx) => {
@@ -138,18 +141,24 @@ export function createUsageRepo(db: CatalogDb) {
           .returning([...ACCESS_FIELDS, 'quota_state_at'])
           .executeTakeFirst();
         if (!row) return undefined;
-        const event = { ...row, quota_state_at: row.quota_state_at! };
-        await trx.insertInto('audit_events').values(audit(event)).execute();
-        return event;
+        const moved = { ...row, quota_state_at: row.quota_state_at! };
+        await trx.insertInto('audit_events').values(audit(moved)).execute();
+        const told = event?.(moved);
+        if (told) await events.record(told, trx);
+        return moved;
       });
     },
 
-    /** Suspends or resumes a ready tenant (access_pending until the server has it), audited. */
+    /**
+     * Suspends or resumes a ready tenant (access_pending until the server has it), audited, with
+     * the portal's event (the outbox) when it changed.
+     */
     setSuspended(
       id: string,
       suspended: boolean,
       audit: (row: AccessRow) => AuditEvent,
-    ): Promise<{ row: AccessRow; changed: boolean } | undefined> {
+      event?: (row: AccessRow & { changed_at: Date }) => TenantEventRecord | undefined,
+    ): Promise<{ row: AccessRow; changed: boolean; event?: TenantEventRecord } | undefined> {
       return db.transaction().execute(async (trx) => {
         const current = await trx
           .selectFrom('tenant_databases')
@@ -168,10 +177,13 @@ export function createUsageRepo(db: CatalogDb) {
             updated_at: sql<Date>`now()`,
           })
           .where('id', '=', id)
-          .returning(ACCESS_FIELDS)
+          .returning([...ACCESS_FIELDS, 'updated_at'])
           .executeTakeFirstOrThrow();
-        await trx.insertInto('audit_events').values(audit(row)).execute();
-        return { row, changed: true };
+        const { updated_at, ...changed } = row;
+        await trx.insertInto('audit_events').values(audit(changed)).execute();
+        const told = event?.({ ...changed, changed_at: updated_at });
+        if (told) await events.record(told, trx);
+        return { row: changed, changed: true, ...(told ? { event: told } : {}) };
       });
     },
 

@@ -1,12 +1,13 @@
 // Usage and access of allocations, and a server's usage (admin; reads admin:read):
 //   GET  /api/database/admin/allocations/{instance_id}/usage
-//   POST /api/database/admin/allocations/{instance_id}/suspend · /resume · /plan
+//   POST /api/database/admin/allocations/{instance_id}/suspend · /resume · /plan (202 when it moves)
 //   GET  /api/database/admin/pools/{id}/usage
 import {
   AllocationUsage,
   ChangePlanRequest,
   ErrorResponse,
   InstanceParams,
+  PlanChangeStarted,
   PoolParams,
   ServerUsage,
   ServerUsageQuery,
@@ -65,14 +66,23 @@ export function accessRoutes(app: HttpApp, service: AccessService): void {
     {
       config: { scope: 'admin' },
       schema: {
-        summary: 'Change the plan within its placement: connection limit, guardrails and quota at once',
+        summary:
+          'Change the plan: within its placement at once (200); to the other placement by a move of the tenant (202)',
         tags,
         params: InstanceParams,
         body: ChangePlanRequest,
-        response: { ...changed, 404: ErrorResponse },
+        response: { ...changed, 202: PlanChangeStarted, 404: ErrorResponse, 429: ErrorResponse },
       },
     },
-    async (request) => service.changePlan(request.params.instance_id, request.body.plan_tier, ctx(request)),
+    async (request, reply) => {
+      const result = await service.changePlan(
+        request.params.instance_id,
+        request.body.plan_tier,
+        ctx(request),
+      );
+      if (result.kind === 'moving') return reply.code(202).send(result.change);
+      return result.usage;
+    },
   );
 
   app.get(

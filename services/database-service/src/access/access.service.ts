@@ -5,16 +5,24 @@
 // applied; a crash in between is finished by the reconciler.
 import {
   MB,
+  type MovesRepo,
   nextQuotaState,
   type PlansRepo,
   QUOTA_STATES,
   type ServersRepo,
   type TenantDatabasesRepo,
+  type TenantEventsRepo,
   type UsageRepo,
   type UsageStatsRepo,
 } from '@tenantdb/catalog';
-import type { AllocationUsage, ServerUsage } from '@tenantdb/contracts';
-import { ConflictError, NotFoundError, type RequestContext, UnavailableError } from '@tenantdb/http';
+import type { AllocationUsage, PlanChangeStarted, ServerUsage } from '@tenantdb/contracts';
+import {
+  BadRequestError,
+  ConflictError,
+  NotFoundError,
+  type RequestContext,
+  UnavailableError,
+} from '@tenantdb/http';
 import type { Queues } from '@tenantdb/jobs';
 import {
   applyQuotaTransition,
@@ -25,6 +33,7 @@ import {
   type TenantAccess,
   type TenantEventNotice,
 } from '@tenantdb/pool-server';
+import { needsMove, type PlacementChange } from './plan-change';
 
 export type AccessService = ReturnType<typeof createAccessService>;
 
@@ -32,22 +41,25 @@ export interface AccessDeps {
   servers: Pick<ServersRepo, 'findById'>;
   tenants: Pick<TenantDatabasesRepo, 'findLiveByInstance'>;
   usage: UsageRepo;
+  events: Pick<TenantEventsRepo, 'markQueued'>;
   stats: Pick<UsageStatsRepo, 'serverTotal' | 'largestOnServer'>;
   plans: Pick<PlansRepo, 'find'>;
   access: TenantAccess;
   queues: Pick<Queues, 'enqueue'>;
+  moves: Pick<MovesRepo, 'findActiveForTenant'>;
+  changePlacement: PlacementChange;
 }
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
 export function createAccessService(deps: AccessDeps) {
-  const { servers, tenants, usage, stats, plans, access, queues } = deps;
+  const { servers, tenants, usage, events, stats, plans, access, queues, moves, changePlacement } = deps;
   const notify = async (notice: TenantEventNotice) => {
     await queues.enqueue('deliver-tenant-event', notice);
   };
   const transitions = (ctx: RequestContext, reason: string) =>
     quotaTransitions(
-      { servers, usage, access, notify },
+      { servers, usage, events, access, notify },
       { actor: ctx.actor, requestId: ctx.requestId, reason },
     );
 
@@ -91,24 +103,32 @@ export function createAccessService(deps: AccessDeps) {
 
   async function setSuspended(instanceId: string, suspended: boolean, ctx: RequestContext) {
     const row = await ready(instanceId);
-    const result = await usage.setSuspended(row.id, suspended, (r) => ({
-      actor: ctx.actor,
-      action: suspended ? 'allocation.suspended' : 'allocation.resumed',
-      request_id: ctx.requestId,
-      instance_id: r.instance_id,
-      db_server_id: r.db_server_id,
-      tenant_database_id: r.id,
-      details: {},
-    }));
-    if (!result) throw new ConflictError('the allocation changed; retry');
-    if (result.changed) {
-      await notify({
+    const verb = suspended ? 'suspended' : 'resumed';
+    const result = await usage.setSuspended(
+      row.id,
+      suspended,
+      (r) => ({
+        actor: ctx.actor,
+        action: `allocation.${verb}`,
+        request_id: ctx.requestId,
+        instance_id: r.instance_id,
+        db_server_id: r.db_server_id,
+        tenant_database_id: r.id,
+        details: {},
+      }),
+      (r) => ({
         instance_id: instanceId,
-        event: suspended ? 'database.suspended' : 'database.resumed',
-        occurred_at: new Date().toISOString(),
-        delivery_id: `${row.id}-${suspended ? 'suspended' : 'resumed'}-${Date.now()}`,
-      });
-    }
+        event: `database.${verb}`,
+        occurred_at: r.changed_at.toISOString(),
+        delivery_id: `${r.id}-${verb}-${r.changed_at.getTime()}`,
+      }),
+    );
+    if (!result) throw new ConflictError('the allocation changed; retry');
+    // In the outbox with the change: a queue that cannot take it now gets it from the reconciler.
+    if (result.event)
+      await transitions(ctx, verb)
+        .notify(result.event as TenantEventNotice)
+        .catch(() => {});
     // Applied even when the catalog already said so: a repeat finishes a change a crash left.
     await onServer(() => syncAccess(transitions(ctx, suspended ? 'suspend' : 'resume'), result.row));
     return usageOf(instanceId);
@@ -124,21 +144,34 @@ export function createAccessService(deps: AccessDeps) {
      * server, then the row's plan in the catalog (audited), then the ladder judged again against
      * the new quota with the latest sample (a restricted tenant that fits is lifted now; a plan
      * change never restricts, the next sample judges that). A change of placement needs a move
-     * of the tenant: 409.
+     * of the tenant (plan-change.ts): 202 with the move that carries it. Refused (409) while a
+     * move or another plan change of the allocation is under way.
      */
-    async changePlan(instanceId: string, planTier: string, ctx: RequestContext): Promise<AllocationUsage> {
+    async changePlan(
+      instanceId: string,
+      planTier: string,
+      ctx: RequestContext,
+    ): Promise<{ kind: 'applied'; usage: AllocationUsage } | { kind: 'moving'; change: PlanChangeStarted }> {
       const row = await ready(instanceId);
-      const [plan, current] = await Promise.all([
+      const [plan, current, active] = await Promise.all([
         plans.find(planTier),
         row.plan_tier ? plans.find(row.plan_tier) : undefined,
+        moves.findActiveForTenant(row.id),
       ]);
-      if (!plan || plan.retired_at) throw new NotFoundError(`no live plan "${planTier}"`);
-      if (current && current.placement !== plan.placement) {
+      // As allocate answers it: the request names no plan there is (400), not a missing resource.
+      if (!plan) throw new BadRequestError(`unknown plan_tier "${planTier}"`);
+      if (plan.retired_at) throw new ConflictError(`plan "${planTier}" is retired`);
+      if (active)
         throw new ConflictError(
-          `plan "${planTier}" is placed on ${plan.placement} servers and this allocation on ${current.placement} ones: the change needs a move of the tenant (not built yet)`,
+          active.plan_tier
+            ? `a change to plan "${active.plan_tier}" is already under way (move ${active.id})`
+            : `the allocation is being moved (move ${active.id}); change its plan once it is done`,
         );
-      }
       const server = await servers.findById(row.db_server_id);
+      if (server && needsMove(current, plan, server)) {
+        if (row.suspended_at) throw new ConflictError('the allocation is suspended; resume it first');
+        return { kind: 'moving', change: await changePlacement(instanceId, row, current, plan, ctx) };
+      }
       if (!server?.host) throw new UnavailableError('the server of this allocation is not reachable');
       await onServer(() =>
         access.applyPlan(
@@ -173,7 +206,7 @@ export function createAccessService(deps: AccessDeps) {
           await onServer(() => applyQuotaTransition(transitions(ctx, 'plan change'), judged, next));
         }
       }
-      return usageOf(instanceId);
+      return { kind: 'applied', usage: await usageOf(instanceId) };
     },
 
     async serverUsage(serverId: string, limit: number): Promise<ServerUsage> {

@@ -38,15 +38,25 @@ class AlreadyLive extends Error {}
 
 export type DedicatedResult = { server: DbServer; answer: Credentials } | Provisioning;
 
-export function createDedicatedPlacement(deps: DedicatedPlacementDeps) {
-  const { db, servers, tenants, audit, secrets, queues, config, limits, answers, materialize } = deps;
+export type DedicatedServerFor = ReturnType<typeof createDedicatedServerFor>;
 
+/** Makes (or finds) an instance's dedicated server: allocate's path and a plan change's. */
+export function createDedicatedServerFor(
+  deps: Pick<DedicatedPlacementDeps, 'servers' | 'audit' | 'limits'> & {
+    config: Pick<AllocationConfig, 'defaultDriver'>;
+  },
+) {
+  const { servers, audit, config, limits } = deps;
   /**
    * The instance's dedicated server, inserted (and audited) by the first request that asks, when
    * the customer's limits and the fleet's allow one more (checked under their locks in the
    * inserting transaction: 409 or 429, and nothing inserted, otherwise).
    */
-  async function dedicatedServer(req: AllocateRequest, plan: Plan, ctx: RequestContext): Promise<DbServer> {
+  return async function dedicatedServer(
+    req: Pick<AllocateRequest, 'instance_id' | 'customer_id'>,
+    plan: Plan,
+    ctx: RequestContext,
+  ): Promise<DbServer> {
     const existing = await servers.findDedicatedFor(req.instance_id);
     if (existing) return existing;
     const base = `ded-${req.instance_id.replaceAll('-', '').slice(0, 20)}`;
@@ -86,7 +96,12 @@ export function createDedicatedPlacement(deps: DedicatedPlacementDeps) {
     const server = created ?? (await servers.findDedicatedFor(req.instance_id));
     if (!server) throw new ConflictError('a server with this name already exists');
     return server;
-  }
+  };
+}
+
+export function createDedicatedPlacement(deps: DedicatedPlacementDeps) {
+  const { db, servers, tenants, audit, secrets, queues, config, answers, materialize } = deps;
+  const dedicatedServer = createDedicatedServerFor(deps);
 
   /**
    * An instance that already has a live allocation gets no dedicated server of its own: not for

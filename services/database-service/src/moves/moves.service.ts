@@ -1,24 +1,21 @@
-// Tenant moves, the API side: checks a request against the catalog (every refusal a clear 4xx with
-// nothing written), records the move with its target slot taken (MovesRepo.start), and hands it
-// to database-worker's move-tenant job. Starting a move holds the allocation's rotation lock, so
-// it never meets a rotation or the start of a release; those are refused while the move runs
-// (release-rotate.ts). "Anywhere" and "to this server" are one call each, for an operator or a
-// drain job alike.
+// Tenant moves, the API side: a request goes through beginMove (@tenantdb/catalog, moves-begin.ts,
+// shared with the drain-server job): checked against the catalog, recorded with its target slot
+// taken, handed to database-worker's move-tenant job; every refusal is a clear 4xx with nothing
+// written. Rotations and releases are refused while the move runs (release-rotate.ts).
 import {
   type AuditRepo,
+  beginMove,
   CANCELLABLE_MOVE_PHASES,
   type CatalogDb,
-  type DbServer,
-  LOCK_KEYS,
   type MovesRepo,
-  PLACEABLE_HEALTH,
   type PlacementStrategy,
   RESTORE_LOCKS_TENANT_PHASES,
   type RestoresRepo,
   type ServersRepo,
+  type TenantDatabase,
   type TenantDatabasesRepo,
   type TenantMove,
-  trySessionLock,
+  tenantRefusal,
 } from '@tenantdb/catalog';
 import type { Move, MoveList, MovesQuery, StartMoveRequest } from '@tenantdb/contracts';
 import { BadRequestError, ConflictError, NotFoundError, type RequestContext } from '@tenantdb/http';
@@ -33,29 +30,6 @@ export interface MovesDeps {
   queues: Pick<Queues, 'enqueue'>;
   audit: Pick<AuditRepo, 'record'>;
   config: { movesPerServer: number; strategy: PlacementStrategy };
-}
-
-/** Why a named server cannot take the tenant; undefined when it can (room is checked on insert). */
-export function targetRefusal(
-  target: DbServer,
-  source: DbServer,
-  tenant: { customer_id: string | null },
-): string | undefined {
-  if (target.id === source.id) return 'the tenant is already on this server';
-  if (target.server_type === 'platform') return 'the target is a platform server';
-  if (target.server_type === 'dedicated' && target.dedicated_to_customer_id !== tenant.customer_id)
-    return 'the target is dedicated to another customer';
-  if (target.status !== 'active') return `the target is ${target.status}`;
-  if (!(PLACEABLE_HEALTH as readonly string[]).includes(target.health_status))
-    return `the target is ${target.health_status}`;
-  if (target.current_instances >= target.max_instances) return 'the target has no room';
-  if (
-    source.postgres_major !== null &&
-    target.postgres_major !== null &&
-    target.postgres_major < source.postgres_major
-  )
-    return `the target runs PostgreSQL ${target.postgres_major}, older than the source's ${source.postgres_major}`;
-  return undefined;
 }
 
 export function createMovesService(deps: MovesDeps) {
@@ -88,71 +62,73 @@ export function createMovesService(deps: MovesDeps) {
       cut_over_at: move.cut_over_at?.toISOString() ?? null,
       drop_source_after: move.drop_source_after?.toISOString() ?? null,
       finished_at: move.finished_at?.toISOString() ?? null,
+      plan_tier: move.plan_tier,
     };
   }
 
+  /** The allocation's server, when nothing keeps it from moving now (409 otherwise). */
+  async function movable(row: TenantDatabase) {
+    const refusal = tenantRefusal(row);
+    if (refusal) throw new ConflictError(refusal);
+    const source = await servers.findById(row.db_server_id);
+    if (!source) throw new ConflictError('the server of this allocation is missing from the catalog');
+    return source;
+  }
+
+  /** beginMove with this service's catalog and queue; its refusals as 4xx, nothing written. */
+  async function begin(
+    row: TenantDatabase,
+    opts: { target_server_id?: string | undefined; plan_tier?: string; await_target?: boolean },
+    ctx: RequestContext,
+  ): Promise<Move> {
+    // A restore swaps the tenant's database by name on its server: no move meets it half way.
+    const restore = await deps.restores.findActiveForTenant(row.id);
+    if (restore && (RESTORE_LOCKS_TENANT_PHASES as readonly string[]).includes(restore.phase))
+      throw new ConflictError('a restore of this allocation is under way; retry once it is done');
+    const begun = await beginMove(
+      {
+        db,
+        moves,
+        servers,
+        tenants,
+        config,
+        enqueue: (moveId) => queues.enqueue('move-tenant', { move_id: moveId }),
+      },
+      { tenant: row, ...opts, requested_by: ctx.actor, request_id: ctx.requestId },
+    );
+    switch (begun.kind) {
+      case 'started':
+        return view(begun.move);
+      case 'target-missing':
+        throw new NotFoundError(begun.message);
+      case 'same-server':
+        throw new BadRequestError(begun.message);
+      default:
+        throw new ConflictError(begun.message);
+    }
+  }
+
   return {
+    /** 409 unless the allocation may be moved now (ready; suspended and restricted ones move too): its server. */
+    movable,
+
     async start(req: StartMoveRequest, ctx: RequestContext): Promise<Move> {
       const row = await tenants.findLiveByInstance(req.instance_id);
       if (!row) throw new NotFoundError('no live allocation for this instance_id');
-      if (row.status !== 'ready') throw new ConflictError(`the allocation is ${row.status}`);
-      // The cut-over opens the tenant's login on the target and does not carry a restriction or a
-      // suspension over yet: such a tenant is not moved until it is lifted or resumed.
-      if (row.suspended_at)
-        throw new ConflictError('the allocation is suspended; resume it before moving it');
-      if (row.quota_state === 'restricted')
-        throw new ConflictError('the allocation is restricted by its quota; it can be moved once lifted');
-      const source = await servers.findById(row.db_server_id);
-      if (!source) throw new ConflictError('the server of this allocation is missing from the catalog');
-      if (req.target_server_id) {
-        const target = await servers.findById(req.target_server_id);
-        if (!target) throw new NotFoundError('no server with this target_server_id');
-        if (target.id === source.id) throw new BadRequestError('the tenant is already on this server');
-        const refusal = targetRefusal(target, source, row);
-        if (refusal) throw new ConflictError(refusal);
-      }
-      const attempt = await trySessionLock(db, LOCK_KEYS.rotation(row.id), async () => {
-        const current = await tenants.findById(row.id);
-        if (current?.status !== 'ready' || current.db_server_id !== source.id)
-          throw new ConflictError('the allocation changed; retry');
-        const restore = await deps.restores.findActiveForTenant(row.id);
-        if (restore && (RESTORE_LOCKS_TENANT_PHASES as readonly string[]).includes(restore.phase))
-          throw new ConflictError('a restore of this allocation is under way; retry once it is done');
-        if (current.password_pending_enc)
-          throw new ConflictError('a password rotation of this allocation is not settled yet; retry later');
-        return moves.start({
-          tenant_database_id: row.id,
-          source_server_id: source.id,
-          ...(req.target_server_id ? { target_server_id: req.target_server_id } : {}),
-          source_major: source.postgres_major,
-          moves_per_server: config.movesPerServer,
-          strategy: config.strategy,
-          requested_by: ctx.actor,
-          request_id: ctx.requestId,
-        });
-      });
-      if (!attempt.acquired) throw new ConflictError('this allocation is being rotated or released; retry');
-      const started = attempt.value;
-      switch (started.kind) {
-        case 'duplicate':
-          throw new ConflictError('a move of this allocation is already under way');
-        case 'no-target':
-          throw new ConflictError('no active shared pool with room can take this tenant');
-        case 'no-room':
-          throw new ConflictError('the target has no room or is not placeable');
-        case 'busy':
-          throw new ConflictError(
-            `server ${started.server_id} already takes part in ${config.movesPerServer} moves (TENANTDB_MOVES_PER_SERVER)`,
-          );
-      }
-      try {
-        await queues.enqueue('move-tenant', { move_id: started.move.id });
-      } catch (err) {
-        // Nothing was done on a server yet: the move is ended and its slot freed, then 503.
-        await moves.finish(started.move.id, ['pending'], 'cancelled', 'the job queue was unavailable');
-        throw err;
-      }
-      return view(started.move);
+      return begin(row, { target_server_id: req.target_server_id }, ctx);
+    },
+
+    /**
+     * The move that carries a plan change of placement (plan-change.ts has checked the plan):
+     * anywhere on a shared pool, or to the instance's dedicated server, waiting in awaiting_target
+     * while that server is being provisioned.
+     */
+    async startForPlan(
+      row: TenantDatabase,
+      opts: { plan_tier: string; target_server_id?: string; await_target?: boolean },
+      ctx: RequestContext,
+    ): Promise<Move> {
+      return begin(row, opts, ctx);
     },
 
     async get(id: string): Promise<Move> {

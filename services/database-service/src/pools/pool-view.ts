@@ -1,6 +1,6 @@
 // The one view of a server the admin API answers with: never the whole row.
-import type { ListedServer } from '@tenantdb/catalog';
-import type { Pool } from '@tenantdb/contracts';
+import type { DbServer, DrainFigures, ListedServer } from '@tenantdb/catalog';
+import type { DrainProgress, Pool } from '@tenantdb/contracts';
 
 export function toPool(s: ListedServer): Pool {
   return {
@@ -26,5 +26,19 @@ export function toPool(s: ListedServer): Pool {
     logical_replication: s.logical_replication,
     created_at: s.created_at.toISOString(),
     provisioned_at: s.provisioned_at?.toISOString() ?? null,
+  };
+}
+
+/** A drain's progress (draining or drained servers only): the job's last step and the catalog now. */
+export function toDrainProgress(s: DbServer, figures: DrainFigures): DrainProgress | null {
+  if (s.status !== 'draining' && s.status !== 'drained') return null;
+  return {
+    // A server draining from before drains moved tenants has no start recorded: its last change.
+    started_at: (s.drain_started_at ?? s.updated_at).toISOString(),
+    requested_by: s.drain_requested_by,
+    checked_at: s.drain_checked_at?.toISOString() ?? null,
+    finished_at: s.drain_finished_at?.toISOString() ?? null,
+    ...figures,
+    blocked: s.drain_blocked,
   };
 }

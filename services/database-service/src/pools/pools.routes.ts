@@ -122,10 +122,11 @@ export function poolsRoutes(app: HttpApp, service: PoolsService): void {
     {
       config: admin,
       schema: {
-        summary: 'Put a cordoned or draining server back into placement',
+        summary: 'Put a cordoned, draining or drained server back into placement',
         description:
           'The server becomes active, or full when it has no free slot; already active or full ' +
-          'is success. 409 from any other status.',
+          'is success. A drain under way stops at its next step (moves already begun finish). ' +
+          '409 from any other status.',
         tags,
         params: PoolParams,
         response: { 200: Pool, ...refusals },
@@ -139,15 +140,22 @@ export function poolsRoutes(app: HttpApp, service: PoolsService): void {
     {
       config: admin,
       schema: {
-        summary: 'Drain a server: no new placements, report the tenants still on it',
+        summary: 'Drain a server: no new placements, then every tenant moved off it, until it is drained',
         description:
-          'From active, full or cordoned; already draining is success. Moving tenants to other ' +
-          'servers is NOT implemented: draining only stops new placements and answers ' +
-          '`remaining_tenants`. Those tenants must be released (or moved by other means) before ' +
-          'the server can be decommissioned.',
+          'From active, full or cordoned; already draining or drained is success. The server leaves ' +
+          "placement at once; database-worker's drain-server job then drops its warm databases and " +
+          'moves every tenant "anywhere with room" (at most TENANTDB_MOVES_PER_SERVER moves at once), ' +
+          'and marks the server `drained` when nothing is left (ready for decommission). Progress is ' +
+          'in `drain` here and in GET …/pools/{id}: tenants left, moves running and failed, and what ' +
+          'blocks it (no pool with room, a tenant whose moves failed TENANTDB_DRAIN_MOVE_ATTEMPTS ' +
+          'times); it waits rather than over-commit. Suspended and restricted tenants move and stay ' +
+          'so on the target. Uncordon ' +
+          'stops it (moves already begun finish). 409 for a dedicated server (emptied by a plan ' +
+          'change of its tenant), a platform server, or one that is provisioning, decommissioning ' +
+          'or decommissioned; 503 when the job queue is down (the server stays draining; retry).',
         tags,
         params: PoolParams,
-        response: { 200: DrainResult, ...refusals },
+        response: { 200: DrainResult, ...refusals, 503: ErrorResponse },
       },
     },
     async (request) => service.drain(request.params.id, ctx(request)),

@@ -7,6 +7,7 @@ import type {
   AuditRepo,
   CatalogDb,
   DbServer,
+  DrainsRepo,
   HealthRepo,
   ServersRepo,
   TenantDatabasesRepo,
@@ -25,7 +26,7 @@ import { checkServerHealth, hardenPool, inspectServer, type PoolConnections } fr
 import type { SecretBox } from '@tenantdb/secrets';
 import type { Limits } from '../limits';
 import { singleFlight } from '../single-flight';
-import { toPool } from './pool-view';
+import { toDrainProgress, toPool } from './pool-view';
 import { createStatusChanges } from './status-changes';
 
 export interface PoolsDeps {
@@ -33,6 +34,7 @@ export interface PoolsDeps {
   servers: ServersRepo;
   health: HealthRepo;
   tenants: TenantDatabasesRepo;
+  drains: DrainsRepo;
   audit: AuditRepo;
   secrets: SecretBox;
   connections: PoolConnections;
@@ -44,7 +46,7 @@ export interface PoolsDeps {
 const MIN_POSTGRES = 130_000; // DROP DATABASE … WITH (FORCE)
 
 export function createPoolsService(deps: PoolsDeps) {
-  const { db, servers, health, tenants, audit, secrets, connections, queues, limits, config } = deps;
+  const { db, servers, health, tenants, drains, audit, secrets, connections, queues, limits, config } = deps;
   const statusChanges = createStatusChanges(deps);
 
   async function mustFind(id: string): Promise<DbServer> {
@@ -76,6 +78,10 @@ export function createPoolsService(deps: PoolsDeps) {
         admin_user: server.admin_user,
         last_allocated_at: server.last_allocated_at?.toISOString() ?? null,
         tenant_databases: await tenants.countByStatus(id),
+        drain:
+          server.status === 'draining' || server.status === 'drained'
+            ? toDrainProgress(server, await drains.figures(server))
+            : null,
       };
     },
 
@@ -252,7 +258,8 @@ export function createPoolsService(deps: PoolsDeps) {
       for (const r of rows) {
         total += r.servers;
         if (r.status === 'active' || r.status === 'full') active += r.servers;
-        capacity += r.capacity;
+        // A drained server is out of the fleet's capacity until it is reopened or decommissioned.
+        if (r.status !== 'drained') capacity += r.capacity;
         used += r.used;
         byStatus[r.status] = (byStatus[r.status] ?? 0) + r.servers;
         byType[r.server_type] = (byType[r.server_type] ?? 0) + r.servers;

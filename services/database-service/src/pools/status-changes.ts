@@ -1,9 +1,11 @@
-// Operator status changes of a server: out of placement (cordon, drain), back in (uncordon), and
-// out of the fleet (decommission: marked here, removed by the worker).
+// Operator status changes of a server: out of placement (cordon), emptied (drain: marked here,
+// its tenants moved off by the worker's drain-server job), back in (uncordon, which also stops a
+// drain), and out of the fleet (decommission: marked here, removed by the worker).
 import {
   type AuditRepo,
   type CatalogTrx,
   type DbServer,
+  type DrainsRepo,
   RETIRABLE_STATUSES,
   type ServerStatus,
   type ServersRepo,
@@ -13,11 +15,12 @@ import {
 import type { DrainResult, Pool } from '@tenantdb/contracts';
 import { ConflictError, NotFoundError, type RequestContext, UnavailableError } from '@tenantdb/http';
 import type { Queues } from '@tenantdb/jobs';
-import { toPool } from './pool-view';
+import { toDrainProgress, toPool } from './pool-view';
 
 export interface StatusChangesDeps {
   servers: Pick<ServersRepo, 'findById' | 'updateIfStatus' | 'reopen' | 'markDecommissioning'>;
   tenants: Pick<TenantDatabasesRepo, 'countByStatus'>;
+  drains: Pick<DrainsRepo, 'start' | 'figures'>;
   audit: Pick<AuditRepo, 'audited'>;
   queues: Pick<Queues, 'enqueue'>;
 }
@@ -32,7 +35,7 @@ interface StatusChange {
 }
 
 export function createStatusChanges(deps: StatusChangesDeps) {
-  const { servers, tenants, audit, queues } = deps;
+  const { servers, tenants, drains, audit, queues } = deps;
 
   async function mustFind(id: string): Promise<DbServer> {
     const server = await servers.findById(id);
@@ -106,23 +109,35 @@ export function createStatusChanges(deps: StatusChangesDeps) {
       return toPool(server);
     },
 
+    /** Back into placement; a drain under way stops at its next step (moves already begun finish). */
     async uncordon(id: string, ctx: RequestContext): Promise<Pool> {
       const server = await changeStatus(
         id,
         {
           verb: 'uncordon',
           action: 'server.uncordon',
-          from: ['cordoned', 'draining'],
+          from: ['cordoned', 'draining', 'drained'],
           done: ['active', 'full'],
-          apply: (trx) => servers.reopen(id, ['cordoned', 'draining'], trx),
+          apply: (trx) => servers.reopen(id, ['cordoned', 'draining', 'drained'], trx),
         },
         ctx,
       );
       return toPool(server);
     },
 
-    /** Stops placement and reports what is left; moving tenants elsewhere is not built. */
+    /**
+     * Empties a server: out of placement at once, then database-worker's drain-server job moves
+     * every tenant off it and marks it drained. Already draining or drained is success (and queues
+     * the job again, a no-op while it is queued). A dedicated server is emptied by its tenant's
+     * plan change, not a drain: every "anywhere" target is a shared pool.
+     */
     async drain(id: string, ctx: RequestContext): Promise<DrainResult> {
+      const found = await mustFind(id);
+      if (found.server_type === 'platform') throw new ConflictError('a platform server is not drained');
+      if (found.server_type === 'dedicated')
+        throw new ConflictError(
+          "a dedicated server is emptied by a plan change of its tenant (its only tenant would go to a shared pool); change the allocation's plan instead",
+        );
       const from = ['active', 'full', 'cordoned'] as const;
       const server = await changeStatus(
         id,
@@ -130,18 +145,26 @@ export function createStatusChanges(deps: StatusChangesDeps) {
           verb: 'drain',
           action: 'server.drain',
           from,
-          done: ['draining'],
-          apply: (trx) =>
-            servers.updateIfStatus(
-              id,
-              from,
-              { status: 'draining', status_reason: `draining, requested by ${ctx.actor}` },
-              trx,
-            ),
+          done: ['draining', 'drained'],
+          apply: (trx) => drains.start(id, from, ctx.actor, trx),
         },
         ctx,
       );
-      return { ...toPool(server), remaining_tenants: await liveTenants(id) };
+      if (server.status === 'draining') {
+        try {
+          await queues.enqueue('drain-server', { server_id: id });
+        } catch {
+          throw new UnavailableError(
+            'the server is draining but its drain could not be queued; retry to queue it (reconcile also picks it up)',
+          );
+        }
+      }
+      const figures = await drains.figures(server);
+      return {
+        ...toPool(server),
+        remaining_tenants: figures.tenants_left,
+        drain: toDrainProgress(server, figures),
+      };
     },
 
     /**

@@ -1,6 +1,7 @@
 // cleanup-failed-servers (daily) removes servers in error that hold no tenants — including those
 // that failed while provisioning — and retires dedicated servers whose tenant was released at
-// least one cleanup interval ago (the same grace a failed server gets before it goes): each is
+// least one cleanup interval ago (the same grace a failed server gets before it goes), and
+// dedicated servers no one will use (a plan change's it did not retire itself): each is
 // marked decommissioning (only while it still holds no tenant, in one statement) and removed by
 // decommission-server, the path an operator's decommission takes.
 import { SERVING_STATUSES } from '@tenantdb/catalog';
@@ -11,17 +12,23 @@ export function cleanupFailedServers(deps: WorkerDeps) {
   const { db, retirement, servers, audit, queues, config } = deps;
   const retire = retireServer(deps);
 
-  /** Released dedicated servers → decommissioning, and their removal queued. */
+  /**
+   * Released dedicated servers, and ones no one will use (a plan change's that it did not retire
+   * itself), → decommissioning, and their removal queued.
+   */
   async function retireReleasedDedicated(log: JobContext['log']): Promise<number> {
     const releasedBefore = new Date(Date.now() - config.TENANTDB_CLEANUP_INTERVAL_MS);
-    const released = await retirement.listReleasedDedicated(releasedBefore);
+    const released = [
+      ...(await retirement.listReleasedDedicated(releasedBefore)),
+      ...(await retirement.listUnusedDedicated()),
+    ];
     let retiring = 0;
     for (const server of released) {
       const marked = await db.transaction().execute(async (trx) => {
         const row = await servers.markDecommissioning(
           server.id,
           SERVING_STATUSES,
-          'its tenant was released; retired by cleanup',
+          'its tenant was released or is on another server; retired by cleanup',
           trx,
         );
         if (row) {

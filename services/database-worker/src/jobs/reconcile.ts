@@ -11,7 +11,8 @@
 //   - tenant moves no worker has touched for a while (a lost job, a worker killed past its
 //     retries), and moves whose grace period is over: their (idempotent) job again. A move's
 //     databases on its source and target are known names, never orphans. Restores and running
-//     backups alike (a restore's databases are named after it, without the tenant prefix).
+//     backups alike (a restore's databases are named after it, without the tenant prefix);
+//   - draining servers: their drain-server job again (a no-op while it is queued or delayed).
 // Unlabelled objects, and databases or roles whose names tenantdb does not generate (with the
 // tenant prefix or not), are never touched. One row's or one server's failure is logged and
 // counted (the summary's errors) and the pass goes on; the next run tries again.
@@ -26,7 +27,7 @@ import {
   tenantOf,
 } from '@tenantdb/pool-server';
 import type { JobContext, WorkerDeps } from '../context';
-import { legacyArrangements, pendingAccess } from './reconcile-access';
+import { legacyArrangements, pendingAccess, pendingEvents } from './reconcile-access';
 import { pendingRotations } from './reconcile-rotations';
 
 /** One pass: its log, and what it could not do (logged where it happened; the next run tries again). */
@@ -227,11 +228,13 @@ export function reconcile(deps: WorkerDeps) {
       (await stuckAllocations(pass)) +
       (await pendingRotations(deps, pass)) +
       (await pendingAccess(deps, pass)) +
+      (await pendingEvents(deps, pass)) +
       (await legacyArrangements(deps, pass));
     // Before the pass over every server, which is long on a large fleet.
     const slotDrift = await fleet.recordSlotDrift();
     let databases = 0;
-    const live = await fleet.listInStatuses(SERVING_STATUSES);
+    // Drained servers too: what a drain left behind there is found and removed like anywhere.
+    const live = await fleet.listInStatuses([...SERVING_STATUSES, 'drained']);
     await eachAtMost(config.TENANTDB_RECONCILE_CONCURRENCY, live, async (server) => {
       try {
         // Awaited apart: `databases += await …` would read the total before the await and lose what
@@ -256,6 +259,9 @@ export function reconcile(deps: WorkerDeps) {
     for (const r of restoresResumed) await queues.enqueue('restore-tenant', { restore_id: r.id });
     const backupsResumed = await deps.backups.findStaleRunning(staleBefore());
     for (const b of backupsResumed) await queues.enqueue('backup-tenant', { backup_id: b.id });
+    // Drains whose job is lost (a worker killed past its retries): the job again, a no-op while queued.
+    const draining = await fleet.idsInStatuses(['draining']);
+    for (const id of draining) await queues.enqueue('drain-server', { server_id: id });
 
     const summary = {
       objects,
@@ -264,6 +270,7 @@ export function reconcile(deps: WorkerDeps) {
       moves_resumed: resumed.length,
       restores_resumed: restoresResumed.length,
       backups_resumed: backupsResumed.length,
+      drains: draining.length,
       slot_drift: slotDrift,
       errors: pass.errors,
     };

@@ -188,6 +188,43 @@ export function createInstancesRepo(db: InstancesDb) {
         .execute();
     },
 
+    /**
+     * A ready instance's database moved (or changed plan): its address and plan as database-service
+     * answers them now, for the same tenant database only. Undefined when nothing was changed.
+     */
+    updateDatabase(
+      id: string,
+      database: {
+        tenant_database_id: string;
+        db_server_id: string;
+        db_host: string;
+        db_port: number;
+        plan_tier: string | null;
+      },
+      trx: Executor = db,
+    ): Promise<InstanceRow | undefined> {
+      const { tenant_database_id: tenantId, plan_tier: planTier, ...address } = database;
+      return trx
+        .updateTable('instances')
+        .set({ ...address, ...(planTier ? { plan_tier: planTier } : {}), updated_at: now() })
+        .where('id', '=', id)
+        .where('status', '=', 'ready')
+        .where((eb) => eb.or([eb('tenant_database_id', '=', tenantId), eb('tenant_database_id', 'is', null)]))
+        .returningAll()
+        .executeTakeFirst();
+    },
+
+    /** The instance's plan, once database-service applied a change within its placement. */
+    setPlan(id: string, planTier: string, trx: Executor = db): Promise<InstanceRow | undefined> {
+      return trx
+        .updateTable('instances')
+        .set({ plan_tier: planTier, updated_at: now() })
+        .where('id', '=', id)
+        .where('status', '=', 'ready')
+        .returningAll()
+        .executeTakeFirst();
+    },
+
     /** A create whose job could not be enqueued is taken back before anyone saw it. */
     async deleteUnstarted(id: string): Promise<void> {
       await db.deleteFrom('instances').where('id', '=', id).where('status', '=', 'pending').execute();

@@ -4,10 +4,9 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { DbServer, TenantDatabase, TenantMove } from '@tenantdb/catalog';
+import type { DbServer, Plan, TenantDatabase, TenantMove } from '@tenantdb/catalog';
 import { PermanentJobError } from '@tenantdb/jobs';
 import {
-  allowLoginStatement,
   blockWritesStatements,
   type ClientTools,
   createTenantStatements,
@@ -37,15 +36,32 @@ export interface MoveParts {
   names: TenantNames;
   /** Publication, subscription, slot and replication role of this move. */
   object: string;
+  /** A plan change's plan (tenant_moves.plan_tier): the target role gets its connection limit. */
+  plan?: Plan;
 }
 
 type StepDeps = Pick<
   WorkerDeps,
-  'connections' | 'secrets' | 'tls' | 'tenantOps' | 'tenantAccess' | 'clientTools'
+  'connections' | 'secrets' | 'tls' | 'tenantOps' | 'tenantAccess' | 'clientTools' | 'tenants'
 >;
 
 export function createMoveSteps(deps: StepDeps) {
-  const { connections, tls, tenantOps, tenantAccess } = deps;
+  const { connections, tls, tenantOps, tenantAccess, tenants } = deps;
+  /**
+   * Opens the tenant's role on a server as the catalog says it is now (read at the call, so a
+   * suspension or restriction decided during the move is seen): restricted first, while it still
+   * cannot log in; a suspended tenant stays NOLOGIN. A move carries both over, either way it goes.
+   */
+  const openAsCatalogSays = async (server: DbServer, p: MoveParts) => {
+    const row = await tenants.findById(p.tenant.id);
+    const restricted = row?.quota_state === 'restricted';
+    const suspended = row !== undefined && row.suspended_at !== null;
+    // The restriction with the login left as it is (a repeat after the cut-over must not end the
+    // sessions the target serves), then the login.
+    const { canLogin } = await tenantAccess.read(server, p.names);
+    await tenantAccess.apply(server, p.names, { restricted, suspended: !canLogin });
+    if (suspended === canLogin) await tenantAccess.apply(server, p.names, { restricted, suspended });
+  };
   const inDb = (server: DbServer, database: string): PoolServerTarget => ({
     ...server,
     admin_database: database,
@@ -138,7 +154,7 @@ export function createMoveSteps(deps: StepDeps) {
       if (!verifier?.startsWith('SCRAM-SHA-256$'))
         throw new PermanentJobError('the tenant role has no SCRAM-SHA-256 password on the source');
       await steps.undoTarget(p);
-      const limit = p.tenant.connection_limit ?? 20;
+      const limit = p.plan?.connection_limit ?? p.tenant.connection_limit ?? 20;
       await run(
         p.target,
         createTenantStatements({
@@ -210,8 +226,8 @@ export function createMoveSteps(deps: StepDeps) {
         }
       });
     },
-    allowSourceLogins: (p: MoveParts) => run(p.source, [allowLoginStatement(p.names.dbUser)]),
-    openTarget: (p: MoveParts) => run(p.target, [allowLoginStatement(p.names.dbUser)]),
+    allowSourceLogins: (p: MoveParts) => openAsCatalogSays(p.source, p),
+    openTarget: (p: MoveParts) => openAsCatalogSays(p.target, p),
 
     /** Everything of the move on the target: its replication objects, the database and the role. */
     async undoTarget(p: MoveParts): Promise<void> {

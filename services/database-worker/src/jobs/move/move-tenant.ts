@@ -1,4 +1,6 @@
 // move-tenant: advances one tenant move (tenant_moves) phase by phase, design §11 and issue 15.
+//   awaiting_target (a plan change to a dedicated server being provisioned): no slot held until
+//     the server is active (move-plan-change.ts), then → pending; a server that failed: failed
 //   pending → copying_schema: the role (same name and SCRAM verifier, NOLOGIN) and database on the
 //     target; the method (logical, or dump when a table has no key or a server has no logical
 //     WAL); logical: schema before the data (pre-data, primary keys); dump: writes blocked on the
@@ -8,9 +10,10 @@
 //   cutting_over: writes blocked on the source (role NOLOGIN, its sessions ended), the target has
 //     the source's LSN, sequences copied, the catalog row switched to the target in one
 //     transaction (the move's slot becomes the source's), the target role opened
-//   cleaning_up: subscription, publication, slots and replication role dropped
+//   cleaning_up: subscription, publication, slots and replication role dropped; instance-service
+//     told the new address (and a plan change's plan set on the target role)
 //   grace: the source database stays, closed, for TENANTDB_MOVE_GRACE_MS (the job waits delayed)
-//   dropping_source: dropped, its slot freed → done
+//   dropping_source: dropped, its slot freed → done (a plan change's emptied dedicated server retired)
 //   cancelling / failing (before the cut-over only): everything on the target undone, the
 //     target slot freed, the source open again → cancelled / failed
 // Each phase repeats safely (a job is delivered at least once; a worker may die anywhere): the
@@ -26,6 +29,7 @@ import {
 import { PermanentJobError, RetryLater } from '@tenantdb/jobs';
 import { describePgError, moveObjectName } from '@tenantdb/pool-server';
 import type { JobContext, WorkerDeps } from '../../context';
+import { createPlanChangeSteps } from './move-plan-change';
 import { createMoveSteps, type MoveParts } from './move-steps';
 
 /** How often a move waiting for its copy records progress (its heartbeat) and looks for a cancel. */
@@ -37,14 +41,16 @@ const CAUGHT_UP_BYTES = 1024 * 1024;
 class Superseded extends Error {}
 
 export function moveTenant(deps: WorkerDeps) {
-  const { db, moves, servers, tenants, config, metrics } = deps;
+  const { db, moves, servers, tenants, plans, config, metrics } = deps;
   const steps = createMoveSteps(deps);
+  const planChange = createPlanChangeSteps(deps);
 
   async function partsOf(move: TenantMove): Promise<MoveParts> {
-    const [tenant, source, target] = await Promise.all([
+    const [tenant, source, target, plan] = await Promise.all([
       tenants.findById(move.tenant_database_id),
       servers.findById(move.source_server_id),
       servers.findById(move.target_server_id),
+      move.plan_tier ? plans.find(move.plan_tier) : undefined,
     ]);
     if (!tenant || !source || !target) throw new PermanentJobError('the move names a row that is gone');
     return {
@@ -54,6 +60,7 @@ export function moveTenant(deps: WorkerDeps) {
       target,
       names: { dbName: tenant.db_name, dbUser: tenant.db_user },
       object: moveObjectName(move.id),
+      ...(plan ? { plan } : {}),
     };
   }
 
@@ -84,16 +91,21 @@ export function moveTenant(deps: WorkerDeps) {
     // Never drop the copy that serves the tenant: undo is for moves that have not cut over.
     if (tenant?.db_server_id === p.target.id)
       throw new Error('the tenant is served from the target; not undoing');
-    await steps.dropReplication(p);
-    await steps.undoTarget(p);
-    await steps.allowSourceLogins(p).catch((err) => {
-      // A tenant released meanwhile has no role to open; anything else is retried.
-      if ((err as { code?: string }).code !== '42704') throw err;
-    });
+    // A move that never took its target slot (awaiting_target) made nothing on either server and
+    // never blocked the source (a suspension meanwhile must stay).
+    if (p.move.slot_server_id !== null) {
+      await steps.dropReplication(p);
+      await steps.undoTarget(p);
+      await steps.allowSourceLogins(p).catch((err) => {
+        // A tenant released meanwhile has no role to open; anything else is retried.
+        if ((err as { code?: string }).code !== '42704') throw err;
+      });
+    }
     const ended = await moves.finish(p.move.id, [from], to, p.move.error);
     if (ended) {
       metrics.moveFinished(to);
       log.warn({ move_id: p.move.id, error: p.move.error }, `move ${to}`);
+      await planChange.finished(ended, log);
     }
     return ended?.phase ?? 'gone';
   }
@@ -157,6 +169,8 @@ export function moveTenant(deps: WorkerDeps) {
   async function step(move: TenantMove, log: JobContext['log']): Promise<TenantMove | string> {
     const p = await partsOf(move);
     switch (move.phase) {
+      case 'awaiting_target':
+        return planChange.awaitTarget(p);
       case 'pending':
         return advance(move, 'pending', 'copying_schema');
       case 'copying_schema': {
@@ -195,6 +209,7 @@ export function moveTenant(deps: WorkerDeps) {
         await steps.openTarget(p);
         await steps.blockWrites(p); // sessions that reached the source before the switch end now
         await steps.dropReplication(p);
+        await planChange.afterCutOver(p);
         return advance(move, 'cleaning_up', 'grace', {
           drop_source_after: new Date(Date.now() + config.TENANTDB_MOVE_GRACE_MS),
         });
@@ -209,7 +224,10 @@ export function moveTenant(deps: WorkerDeps) {
           throw new Error('the tenant is still on the source');
         await steps.dropSource(p);
         const done = await moves.finish(move.id, ['dropping_source'], 'done', null);
-        if (done) metrics.moveFinished('done');
+        if (done) {
+          metrics.moveFinished('done');
+          await planChange.finished(done, log);
+        }
         return 'done';
       }
       case 'cancelling':
@@ -217,6 +235,8 @@ export function moveTenant(deps: WorkerDeps) {
       case 'failing':
         return undo(p, 'failed', log);
       default:
+        // Finished: a repeat after a crash between the end and the retire finishes the retire.
+        await planChange.retireEmptied(move, log);
         return move.phase;
     }
   }

@@ -1,0 +1,146 @@
+// A tenant to move under faults (moves.fault.test.ts, moves-servers.fault.test.ts): allocated with
+// enough data that the copy phases last long enough to be hit, a client writing one row at a time
+// that follows the allocation's address through the move, and the check afterwards — served from
+// the target, with every write the client saw acknowledged and all of the data.
+import { randomUUID } from 'node:crypto';
+import { type TenantCredentials, tenantSsl } from '@tenantdb/testkit';
+import pg from 'pg';
+import { expect } from 'vitest';
+import { type FaultStack, sleep, waitUntil } from './stack';
+
+type Ids = { instance_id: string; customer_id: string; plan_tier: string };
+const BIG_ROWS = 150_000;
+
+export function movingTenant(s: FaultStack) {
+  async function allocate(ids: Ids) {
+    const res = await fetch(`${s.stack.urls.databaseService}/api/database/allocate`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${s.stack.secrets.allocateToken}`,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify(ids),
+    });
+    return { status: res.status, body: (await res.json()) as TenantCredentials & { db_server_id: string } };
+  }
+
+  const client = (c: TenantCredentials) => {
+    const pgc = new pg.Client({
+      host: c.db_host,
+      port: c.db_port,
+      database: c.db_name,
+      user: c.db_user,
+      password: c.db_password,
+      ssl: tenantSsl(c),
+      connectionTimeoutMillis: 3_000,
+    });
+    pgc.on('error', () => {});
+    return pgc;
+  };
+
+  /** Writes one row at a time, following the allocation's address through the move. */
+  function writer(ids: Ids) {
+    const acked: number[] = [];
+    let stop = false;
+    const done = (async () => {
+      let n = 0;
+      let c: pg.Client | undefined;
+      while (!stop) {
+        try {
+          if (!c) {
+            const res = await allocate(ids);
+            if (res.status !== 200) throw new Error(`allocate ${res.status}`);
+            c = client(res.body);
+            await c.connect();
+          }
+          n++;
+          await c.query('INSERT INTO app.w (v) VALUES ($1)', [n]);
+          acked.push(n);
+          await sleep(10);
+        } catch {
+          await c?.end().catch(() => {});
+          c = undefined;
+          await sleep(100);
+        }
+      }
+      await c?.end().catch(() => {});
+    })();
+    return {
+      acked,
+      async stop() {
+        stop = true;
+        await done;
+      },
+    };
+  }
+
+  /** An active shared pool with room other than `serverId`; a new one when there is none. */
+  async function targetFor(serverId: string) {
+    const find = async () =>
+      (await s.servers()).find(
+        (r) =>
+          r.status === 'active' &&
+          r.server_type === 'shared' &&
+          r.id !== serverId &&
+          r.current_instances < r.max_instances - 2,
+      );
+    const found = await find();
+    if (found) return found;
+    const res = await s.admin('POST', '/api/database/admin/pools', { max_instances: 30, priority: 200 });
+    expect(res.status).toBe(202);
+    await waitUntil(async () => (await find()) !== undefined, 120_000, 'a pool to move to');
+    return (await find())!;
+  }
+
+  const phaseOf = async (id: string) =>
+    (await s.db.selectFrom('tenant_moves').select('phase').where('id', '=', id).executeTakeFirstOrThrow())
+      .phase;
+
+  return {
+    allocate,
+    phaseOf,
+    /**
+     * A new tenant with data, a writer on it, and a move of it to another pool started: the
+     * caller breaks something while it runs, then calls `verify` once the move is done.
+     */
+    async startMove() {
+      const ids = { instance_id: randomUUID(), customer_id: randomUUID(), plan_tier: 'standard' };
+      const first = await allocate(ids);
+      expect(first.status).toBe(200);
+      const c = client(first.body);
+      await c.connect();
+      await c.query(`CREATE SCHEMA app;
+        CREATE TABLE app.w (id bigserial PRIMARY KEY, v integer NOT NULL);
+        CREATE TABLE app.big (id bigserial PRIMARY KEY, v text);
+        INSERT INTO app.big (v) SELECT repeat(md5(g::text), 4) FROM generate_series(1, ${BIG_ROWS}) g;`);
+      await c.end();
+      const w = writer(ids);
+      const target = await targetFor(first.body.db_server_id);
+      const started = await s.admin('POST', '/api/database/admin/moves', {
+        instance_id: ids.instance_id,
+        target_server_id: target.id,
+      });
+      expect(started.status).toBe(202);
+      return {
+        ids,
+        writer: w,
+        moveId: started.body.id as string,
+        sourceId: first.body.db_server_id,
+        target,
+      };
+    },
+    /** Served from the target, with every acknowledged write and all of the data. */
+    async verify(moved: { ids: Ids; writer: ReturnType<typeof writer>; target: { id: string } }) {
+      const now = await allocate(moved.ids);
+      expect(now.body.db_server_id).toBe(moved.target.id);
+      const c = client(now.body);
+      await c.connect();
+      const { rows } = await c.query<{ v: number }>('SELECT v FROM app.w');
+      const { rows: big } = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM app.big');
+      await c.end();
+      const have = new Set(rows.map((r) => r.v));
+      expect(moved.writer.acked.filter((v) => !have.has(v))).toEqual([]);
+      expect(big[0]!.n).toBe(BIG_ROWS);
+    },
+  };
+}
