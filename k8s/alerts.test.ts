@@ -25,6 +25,8 @@ describe('k8s/base/monitoring/tenantdb.rules.yml', () => {
     }[];
     expect(rules.map((r) => r.alert).sort()).toEqual(
       [
+        'TenantdbBackupDrillFailed',
+        'TenantdbBackupsOverdue',
         'TenantdbCatalogDrift',
         'TenantdbNoHealthSweep',
         'TenantdbProvisioningFailures',

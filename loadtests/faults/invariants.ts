@@ -79,6 +79,8 @@ const PAYLOAD_FIELDS = new Set([
   'occurred_at',
   'delivery_id',
   'move_id',
+  'backup_id',
+  'restore_id',
 ]);
 
 export async function checkInvariants(src: InvariantSources): Promise<InvariantReport> {

@@ -20,6 +20,7 @@ import * as m0016 from './0016_server_major';
 import * as m0017 from './0017_tenant_moves';
 import * as m0018 from './0018_server_drain';
 import * as m0019 from './0019_plan_change_moves';
+import * as m0020 from './0020_backups';
 import * as m0021 from './0021_tenant_events';
 
 export const migrations: Record<string, Migration> = {
@@ -42,5 +43,6 @@ export const migrations: Record<string, Migration> = {
   '0017_tenant_moves': m0017,
   '0018_server_drain': m0018,
   '0019_plan_change_moves': m0019,
+  '0020_backups': m0020,
   '0021_tenant_events': m0021,
 };

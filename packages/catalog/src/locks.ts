@@ -102,6 +102,9 @@ export const LOCK_KEYS = {
   serverMoves: (serverId: string) => `server-moves:${serverId}`,
   /** The one worker advancing a move (session lock, try): a second delivery of its job leaves it. */
   move: (moveId: string) => `move:${moveId}`,
+  /** One worker at a time runs a backup or a restore (try; the session goes with a dead worker). */
+  backup: (backupId: string) => `backup:${backupId}`,
+  restore: (restoreId: string) => `restore:${restoreId}`,
   /** One customer's new instances and dedicated servers, counted against its limits (transaction lock). */
   customerLimits: (customerId: string) => `customer-limits:${customerId}`,
 } as const;

@@ -141,6 +141,10 @@ export interface PlansTable {
   idle_in_transaction_timeout_ms: Nullable<number>;
   temp_file_limit_mb: Nullable<number>;
   work_mem_mb: Nullable<number>;
+  /** A backup of each tenant every this many hours (the scheduler); null: no scheduled backups. */
+  backup_interval_hours: ColumnType<number | null, number | null | undefined, number | null>;
+  /** How long a completed backup is kept. */
+  backup_retention_days: ColumnType<number, number | undefined, number>;
   /** A retired plan takes no new allocations. */
   retired_at: NullableTimestamp;
   created_at: Timestamp;
@@ -315,6 +319,95 @@ export interface TenantEventsTable {
   queued_at: NullableTimestamp;
 }
 
+export type BackupStatus = 'running' | 'completed' | 'failed';
+export type BackupReason = 'manual' | 'scheduled' | 'release';
+
+/** What a completed backup records of its dump (backups.manifest). Never a secret. */
+export interface BackupManifest {
+  format: 'pg_dump -Fc';
+  tenant_database_id: string;
+  db_name: string;
+  db_server_id: string;
+  server_version: string;
+  pg_dump_version: string;
+  size_bytes: number;
+  sha256: string;
+  key_id: string;
+  /** Entries of the archive's table of contents (pg_restore -l). */
+  archive_entries: number;
+  /** Rows per table ("schema.table"), counted in the snapshot pg_dump dumped. */
+  row_counts: Record<string, number>;
+  duration_ms: number;
+}
+
+export interface BackupsTable {
+  id: Generated<string>;
+  tenant_database_id: string;
+  instance_id: string | null;
+  customer_id: string | null;
+  db_server_id: string;
+  status: BackupStatus;
+  reason: BackupReason;
+  object_key: string;
+  size_bytes: number | null;
+  stored_bytes: number | null;
+  sha256: string | null;
+  key_id: string | null;
+  manifest: ColumnType<BackupManifest | null, string | null | undefined, string | null>;
+  error: string | null;
+  requested_by: string;
+  created_at: Timestamp;
+  started_at: NullableTimestamp;
+  finished_at: NullableTimestamp;
+  expires_at: NullableTimestamp;
+  last_verified_at: NullableTimestamp;
+  last_verify_result: 'passed' | 'failed' | null;
+  last_verify_error: string | null;
+}
+
+export type RestoreMode = 'replace' | 'copy';
+export const RESTORE_PHASES = [
+  'pending',
+  'restoring',
+  'cutting_over',
+  'grace',
+  'dropping_old',
+  'done',
+  'failing',
+  'failed',
+] as const;
+export type RestorePhase = (typeof RESTORE_PHASES)[number];
+export const ACTIVE_RESTORE_PHASES = RESTORE_PHASES.filter((p) => p !== 'done' && p !== 'failed');
+/**
+ * Phases in which a restore is working on the tenant's database (restoring beside it, swapping it
+ * in, or undoing): a release, rotation or move then is refused. From grace on, the tenant's
+ * database is the restored one and only the closed, replaced one is left to drop.
+ */
+export const RESTORE_LOCKS_TENANT_PHASES = [
+  'pending',
+  'restoring',
+  'cutting_over',
+  'failing',
+] as const satisfies RestorePhase[];
+
+export interface TenantRestoresTable {
+  id: Generated<string>;
+  /** null once retention deleted the backup. */
+  backup_id: string | null;
+  tenant_database_id: string;
+  mode: RestoreMode;
+  phase: RestorePhase;
+  bytes_restored: number | null;
+  error: string | null;
+  requested_by: string;
+  request_id: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  cut_over_at: NullableTimestamp;
+  drop_old_after: NullableTimestamp;
+  finished_at: NullableTimestamp;
+}
+
 export interface CatalogDatabase {
   db_servers: DbServersTable;
   plans: PlansTable;
@@ -324,6 +417,8 @@ export interface CatalogDatabase {
   fleet_ca: FleetCaTable;
   server_certificates: ServerCertificatesTable;
   tenant_moves: TenantMovesTable;
+  backups: BackupsTable;
+  tenant_restores: TenantRestoresTable;
   tenant_events: TenantEventsTable;
 }
 
@@ -339,3 +434,6 @@ export type FleetCa = Selectable<FleetCaTable>;
 export type ServerCertificate = Selectable<ServerCertificatesTable>;
 export type TenantMove = Selectable<TenantMovesTable>;
 export type TenantMoveUpdate = Updateable<TenantMovesTable>;
+export type Backup = Selectable<BackupsTable>;
+export type TenantRestore = Selectable<TenantRestoresTable>;
+export type TenantRestoreUpdate = Updateable<TenantRestoresTable>;

@@ -191,6 +191,59 @@ export const encryptionKeys = z
   });
 
 /**
+ * Where backups are kept (database-worker writes them, database-service checks the store is up):
+ * `none` (no backups), `dir` (a directory; `pnpm dev` uses its state directory) or `s3` (any
+ * S3-compatible storage). Credentials come from the variable or from the file its `_FILE` twin
+ * names (a mounted secret); unset, the AWS SDK's default chain (environment, instance role) is
+ * used. The files are read by @tenantdb/backups when the store is made, not here.
+ */
+export const backupStoreSettings = {
+  TENANTDB_BACKUP_STORE: z
+    .enum(['none', 'dir', 's3'])
+    .default('none')
+    .describe('none (backups off), dir (TENANTDB_BACKUP_DIR) or s3 (TENANTDB_BACKUP_S3_*)'),
+  TENANTDB_BACKUP_DIR: optionalPath.describe('dir store: the directory backups are kept in'),
+  TENANTDB_BACKUP_S3_BUCKET: optionalPath.describe('s3 store: the bucket'),
+  TENANTDB_BACKUP_S3_PREFIX: z
+    .string()
+    .default('')
+    .refine((v) => v === '' || /^[A-Za-z0-9._/-]*\/$/.test(v), {
+      message: 'letters, digits, . _ - / and ending in /',
+    })
+    .describe('s3 store: prepended to every object key, e.g. tenantdb/'),
+  TENANTDB_BACKUP_S3_REGION: z.string().min(1).default('us-east-1').describe('s3 store: the region'),
+  TENANTDB_BACKUP_S3_ENDPOINT: optionalPath.describe(
+    "s3 store: the endpoint URL of S3-compatible storage (unset: AWS's own for the region)",
+  ),
+  TENANTDB_BACKUP_S3_FORCE_PATH_STYLE: env
+    .bool(false)
+    .describe('s3 store: bucket in the path (most S3-compatible servers), not the host name'),
+  TENANTDB_BACKUP_S3_ACCESS_KEY_ID: optionalPath.describe('s3 store: access key id'),
+  TENANTDB_BACKUP_S3_ACCESS_KEY_ID_FILE: optionalPath.describe('s3 store: a file holding the access key id'),
+  TENANTDB_BACKUP_S3_SECRET_ACCESS_KEY: optionalPath.describe('s3 store: secret access key'),
+  TENANTDB_BACKUP_S3_SECRET_ACCESS_KEY_FILE: optionalPath.describe(
+    's3 store: a file holding the secret access key',
+  ),
+};
+
+type BackupStoreSettings = {
+  [K in keyof typeof backupStoreSettings]: z.output<(typeof backupStoreSettings)[K]>;
+};
+
+/** superRefine: the store named has what it needs; a credential is given one way only. */
+export function checkBackupStore(c: BackupStoreSettings, ctx: z.RefinementCtx): void {
+  const need = (name: keyof BackupStoreSettings, why: string) => {
+    if (!c[name]) ctx.addIssue({ code: 'custom', path: [name], message: why });
+  };
+  if (c.TENANTDB_BACKUP_STORE === 'dir') need('TENANTDB_BACKUP_DIR', 'the dir store needs a directory');
+  if (c.TENANTDB_BACKUP_STORE === 's3') need('TENANTDB_BACKUP_S3_BUCKET', 'the s3 store needs a bucket');
+  for (const name of ['TENANTDB_BACKUP_S3_ACCESS_KEY_ID', 'TENANTDB_BACKUP_S3_SECRET_ACCESS_KEY'] as const) {
+    if (c[name] && c[`${name}_FILE`])
+      ctx.addIssue({ code: 'custom', path: [name], message: `set ${name} or ${name}_FILE, not both` });
+  }
+}
+
+/**
  * A check for a config schema's superRefine: the named secrets must all differ. One value serving
  * as two tokens gives whoever holds the weaker one the stronger one's scope (an allocate token
  * that is also the admin token is an admin token). Names the variables, never the value.

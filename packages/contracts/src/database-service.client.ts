@@ -5,6 +5,7 @@
 // retried. It logs nothing: answers carry passwords.
 import type { z } from 'zod';
 import { IntrospectKeyAnswer } from './api-keys';
+import { Backup, BackupList, Restore, RestoreRequest } from './backups';
 import { ErrorResponse, uuid } from './common';
 import {
   Allocated,
@@ -23,6 +24,8 @@ export interface DatabaseServiceClientOptions {
   baseUrl: string;
   /** A bearer token with the `allocate` scope. */
   token: string;
+  /** A bearer token with the `admin` scope, for the admin methods (backups and restores; none: they throw) */
+  adminToken?: string | undefined;
   /** Deadline of one attempt (connect, request and the whole answer). */
   timeoutMs?: number;
   /** Further attempts after a network error, a timeout or a 5xx. */
@@ -45,6 +48,11 @@ export type Operation =
   | 'list_plans'
   | 'suspend'
   | 'resume'
+  | 'start_backup'
+  | 'get_backup'
+  | 'list_backups'
+  | 'restore_backup'
+  | 'get_restore'
   | 'change_plan';
 export type AttemptOutcome = 'ok' | 'client_error' | 'server_error' | 'unreachable';
 
@@ -101,6 +109,11 @@ export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) 
   const backoffMs = opts.backoffMs ?? 250;
   const maxBackoffMs = opts.maxBackoffMs ?? 5_000;
   const send = opts.fetch ?? globalThis.fetch;
+
+  function adminToken(): string {
+    if (!opts.adminToken) throw new Error('no admin token for database-service is configured');
+    return opts.adminToken;
+  }
 
   function backoff(retry: number, retryAfterSeconds?: number): number {
     const exponential = Math.min(maxBackoffMs, backoffMs * 2 ** retry);
@@ -264,6 +277,80 @@ export function createDatabaseServiceClient(opts: DatabaseServiceClientOptions) 
         { 200: AllocationUsage },
       );
       return answer as AllocationUsage;
+    },
+
+    /** Admin: a backup of the instance's allocation now (one already running is answered as is). */
+    async startBackup(instanceId: string): Promise<Backup> {
+      const id = uuid.parse(instanceId);
+      return (await call<Backup>(
+        'start_backup',
+        'POST',
+        '/api/database/admin/backups',
+        { instance_id: id },
+        { 202: Backup },
+        { token: adminToken() },
+      )) as Backup;
+    },
+
+    /** Admin (admin:read): one backup with its manifest; null when there is none. */
+    async getBackup(backupId: string): Promise<Backup | null> {
+      const id = uuid.parse(backupId);
+      const answer = await call<Backup>(
+        'get_backup',
+        'GET',
+        `/api/database/admin/backups/${id}`,
+        undefined,
+        { 200: Backup },
+        { token: adminToken(), notFoundIsAnswer: true },
+      );
+      return answer === NotFound ? null : (answer as Backup);
+    },
+
+    /** Admin (admin:read): the instance's backups, newest first. */
+    async listBackups(
+      instanceId: string,
+      filter: { status?: Backup['status']; limit?: number; offset?: number } = {},
+    ): Promise<BackupList> {
+      const query = new URLSearchParams({ instance_id: uuid.parse(instanceId) });
+      for (const [k, v] of Object.entries(filter)) if (v !== undefined) query.set(k, String(v));
+      return (await call<BackupList>(
+        'list_backups',
+        'GET',
+        `/api/database/admin/backups?${query}`,
+        undefined,
+        { 200: BackupList },
+        { token: adminToken() },
+      )) as BackupList;
+    },
+
+    /**
+     * Admin: restore a backup (replace, or copy into another instance of the customer). Not
+     * retried: a second request after a lost answer would meet the first restore (409).
+     */
+    async restoreBackup(backupId: string, request: RestoreRequest): Promise<Restore> {
+      const id = uuid.parse(backupId);
+      return (await call<Restore>(
+        'restore_backup',
+        'POST',
+        `/api/database/admin/backups/${id}/restore`,
+        RestoreRequest.parse(request),
+        { 202: Restore },
+        { token: adminToken(), retries: 0 },
+      )) as Restore;
+    },
+
+    /** Admin (admin:read): a restore's phase and progress; null when there is none. */
+    async getRestore(restoreId: string): Promise<Restore | null> {
+      const id = uuid.parse(restoreId);
+      const answer = await call<Restore>(
+        'get_restore',
+        'GET',
+        `/api/database/admin/restores/${id}`,
+        undefined,
+        { 200: Restore },
+        { token: adminToken(), notFoundIsAnswer: true },
+      );
+      return answer === NotFound ? null : (answer as Restore);
     },
 
     /**

@@ -1,4 +1,5 @@
 export * from './api-keys';
+export * from './backups';
 export * from './common';
 export * from './database-service';
 export * from './database-service.client';

@@ -1,5 +1,5 @@
 // Plans through the admin API (/api/database/admin/plans): create, read, update, retire. A plan
-// says where its tenants go, their connection limit, storage quota and session guardrails.
+// says where its tenants go, their connection limit, storage quota, session guardrails and backups.
 import { z } from 'zod';
 import { decimal, planTier } from './common';
 
@@ -23,6 +23,10 @@ const PlanSettings = {
   idle_in_transaction_timeout_ms: nullableInt(1, 86_400_000),
   temp_file_limit_mb: nullableInt(1, 1_048_576),
   work_mem_mb: nullableInt(1, 2_097_151),
+  /** A scheduled backup of each tenant every this many hours; null: none. */
+  backup_interval_hours: nullableInt(1, 8760),
+  /** How long a completed backup is kept. */
+  backup_retention_days: z.number().int().min(1).max(3650),
 };
 
 const liftBelowWarn = (p: { quota_warn_fraction?: number; quota_lift_fraction?: number }) =>
@@ -62,6 +66,8 @@ export const AdminPlan = z.object({
   idle_in_transaction_timeout_ms: z.number().int().nullable(),
   temp_file_limit_mb: z.number().int().nullable(),
   work_mem_mb: z.number().int().nullable(),
+  backup_interval_hours: z.number().int().nullable(),
+  backup_retention_days: z.number().int(),
   created_at: z.string(),
   updated_at: z.string(),
   retired_at: z.string().nullable(),

@@ -124,6 +124,9 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       TENANTDB_CALLBACK_ALLOWED_HOSTS: pick('TENANTDB_CALLBACK_ALLOWED_HOSTS', '127.0.0.1'),
       TENANTDB_ENCRYPTION_KEYS: encryptionKeys,
       TENANTDB_LOCAL_ROOT: serverRoot,
+      // Backups in the state directory, unless the environment names another store.
+      TENANTDB_BACKUP_STORE: pick('TENANTDB_BACKUP_STORE', 'dir'),
+      TENANTDB_BACKUP_DIR: pick('TENANTDB_BACKUP_DIR', join(stateDir, 'backups')),
     };
     const env = { ...base, ...wiring, ...opts.env };
     const sink = typeof opts.output === 'function' ? opts.output : undefined;

@@ -57,6 +57,24 @@ export const JOBS = {
    */
   'move-tenant': { queue: 'data', payload: moveJob, attempts: 20 },
   /**
+   * One pg_dump -Fc of a tenant into the backup store (backups: the row, made running by whoever
+   * asked, is the truth). A row is completed only with its object whole; one whose attempts are
+   * used up is failed and its object deleted.
+   */
+  'backup-tenant': { queue: 'data', payload: z.object({ backup_id: z.uuid() }), attempts: 3 },
+  /** Start the backups that are due (per plan interval, capped per server) and apply retention. */
+  'schedule-backups': { queue: 'data', payload: noPayload },
+  /**
+   * Restore drills: a sample of recent backups restored into scratch databases, checked against
+   * their manifests (digest, archive entries, rows per table), dropped; the result recorded.
+   */
+  'verify-backups': { queue: 'data', payload: noPayload, attempts: 1 },
+  /**
+   * Advance a restore (tenant_restores) phase by phase: into a new database, then swapped in; in
+   * its grace period it waits delayed, then drops the replaced database.
+   */
+  'restore-tenant': { queue: 'data', payload: z.object({ restore_id: z.uuid() }), attempts: 10 },
+  /**
    * One step of a server's drain (db_servers.status draining: the row is the truth): drop its warm
    * databases, start moves off it up to TENANTDB_MOVES_PER_SERVER, record what is blocked; then
    * again after TENANTDB_DRAIN_STEP_MS (delayed), until nothing is left (drained) or the drain is
@@ -124,14 +142,18 @@ export function jobIdFor<N extends JobName>(name: N, payload: JobPayload<N>): st
     delivery_id: deliveryId,
     plan_tier: planTier,
     move_id: moveId,
+    backup_id: backupId,
+    restore_id: restoreId,
   } = payload as {
+    backup_id?: string;
+    restore_id?: string;
     plan_tier?: string;
     server_id?: string;
     instance_id?: string;
     delivery_id?: string;
     move_id?: string;
   };
-  const id = deliveryId ?? serverId ?? instanceId ?? moveId ?? planTier;
+  const id = deliveryId ?? serverId ?? instanceId ?? moveId ?? backupId ?? restoreId ?? planTier;
   return id ? `${name}-${id}` : name;
 }
 
@@ -153,6 +175,11 @@ export const SINGLE_FLIGHT: ReadonlySet<JobName> = new Set<JobName>([
   'apply-plan',
   // The move's record is the truth: a job that gave up must not keep reconcile from resuming it.
   'move-tenant',
+  // The backup's and the restore's records are the truth, as a move's.
+  'backup-tenant',
+  'restore-tenant',
+  'schedule-backups',
+  'verify-backups',
   // The server's status is the truth: reconcile re-enqueues a drain whose job gave up.
   'drain-server',
   // instance-service: the instance row is the truth; a job that gave up must not block the sweep.

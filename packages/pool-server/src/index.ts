@@ -2,6 +2,7 @@ export * from './access-sync';
 export * from './client-tools';
 export * from './connections';
 export * from './dump';
+export * from './dump-stream';
 export * from './health';
 export * from './locks';
 export * from './move.sql';

@@ -119,3 +119,39 @@ export function tenantDatabaseGrants(names: TenantNames): string[] {
     `GRANT CONNECT, TEMPORARY ON DATABASE ${quoteIdent(names.dbName)} TO ${quoteIdent(names.dbUser)}`,
   ];
 }
+
+/** The database a restore is made in, and the name the replaced one keeps for its grace period. */
+export function restoreDatabaseNames(restoreId: string): { scratch: string; old: string } {
+  const hex = restoreId.replaceAll('-', '').toLowerCase();
+  if (!/^[0-9a-f]{32}$/.test(hex)) throw new Error('a restore id is a uuid');
+  return { scratch: `tenantdb_restore_${hex}`, old: `tenantdb_replaced_${hex}` };
+}
+
+/**
+ * The swap of a restore's cut-over, one transaction (ALTER DATABASE … RENAME is transactional):
+ * the tenant's database takes the old name and stays closed; the restored one takes the tenant's
+ * name, its grants and connection limit. Run with the tenant's sessions ended (a database with
+ * sessions cannot be renamed).
+ */
+export function swapRestoredStatements(
+  names: TenantNames,
+  db: { scratch: string; old: string },
+  limit: number,
+): string {
+  const tenant = quoteIdent(names.dbName);
+  return [
+    'BEGIN',
+    `ALTER DATABASE ${tenant} RENAME TO ${quoteIdent(db.old)}`,
+    `ALTER DATABASE ${quoteIdent(db.old)} WITH ALLOW_CONNECTIONS false`,
+    `REVOKE ALL ON DATABASE ${quoteIdent(db.old)} FROM ${quoteIdent(names.dbUser)}`,
+    `ALTER DATABASE ${quoteIdent(db.scratch)} RENAME TO ${tenant}`,
+    `ALTER DATABASE ${tenant} WITH CONNECTION LIMIT ${limit}`,
+    ...tenantDatabaseGrants(names),
+    'COMMIT',
+  ].join(';\n');
+}
+
+/** Ends every session in these databases (the admin's own connection is elsewhere). */
+export function endDatabaseSessionsStatement(databases: string[]): string {
+  return `SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname IN (${databases.map(quoteLiteral).join(', ')}) AND pid <> pg_backend_pid()`;
+}

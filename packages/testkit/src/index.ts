@@ -4,6 +4,7 @@ export * from './callback-receiver';
 export * from './catalog-db';
 export * from './logs';
 export * from './plans';
+export * from './s3-server';
 export * from './swarm';
 export * from './tcp-proxy';
 export * from './tenant';

@@ -1,9 +1,11 @@
 // buildApp wires database-service from what it is given and does not listen; createDatabaseService
 // builds what it runs on from its config (main.ts, the bench's service process and the tests).
+import { openBackupStore } from '@tenantdb/backups';
 import {
   type CatalogDb,
   createApiKeysRepo,
   createAuditRepo,
+  createBackupsRepo,
   createCatalogDb,
   createDrainsRepo,
   createFleetRepo,
@@ -12,6 +14,7 @@ import {
   createMovesRepo,
   createPlansRepo,
   createReservationsRepo,
+  createRestoresRepo,
   createServersRepo,
   createTenantDatabasesRepo,
   createTenantEventsRepo,
@@ -38,6 +41,8 @@ import { createAllocationService } from './allocation/allocation.service';
 import { createDedicatedServerFor } from './allocation/dedicated-placement';
 import { apiKeysRoutes } from './api-keys/api-keys.routes';
 import { createApiKeysService } from './api-keys/api-keys.service';
+import { backupsRoutes } from './backups/backups.routes';
+import { createBackupsService } from './backups/backups.service';
 import type { DatabaseServiceConfig } from './config';
 import { createLimits, limitsConfig } from './limits';
 import { createServiceMetrics } from './metrics';
@@ -94,6 +99,8 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     audit: createAuditRepo(db),
     tls: createTlsRepo(db),
     moves: createMovesRepo(db),
+    backups: createBackupsRepo(db),
+    restores: createRestoresRepo(db),
     drains: createDrainsRepo(db),
   };
   const limits = createLimits({ limits: createLimitsRepo(), config: limitsConfig(config) });
@@ -134,8 +141,16 @@ export async function buildApp(deps: DatabaseServiceDeps): Promise<HttpApp> {
     },
   });
 
+  const backupsService = createBackupsService({
+    db,
+    ...repos,
+    queues,
+    store: openBackupStore(config),
+  });
+
   allocationRoutes(app, allocation);
   movesRoutes(app, moves);
+  backupsRoutes(app, backupsService);
   plansRoutes(
     app,
     repos.plans,

@@ -1,4 +1,6 @@
 import {
+  backupStoreSettings,
+  checkBackupStore,
   distinctSecrets,
   encryptionKeys,
   env,
@@ -53,6 +55,8 @@ export const DatabaseServiceConfig = z
       ),
     TENANTDB_RETRY_AFTER_SECONDS: env.int(5, 1, 3600).describe('retry_after answered with 202 provisioning'),
     ...httpEdgeSettings,
+    // The backup store: checked before a backup or restore is recorded (503 when it is down).
+    ...backupStoreSettings,
     TENANTDB_MAX_INSTANCES_PER_CUSTOMER: env
       .int(100, 0, 1_000_000)
       .describe(
@@ -128,6 +132,7 @@ export const DatabaseServiceConfig = z
   })
   // Checked even when other variables are wrong, so that every problem is reported at once.
   .superRefine(distinctSecrets(['TENANTDB_ADMIN_TOKEN', 'TENANTDB_ALLOCATE_TOKEN']), { when: () => true })
+  .superRefine(checkBackupStore, { when: () => true })
   .superRefine((config, ctx) => {
     if (config.TENANTDB_OIDC_ISSUER && !config.TENANTDB_OIDC_AUDIENCE)
       ctx.addIssue({

@@ -40,6 +40,8 @@ describe('plans through the admin API', () => {
       idle_in_transaction_timeout_ms: null,
       temp_file_limit_mb: 64,
       work_mem_mb: null,
+      backup_interval_hours: null,
+      backup_retention_days: 7,
       retired_at: null,
     });
 
@@ -117,7 +119,14 @@ describe('plans through the admin API', () => {
 
   it('refuses a bad update with 400 (against the stored fractions too) and an unknown plan with 404', async () => {
     const before = await plansRows();
-    for (const body of [{}, { placement: 'dedicated' }, { quota_lift_fraction: 0.95 }, { work_mem_mb: 0 }]) {
+    for (const body of [
+      {},
+      { placement: 'dedicated' },
+      { quota_lift_fraction: 0.95 },
+      { work_mem_mb: 0 },
+      { backup_interval_hours: 0 },
+      { backup_retention_days: null },
+    ]) {
       const res = await admin('PATCH', '/api/database/admin/plans/starter', body);
       expect(res.status, JSON.stringify(body)).toBe(400);
     }
@@ -126,6 +135,19 @@ describe('plans through the admin API', () => {
     );
     expect((await admin('GET', '/api/database/admin/plans/nosuch')).status).toBe(404);
     expect(await plansRows()).toEqual(before);
+  });
+
+  it('sets and clears scheduled backups (interval, retention) on a plan', async () => {
+    const set = await admin('PATCH', '/api/database/admin/plans/starter', {
+      backup_interval_hours: 24,
+      backup_retention_days: 14,
+    });
+    expect(set.status, JSON.stringify(set.body)).toBe(200);
+    expect(set.body.plan).toMatchObject({ backup_interval_hours: 24, backup_retention_days: 14 });
+    const cleared = await admin('PATCH', '/api/database/admin/plans/starter', {
+      backup_interval_hours: null,
+    });
+    expect(cleared.body.plan).toMatchObject({ backup_interval_hours: null, backup_retention_days: 14 });
   });
 
   it('refuses a duplicate name with 409', async () => {

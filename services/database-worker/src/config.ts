@@ -1,4 +1,13 @@
-import { encryptionKeys, env, parseConfig, poolAdminTls, postgresSettings, z } from '@tenantdb/config';
+import {
+  backupStoreSettings,
+  checkBackupStore,
+  encryptionKeys,
+  env,
+  parseConfig,
+  poolAdminTls,
+  postgresSettings,
+  z,
+} from '@tenantdb/config';
 
 const seconds = (n: number) => n * 1000;
 
@@ -189,6 +198,20 @@ export const WorkerConfig = z
       .describe(
         'how long writes may stay blocked waiting for the target to catch up; then the cut-over is abandoned',
       ),
+    // --- backups and restores (docs/operations.md "restoring a tenant") ---
+    ...backupStoreSettings,
+    TENANTDB_BACKUPS_PER_SERVER: env
+      .int(1, 1, 100)
+      .describe('backups (pg_dump) one server runs at once at most, scheduled ones held back to it'),
+    TENANTDB_BACKUP_SCHEDULE_MS: env
+      .int(seconds(300), 1000)
+      .describe('how often due backups are started and expired ones deleted'),
+    TENANTDB_BACKUP_DRILL_INTERVAL_MS: env
+      .int(seconds(86_400), 1000)
+      .describe('how often restore drills run (verify-backups: a sample of recent backups each time)'),
+    TENANTDB_RESTORE_GRACE_MS: env
+      .int(seconds(3600), 0)
+      .describe('how long the database a restore replaced stays (closed) before it is dropped'),
     TENANTDB_PLACEMENT_STRATEGY: z
       .enum(['pack', 'spread'])
       .default('pack')
@@ -332,7 +355,8 @@ export const WorkerConfig = z
     },
     // Checked even when other variables are wrong, so that every problem is reported at once.
     { when: () => true },
-  );
+  )
+  .superRefine(checkBackupStore, { when: () => true });
 export type WorkerConfig = z.output<typeof WorkerConfig>;
 
 export const loadConfig = (source?: Record<string, string | undefined>) => parseConfig(WorkerConfig, source);

@@ -1,7 +1,9 @@
 // What job handlers are given: the catalog (its repositories; `db` only for transactions and
 // locks), pool-server access, the queues and the drivers.
+import type { BackupStore } from '@tenantdb/backups';
 import type {
   AuditRepo,
+  BackupsRepo,
   CatalogDb,
   DbServer,
   DrainsRepo,
@@ -10,6 +12,7 @@ import type {
   LimitsRepo,
   MovesRepo,
   PlansRepo,
+  RestoresRepo,
   RetirementRepo,
   ServersRepo,
   TenantDatabasesRepo,
@@ -47,6 +50,10 @@ export interface WorkerDeps {
   limits: LimitsRepo;
   tenants: TenantDatabasesRepo;
   moves: MovesRepo;
+  backups: BackupsRepo;
+  restores: RestoresRepo;
+  /** Where backups are kept; undefined when TENANTDB_BACKUP_STORE=none (backup jobs then fail). */
+  backupStore: BackupStore | undefined;
   drains: DrainsRepo;
   plans: PlansRepo;
   retirement: RetirementRepo;

@@ -1,4 +1,5 @@
 import {
+  type BackupsRepo,
   type DrainsRepo,
   type FleetRepo,
   QUOTA_STATES,
@@ -15,6 +16,7 @@ export function createWorkerMetrics(
   tls: Pick<TlsRepo, 'certificateExpiries'>,
   usage: Pick<UsageStatsRepo, 'figures'>,
   drains: Pick<DrainsRepo, 'tenantsLeftOnDraining'>,
+  backups?: Pick<BackupsRepo, 'figures'>,
 ) {
   const jobs = new Counter({
     name: 'tenantdb_jobs_total',
@@ -145,7 +147,86 @@ export function createWorkerMetrics(
       if (n !== undefined) this.set(n);
     },
   });
+  // Backups and restores (jobs/backup): aggregates only, never a series per tenant.
+  const backupsFinished = new Counter({
+    name: 'tenantdb_backups_total',
+    help: 'backups ended on this worker, by result (completed, failed)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const backupBytes = new Counter({
+    name: 'tenantdb_backup_bytes_total',
+    help: 'bytes of archives (before encryption) written by completed backups',
+    registers: [registry],
+  });
+  const backupDuration = new Histogram({
+    name: 'tenantdb_backup_duration_seconds',
+    help: 'how long a completed backup took (snapshot, row counts, dump, upload, read-back)',
+    buckets: [0.5, 1, 5, 15, 60, 300, 900, 3600],
+    registers: [registry],
+  });
+  const restoresFinished = new Counter({
+    name: 'tenantdb_restores_total',
+    help: 'restores ended on this worker, by mode and result (done, failed)',
+    labelNames: ['mode', 'result'],
+    registers: [registry],
+  });
+  // From the catalog on every scrape (one query for the three), like the drift: aggregates only.
+  let figures:
+    | Promise<{ overdue: number; oldestAgeSeconds: number; drillsFailing: number } | undefined>
+    | undefined;
+  const backupFigures = () => {
+    figures ??= (backups?.figures() ?? Promise.resolve(undefined))
+      .catch(() => undefined)
+      .finally(() => setTimeout(() => (figures = undefined), 1000).unref());
+    return figures;
+  };
+  const figureGauge = (
+    name: string,
+    help: string,
+    pick: (f: { overdue: number; oldestAgeSeconds: number; drillsFailing: number }) => number,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        const f = await backupFigures();
+        if (f) this.set(pick(f));
+      },
+    });
+  figureGauge(
+    'tenantdb_backup_tenants_overdue',
+    'ready tenants of a plan with backup_interval_hours without a completed backup within 1.5 intervals',
+    (f) => f.overdue,
+  );
+  figureGauge(
+    'tenantdb_backup_oldest_latest_age_seconds',
+    'age of the oldest latest completed backup among tenants with scheduled backups (never backed up: since ready)',
+    (f) => f.oldestAgeSeconds,
+  );
+  figureGauge(
+    'tenantdb_backup_drills_failing',
+    'tenants whose latest backup failed its restore drill',
+    (f) => f.drillsFailing,
+  );
+  const drills = new Counter({
+    name: 'tenantdb_backup_drills_total',
+    help: 'restore drills (verify-backups) on this worker, by result (passed, failed)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
   return {
+    drillFinished: (result: 'passed' | 'failed') => drills.inc({ result }),
+    backupFinished(result: 'completed' | 'failed', bytes: number, seconds: number) {
+      backupsFinished.inc({ result });
+      if (result === 'completed') {
+        backupBytes.inc(bytes);
+        backupDuration.observe(seconds);
+      }
+    },
+    restoreFinished: (mode: 'replace' | 'copy', result: 'done' | 'failed') =>
+      restoresFinished.inc({ mode, result }),
     drainEnded: (result: 'drained' | 'stopped') => drainsEnded.inc({ result }),
     movePhase: (phase: string) => movePhases.inc({ phase }),
     moveFinished: (result: 'done' | 'cancelled' | 'failed') => movesFinished.inc({ result }),

@@ -59,6 +59,8 @@ export function keepWorkerSchedules(deps: WorkerDeps): Promise<KeptSchedules> {
     { queue: 'provisioning', name: 'refill-warm-databases', everyMs: config.TENANTDB_CAPACITY_INTERVAL_MS },
     { queue: 'maintenance', name: 'reconcile', everyMs: config.TENANTDB_RECONCILE_INTERVAL_MS },
     { queue: 'data', name: 'sample-usage-all', everyMs: config.TENANTDB_USAGE_SAMPLE_PERIOD_MS },
+    { queue: 'data', name: 'schedule-backups', everyMs: config.TENANTDB_BACKUP_SCHEDULE_MS },
+    { queue: 'data', name: 'verify-backups', everyMs: config.TENANTDB_BACKUP_DRILL_INTERVAL_MS },
     { queue: 'maintenance', name: 'cleanup-failed-servers', everyMs: config.TENANTDB_CLEANUP_INTERVAL_MS },
   ];
   return keepSchedules(queues, schedules, { checkEveryMs: config.TENANTDB_SCHEDULE_CHECK_MS, logger });

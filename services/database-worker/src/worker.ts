@@ -1,8 +1,10 @@
 // createWorker wires database-worker from configuration and does not start consuming; main.ts
 // (or a test) calls start() and stop().
+import { openBackupStore } from '@tenantdb/backups';
 import {
   type CatalogDb,
   createAuditRepo,
+  createBackupsRepo,
   createCatalogDb,
   createDrainsRepo,
   createFleetRepo,
@@ -10,6 +12,7 @@ import {
   createLimitsRepo,
   createMovesRepo,
   createPlansRepo,
+  createRestoresRepo,
   createRetirementRepo,
   createServersRepo,
   createTenantDatabasesRepo,
@@ -41,6 +44,10 @@ import { createSecretBox } from '@tenantdb/secrets';
 import type { WorkerConfig } from './config';
 import type { WorkerDeps } from './context';
 import { applyPlan } from './jobs/apply-plan';
+import { backupTenant } from './jobs/backup/backup-tenant';
+import { restoreTenant } from './jobs/backup/restore-tenant';
+import { scheduleBackups } from './jobs/backup/schedule-backups';
+import { verifyBackups } from './jobs/backup/verify-backups';
 import { cleanupFailedServers } from './jobs/cleanup-failed-servers';
 import { decommissionServer } from './jobs/decommission-server';
 import { drainServer } from './jobs/drain-server';
@@ -164,6 +171,9 @@ export async function createWorker(
     limits: createLimitsRepo(),
     tenants: createTenantDatabasesRepo(db),
     moves: createMovesRepo(db),
+    backups: createBackupsRepo(db),
+    restores: createRestoresRepo(db),
+    backupStore: openBackupStore(config),
     drains,
     plans: createPlansRepo(db),
     retirement: createRetirementRepo(db),
@@ -181,7 +191,15 @@ export async function createWorker(
     tenantEvents: createTenantEventsRepo(db),
     queues,
     drivers: opts.drivers ?? createDrivers(config),
-    metrics: createWorkerMetrics(registry, fleet, queues, tls, createUsageStatsRepo(db), drains),
+    metrics: createWorkerMetrics(
+      registry,
+      fleet,
+      queues,
+      tls,
+      createUsageStatsRepo(db),
+      drains,
+      createBackupsRepo(db),
+    ),
     logger,
     clientTools,
   };
@@ -198,6 +216,10 @@ export async function createWorker(
     'sample-usage-server': sampleUsageServer(deps),
     'apply-plan': applyPlan(deps),
     'move-tenant': moveTenant(deps),
+    'backup-tenant': backupTenant(deps),
+    'restore-tenant': restoreTenant(deps),
+    'schedule-backups': scheduleBackups(deps),
+    'verify-backups': verifyBackups(deps),
     'drain-server': drainServer(deps),
   };
   const app = await createHttpApp({

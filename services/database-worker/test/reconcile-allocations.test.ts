@@ -99,6 +99,7 @@ describe('a rotation killed between its steps', () => {
       },
       audit: d.audit,
       moves: d.moves,
+      restores: d.restores,
       secrets: d.secrets,
       tenantOps: {
         drop: d.tenantOps.drop,

@@ -10,6 +10,7 @@ import type {
   Plan,
   PlansRepo,
   ReservationsRepo,
+  RestoresRepo,
   ServersRepo,
   TenantDatabasesRepo,
   TlsRepo,
@@ -45,6 +46,7 @@ export interface AllocationDeps {
   reservations: ReservationsRepo;
   tenants: TenantDatabasesRepo;
   moves: MovesRepo;
+  restores: RestoresRepo;
   plans: PlansRepo;
   audit: AuditRepo;
   tls: TlsRepo;

@@ -6,6 +6,8 @@ import {
   LOCK_KEYS,
   MOVE_LOCKS_TENANT_PHASES,
   type MovesRepo,
+  RESTORE_LOCKS_TENANT_PHASES,
+  type RestoresRepo,
   type ServersRepo,
   type TenantDatabasesRepo,
   trySessionLock,
@@ -27,6 +29,7 @@ export interface ReleaseRotateDeps {
   >;
   audit: Pick<AuditRepo, 'record' | 'audited'>;
   moves: Pick<MovesRepo, 'findActiveForTenant'>;
+  restores: Pick<RestoresRepo, 'findActiveForTenant'>;
   secrets: Pick<SecretBox, 'encrypt'>;
   tenantOps: Pick<TenantOps, 'drop' | 'setPassword'>;
   answers: Pick<Answers, 'credentials'>;
@@ -34,7 +37,7 @@ export interface ReleaseRotateDeps {
 }
 
 export function createReleaseRotate(deps: ReleaseRotateDeps) {
-  const { db, servers, tenants, audit, moves, secrets, tenantOps, answers, config } = deps;
+  const { db, servers, tenants, audit, moves, restores, secrets, tenantOps, answers, config } = deps;
 
   /**
    * A move of the tenant that has not reached its grace period holds the tenant's role and
@@ -46,6 +49,12 @@ export function createReleaseRotate(deps: ReleaseRotateDeps) {
     const move = await moves.findActiveForTenant(tenantDatabaseId, conn);
     if (move && (MOVE_LOCKS_TENANT_PHASES as readonly string[]).includes(move.phase))
       throw new ConflictError(`the allocation is being moved (move ${move.id}, ${move.phase}); retry later`);
+    // A restore swaps the tenant's database by name and blocks its logins for the swap: the same.
+    const restore = await restores.findActiveForTenant(tenantDatabaseId, conn);
+    if (restore && (RESTORE_LOCKS_TENANT_PHASES as readonly string[]).includes(restore.phase))
+      throw new ConflictError(
+        `the allocation is being restored (restore ${restore.id}, ${restore.phase}); retry later`,
+      );
   }
 
   /**

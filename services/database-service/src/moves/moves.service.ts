@@ -9,6 +9,8 @@ import {
   type CatalogDb,
   type MovesRepo,
   type PlacementStrategy,
+  RESTORE_LOCKS_TENANT_PHASES,
+  type RestoresRepo,
   type ServersRepo,
   type TenantDatabase,
   type TenantDatabasesRepo,
@@ -22,6 +24,7 @@ import type { Queues } from '@tenantdb/jobs';
 export interface MovesDeps {
   db: CatalogDb;
   moves: MovesRepo;
+  restores: Pick<RestoresRepo, 'findActiveForTenant'>;
   servers: Pick<ServersRepo, 'findById'>;
   tenants: Pick<TenantDatabasesRepo, 'findLiveByInstance' | 'findLatestByInstance' | 'findById'>;
   queues: Pick<Queues, 'enqueue'>;
@@ -78,6 +81,10 @@ export function createMovesService(deps: MovesDeps) {
     opts: { target_server_id?: string | undefined; plan_tier?: string; await_target?: boolean },
     ctx: RequestContext,
   ): Promise<Move> {
+    // A restore swaps the tenant's database by name on its server: no move meets it half way.
+    const restore = await deps.restores.findActiveForTenant(row.id);
+    if (restore && (RESTORE_LOCKS_TENANT_PHASES as readonly string[]).includes(restore.phase))
+      throw new ConflictError('a restore of this allocation is under way; retry once it is done');
     const begun = await beginMove(
       {
         db,

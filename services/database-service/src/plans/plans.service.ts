@@ -31,6 +31,8 @@ export function planView(row: Plan): AdminPlan {
     idle_in_transaction_timeout_ms: row.idle_in_transaction_timeout_ms,
     temp_file_limit_mb: row.temp_file_limit_mb,
     work_mem_mb: row.work_mem_mb,
+    backup_interval_hours: row.backup_interval_hours,
+    backup_retention_days: row.backup_retention_days,
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
     retired_at: row.retired_at?.toISOString() ?? null,

@@ -10,7 +10,8 @@
 //   - servers still provisioning with no job (a lost enqueue);
 //   - tenant moves no worker has touched for a while (a lost job, a worker killed past its
 //     retries), and moves whose grace period is over: their (idempotent) job again. A move's
-//     databases on its source and target are known names, never orphans;
+//     databases on its source and target are known names, never orphans. Restores and running
+//     backups alike (a restore's databases are named after it, without the tenant prefix);
 //   - draining servers: their drain-server job again (a no-op while it is queued or delayed).
 // Unlabelled objects, and databases or roles whose names tenantdb does not generate (with the
 // tenant prefix or not), are never touched. One row's or one server's failure is logged and
@@ -252,6 +253,12 @@ export function reconcile(deps: WorkerDeps) {
 
     const resumed = await moves.findStale(staleBefore());
     for (const move of resumed) await queues.enqueue('move-tenant', { move_id: move.id });
+    // Backups and restores the same way: their job again (a job still queued or running has the
+    // same id, so nothing runs twice); each repeats safely from its record.
+    const restoresResumed = await deps.restores.findStale(staleBefore());
+    for (const r of restoresResumed) await queues.enqueue('restore-tenant', { restore_id: r.id });
+    const backupsResumed = await deps.backups.findStaleRunning(staleBefore());
+    for (const b of backupsResumed) await queues.enqueue('backup-tenant', { backup_id: b.id });
     // Drains whose job is lost (a worker killed past its retries): the job again, a no-op while queued.
     const draining = await fleet.idsInStatuses(['draining']);
     for (const id of draining) await queues.enqueue('drain-server', { server_id: id });
@@ -261,6 +268,8 @@ export function reconcile(deps: WorkerDeps) {
       databases,
       allocations,
       moves_resumed: resumed.length,
+      restores_resumed: restoresResumed.length,
+      backups_resumed: backupsResumed.length,
       drains: draining.length,
       slot_drift: slotDrift,
       errors: pass.errors,

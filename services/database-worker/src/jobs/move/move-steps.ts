@@ -9,9 +9,7 @@ import { PermanentJobError } from '@tenantdb/jobs';
 import {
   blockWritesStatements,
   type ClientTools,
-  chooseTools,
   createTenantStatements,
-  type DumpConnection,
   dropSubscriptionStatements,
   dumpAndRestore,
   dumpSchema,
@@ -27,6 +25,7 @@ import {
 } from '@tenantdb/pool-server';
 import type pg from 'pg';
 import type { WorkerDeps } from '../../context';
+import { dumpConnection, toolsFor } from '../server-tools';
 import { createReplicationSteps, isMissingDatabase, type ServerAccess } from './move-replication';
 
 export interface MoveParts {
@@ -47,7 +46,7 @@ type StepDeps = Pick<
 >;
 
 export function createMoveSteps(deps: StepDeps) {
-  const { connections, secrets, tls, tenantOps, tenantAccess, tenants } = deps;
+  const { connections, tls, tenantOps, tenantAccess, tenants } = deps;
   /**
    * Opens the tenant's role on a server as the catalog says it is now (read at the call, so a
    * suspension or restriction decided during the move is seen): restricted first, while it still
@@ -73,13 +72,7 @@ export function createMoveSteps(deps: StepDeps) {
     connections.withClient(server, async (c) => {
       for (const s of statements) await c.query(s);
     });
-  const dumpConn = (server: DbServer, dbname: string): DumpConnection => ({
-    host: server.host!,
-    port: server.port!,
-    user: server.admin_user!,
-    password: secrets.decrypt(server.admin_password_enc!, server.id),
-    dbname,
-  });
+  const dumpConn = (server: DbServer, dbname: string) => dumpConnection(deps, server, dbname);
 
   /** The archive's TOC split into the primary keys and the rest (move.sql.ts splitPrimaryKeys). */
   const access: ServerAccess = { onDb, run, connections, tls };
@@ -89,12 +82,7 @@ export function createMoveSteps(deps: StepDeps) {
     return splitPrimaryKeys(await listArchive(t, archive), new Set(rows.map((r) => r.key)));
   }
 
-  async function tools(source: DbServer): Promise<ClientTools> {
-    const facts = await inspectServer(connections, source);
-    const choice = chooseTools(await deps.clientTools(), facts.major);
-    if (choice.kind === 'none') throw new PermanentJobError(choice.reason);
-    return choice.tools;
-  }
+  const tools = async (source: DbServer): Promise<ClientTools> => (await toolsFor(deps, source)).tools;
 
   /** Runs `fn` with a private directory for archives and listings, removed afterwards. */
   async function withWorkDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
