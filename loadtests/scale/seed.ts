@@ -235,13 +235,14 @@ export async function seedFleet(catalog: pg.Client, opts: SeedOptions): Promise<
 }
 
 /**
- * Removes every simulated server and every tenant row (and move) (the real pools hold none: they are
- * cordoned while the fleet is seeded), leaving plans, the real pools and the audit trail.
+ * Removes every simulated server and every tenant row, with its moves, backups and restores (the
+ * real pools hold none: they are cordoned while the fleet is seeded), leaving plans, the real pools
+ * and the audit trail.
  */
 export async function clearFleet(catalog: pg.Client): Promise<void> {
   await catalog.query('BEGIN');
   try {
-    await catalog.query('TRUNCATE tenant_moves, tenant_databases');
+    await catalog.query('TRUNCATE tenant_restores, backups, tenant_moves, tenant_databases');
     await catalog.query(`DELETE FROM db_servers WHERE name LIKE '${SIM_SERVER_PREFIX}%'`);
     await catalog.query('COMMIT');
   } catch (err) {
