@@ -21,18 +21,6 @@ afterAll(async () => {
   await s?.close();
 });
 
-async function allocate(ids: { instance_id: string; customer_id: string; plan_tier: string }) {
-  const res = await fetch(`${s.stack.urls.databaseService}/api/database/allocate`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${s.stack.secrets.allocateToken}`, 'content-type': 'application/json' },
-    body: JSON.stringify(ids),
-  });
-  return {
-    status: res.status,
-    body: (await res.json()) as TenantCredentials & { tenant_database_id: string },
-  };
-}
-
 async function asTenant(c: TenantCredentials, text: string) {
   const client = new pg.Client({
     host: c.db_host,
@@ -69,7 +57,7 @@ describe('database-worker SIGKILL during backups and restores', () => {
         injected: 'a pg_dump streaming into the directory store; both workers SIGKILLed mid-dump, restarted',
       },
       async () => {
-        const first = await allocate(ids);
+        const first = await s.allocate(ids);
         expect(first.status).toBe(200);
         tenantId = first.body.tenant_database_id;
         // Enough data (tens of MB, poorly compressible) that the dump lasts long enough to be hit.
@@ -91,10 +79,7 @@ describe('database-worker SIGKILL during backups and restores', () => {
           120_000,
           'the dump to be streaming',
         );
-        await Promise.all([
-          s.stack.process('database-worker-1').stop('SIGKILL'),
-          s.stack.process('database-worker-2').stop('SIGKILL'),
-        ]);
+        await s.workers.kill();
         const cut = await s.admin('GET', `/api/database/admin/backups/${backupId}`);
         landed = cut.body.status;
         const visible = (await filesOf(dir)).filter(([n]) => !n.startsWith('.'));
@@ -111,10 +96,7 @@ describe('database-worker SIGKILL during backups and restores', () => {
           });
           expect(restore.status).toBe(409);
         }
-        await Promise.all([
-          s.stack.process('database-worker-1').start(),
-          s.stack.process('database-worker-2').start(),
-        ]);
+        await s.workers.start();
         // The job comes back (a stalled job is re-delivered); asking again would also resume it.
         await waitUntil(
           async () =>
@@ -134,7 +116,7 @@ describe('database-worker SIGKILL during backups and restores', () => {
 
     // The completed backup restores, as a copy for another instance of the customer.
     const staging = { instance_id: randomUUID(), customer_id: ids.customer_id, plan_tier: 'standard' };
-    const copy = await allocate(staging);
+    const copy = await s.allocate(staging);
     expect(copy.status).toBe(200);
     const restore = await s.admin('POST', `/api/database/admin/backups/${backupId}/restore`, {
       mode: 'copy',
@@ -164,7 +146,7 @@ describe('database-worker SIGKILL during backups and restores', () => {
         injected: 'a restore streaming into its new database; both workers SIGKILLed, restarted',
       },
       async () => {
-        const first = await allocate(ids);
+        const first = await s.allocate(ids);
         expect(first.status).toBe(200);
         await asTenant(
           first.body,
@@ -189,19 +171,13 @@ describe('database-worker SIGKILL during backups and restores', () => {
         const phase = async () =>
           (await s.admin('GET', `/api/database/admin/restores/${restore.body.id}`)).body.phase;
         await waitUntil(async () => (await phase()) !== 'pending', 60_000, 'the restore to start');
-        await Promise.all([
-          s.stack.process('database-worker-1').stop('SIGKILL'),
-          s.stack.process('database-worker-2').stop('SIGKILL'),
-        ]);
+        await s.workers.kill();
         landed = await phase();
         if (landed === 'restoring') {
           // Cut before the swap: the tenant is still on its own (damaged) database, and logs in.
           expect(await asTenant(first.body, 'SELECT count(*)::int AS n FROM app.big')).toEqual([{ n: 1000 }]);
         }
-        await Promise.all([
-          s.stack.process('database-worker-1').start(),
-          s.stack.process('database-worker-2').start(),
-        ]);
+        await s.workers.start();
         await waitUntil(
           async () => ['grace', 'dropping_old', 'done', 'failed'].includes(await phase()),
           180_000,

@@ -34,15 +34,6 @@ afterAll(async () => {
   await s?.close();
 });
 
-async function allocate(ids: { instance_id: string; customer_id: string; plan_tier: string }) {
-  const res = await fetch(`${s.stack.urls.databaseService}/api/database/allocate`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${s.stack.secrets.allocateToken}`, 'content-type': 'application/json' },
-    body: JSON.stringify(ids),
-  });
-  return { status: res.status, body: (await res.json()) as TenantCredentials & { db_server_id: string } };
-}
-
 async function asTenant<T extends pg.QueryResultRow>(c: TenantCredentials, text: string): Promise<T[]> {
   const client = new pg.Client({
     host: c.db_host,
@@ -72,7 +63,7 @@ describe('a drain with every worker SIGKILLed while it runs', () => {
     }[] = [];
     for (let i = 0; i < TENANTS; i++) {
       const ids = { instance_id: randomUUID(), customer_id: randomUUID(), plan_tier: 'standard' };
-      const res = await allocate(ids);
+      const res = await s.allocate(ids);
       expect(res.status).toBe(200);
       expect(res.body.db_server_id).toBe(poolId);
       await asTenant(
@@ -107,15 +98,9 @@ describe('a drain with every worker SIGKILLed while it runs', () => {
           'moves of the drain under way',
         );
         killedWith = JSON.stringify((await drainOf()).drain);
-        await Promise.all([
-          s.stack.process('database-worker-1').stop('SIGKILL'),
-          s.stack.process('database-worker-2').stop('SIGKILL'),
-        ]);
+        await s.workers.kill();
         await sleep(500);
-        await Promise.all([
-          s.stack.process('database-worker-1').start(),
-          s.stack.process('database-worker-2').start(),
-        ]);
+        await s.workers.start();
         let last = '';
         await waitUntil(
           async () => {
@@ -135,7 +120,7 @@ describe('a drain with every worker SIGKILLed while it runs', () => {
     expect(pool).toMatchObject({ status: 'drained', current_instances: 0 });
     expect(pool.drain).toMatchObject({ tenants_left: 0, warm_left: 0, moves_running: 0, blocked: [] });
     for (const [i, t] of tenants.entries()) {
-      const now = await allocate(t.ids);
+      const now = await s.allocate(t.ids);
       expect(now.status).toBe(200);
       expect(now.body.db_server_id).not.toBe(poolId);
       expect(now.body.db_password).toBe(t.password);

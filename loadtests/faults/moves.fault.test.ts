@@ -53,15 +53,9 @@ describe('a tenant move with every worker SIGKILLed in one of its phases', () =>
             if (Date.now() > deadline) throw new Error(`the move never reached ${phase} (still ${now})`);
             await sleep(5);
           }
-          await Promise.all([
-            s.stack.process('database-worker-1').stop('SIGKILL'),
-            s.stack.process('database-worker-2').stop('SIGKILL'),
-          ]);
+          await s.workers.kill();
           landedIn = await tenant.phaseOf(moveId);
-          await Promise.all([
-            s.stack.process('database-worker-1').start(),
-            s.stack.process('database-worker-2').start(),
-          ]);
+          await s.workers.start();
           await waitUntil(
             async () => (await tenant.phaseOf(moveId)) === 'done',
             180_000,

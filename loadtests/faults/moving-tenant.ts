@@ -1,4 +1,4 @@
-// A tenant to move under faults (moves.fault.test.ts, moves-servers.fault.test.ts): allocated with
+// A tenant to move under faults (moves.fault.test.ts, plan-change.fault.test.ts): allocated with
 // enough data that the copy phases last long enough to be hit, a client writing one row at a time
 // that follows the allocation's address through the move, and the check afterwards — served from
 // the target, with every write the client saw acknowledged and all of the data.
@@ -12,17 +12,7 @@ type Ids = { instance_id: string; customer_id: string; plan_tier: string };
 const BIG_ROWS = 150_000;
 
 export function movingTenant(s: FaultStack) {
-  async function allocate(ids: Ids) {
-    const res = await fetch(`${s.stack.urls.databaseService}/api/database/allocate`, {
-      method: 'POST',
-      headers: {
-        authorization: `Bearer ${s.stack.secrets.allocateToken}`,
-        'content-type': 'application/json',
-      },
-      body: JSON.stringify(ids),
-    });
-    return { status: res.status, body: (await res.json()) as TenantCredentials & { db_server_id: string } };
-  }
+  const allocate = s.allocate;
 
   const client = (c: TenantCredentials) => {
     const pgc = new pg.Client({
@@ -96,51 +86,57 @@ export function movingTenant(s: FaultStack) {
     (await s.db.selectFrom('tenant_moves').select('phase').where('id', '=', id).executeTakeFirstOrThrow())
       .phase;
 
+  /** A new tenant with data and a writer on it. */
+  async function seeded() {
+    const ids = { instance_id: randomUUID(), customer_id: randomUUID(), plan_tier: 'standard' };
+    const first = await allocate(ids);
+    expect(first.status).toBe(200);
+    const c = client(first.body);
+    await c.connect();
+    await c.query(`CREATE SCHEMA app;
+      CREATE TABLE app.w (id bigserial PRIMARY KEY, v integer NOT NULL);
+      CREATE TABLE app.big (id bigserial PRIMARY KEY, v text);
+      INSERT INTO app.big (v) SELECT repeat(md5(g::text), 4) FROM generate_series(1, ${BIG_ROWS}) g;`);
+    await c.end();
+    return { ids, writer: writer(ids), sourceId: first.body.db_server_id };
+  }
+
+  /** Every acknowledged write and all of the data where the allocation now is; that allocation. */
+  async function verifyData(moved: { ids: Ids; writer: ReturnType<typeof writer> }) {
+    const now = await allocate(moved.ids);
+    const c = client(now.body);
+    await c.connect();
+    const { rows } = await c.query<{ v: number }>('SELECT v FROM app.w');
+    const { rows: big } = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM app.big');
+    await c.end();
+    const have = new Set(rows.map((r) => r.v));
+    expect(moved.writer.acked.filter((v) => !have.has(v))).toEqual([]);
+    expect(big[0]!.n).toBe(BIG_ROWS);
+    return now.body;
+  }
+
   return {
     allocate,
     phaseOf,
+    seeded,
+    verifyData,
     /**
      * A new tenant with data, a writer on it, and a move of it to another pool started: the
      * caller breaks something while it runs, then calls `verify` once the move is done.
      */
     async startMove() {
-      const ids = { instance_id: randomUUID(), customer_id: randomUUID(), plan_tier: 'standard' };
-      const first = await allocate(ids);
-      expect(first.status).toBe(200);
-      const c = client(first.body);
-      await c.connect();
-      await c.query(`CREATE SCHEMA app;
-        CREATE TABLE app.w (id bigserial PRIMARY KEY, v integer NOT NULL);
-        CREATE TABLE app.big (id bigserial PRIMARY KEY, v text);
-        INSERT INTO app.big (v) SELECT repeat(md5(g::text), 4) FROM generate_series(1, ${BIG_ROWS}) g;`);
-      await c.end();
-      const w = writer(ids);
-      const target = await targetFor(first.body.db_server_id);
+      const { ids, writer: w, sourceId } = await seeded();
+      const target = await targetFor(sourceId);
       const started = await s.admin('POST', '/api/database/admin/moves', {
         instance_id: ids.instance_id,
         target_server_id: target.id,
       });
       expect(started.status).toBe(202);
-      return {
-        ids,
-        writer: w,
-        moveId: started.body.id as string,
-        sourceId: first.body.db_server_id,
-        target,
-      };
+      return { ids, writer: w, moveId: started.body.id as string, sourceId, target };
     },
     /** Served from the target, with every acknowledged write and all of the data. */
     async verify(moved: { ids: Ids; writer: ReturnType<typeof writer>; target: { id: string } }) {
-      const now = await allocate(moved.ids);
-      expect(now.body.db_server_id).toBe(moved.target.id);
-      const c = client(now.body);
-      await c.connect();
-      const { rows } = await c.query<{ v: number }>('SELECT v FROM app.w');
-      const { rows: big } = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM app.big');
-      await c.end();
-      const have = new Set(rows.map((r) => r.v));
-      expect(moved.writer.acked.filter((v) => !have.has(v))).toEqual([]);
-      expect(big[0]!.n).toBe(BIG_ROWS);
+      expect((await verifyData(moved)).db_server_id).toBe(moved.target.id);
     },
   };
 }

@@ -136,10 +136,7 @@ describe('database-worker killed mid-transition, under load', () => {
             'the restriction held on the server',
           );
           expect(await quotaState(instanceId)).toEqual({ quota_state: 'restricted', access_pending: true });
-          await Promise.all([
-            s.stack.process('database-worker-1').stop('SIGKILL'),
-            s.stack.process('database-worker-2').stop('SIGKILL'),
-          ]);
+          await s.workers.kill();
           // The batch the killed worker sent is ended (a dead client's statement could still finish).
           for (const { pid } of await blocked())
             await watcher.query('SELECT pg_terminate_backend($1)', [pid]);
@@ -150,10 +147,7 @@ describe('database-worker killed mid-transition, under load', () => {
         }
         // Half restricted: the catalog says so, the server does not.
         expect(await writes(creds)).toBe(true);
-        await Promise.all([
-          s.stack.process('database-worker-1').start(),
-          s.stack.process('database-worker-2').start(),
-        ]);
+        await s.workers.start();
       },
     );
     expect(report.violations).toEqual([]);

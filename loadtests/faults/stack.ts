@@ -12,7 +12,7 @@ import { encryptionKeys } from '@tenantdb/config';
 import { type DevStack, startDevStack } from '@tenantdb/devstack';
 import { createQueues } from '@tenantdb/jobs';
 import { createSecretBox } from '@tenantdb/secrets';
-import { freePort, waitForPort } from '@tenantdb/testkit';
+import { freePort, type TenantCredentials, waitForPort } from '@tenantdb/testkit';
 import { expect, inject } from 'vitest';
 import { type Acknowledged, checkInvariants, type InvariantReport } from './invariants';
 import { type Load, type LoadOptions, startLoad } from './load';
@@ -257,6 +257,30 @@ export async function startFaultStack(env: Record<string, string> = {}) {
     return report;
   }
 
+  /** POST /allocate as instance-service sends it (the allocate token): its status and answer. */
+  async function allocate(ids: { instance_id: string; customer_id: string; plan_tier: string }) {
+    const res = await fetch(`${stack.urls.databaseService}/api/database/allocate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.secrets.allocateToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify(ids),
+    });
+    return {
+      status: res.status,
+      body: (await res.json()) as TenantCredentials & { db_server_id: string; tenant_database_id: string },
+    };
+  }
+
+  /** Both database-workers at once: SIGKILLed, and started again. */
+  const workerNames = ['database-worker-1', 'database-worker-2'] as const;
+  const workers = {
+    kill: async () => {
+      await Promise.all(workerNames.map((n) => stack.process(n).stop('SIGKILL')));
+    },
+    start: async () => {
+      await Promise.all(workerNames.map((n) => stack.process(n).start()));
+    },
+  };
+
   /** Every invariant, over every allocation acknowledged in this file so far. */
   function check(): Promise<InvariantReport> {
     return checkInvariants({
@@ -280,6 +304,8 @@ export async function startFaultStack(env: Record<string, string> = {}) {
     acknowledged,
     servers,
     admin,
+    allocate,
+    workers,
     waitForCapacity,
     reconcile,
     underLoad,
