@@ -15,6 +15,33 @@ import type { InstanceServiceDeps } from '../context';
 
 export type InstanceAccess = ReturnType<typeof createInstanceAccess>;
 
+/** The customer's own instance, ready: 404 for another's (or none), 409 for one not ready. */
+export async function readyInstance(repo: InstanceServiceDeps['repo'], id: string, customerId: string) {
+  const row = await repo.findForCustomer(id, customerId);
+  if (!row) throw new NotFoundError('no such instance for this customer');
+  if (row.status !== 'ready') throw new ConflictError(`the instance is ${row.status}`);
+  return row;
+}
+
+/**
+ * A change database-service makes for the portal: its refusals passed on as they are (its 404 —
+ * the instance is ours, but it holds no live database for it now — as 409), with Retry-After; an
+ * outage, or a token it refused, as 503.
+ */
+export async function askDatabaseService<T>(change: () => Promise<T>): Promise<T> {
+  try {
+    return await change();
+  } catch (err) {
+    if (err instanceof DatabaseServiceError && err.status < 500 && err.status !== 401 && err.status !== 403)
+      throw new HttpError(
+        err.status === 404 ? 409 : err.status,
+        err.body?.message ?? 'database-service refused it',
+        err.retryAfterSeconds !== undefined ? { 'retry-after': String(err.retryAfterSeconds) } : {},
+      );
+    throw new UnavailableError('database-service could not do it now; retry');
+  }
+}
+
 export function createInstanceAccess(deps: Pick<InstanceServiceDeps, 'repo' | 'databaseService'>) {
   const { repo, databaseService } = deps;
   return async function setSuspended(
@@ -23,20 +50,8 @@ export function createInstanceAccess(deps: Pick<InstanceServiceDeps, 'repo' | 'd
     suspended: boolean,
     ctx: RequestContext,
   ): Promise<{ id: string; suspended: boolean }> {
-    const row = await repo.findForCustomer(id, customerId);
-    if (!row) throw new NotFoundError('no such instance for this customer');
-    if (row.status !== 'ready') throw new ConflictError(`the instance is ${row.status}`);
-    let answer: Awaited<ReturnType<typeof databaseService.setSuspended>>;
-    try {
-      answer = await databaseService.setSuspended(row.id, suspended);
-    } catch (err) {
-      if (err instanceof DatabaseServiceError && err.status < 500 && err.status !== 401 && err.status !== 403)
-        throw new HttpError(
-          err.status === 404 ? 409 : err.status,
-          err.body?.message ?? 'database-service refused it',
-        );
-      throw new UnavailableError('database-service could not do it now; retry');
-    }
+    const row = await readyInstance(repo, id, customerId);
+    const answer = await askDatabaseService(() => databaseService.setSuspended(row.id, suspended));
     await repo.audit({
       actor: ctx.actor,
       action: suspended ? 'instance.suspended' : 'instance.resumed',

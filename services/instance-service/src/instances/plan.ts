@@ -3,15 +3,10 @@
 // dedicated servers (the instance keeps its old plan_tier until the move's cut-over, when the
 // database.moved event brings the new address and plan). Through database-service's allocate-scope
 // route, with the token instance-service allocates with; audited here as well as in database-service.
-import { DatabaseServiceError, type InstancePlanChange } from '@tenantdb/contracts';
-import {
-  ConflictError,
-  HttpError,
-  NotFoundError,
-  type RequestContext,
-  UnavailableError,
-} from '@tenantdb/http';
+import type { InstancePlanChange } from '@tenantdb/contracts';
+import type { RequestContext } from '@tenantdb/http';
 import type { InstanceServiceDeps } from '../context';
+import { askDatabaseService, readyInstance } from './access';
 
 export type InstancePlan = ReturnType<typeof createInstancePlan>;
 
@@ -23,23 +18,9 @@ export function createInstancePlan(deps: Pick<InstanceServiceDeps, 'repo' | 'dat
     planTier: string,
     ctx: RequestContext,
   ): Promise<{ moving: boolean; answer: InstancePlanChange }> {
-    const row = await repo.findForCustomer(id, customerId);
-    if (!row) throw new NotFoundError('no such instance for this customer');
-    if (row.status !== 'ready') throw new ConflictError(`the instance is ${row.status}`);
-    let result: Awaited<ReturnType<typeof databaseService.changePlan>>;
-    try {
-      result = await databaseService.changePlan(row.id, planTier);
-    } catch (err) {
-      if (err instanceof DatabaseServiceError && err.status < 500 && err.status !== 401 && err.status !== 403)
-        throw new HttpError(
-          // 404: the instance is ours but database-service holds no live database for it now.
-          // (An unknown plan is its 400, passed on as it is.)
-          err.status === 404 ? 409 : err.status,
-          err.body?.message ?? 'database-service refused it',
-          err.retryAfterSeconds !== undefined ? { 'retry-after': String(err.retryAfterSeconds) } : {},
-        );
-      throw new UnavailableError('database-service could not do it now; retry');
-    }
+    const row = await readyInstance(repo, id, customerId);
+    // An unknown plan is database-service's 400, passed on as it is.
+    const result = await askDatabaseService(() => databaseService.changePlan(row.id, planTier));
     const moving = result.kind === 'moving';
     const now = moving ? row : ((await repo.setPlan(row.id, planTier)) ?? row);
     await repo.audit({
