@@ -40,6 +40,7 @@ describe('database-service catalog', () => {
     expect(before).toEqual([
       'api_keys',
       'audit_events',
+      'backups',
       'db_servers',
       'fleet_ca',
       'plans',
@@ -47,6 +48,7 @@ describe('database-service catalog', () => {
       'tenant_databases',
       'tenant_events',
       'tenant_moves',
+      'tenant_restores',
     ]);
     for (const name of [...all].reverse()) expect(await migrateDown(db)).toEqual([`Down ${name}`]);
     expect(await tables()).toEqual([]);
