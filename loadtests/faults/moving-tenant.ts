@@ -101,8 +101,8 @@ export function movingTenant(s: FaultStack) {
     return { ids, writer: writer(ids), sourceId: first.body.db_server_id };
   }
 
-  /** Every acknowledged write and all of the data where the allocation now is; that allocation. */
-  async function verifyData(moved: { ids: Ids; writer: ReturnType<typeof writer> }) {
+  /** Where the allocation now is: the acknowledged writes missing there, and the data's rows. */
+  async function readBack(moved: { ids: Ids; writer: ReturnType<typeof writer> }) {
     const now = await allocate(moved.ids);
     const c = client(now.body);
     await c.connect();
@@ -110,16 +110,28 @@ export function movingTenant(s: FaultStack) {
     const { rows: big } = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM app.big');
     await c.end();
     const have = new Set(rows.map((r) => r.v));
-    expect(moved.writer.acked.filter((v) => !have.has(v))).toEqual([]);
-    expect(big[0]!.n).toBe(BIG_ROWS);
-    return now.body;
+    return {
+      allocation: now.body,
+      missing: moved.writer.acked.filter((v) => !have.has(v)),
+      bigRows: big[0]!.n,
+    };
+  }
+
+  /** Every acknowledged write and all of the data where the allocation now is; that allocation. */
+  async function verifyData(moved: { ids: Ids; writer: ReturnType<typeof writer> }) {
+    const { allocation, missing, bigRows } = await readBack(moved);
+    expect(missing).toEqual([]);
+    expect(bigRows).toBe(BIG_ROWS);
+    return allocation;
   }
 
   return {
     allocate,
     phaseOf,
     seeded,
+    readBack,
     verifyData,
+    bigRows: BIG_ROWS,
     /**
      * A new tenant with data, a writer on it, and a move of it to another pool started: the
      * caller breaks something while it runs, then calls `verify` once the move is done.

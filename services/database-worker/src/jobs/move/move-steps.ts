@@ -217,10 +217,18 @@ export function createMoveSteps(deps: StepDeps) {
     /** No login, every session ended and gone: nothing the tenant does reaches the source any more. */
     async blockWrites(p: MoveParts): Promise<void> {
       await run(p.source, blockWritesStatements(p.names.dbUser));
+      // A backend already past its login check when the role lost LOGIN shows in pg_stat_activity
+      // only a moment later: none may be seen on two looks in a row, and one that is seen is ended
+      // too (a write of a session missed here lands after the LSN the cut-over waits for).
       await connections.withClient(p.source, async (c) => {
-        for (let i = 0; ; i++) {
+        for (let i = 0, quiet = 0; ; i++) {
           const { rows } = await c.query<{ n: number }>(TENANT_SESSIONS, [p.names.dbUser]);
-          if (rows[0]!.n === 0) return;
+          if (rows[0]!.n === 0) {
+            if (++quiet >= 2) return;
+          } else {
+            quiet = 0;
+            for (const statement of blockWritesStatements(p.names.dbUser)) await c.query(statement);
+          }
           if (i >= 100) throw new Error('sessions of the tenant are still open on the source');
           await new Promise((r) => setTimeout(r, 50));
         }
