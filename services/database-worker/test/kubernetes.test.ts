@@ -48,6 +48,8 @@ describe('the kubernetes driver in the fleet (fake API)', () => {
       `max_connections=${row!.max_instances * 40 + 20}`,
     );
     expect(JSON.stringify(sts)).not.toContain(f.adminPassword((await f.servers())[0]!));
+    // The row gets its address just after the objects exist (a loaded CI host saw it a moment late).
+    await f.waitForServer((servers) => servers[0]?.status === 'initializing', 30_000);
     expect((await f.servers())[0]).toMatchObject({
       status: 'initializing',
       host: `${row!.name}.${NS}.svc`,

@@ -4,7 +4,7 @@
 import type { DbServer } from '@tenantdb/catalog';
 import { canLogin } from '@tenantdb/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asAdmin, type Fleet, newIds, startFleet } from './harness';
+import { asAdmin, type Fleet, newIds, startFleet, waitFor } from './harness';
 import { fleetRepoSlotDrift } from './moves-drift';
 import { allocate, asTenant, makePool, moveOf, slotsOf, startWriter, waitForPhase } from './moves-kit';
 
@@ -216,12 +216,26 @@ describe('other paths', () => {
        CREATE TABLE app.big (id bigserial PRIMARY KEY, v text);
        INSERT INTO app.big (v) SELECT repeat(md5(g::text), 8) FROM generate_series(1, 200000) g;`,
     );
+    // The earlier tests' moves may still be in their grace period, and count towards the servers'
+    // bound of moves (TENANTDB_MOVES_PER_SERVER, 2): a loaded CI host saw this one refused (409).
+    await waitFor(
+      async () =>
+        (
+          await f.db
+            .selectFrom('tenant_moves')
+            .select('id')
+            .where('phase', 'not in', ['done', 'cancelled', 'failed'])
+            .execute()
+        ).length === 0,
+      60_000,
+      'the earlier moves to finish',
+    );
     const bSlots = await slotsOf(f, b.id);
     const started = await adminPost('/api/database/admin/moves', {
       instance_id: ids.instance_id,
       target_server_id: b.id,
     });
-    expect(started.status).toBe(202);
+    expect(started.status, JSON.stringify(started.body)).toBe(202);
     expect(await slotsOf(f, b.id)).toBe(bSlots + 1);
     const cancel = await adminPost(`/api/database/admin/moves/${started.body.id}/cancel`, {});
     expect(cancel.status).toBe(202);
