@@ -143,9 +143,9 @@ describe('a rotation killed between its steps', () => {
     });
   }
 
-  it('neither password logs in (the role changed meanwhile): reconcile gives the role the pending one', async () => {
-    const { ids, body } = await allocated();
-    const row = await rowOf(ids.instance_id);
+  /** A rotation that stored its new password as pending and died before the server had it. */
+  async function pendingLeftBehind(instanceId: string) {
+    const row = await rowOf(instanceId);
     const pending = generatePassword();
     fleet.seenSecrets.add(pending);
     await fleet.db
@@ -154,6 +154,12 @@ describe('a rotation killed between its steps', () => {
       .where('id', '=', row.id)
       .execute();
     const pool = (await fleet.servers('active')).find((s) => s.id === row.db_server_id)!;
+    return { row, pending, pool };
+  }
+
+  it('neither password logs in (the role changed meanwhile): reconcile gives the role the pending one', async () => {
+    const { ids, body } = await allocated();
+    const { row, pending, pool } = await pendingLeftBehind(ids.instance_id);
     await asAdmin(fleet, pool, `ALTER ROLE ${row.db_user} PASSWORD '${generatePassword()}'`);
     expect(await canLogin(body)).toBe(false);
 
@@ -174,15 +180,7 @@ describe('a rotation killed between its steps', () => {
         fleet.adminToken,
       );
     expect((await suspend('suspend')).status).toBe(200);
-    const row = await rowOf(ids.instance_id);
-    const pending = generatePassword();
-    fleet.seenSecrets.add(pending);
-    await fleet.db
-      .updateTable('tenant_databases')
-      .set({ password_pending_enc: fleet.secrets.encrypt(pending, row.id) })
-      .where('id', '=', row.id)
-      .execute();
-    const pool = (await fleet.servers('active')).find((s) => s.id === row.db_server_id)!;
+    const { row, pending, pool } = await pendingLeftBehind(ids.instance_id);
     const canLoginRole = async () =>
       (
         await asAdmin<{ rolcanlogin: boolean }>(
