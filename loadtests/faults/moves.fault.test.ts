@@ -45,14 +45,7 @@ describe('a tenant move with every worker SIGKILLed in one of its phases', () =>
         async () => {
           moved = await tenant.startMove();
           const { moveId } = moved;
-          const order = KILL_IN.indexOf(phase);
-          for (const deadline = Date.now() + 90_000; ; ) {
-            const now = await tenant.phaseOf(moveId);
-            const at = KILL_IN.indexOf(now as MovePhase);
-            if (at >= order || now === 'dropping_source' || now === 'done') break;
-            if (Date.now() > deadline) throw new Error(`the move never reached ${phase} (still ${now})`);
-            await sleep(5);
-          }
+          await tenant.waitForPhase(moveId, phase, { timeoutMs: 90_000 });
           await s.workers.kill();
           landedIn = await tenant.phaseOf(moveId);
           await s.workers.start();
@@ -95,14 +88,7 @@ describe('a tenant move with its source or target server stopped', () => {
       const report = await s.underLoad(fault, async () => {
         moved = await tenant.startMove();
         const { moveId } = moved;
-        for (const deadline = Date.now() + 90_000; ; ) {
-          const now = await tenant.phaseOf(moveId);
-          if (now === stop.phase) break;
-          if (['cleaning_up', 'grace', 'dropping_source', 'done', 'failed', 'cancelled'].includes(now))
-            throw new Error(`the move went past ${stop.phase} unseen (now ${now})`);
-          if (Date.now() > deadline) throw new Error(`the move never reached ${stop.phase} (still ${now})`);
-          await sleep(5);
-        }
+        await tenant.waitForPhase(moveId, stop.phase, { exact: true, timeoutMs: 90_000 });
         const victim = (await s.servers()).find(
           (r) => r.id === (stop.server === 'source' ? moved!.sourceId : moved!.target.id),
         )!;

@@ -3,6 +3,7 @@
 // that follows the allocation's address through the move, and the check afterwards — served from
 // the target, with every write the client saw acknowledged and all of the data.
 import { randomUUID } from 'node:crypto';
+import { MOVE_PHASES, type MovePhase } from '@tenantdb/catalog';
 import { type TenantCredentials, tenantSsl } from '@tenantdb/testkit';
 import pg from 'pg';
 import { expect } from 'vitest';
@@ -86,6 +87,30 @@ export function movingTenant(s: FaultStack) {
     (await s.db.selectFrom('tenant_moves').select('phase').where('id', '=', id).executeTakeFirstOrThrow())
       .phase;
 
+  /** Where `phase` is in a move's way to done (undo phases come after done in MOVE_PHASES). */
+  const step = (phase: string) => {
+    const at = MOVE_PHASES.indexOf(phase as MovePhase);
+    return at <= MOVE_PHASES.indexOf('done') ? at : -1;
+  };
+
+  /**
+   * Polls the move until it is in `phase` (or, unless `exact`, any later phase on its way to
+   * done); throws when it ended otherwise, went past an exact phase unseen, or never got there.
+   */
+  async function waitForPhase(id: string, phase: MovePhase, opts: { exact?: boolean; timeoutMs: number }) {
+    for (const deadline = Date.now() + opts.timeoutMs; ; ) {
+      const now = await phaseOf(id);
+      if (now === phase) return now;
+      if (step(now) < 0) throw new Error(`the move ended ${now} before ${phase}`);
+      if (step(now) > step(phase)) {
+        if (!opts.exact) return now;
+        throw new Error(`the move went past ${phase} unseen (now ${now})`);
+      }
+      if (Date.now() > deadline) throw new Error(`the move never reached ${phase} (still ${now})`);
+      await sleep(5);
+    }
+  }
+
   /** A new tenant with data and a writer on it. */
   async function seeded() {
     const ids = { instance_id: randomUUID(), customer_id: randomUUID(), plan_tier: 'standard' };
@@ -128,6 +153,7 @@ export function movingTenant(s: FaultStack) {
   return {
     allocate,
     phaseOf,
+    waitForPhase,
     seeded,
     readBack,
     verifyData,

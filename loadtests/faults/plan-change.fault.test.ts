@@ -6,7 +6,7 @@
 import type { MovePhase } from '@tenantdb/catalog';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { movingTenant } from './moving-tenant';
-import { type FaultStack, sleep, startFaultStack, waitUntil } from './stack';
+import { type FaultStack, startFaultStack, waitUntil } from './stack';
 
 let s: FaultStack;
 let tenant: ReturnType<typeof movingTenant>;
@@ -39,15 +39,11 @@ describe('a plan change to a dedicated plan with every worker SIGKILLed', () => 
           });
           expect(started.status, JSON.stringify(started.body)).toBe(202);
           const moveId = started.body.move.id as string;
-          const order = KILL_IN.indexOf(phase);
-          const after = ['copying_schema', 'syncing', 'cutting_over', 'cleaning_up', 'grace', 'done'];
-          for (const deadline = Date.now() + 120_000; ; ) {
-            const now = await tenant.phaseOf(moveId);
-            if (now === phase || (order > 0 && after.indexOf(now) >= after.indexOf(phase))) break;
-            if (now === 'failed' || now === 'cancelled') throw new Error(`the move ended ${now}`);
-            if (Date.now() > deadline) throw new Error(`the move never reached ${phase} (still ${now})`);
-            await sleep(5);
-          }
+          // awaiting_target itself, not past it: otherwise that case would kill a later phase.
+          await tenant.waitForPhase(moveId, phase, {
+            exact: phase === 'awaiting_target',
+            timeoutMs: 120_000,
+          });
           await s.workers.kill();
           landedIn = await tenant.phaseOf(moveId);
           await s.workers.start();
