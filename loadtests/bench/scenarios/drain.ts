@@ -10,8 +10,8 @@ import { connectCatalog, serverRow, waitFor } from '../catalog';
 import type { BenchContext, Scenario } from '../context';
 import { connectPg } from '../pg';
 import { fmtMs, type ResultRow } from '../report';
+import { createLocalPools } from './local-pools';
 
-const HOUR = String(3_600_000);
 const MOVES_PER_SERVER = 2;
 
 export const drain: Scenario = {
@@ -22,45 +22,19 @@ export const drain: Scenario = {
     const admin = <T = unknown>(method: 'GET' | 'POST', path: string, body?: unknown) =>
       stack.api.request<T>(method, path, body, stack.adminToken);
     const catalog = await connectCatalog(stack);
-    const worker = await stack.startWorker({
-      TENANTDB_WARM_DATABASES: '0',
-      TENANTDB_CAPACITY_INTERVAL_MS: HOUR,
-      TENANTDB_HEALTH_INTERVAL_MS: HOUR,
-      TENANTDB_RECONCILE_INTERVAL_MS: HOUR,
-      TENANTDB_CLEANUP_INTERVAL_MS: HOUR,
-      TENANTDB_MOVES_PER_SERVER: String(MOVES_PER_SERVER),
-      TENANTDB_MOVE_GRACE_MS: '0',
-      TENANTDB_DRAIN_STEP_MS: '200',
-    });
+    // The tenants land on the source only, and the drain can only go to the target.
+    const pools = await createLocalPools(
+      ctx,
+      catalog,
+      [
+        { name: 'drain-source', max: n, priority: 1 },
+        { name: 'drain-target', max: n + 5, priority: 2 },
+      ],
+      { TENANTDB_MOVES_PER_SERVER: String(MOVES_PER_SERVER), TENANTDB_DRAIN_STEP_MS: '200' },
+    );
+    const { worker } = pools;
+    const [source] = pools.ids as [string, string];
     try {
-      // Every pool placing tenants now is cordoned: the tenants land on the source, the drain can
-      // only go to the target.
-      const { rows: placing } = await catalog.query<{ id: string }>(
-        "SELECT id FROM db_servers WHERE status IN ('active', 'full')",
-      );
-      for (const { id } of placing) {
-        const res = await admin('POST', `/api/database/admin/pools/${id}/cordon`);
-        if (res.status !== 200) throw new Error(`cordoning ${id}: ${httpError(res)}`);
-      }
-      const create = async (name: string, max: number, priority: number) => {
-        const res = await admin<{ pool: { id: string } }>('POST', '/api/database/admin/pools', {
-          name,
-          driver: 'local',
-          max_instances: max,
-          priority,
-        });
-        if (res.status !== 202) throw new Error(`creating ${name}: ${httpError(res)}`);
-        return res.body.pool.id;
-      };
-      const source = await create('drain-source', n, 1);
-      const target = await create('drain-target', n + 5, 2);
-      await waitFor(
-        async () =>
-          (await serverRow(catalog, source)).status === 'active' &&
-          (await serverRow(catalog, target)).status === 'active',
-        { timeoutMs: 120_000, what: 'the drain pools to become active', worker },
-      );
-
       for (let i = 0; i < n; i++) {
         const ids = {
           instance_id: crypto.randomUUID(),
@@ -153,7 +127,7 @@ export const drain: Scenario = {
         title: `DRAIN: emptying a pool of ${n} small tenants by moves`,
         rows,
         notes: [
-          `Two local pools made through POST /api/database/admin/pools (every other pool cordoned first); ${n} tenants ` +
+          `Two local pools made through POST /api/database/admin/pools (every other pool cordoned meanwhile: local-pools.ts); ${n} tenants ` +
             'allocated onto the source, each given a table of 100 rows; then POST …/pools/{source}/drain and the ' +
             'clock runs until the source row reads drained (polled every 50 ms).',
           `A database-worker process with TENANTDB_MOVES_PER_SERVER=${MOVES_PER_SERVER}, TENANTDB_MOVE_GRACE_MS=0 ` +
@@ -166,8 +140,8 @@ export const drain: Scenario = {
         ],
       };
     } finally {
+      await pools.close();
       await catalog.end();
-      await worker.stop();
     }
   },
 };
