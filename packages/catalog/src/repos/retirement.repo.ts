@@ -31,6 +31,15 @@ export function holdsNoTenant(eb: ExpressionBuilder<CatalogDatabase, 'db_servers
   ]);
 }
 
+/** Dedicated servers that serve and hold no tenant: where both dedicated sweeps start. */
+const emptyServingDedicated = (trx: Executor) =>
+  trx
+    .selectFrom('db_servers')
+    .selectAll()
+    .where('server_type', '=', 'dedicated')
+    .where('status', 'in', SERVING_STATUSES)
+    .where(holdsNoTenant);
+
 export type RetirementRepo = ReturnType<typeof createRetirementRepo>;
 
 export function createRetirementRepo(db: CatalogDb) {
@@ -51,12 +60,7 @@ export function createRetirementRepo(db: CatalogDb) {
      * a tenant (still waiting for its first allocation) is not among them.
      */
     listReleasedDedicated(releasedBefore: Date, trx: Executor = db): Promise<DbServer[]> {
-      return trx
-        .selectFrom('db_servers')
-        .selectAll()
-        .where('server_type', '=', 'dedicated')
-        .where('status', 'in', SERVING_STATUSES)
-        .where(holdsNoTenant)
+      return emptyServingDedicated(trx)
         .where(({ exists, not, selectFrom }) =>
           exists(
             selectFrom('tenant_databases as t')
@@ -88,12 +92,7 @@ export function createRetirementRepo(db: CatalogDb) {
      * holding no tenant (markDecommissioning).
      */
     listUnusedDedicated(trx: Executor = db): Promise<DbServer[]> {
-      return trx
-        .selectFrom('db_servers')
-        .selectAll()
-        .where('server_type', '=', 'dedicated')
-        .where('status', 'in', SERVING_STATUSES)
-        .where(holdsNoTenant)
+      return emptyServingDedicated(trx)
         .where(({ exists, not, selectFrom }) =>
           exists(
             selectFrom('tenant_databases as t')
